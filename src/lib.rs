@@ -1,0 +1,5 @@
+//! bindery: embeds text, images, audio and 3D point clouds into one shared space and serves them
+//! over gRPC.
+
+pub mod modality;
+pub mod model;

@@ -1,0 +1,3 @@
+//! Models: manifests, ONNX sessions and the registry of loaded models.
+
+pub mod manifest;
