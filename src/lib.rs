@@ -3,3 +3,7 @@
 
 pub mod modality;
 pub mod model;
+pub mod server;
+pub mod api;
+pub mod cli;
+pub mod engine;

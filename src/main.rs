@@ -1,1 +1,21 @@
-fn main() {}
+//! The `bindery` binary.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "bindery=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = bindery::cli::Cli::parse();
+    match bindery::cli::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bindery: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,3 +1,5 @@
-//! Models: manifests, ONNX sessions and the registry of loaded models.
+//! Models: manifests, the ONNX Runtime library and ONNX towers.
 
 pub mod manifest;
+pub mod runtime;
+pub mod tower;

@@ -1,0 +1,16 @@
+//! Generates the gRPC code from `proto/` with the vendored `protoc`, plus the file descriptor set
+//! that server reflection serves.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // SAFETY: build scripts are single-threaded; prost-build reads PROTOC from the environment.
+    unsafe { std::env::set_var("PROTOC", protoc) };
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    println!("cargo:rerun-if-changed=proto");
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out_dir.join("bindery_descriptor.bin"))
+        .compile_protos(&["proto/bindery/v1/embedder.proto"], &["proto"])?;
+    Ok(())
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Fetches the ONNX Runtime shared library bindery loads at run time.
+#
+#   scripts/setup.sh          CPU runtime  -> .ort/libonnxruntime.so.1.31.1      (PyPI onnxruntime)
+#   scripts/setup.sh --gpu    CUDA runtime -> .ort-gpu/ (PyPI onnxruntime-gpu; CUDA 13, cuDNN 9)
+#
+# Idempotent: does nothing when the library is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+version=1.31.1
+package=onnxruntime
+dest=.ort
+if [ "${1:-}" = "--gpu" ]; then
+  package=onnxruntime-gpu
+  dest=.ort-gpu
+fi
+lib="$dest/libonnxruntime.so.$version"
+if [ -f "$lib" ]; then
+  echo "setup: $lib already present"
+  exit 0
+fi
+
+python=${PYTHON:-python3}
+command -v "$python" >/dev/null || { echo "setup: python3 is needed to fetch $package from PyPI" >&2; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+echo "setup: fetching $package==$version from PyPI"
+"$python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+  "$package==$version" -d "$tmp"
+wheel=$(ls "$tmp"/*.whl)
+mkdir -p "$dest"
+# The wheel is a zip; extract only the shared libraries from onnxruntime/capi/.
+"$python" - "$wheel" "$dest" <<'PY'
+import sys, zipfile, os, shutil
+wheel, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        base = os.path.basename(name)
+        if name.startswith("onnxruntime/capi/") and base.startswith("libonnxruntime"):
+            with z.open(name) as src, open(os.path.join(dest, base), "wb") as out:
+                shutil.copyfileobj(src, out)
+PY
+[ -f "$lib" ] || { echo "setup: $lib not found in $wheel" >&2; exit 1; }
+echo "setup: installed $lib"

@@ -1,0 +1,18 @@
+//! The gRPC edge: generated protobuf types, the service implementations and the mapping of
+//! internal errors to gRPC statuses.
+
+mod convert;
+mod embedder;
+mod status;
+
+pub use embedder::EmbedderService;
+pub use status::to_status;
+
+/// Generated `bindery.v1` types, client and server.
+pub mod pb {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("bindery.v1");
+
+    /// Encoded file descriptor set served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bindery_descriptor");
+}

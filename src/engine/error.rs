@@ -1,0 +1,167 @@
+//! Engine errors: what went wrong with a request, and what went wrong loading models.
+
+use std::path::PathBuf;
+
+use crate::modality::Modality;
+use crate::modality::audio::AudioError;
+use crate::modality::image::ImageError;
+use crate::modality::text::TextError;
+use crate::model::manifest::ManifestError;
+use crate::model::runtime::RuntimeError;
+use crate::model::tower::TowerError;
+
+/// Why one input could not be preprocessed.
+#[derive(Debug, thiserror::Error)]
+pub enum PreprocessError {
+    /// Text problem.
+    #[error(transparent)]
+    Text(#[from] TextError),
+    /// Image problem.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// Audio problem.
+    #[error(transparent)]
+    Audio(#[from] AudioError),
+    /// Text longer than the server accepts.
+    #[error("text is {len} bytes, more than the limit of {limit} bytes")]
+    TextTooLong {
+        /// Text length in bytes.
+        len: usize,
+        /// Configured limit.
+        limit: usize,
+    },
+    /// A bug in routing inputs; never caused by the input itself.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No model of that name.
+    #[error("model {name:?} not found; loaded models: {available}")]
+    ModelNotFound {
+        /// Requested name.
+        name: String,
+        /// Names of the loaded models.
+        available: String,
+    },
+    /// The request carried no inputs.
+    #[error("request has no inputs")]
+    NoInputs,
+    /// The request carried more inputs than allowed.
+    #[error("request has {count} inputs, more than the limit of {limit} per request")]
+    TooManyInputs {
+        /// Inputs sent.
+        count: usize,
+        /// Configured limit.
+        limit: usize,
+    },
+    /// An input has no payload set.
+    #[error("input {id:?}: no payload set (set one of text, image, audio, point_cloud, depth, thermal, imu)")]
+    MissingPayload {
+        /// Input id.
+        id: String,
+    },
+    /// An input is invalid.
+    #[error("input {id:?} ({modality}): {source}")]
+    InvalidInput {
+        /// Input id.
+        id: String,
+        /// Its modality.
+        modality: Modality,
+        /// What is wrong.
+        source: PreprocessError,
+    },
+    /// The model has no tower for this modality.
+    #[error("input {id:?}: model {model:?} has no {modality} encoder (it serves: {served})")]
+    ModalityNotServed {
+        /// Input id.
+        id: String,
+        /// Its modality.
+        modality: Modality,
+        /// Model name.
+        model: String,
+        /// Modalities the model serves.
+        served: String,
+    },
+    /// bindery has no pipeline for this modality yet.
+    #[error("input {id:?}: {modality} inputs are not implemented in this version of bindery")]
+    ModalityUnimplemented {
+        /// Input id.
+        id: String,
+        /// Its modality.
+        modality: Modality,
+    },
+    /// The tower failed.
+    #[error("{model}/{modality} encoder failed: {source}")]
+    Inference {
+        /// Model name.
+        model: String,
+        /// Modality.
+        modality: Modality,
+        /// What failed.
+        source: TowerError,
+    },
+    /// A bug or an unexpected runtime failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Why the models could not be loaded at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The ONNX Runtime library is unavailable.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The models folder cannot be read.
+    #[error("cannot read models folder {path}: {source}")]
+    ModelsDir {
+        /// Folder.
+        path: PathBuf,
+        /// I/O error.
+        source: std::io::Error,
+    },
+    /// No model folder found.
+    #[error("no model found in {0} (expected subfolders holding a model.toml)")]
+    NoModels(PathBuf),
+    /// A manifest is invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// Two folders declare the same model name.
+    #[error("model name {name:?} is declared by both {first} and {second}")]
+    DuplicateName {
+        /// The name.
+        name: String,
+        /// First folder.
+        first: PathBuf,
+        /// Second folder.
+        second: PathBuf,
+    },
+    /// A tower failed to load.
+    #[error("model {model:?}, {modality} encoder: {source}")]
+    Tower {
+        /// Model name.
+        model: String,
+        /// Modality.
+        modality: Modality,
+        /// What failed.
+        source: TowerError,
+    },
+    /// The tokenizer failed to load.
+    #[error("model {model:?}: {source}")]
+    Text {
+        /// Model name.
+        model: String,
+        /// What failed.
+        source: TextError,
+    },
+    /// The configured default model is not loaded.
+    #[error("default model {name:?} is not among the loaded models ({available})")]
+    DefaultMissing {
+        /// Requested default.
+        name: String,
+        /// Loaded names.
+        available: String,
+    },
+}

@@ -1,0 +1,162 @@
+//! The loaded models, by name, and the default model.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::encoder::{Encoder, Preprocessor};
+use super::error::{EngineError, LoadError};
+use super::limits::Limits;
+use crate::modality::Modality;
+use crate::modality::audio::AudioPreprocessor;
+use crate::modality::image::ImagePreprocessor;
+use crate::modality::text::TextPreprocessor;
+use crate::model::manifest::{EncoderSpec, ModelDir};
+use crate::model::runtime::Runtime;
+use crate::model::tower::{Tower, TowerOptions};
+
+/// A model with every encoder its manifest declares.
+pub struct LoadedModel {
+    /// Model name.
+    pub name: String,
+    /// Family from the manifest.
+    pub family: String,
+    /// Description from the manifest.
+    pub description: String,
+    /// Embedding dimension.
+    pub dim: usize,
+    encoders: BTreeMap<Modality, Encoder>,
+}
+
+impl LoadedModel {
+    /// Loads every tower of `model`.
+    pub fn load(runtime: &Runtime, model: &ModelDir, limits: &Limits, options: &TowerOptions) -> Result<Self, LoadError> {
+        let m = &model.manifest;
+        let dim = m.embedding_dim;
+        let mut encoders = BTreeMap::new();
+        let load = |modality, preprocessor, spec: (&Path, &str, &str, f32, usize), item_shape| {
+            let (onnx, input, output, logit_scale, max_batch_size) = spec;
+            let tower = Tower::load(runtime, &model.file(onnx), input, output, dim, options)
+                .map_err(|source| LoadError::Tower { model: model.name.clone(), modality, source })?;
+            Ok::<_, LoadError>(Encoder { modality, preprocessor, tower, logit_scale, max_batch_size, dim, item_shape })
+        };
+        if let Some(spec) = &m.text {
+            let text = TextPreprocessor::new(&spec.preprocess, &model.dir)
+                .map_err(|source| LoadError::Text { model: model.name.clone(), source })?;
+            let shape = vec![spec.preprocess.context_length];
+            encoders.insert(Modality::Text, load(Modality::Text, Preprocessor::Text(text), tower_spec(spec), shape)?);
+        }
+        if let Some(spec) = &m.image {
+            let p = &spec.preprocess;
+            let image = Preprocessor::Image(ImagePreprocessor::new(p, limits.image));
+            let shape = vec![3, p.crop as usize, p.crop as usize];
+            encoders.insert(Modality::Image, load(Modality::Image, image, tower_spec(spec), shape)?);
+        }
+        if let Some(spec) = &m.audio {
+            let p = &spec.preprocess;
+            let audio = Preprocessor::Audio(AudioPreprocessor::new(p, limits.audio));
+            let shape = vec![p.clips_per_input, 1, p.num_mel_bins, p.target_length];
+            encoders.insert(Modality::Audio, load(Modality::Audio, audio, tower_spec(spec), shape)?);
+        }
+        Ok(Self {
+            name: model.name.clone(),
+            family: m.family.clone(),
+            description: m.description.clone(),
+            dim,
+            encoders,
+        })
+    }
+
+    /// The encoder for `modality`, if this model has one.
+    pub fn encoder(&self, modality: Modality) -> Option<&Encoder> {
+        self.encoders.get(&modality)
+    }
+
+    /// Modalities served, in a stable order.
+    pub fn modalities(&self) -> Vec<Modality> {
+        self.encoders.keys().copied().collect()
+    }
+
+    /// Every encoder.
+    pub fn encoders(&self) -> impl Iterator<Item = &Encoder> {
+        self.encoders.values()
+    }
+}
+
+/// The tower-related fields of a manifest section.
+fn tower_spec<P>(spec: &EncoderSpec<P>) -> (&Path, &str, &str, f32, usize) {
+    (&spec.onnx, &spec.input, &spec.output, spec.logit_scale, spec.batching.max_batch_size)
+}
+
+/// Every loaded model and the default one.
+pub struct Registry {
+    models: BTreeMap<String, Arc<LoadedModel>>,
+    default_model: String,
+}
+
+impl Registry {
+    /// Loads every subfolder of `dir` that holds a `model.toml`. `default_model` names the model
+    /// used when a request names none; when `None`, a lone model is the default, and with several
+    /// the first by name.
+    pub fn load_dir(
+        runtime: &Runtime,
+        dir: &Path,
+        default_model: Option<&str>,
+        limits: &Limits,
+        options: &TowerOptions,
+    ) -> Result<Self, LoadError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| LoadError::ModelsDir { path: dir.to_path_buf(), source })?;
+        let mut folders = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| LoadError::ModelsDir { path: dir.to_path_buf(), source })?;
+            let path = entry.path();
+            if path.join("model.toml").is_file() {
+                folders.push(path);
+            }
+        }
+        folders.sort();
+        let mut manifests: BTreeMap<String, ModelDir> = BTreeMap::new();
+        for folder in folders {
+            let model = ModelDir::load(&folder)?;
+            if let Some(first) = manifests.get(&model.name) {
+                return Err(LoadError::DuplicateName { name: model.name.clone(), first: first.dir.clone(), second: folder });
+            }
+            manifests.insert(model.name.clone(), model);
+        }
+        if manifests.is_empty() {
+            return Err(LoadError::NoModels(dir.to_path_buf()));
+        }
+        let available = manifests.keys().cloned().collect::<Vec<_>>().join(", ");
+        let default_model = match default_model {
+            Some(name) if manifests.contains_key(name) => name.to_string(),
+            Some(name) => return Err(LoadError::DefaultMissing { name: name.to_string(), available }),
+            None => manifests.keys().next().cloned().unwrap_or_default(),
+        };
+        let mut models = BTreeMap::new();
+        for (name, model) in &manifests {
+            let loaded = LoadedModel::load(runtime, model, limits, options)?;
+            tracing::info!(model = %name, modalities = ?loaded.modalities(), dir = %model.dir.display(), "model loaded");
+            models.insert(name.clone(), Arc::new(loaded));
+        }
+        Ok(Self { models, default_model })
+    }
+
+    /// The model called `name`, or the default model when `name` is empty.
+    pub fn resolve(&self, name: &str) -> Result<Arc<LoadedModel>, EngineError> {
+        let key = if name.is_empty() { self.default_model.as_str() } else { name };
+        self.models.get(key).cloned().ok_or_else(|| EngineError::ModelNotFound {
+            name: name.to_string(),
+            available: self.models.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// Name of the default model.
+    pub fn default_model(&self) -> &str {
+        &self.default_model
+    }
+
+    /// Every model, by name.
+    pub fn models(&self) -> impl Iterator<Item = &Arc<LoadedModel>> {
+        self.models.values()
+    }
+}

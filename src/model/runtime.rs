@@ -1,0 +1,89 @@
+//! Locating and loading the ONNX Runtime shared library.
+//!
+//! bindery links ONNX Runtime dynamically (`ort`'s `load-dynamic`), so a missing or wrong library
+//! must surface as a start-up error that says where we looked, never as a panic.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// File name of the runtime library the project setup fetches.
+pub const ORT_LIBRARY_FILE: &str = "libonnxruntime.so.1.31.1";
+
+/// Folder (relative to the repository root) the setup step extracts the library into.
+pub const ORT_LIBRARY_DIR: &str = ".ort";
+
+/// Why the runtime could not be initialised.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RuntimeError {
+    /// No candidate path holds the library.
+    #[error(
+        "ONNX Runtime library not found; looked in: {searched}. Run `make setup` (or \
+         scripts/setup.sh) to fetch it, or set ORT_DYLIB_PATH / --ort-lib to its path"
+    )]
+    NotFound {
+        /// Every path tried, comma-separated.
+        searched: String,
+    },
+    /// The library exists but could not be loaded or initialised.
+    #[error("cannot load ONNX Runtime from {path}: {message}")]
+    Load {
+        /// Library path.
+        path: PathBuf,
+        /// Loader error.
+        message: String,
+    },
+}
+
+/// A loaded ONNX Runtime: where it came from and the process-wide environment sessions use.
+#[derive(Clone)]
+pub struct Runtime {
+    /// Path of the shared library.
+    pub path: PathBuf,
+    /// The ONNX Runtime environment (one per process).
+    pub environment: ort::environment::Environment,
+}
+
+// The environment is kept here for the life of the process: `ort` only holds a weak reference.
+static RUNTIME: OnceLock<Result<Runtime, RuntimeError>> = OnceLock::new();
+
+/// Library paths to try. An explicit path (argument, else `ORT_DYLIB_PATH`) is the only candidate
+/// when given, so a wrong setting is reported rather than silently replaced; otherwise `.ort/` in
+/// the working directory, next to the executable, and in the source tree this binary was built from.
+pub fn candidate_paths(explicit: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(p) = explicit {
+        return vec![p.to_path_buf()];
+    }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        return vec![PathBuf::from(p)];
+    }
+    let mut out = vec![Path::new(ORT_LIBRARY_DIR).join(ORT_LIBRARY_FILE)];
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        out.push(dir.join(ORT_LIBRARY_FILE));
+    }
+    out.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(ORT_LIBRARY_DIR).join(ORT_LIBRARY_FILE));
+    out
+}
+
+/// Loads ONNX Runtime once per process.
+///
+/// Later calls return the first call's outcome: the runtime cannot be swapped in a running process.
+pub fn init(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
+    RUNTIME.get_or_init(|| load(explicit)).clone()
+}
+
+fn load(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
+    let candidates = candidate_paths(explicit);
+    let Some(path) = candidates.iter().find(|p| p.is_file()) else {
+        let searched = candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+        return Err(RuntimeError::NotFound { searched });
+    };
+    let builder = ort::init_from(path)
+        .map_err(|e| RuntimeError::Load { path: path.clone(), message: e.to_string() })?;
+    let environment = builder
+        .with_name("bindery")
+        .build()
+        .map_err(|e| RuntimeError::Load { path: path.clone(), message: e.to_string() })?;
+    Ok(Runtime { path: path.clone(), environment })
+}

@@ -1,0 +1,191 @@
+//! ONNX towers: one session pool per (model, modality).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::TensorRef;
+
+use super::runtime::Runtime;
+
+/// Why a tower could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum TowerError {
+    /// The ONNX file could not be turned into a session.
+    #[error("cannot load ONNX model {path}: {message}")]
+    Load {
+        /// ONNX file.
+        path: PathBuf,
+        /// What ONNX Runtime said.
+        message: String,
+    },
+    /// The file loaded but its inputs/outputs do not match the manifest.
+    #[error("{path}: {message}")]
+    Signature {
+        /// ONNX file.
+        path: PathBuf,
+        /// What does not match.
+        message: String,
+    },
+    /// Running the session failed.
+    #[error("inference failed: {0}")]
+    Run(String),
+    /// The output tensor has an unexpected shape.
+    #[error("tower output has shape {shape:?}, expected [{batch}, {dim}]")]
+    OutputShape {
+        /// Shape returned.
+        shape: Vec<i64>,
+        /// Batch size sent.
+        batch: usize,
+        /// Embedding dimension expected.
+        dim: usize,
+    },
+}
+
+/// Execution settings shared by every tower of a server.
+#[derive(Debug, Clone)]
+pub struct TowerOptions {
+    /// ONNX Runtime intra-op threads per session.
+    pub intra_threads: usize,
+    /// Sessions per tower; more lets batches of one tower run concurrently.
+    pub sessions: usize,
+    /// Run on this CUDA device instead of the CPU.
+    pub cuda_device: Option<i32>,
+}
+
+impl Default for TowerOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        Self { intra_threads: cores, sessions: 1, cuda_device: None }
+    }
+}
+
+/// Input batch for a tower, in the element type the tower takes.
+#[derive(Debug)]
+pub enum TowerInput<'a> {
+    /// Float tensor (pixels, filterbanks, points).
+    F32(&'a [f32]),
+    /// Integer tensor (token ids).
+    I64(&'a [i64]),
+}
+
+/// A loaded ONNX tower.
+pub struct Tower {
+    path: PathBuf,
+    input: String,
+    output: String,
+    dim: usize,
+    sessions: Vec<Mutex<Session>>,
+    next: AtomicUsize,
+}
+
+impl Tower {
+    /// Loads `path`, checking that it has the named input and output.
+    pub fn load(
+        runtime: &Runtime,
+        path: &Path,
+        input: &str,
+        output: &str,
+        dim: usize,
+        options: &TowerOptions,
+    ) -> Result<Self, TowerError> {
+        let load_err = |e: &dyn std::fmt::Display| TowerError::Load { path: path.to_path_buf(), message: e.to_string() };
+        let mut sessions = Vec::with_capacity(options.sessions.max(1));
+        for _ in 0..options.sessions.max(1) {
+            let builder = Session::builder(&runtime.environment)
+                .map_err(|e| load_err(&e))?
+                .with_optimization_level(GraphOptimizationLevel::Level3)
+                .map_err(|e| load_err(&e))?
+                .with_intra_threads(options.intra_threads.max(1))
+                .map_err(|e| load_err(&e))?;
+            let mut builder = with_device(builder, options).map_err(|e| load_err(&e))?;
+            let session = builder.commit_from_file(path).map_err(|e| load_err(&e))?;
+            sessions.push(Mutex::new(session));
+        }
+        let tower = Self {
+            path: path.to_path_buf(),
+            input: input.to_string(),
+            output: output.to_string(),
+            dim,
+            sessions,
+            next: AtomicUsize::new(0),
+        };
+        tower.check_signature()?;
+        Ok(tower)
+    }
+
+    fn check_signature(&self) -> Result<(), TowerError> {
+        let session = self.lock(0)?;
+        let inputs: Vec<String> = session.inputs().iter().map(|i| i.name().to_string()).collect();
+        let outputs: Vec<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
+        let mismatch = |message: String| TowerError::Signature { path: self.path.clone(), message };
+        if !inputs.iter().any(|n| n == &self.input) {
+            return Err(mismatch(format!("has no input named {:?} (inputs: {inputs:?})", self.input)));
+        }
+        if !outputs.iter().any(|n| n == &self.output) {
+            return Err(mismatch(format!("has no output named {:?} (outputs: {outputs:?})", self.output)));
+        }
+        Ok(())
+    }
+
+    fn lock(&self, index: usize) -> Result<std::sync::MutexGuard<'_, Session>, TowerError> {
+        self.sessions[index % self.sessions.len()]
+            .lock()
+            .map_err(|_| TowerError::Run("session lock poisoned by an earlier failure".into()))
+    }
+
+    /// Runs one batch: `shape` is the full input shape (batch first). Returns `batch * dim` floats.
+    pub fn run(&self, shape: &[usize], data: TowerInput<'_>) -> Result<Vec<f32>, TowerError> {
+        let batch = shape.first().copied().unwrap_or(0);
+        let index = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut session = self.lock(index)?;
+        let run_err = |e: ort::Error| TowerError::Run(e.to_string());
+        let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        let outputs = match data {
+            TowerInput::F32(d) => {
+                let tensor = TensorRef::from_array_view((shape, d)).map_err(run_err)?;
+                session.run(ort::inputs![self.input.as_str() => tensor]).map_err(run_err)?
+            }
+            TowerInput::I64(d) => {
+                let tensor = TensorRef::from_array_view((shape, d)).map_err(run_err)?;
+                session.run(ort::inputs![self.input.as_str() => tensor]).map_err(run_err)?
+            }
+        };
+        let value = outputs
+            .get(self.output.as_str())
+            .ok_or_else(|| TowerError::Run(format!("output {:?} missing", self.output)))?;
+        let (out_shape, values) = value.try_extract_tensor::<f32>().map_err(run_err)?;
+        let dims: Vec<i64> = out_shape.iter().copied().collect();
+        if dims.len() != 2 || dims[0] as usize != batch || dims[1] as usize != self.dim {
+            return Err(TowerError::OutputShape { shape: dims, batch, dim: self.dim });
+        }
+        Ok(values.to_vec())
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn with_device(
+    builder: ort::session::builder::SessionBuilder,
+    options: &TowerOptions,
+) -> Result<ort::session::builder::SessionBuilder, ort::Error> {
+    match options.cuda_device {
+        Some(device) => Ok(builder.with_execution_providers([ort::ep::CUDA::default()
+            .with_device_id(device)
+            .build()
+            .error_on_failure()])?),
+        None => Ok(builder),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn with_device(
+    builder: ort::session::builder::SessionBuilder,
+    options: &TowerOptions,
+) -> Result<ort::session::builder::SessionBuilder, String> {
+    match options.cuda_device {
+        Some(_) => Err("this build has no CUDA support; rebuild with `--features cuda`".into()),
+        None => Ok(builder),
+    }
+}

@@ -1,0 +1,101 @@
+//! Start-up validation: bad manifests and a missing runtime library stop `bindery serve` with a
+//! clear message and a non-zero exit, never a panic.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::repo;
+
+fn serve(models: &Path, extra: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bindery"))
+        .arg("serve")
+        .arg("--models")
+        .arg(models)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env_remove("ORT_DYLIB_PATH")
+        .output()
+        .expect("run bindery");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "must not panic: {stderr}");
+    (out.status.success(), stderr)
+}
+
+/// A copy of the fixture model whose manifest is replaced by `manifest`.
+fn model_with_manifest(root: &Path, manifest: &str) {
+    let dir = root.join("broken");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(repo().join("models/imagebind-fixture")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    std::fs::write(dir.join("model.toml"), manifest).unwrap();
+}
+
+fn fixture_manifest() -> String {
+    std::fs::read_to_string(repo().join("models/imagebind-fixture/model.toml")).unwrap()
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("bindery-startup-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn missing_runtime_library_is_a_clear_error() {
+    let (ok, stderr) = serve(&repo().join("models"), &["--ort-lib", "/nonexistent/libonnxruntime.so"]);
+    assert!(!ok);
+    assert!(stderr.contains("ONNX Runtime library not found") && stderr.contains("/nonexistent"), "{stderr}");
+}
+
+#[test]
+fn unknown_manifest_key_is_refused() {
+    let root = temp_dir("unknown-key");
+    model_with_manifest(&root, &fixture_manifest().replace("embedding_dim", "embeding_dim"));
+    let (ok, stderr) = serve(&root, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("model.toml") && stderr.contains("embeding_dim"), "{stderr}");
+}
+
+#[test]
+fn missing_onnx_file_is_refused() {
+    let root = temp_dir("missing-onnx");
+    model_with_manifest(&root, &fixture_manifest().replace("\"vision.onnx\"", "\"nowhere.onnx\""));
+    let (ok, stderr) = serve(&root, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("nowhere.onnx") && stderr.contains("does not exist"), "{stderr}");
+}
+
+#[test]
+fn wrong_tensor_name_is_refused() {
+    let root = temp_dir("tensor-name");
+    model_with_manifest(&root, &fixture_manifest().replacen("input = \"pixels\"", "input = \"pixelz\"", 1));
+    let (ok, stderr) = serve(&root, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("pixelz"), "{stderr}");
+}
+
+#[test]
+fn bad_values_are_refused() {
+    let root = temp_dir("bad-values");
+    model_with_manifest(&root, &fixture_manifest().replace("crop = 224", "crop = 0"));
+    let (ok, stderr) = serve(&root, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("crop"), "{stderr}");
+}
+
+#[test]
+fn empty_models_folder_and_unknown_default_are_refused() {
+    let root = temp_dir("empty");
+    let (ok, stderr) = serve(&root, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("no model found"), "{stderr}");
+
+    let (ok, stderr) = serve(&repo().join("models"), &["--default-model", "nope"]);
+    assert!(!ok);
+    assert!(stderr.contains("default model \"nope\""), "{stderr}");
+}
