@@ -1,9 +1,9 @@
 //! bindery: embeds text, images, audio and 3D point clouds into one shared space and serves them
 //! over gRPC.
 
-pub mod modality;
-pub mod model;
-pub mod server;
 pub mod api;
 pub mod cli;
 pub mod engine;
+pub mod modality;
+pub mod model;
+pub mod server;

@@ -27,7 +27,10 @@ impl EmbedderService {
     }
 }
 
-async fn embed(engine: &Engine, request: pb::EmbedRequest) -> Result<pb::EmbedResponse, EngineError> {
+async fn embed(
+    engine: &Engine,
+    request: pb::EmbedRequest,
+) -> Result<pb::EmbedResponse, EngineError> {
     let items = convert::items(request.inputs)?;
     let normalize = request.normalize.unwrap_or(true);
     let (model, embeddings) = engine.embed(&request.model, items, normalize).await?;
@@ -39,6 +42,7 @@ async fn embed(engine: &Engine, request: pb::EmbedRequest) -> Result<pb::EmbedRe
                 modality: convert::modality(e.modality) as i32,
                 model: model.name.clone(),
                 vector: e.vector,
+                dropped_points: e.dropped_points,
             })
             .collect(),
         model: model.name.clone(),
@@ -50,11 +54,16 @@ type EmbedStreamOut = Pin<Box<dyn Stream<Item = Result<pb::EmbedResponse, Status
 
 #[tonic::async_trait]
 impl Embedder for EmbedderService {
-    async fn embed(&self, request: Request<pb::EmbedRequest>) -> Result<Response<pb::EmbedResponse>, Status> {
-        let reply = embed(&self.engine, request.into_inner()).await.map_err(|e| {
-            tracing::debug!(error = %e, "embed request rejected");
-            status::to_status(&e)
-        })?;
+    async fn embed(
+        &self,
+        request: Request<pb::EmbedRequest>,
+    ) -> Result<Response<pb::EmbedResponse>, Status> {
+        let reply = embed(&self.engine, request.into_inner())
+            .await
+            .map_err(|e| {
+                tracing::debug!(error = %e, "embed request rejected");
+                status::to_status(&e)
+            })?;
         Ok(Response::new(reply))
     }
 
@@ -78,7 +87,10 @@ impl Embedder for EmbedderService {
                             pb::EmbedResponse {
                                 embeddings: Vec::new(),
                                 model: String::new(),
-                                error: Some(pb::Error { code: s.code() as i32, message: s.message().to_string() }),
+                                error: Some(pb::Error {
+                                    code: s.code() as i32,
+                                    message: s.message().to_string(),
+                                }),
                             }
                         }
                     })
@@ -100,13 +112,19 @@ impl Embedder for EmbedderService {
                 dimension: m.dim as u32,
                 modalities: m
                     .encoders()
-                    .map(|e| pb::ModalityInfo { modality: convert::modality(e.modality) as i32, logit_scale: e.logit_scale })
+                    .map(|e| pb::ModalityInfo {
+                        modality: convert::modality(e.modality) as i32,
+                        logit_scale: e.logit_scale,
+                    })
                     .collect(),
                 family: m.family.clone(),
                 description: m.description.clone(),
                 is_default: m.name == registry.default_model(),
             })
             .collect();
-        Ok(Response::new(pb::ListModelsResponse { models, default_model: registry.default_model().to_string() }))
+        Ok(Response::new(pb::ListModelsResponse {
+            models,
+            default_model: registry.default_model().to_string(),
+        }))
     }
 }

@@ -14,5 +14,6 @@ pub mod pb {
     tonic::include_proto!("bindery.v1");
 
     /// Encoded file descriptor set served by gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bindery_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("bindery_descriptor");
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use crate::modality::Modality;
 use crate::modality::audio::AudioError;
 use crate::modality::image::ImageError;
+use crate::modality::point_cloud::PointCloudError;
 use crate::modality::text::TextError;
 use crate::model::manifest::ManifestError;
 use crate::model::runtime::RuntimeError;
@@ -22,6 +23,9 @@ pub enum PreprocessError {
     /// Audio problem.
     #[error(transparent)]
     Audio(#[from] AudioError),
+    /// Point-cloud problem.
+    #[error(transparent)]
+    PointCloud(#[from] PointCloudError),
     /// Text longer than the server accepts.
     #[error("text is {len} bytes, more than the limit of {limit} bytes")]
     TextTooLong {
@@ -58,7 +62,9 @@ pub enum EngineError {
         limit: usize,
     },
     /// An input has no payload set.
-    #[error("input {id:?}: no payload set (set one of text, image, audio, point_cloud, depth, thermal, imu)")]
+    #[error(
+        "input {id:?}: no payload set (set one of text, image, audio, point_cloud, depth, thermal, imu)"
+    )]
     MissingPayload {
         /// Input id.
         id: String,

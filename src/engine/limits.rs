@@ -2,6 +2,7 @@
 
 use crate::modality::audio::AudioLimits;
 use crate::modality::image::ImageLimits;
+use crate::modality::point_cloud::PointCloudLimits;
 
 /// Per-request and per-input limits.
 #[derive(Debug, Clone)]
@@ -14,6 +15,8 @@ pub struct Limits {
     pub image: ImageLimits,
     /// Audio limits.
     pub audio: AudioLimits,
+    /// Point-cloud limits.
+    pub point_cloud: PointCloudLimits,
 }
 
 impl Default for Limits {
@@ -23,6 +26,7 @@ impl Default for Limits {
             max_text_bytes: 64 * 1024,
             image: ImageLimits::default(),
             audio: AudioLimits::default(),
+            point_cloud: PointCloudLimits::default(),
         }
     }
 }

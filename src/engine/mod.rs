@@ -8,7 +8,7 @@ mod registry;
 
 use std::sync::Arc;
 
-pub use encoder::{Encoder, Preprocessor};
+pub use encoder::{EncodedItem, Encoder, PointCloudPayload, Preprocessor};
 pub use error::{EngineError, LoadError, PreprocessError};
 pub use limits::Limits;
 pub use registry::{LoadedModel, Registry};
@@ -29,8 +29,8 @@ pub enum Payload {
         /// Format hint (may be empty).
         format_hint: String,
     },
-    /// A point cloud (no pipeline yet).
-    PointCloud,
+    /// A point cloud, as a file or arrays.
+    PointCloud(PointCloudPayload),
     /// A depth map (no pipeline yet).
     Depth,
     /// A thermal image (no pipeline yet).
@@ -46,7 +46,7 @@ impl Payload {
             Payload::Text(_) => Modality::Text,
             Payload::Image(_) => Modality::Image,
             Payload::Audio { .. } => Modality::Audio,
-            Payload::PointCloud => Modality::PointCloud,
+            Payload::PointCloud(_) => Modality::PointCloud,
             Payload::Depth => Modality::Depth,
             Payload::Thermal => Modality::Thermal,
             Payload::Imu => Modality::Imu,
@@ -72,6 +72,8 @@ pub struct ItemEmbedding {
     pub modality: Modality,
     /// The vector.
     pub vector: Vec<f32>,
+    /// Points dropped as non-finite (point clouds only).
+    pub dropped_points: u64,
 }
 
 /// Embeds batches of inputs with the loaded models.
@@ -104,7 +106,10 @@ impl Engine {
             return Err(EngineError::NoInputs);
         }
         if items.len() > self.limits.max_items_per_request {
-            return Err(EngineError::TooManyInputs { count: items.len(), limit: self.limits.max_items_per_request });
+            return Err(EngineError::TooManyInputs {
+                count: items.len(),
+                limit: self.limits.max_items_per_request,
+            });
         }
         // Group by modality, remembering each item's position so the reply keeps request order.
         let mut groups: Vec<(Modality, Vec<(usize, Item)>)> = Vec::new();
@@ -121,17 +126,35 @@ impl Engine {
         for (modality, group) in groups {
             let model = Arc::clone(&model);
             handles.push(tokio::task::spawn_blocking(move || {
-                let encoder = model.encoder(modality).ok_or_else(|| EngineError::Internal(format!("no {modality} encoder")))?;
+                let encoder = model
+                    .encoder(modality)
+                    .ok_or_else(|| EngineError::Internal(format!("no {modality} encoder")))?;
                 let (positions, items): (Vec<usize>, Vec<Item>) = group.into_iter().unzip();
                 let vectors = encoder.embed_blocking(&model.name, &items, normalize)?;
-                Ok::<_, EngineError>(positions.into_iter().zip(items).zip(vectors).map(move |((p, item), vector)| {
-                    (p, ItemEmbedding { id: item.id, modality, vector })
-                }))
+                Ok::<_, EngineError>(positions.into_iter().zip(items).zip(vectors).map(
+                    move |((p, item), encoded)| {
+                        let EncodedItem {
+                            vector,
+                            dropped_points,
+                        } = encoded;
+                        (
+                            p,
+                            ItemEmbedding {
+                                id: item.id,
+                                modality,
+                                vector,
+                                dropped_points,
+                            },
+                        )
+                    },
+                ))
             }));
         }
         let mut slots: Vec<Option<ItemEmbedding>> = (0..total).map(|_| None).collect();
         for handle in handles {
-            let done = handle.await.map_err(|e| EngineError::Internal(format!("encoder task failed: {e}")))??;
+            let done = handle
+                .await
+                .map_err(|e| EngineError::Internal(format!("encoder task failed: {e}")))??;
             for (position, embedding) in done {
                 slots[position] = Some(embedding);
             }
@@ -143,17 +166,30 @@ impl Engine {
         Ok((model, embeddings))
     }
 
-    fn check_item(&self, model: &LoadedModel, item: &Item, modality: Modality) -> Result<(), EngineError> {
+    fn check_item(
+        &self,
+        model: &LoadedModel,
+        item: &Item,
+        modality: Modality,
+    ) -> Result<(), EngineError> {
         if model.encoder(modality).is_none() {
             return Err(if encoder::has_pipeline(modality) {
                 EngineError::ModalityNotServed {
                     id: item.id.clone(),
                     modality,
                     model: model.name.clone(),
-                    served: model.modalities().iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "),
+                    served: model
+                        .modalities()
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 }
             } else {
-                EngineError::ModalityUnimplemented { id: item.id.clone(), modality }
+                EngineError::ModalityUnimplemented {
+                    id: item.id.clone(),
+                    modality,
+                }
             });
         }
         if let Payload::Text(text) = &item.payload
@@ -162,7 +198,10 @@ impl Engine {
             return Err(EngineError::InvalidInput {
                 id: item.id.clone(),
                 modality,
-                source: PreprocessError::TextTooLong { len: text.len(), limit: self.limits.max_text_bytes },
+                source: PreprocessError::TextTooLong {
+                    len: text.len(),
+                    limit: self.limits.max_text_bytes,
+                },
             });
         }
         Ok(())

@@ -5,6 +5,7 @@
 
 pub mod audio;
 pub mod image;
+pub mod point_cloud;
 pub mod text;
 
 /// The kinds of input bindery knows about.

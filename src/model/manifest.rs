@@ -59,6 +59,8 @@ pub struct Manifest {
     pub image: Option<EncoderSpec<ImagePreprocess>>,
     /// Audio tower.
     pub audio: Option<EncoderSpec<AudioPreprocess>>,
+    /// Point-cloud tower (PointBERT-style, ULIP binding).
+    pub point_cloud: Option<EncoderSpec<PointCloudPreprocess>>,
 }
 
 /// One ONNX tower and how its input is prepared.
@@ -172,6 +174,44 @@ pub struct AudioPreprocess {
     pub std: f32,
 }
 
+/// Point-cloud preprocessing: sampling, normalisation and PointBERT grouping.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointCloudPreprocess {
+    /// Points kept per cloud (farthest point sampling down, deterministic repetition up).
+    pub npoints: usize,
+    /// Number of groups (centres chosen by farthest point sampling).
+    pub num_group: usize,
+    /// Points per group (nearest neighbours of each centre).
+    pub group_size: usize,
+    /// Whether the tower takes colour: 6 channels (xyz + rgb) instead of 3.
+    pub use_color: bool,
+    /// Colour used for every point when the input has none (ULIP-2 uses 0.4).
+    #[serde(default = "default_point_color")]
+    pub default_color: f32,
+    /// Fewest points (after dropping non-finite ones) a cloud must have.
+    #[serde(default = "default_min_points")]
+    pub min_points: usize,
+    /// Name of the tower's second input, the group centres `[B, G, 3]`; the manifest's `input`
+    /// names the neighbourhoods `[B, G, K, C]`.
+    pub center_input: String,
+    /// Points sampled from a mesh surface (OBJ, PLY with faces) before preprocessing.
+    #[serde(default = "default_mesh_samples")]
+    pub mesh_samples: usize,
+}
+
+fn default_point_color() -> f32 {
+    0.4
+}
+
+fn default_min_points() -> usize {
+    1
+}
+
+fn default_mesh_samples() -> usize {
+    10_000
+}
+
 /// A manifest with the folder it came from.
 #[derive(Debug, Clone)]
 pub struct ModelDir {
@@ -233,6 +273,9 @@ impl ModelDir {
         }
         if m.audio.is_some() {
             out.push(Modality::Audio);
+        }
+        if m.point_cloud.is_some() {
+            out.push(Modality::PointCloud);
         }
         out
     }
@@ -327,6 +370,33 @@ impl ModelDir {
                     "audio.preprocess: sample_rate, clips_per_input, num_mel_bins, target_length, \
                      clip_duration, frame_length_ms, frame_shift_ms and std must all be positive"
                         .into(),
+                ));
+            }
+        }
+        if let Some(p) = &m.point_cloud {
+            towers.push((
+                "point_cloud",
+                &p.onnx,
+                &p.input,
+                &p.output,
+                p.logit_scale,
+                p.batching.max_batch_size,
+            ));
+            let pp = &p.preprocess;
+            if pp.npoints == 0 || pp.num_group == 0 || pp.group_size == 0 || pp.mesh_samples == 0 {
+                return Err(invalid(
+                    "point_cloud.preprocess: npoints, num_group, group_size and mesh_samples must be positive".into(),
+                ));
+            }
+            if pp.num_group > pp.npoints || pp.group_size > pp.npoints {
+                return Err(invalid(format!(
+                    "point_cloud.preprocess: num_group ({}) and group_size ({}) cannot exceed npoints ({})",
+                    pp.num_group, pp.group_size, pp.npoints
+                )));
+            }
+            if pp.center_input.is_empty() || pp.center_input == p.input {
+                return Err(invalid(
+                    "point_cloud.preprocess.center_input must name the tower's second input".into(),
                 ));
             }
         }

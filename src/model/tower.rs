@@ -57,8 +57,14 @@ pub struct TowerOptions {
 
 impl Default for TowerOptions {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Self { intra_threads: cores, sessions: 1, cuda_device: None }
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Self {
+            intra_threads: cores,
+            sessions: 1,
+            cuda_device: None,
+        }
     }
 }
 
@@ -71,10 +77,21 @@ pub enum TowerInput<'a> {
     I64(&'a [i64]),
 }
 
+/// One named input tensor of a batch.
+#[derive(Debug)]
+pub struct NamedInput<'a> {
+    /// Tensor name in the ONNX graph.
+    pub name: &'a str,
+    /// Full shape, batch first.
+    pub shape: Vec<usize>,
+    /// Values.
+    pub data: TowerInput<'a>,
+}
+
 /// A loaded ONNX tower.
 pub struct Tower {
     path: PathBuf,
-    input: String,
+    inputs: Vec<String>,
     output: String,
     dim: usize,
     sessions: Vec<Mutex<Session>>,
@@ -86,12 +103,15 @@ impl Tower {
     pub fn load(
         runtime: &Runtime,
         path: &Path,
-        input: &str,
+        inputs: &[&str],
         output: &str,
         dim: usize,
         options: &TowerOptions,
     ) -> Result<Self, TowerError> {
-        let load_err = |e: &dyn std::fmt::Display| TowerError::Load { path: path.to_path_buf(), message: e.to_string() };
+        let load_err = |e: &dyn std::fmt::Display| TowerError::Load {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
         let mut sessions = Vec::with_capacity(options.sessions.max(1));
         for _ in 0..options.sessions.max(1) {
             let builder = Session::builder(&runtime.environment)
@@ -106,7 +126,7 @@ impl Tower {
         }
         let tower = Self {
             path: path.to_path_buf(),
-            input: input.to_string(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
             output: output.to_string(),
             dim,
             sessions,
@@ -118,14 +138,38 @@ impl Tower {
 
     fn check_signature(&self) -> Result<(), TowerError> {
         let session = self.lock(0)?;
-        let inputs: Vec<String> = session.inputs().iter().map(|i| i.name().to_string()).collect();
-        let outputs: Vec<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
-        let mismatch = |message: String| TowerError::Signature { path: self.path.clone(), message };
-        if !inputs.iter().any(|n| n == &self.input) {
-            return Err(mismatch(format!("has no input named {:?} (inputs: {inputs:?})", self.input)));
+        let inputs: Vec<String> = session
+            .inputs()
+            .iter()
+            .map(|i| i.name().to_string())
+            .collect();
+        let outputs: Vec<String> = session
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
+        let mismatch = |message: String| TowerError::Signature {
+            path: self.path.clone(),
+            message,
+        };
+        for wanted in &self.inputs {
+            if !inputs.iter().any(|n| n == wanted) {
+                return Err(mismatch(format!(
+                    "has no input named {wanted:?} (inputs: {inputs:?})"
+                )));
+            }
+        }
+        if inputs.len() != self.inputs.len() {
+            return Err(mismatch(format!(
+                "takes inputs {inputs:?}, the manifest names {:?}",
+                self.inputs
+            )));
         }
         if !outputs.iter().any(|n| n == &self.output) {
-            return Err(mismatch(format!("has no output named {:?} (outputs: {outputs:?})", self.output)));
+            return Err(mismatch(format!(
+                "has no output named {:?} (outputs: {outputs:?})",
+                self.output
+            )));
         }
         Ok(())
     }
@@ -136,30 +180,37 @@ impl Tower {
             .map_err(|_| TowerError::Run("session lock poisoned by an earlier failure".into()))
     }
 
-    /// Runs one batch: `shape` is the full input shape (batch first). Returns `batch * dim` floats.
-    pub fn run(&self, shape: &[usize], data: TowerInput<'_>) -> Result<Vec<f32>, TowerError> {
-        let batch = shape.first().copied().unwrap_or(0);
+    /// Runs one batch of `batch` items. Returns `batch * dim` floats.
+    pub fn run(&self, batch: usize, inputs: &[NamedInput<'_>]) -> Result<Vec<f32>, TowerError> {
         let index = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut session = self.lock(index)?;
         let run_err = |e: ort::Error| TowerError::Run(e.to_string());
-        let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-        let outputs = match data {
-            TowerInput::F32(d) => {
-                let tensor = TensorRef::from_array_view((shape, d)).map_err(run_err)?;
-                session.run(ort::inputs![self.input.as_str() => tensor]).map_err(run_err)?
-            }
-            TowerInput::I64(d) => {
-                let tensor = TensorRef::from_array_view((shape, d)).map_err(run_err)?;
-                session.run(ort::inputs![self.input.as_str() => tensor]).map_err(run_err)?
-            }
-        };
+        let mut values: Vec<(String, ort::session::SessionInputValue<'_>)> =
+            Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let shape: Vec<i64> = input.shape.iter().map(|&d| d as i64).collect();
+            let value = match input.data {
+                TowerInput::F32(d) => TensorRef::from_array_view((shape, d))
+                    .map_err(run_err)?
+                    .into(),
+                TowerInput::I64(d) => TensorRef::from_array_view((shape, d))
+                    .map_err(run_err)?
+                    .into(),
+            };
+            values.push((input.name.to_string(), value));
+        }
+        let mut session = self.lock(index)?;
+        let outputs = session.run(values).map_err(run_err)?;
         let value = outputs
             .get(self.output.as_str())
             .ok_or_else(|| TowerError::Run(format!("output {:?} missing", self.output)))?;
         let (out_shape, values) = value.try_extract_tensor::<f32>().map_err(run_err)?;
         let dims: Vec<i64> = out_shape.iter().copied().collect();
         if dims.len() != 2 || dims[0] as usize != batch || dims[1] as usize != self.dim {
-            return Err(TowerError::OutputShape { shape: dims, batch, dim: self.dim });
+            return Err(TowerError::OutputShape {
+                shape: dims,
+                batch,
+                dim: self.dim,
+            });
         }
         Ok(values.to_vec())
     }
