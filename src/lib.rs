@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod engine;
+pub mod load;
 pub mod modality;
 pub mod model;
 pub mod server;

@@ -13,7 +13,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = bindery::cli::Cli::parse();
     match bindery::cli::run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("bindery: {e:#}");
             std::process::ExitCode::FAILURE

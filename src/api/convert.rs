@@ -10,18 +10,13 @@ pub fn items(inputs: Vec<pb::Input>) -> Result<Vec<Item>, EngineError> {
         .into_iter()
         .enumerate()
         .map(|(position, input)| {
-            let id = if input.id.is_empty() {
-                format!("#{position}")
-            } else {
-                input.id
-            };
+            let id = if input.id.is_empty() { format!("#{position}") } else { input.id };
             let payload = match input.payload {
                 Some(pb::input::Payload::Text(t)) => Payload::Text(t),
                 Some(pb::input::Payload::Image(b)) => Payload::Image(b),
-                Some(pb::input::Payload::Audio(a)) => Payload::Audio {
-                    data: a.data,
-                    format_hint: a.format_hint,
-                },
+                Some(pb::input::Payload::Audio(a)) => {
+                    Payload::Audio { data: a.data, format_hint: a.format_hint }
+                }
                 Some(pb::input::Payload::PointCloud(p)) => Payload::PointCloud(PointCloudPayload {
                     data: p.data,
                     format_hint: p.format_hint,

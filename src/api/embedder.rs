@@ -2,13 +2,15 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::{Stream, StreamExt};
+use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::embedder_server::Embedder;
 use super::{convert, pb, status};
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, StageTimes};
 
 /// How many stream requests may be in flight (embedding) at once per `EmbedStream` call; the
 /// stream stops reading from the client while they are, which is its flow control.
@@ -27,14 +29,18 @@ impl EmbedderService {
     }
 }
 
+/// Response metadata keys carrying the server-side stage timings, in microseconds.
+pub const TIMING_KEYS: [&str; 4] =
+    ["bindery-queue-us", "bindery-preprocess-us", "bindery-inference-us", "bindery-total-us"];
+
 async fn embed(
     engine: &Engine,
     request: pb::EmbedRequest,
-) -> Result<pb::EmbedResponse, EngineError> {
+) -> Result<(pb::EmbedResponse, StageTimes), EngineError> {
     let items = convert::items(request.inputs)?;
     let normalize = request.normalize.unwrap_or(true);
-    let (model, embeddings) = engine.embed(&request.model, items, normalize).await?;
-    Ok(pb::EmbedResponse {
+    let (model, embeddings, times) = engine.embed(&request.model, items, normalize).await?;
+    let reply = pb::EmbedResponse {
         embeddings: embeddings
             .into_iter()
             .map(|e| pb::Embedding {
@@ -47,24 +53,28 @@ async fn embed(
             .collect(),
         model: model.name.clone(),
         error: None,
-    })
+    };
+    Ok((reply, times))
 }
 
 type EmbedStreamOut = Pin<Box<dyn Stream<Item = Result<pb::EmbedResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Embedder for EmbedderService {
-    async fn embed(
-        &self,
-        request: Request<pb::EmbedRequest>,
-    ) -> Result<Response<pb::EmbedResponse>, Status> {
-        let reply = embed(&self.engine, request.into_inner())
-            .await
-            .map_err(|e| {
-                tracing::debug!(error = %e, "embed request rejected");
-                status::to_status(&e)
-            })?;
-        Ok(Response::new(reply))
+    async fn embed(&self, request: Request<pb::EmbedRequest>) -> Result<Response<pb::EmbedResponse>, Status> {
+        let started = Instant::now();
+        let (reply, times) = embed(&self.engine, request.into_inner()).await.map_err(|e| {
+            tracing::debug!(error = %e, "embed request rejected");
+            status::to_status(&e)
+        })?;
+        let mut response = Response::new(reply);
+        let values = [times.queue, times.preprocess, times.inference, started.elapsed()];
+        for (key, value) in TIMING_KEYS.iter().zip(values) {
+            if let Ok(v) = MetadataValue::try_from(value.as_micros().to_string()) {
+                response.metadata_mut().insert(*key, v);
+            }
+        }
+        Ok(response)
     }
 
     type EmbedStreamStream = EmbedStreamOut;
@@ -81,7 +91,7 @@ impl Embedder for EmbedderService {
                 async move {
                     let request = message?;
                     Ok(match embed(&engine, request).await {
-                        Ok(reply) => reply,
+                        Ok((reply, _)) => reply,
                         Err(e) => {
                             let s = status::to_status(&e);
                             pb::EmbedResponse {

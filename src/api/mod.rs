@@ -5,7 +5,7 @@ mod convert;
 mod embedder;
 mod status;
 
-pub use embedder::EmbedderService;
+pub use embedder::{EmbedderService, TIMING_KEYS};
 pub use status::to_status;
 
 /// Generated `bindery.v1` types, client and server.
@@ -14,6 +14,5 @@ pub mod pb {
     tonic::include_proto!("bindery.v1");
 
     /// Encoded file descriptor set served by gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("bindery_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bindery_descriptor");
 }

@@ -54,10 +54,7 @@ fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 pub async fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     let mut inputs = Vec::new();
     for text in &args.text {
-        inputs.push(pb::Input {
-            id: text.clone(),
-            payload: Some(pb::input::Payload::Text(text.clone())),
-        });
+        inputs.push(pb::Input { id: text.clone(), payload: Some(pb::input::Payload::Text(text.clone())) });
     }
     for path in &args.image {
         inputs.push(pb::Input {
@@ -66,28 +63,16 @@ pub async fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         });
     }
     for path in &args.audio {
-        let format_hint = path
-            .extension()
-            .map(|e| e.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let format_hint = path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
         inputs.push(pb::Input {
             id: path.display().to_string(),
-            payload: Some(pb::input::Payload::Audio(pb::Audio {
-                data: read(path)?,
-                format_hint,
-            })),
+            payload: Some(pb::input::Payload::Audio(pb::Audio { data: read(path)?, format_hint })),
         });
     }
     let mut client = connect(&args.connect).await?;
-    let request = pb::EmbedRequest {
-        model: args.model.clone(),
-        inputs,
-        normalize: Some(!args.raw),
-    };
-    let reply = client
-        .embed(request)
-        .await
-        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?;
+    let request = pb::EmbedRequest { model: args.model.clone(), inputs, normalize: Some(!args.raw) };
+    let reply =
+        client.embed(request).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?;
     let reply = reply.into_inner();
     let embeddings: Vec<_> = reply
         .embeddings
@@ -102,10 +87,7 @@ pub async fn embed(args: EmbedArgs) -> anyhow::Result<()> {
             })
         })
         .collect();
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json!({ "model": reply.model, "embeddings": embeddings }))?
-    );
+    println!("{}", serde_json::to_string_pretty(&json!({ "model": reply.model, "embeddings": embeddings }))?);
     Ok(())
 }
 
@@ -135,9 +117,7 @@ pub async fn models(args: ConnectArgs) -> anyhow::Result<()> {
         .collect();
     println!(
         "{}",
-        serde_json::to_string_pretty(
-            &json!({ "default_model": reply.default_model, "models": models })
-        )?
+        serde_json::to_string_pretty(&json!({ "default_model": reply.default_model, "models": models }))?
     );
     Ok(())
 }

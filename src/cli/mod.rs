@@ -28,6 +28,8 @@ pub enum Command {
     Embed(client::EmbedArgs),
     /// List the models of a running server as JSON.
     Models(client::ConnectArgs),
+    /// Drive a running server with a configurable load and report throughput and latency.
+    Load(crate::load::LoadArgs),
 }
 
 /// Options of `bindery serve`.
@@ -74,12 +76,14 @@ impl ServeArgs {
     }
 }
 
-/// Runs the parsed command line.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the parsed command line and returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let ok = std::process::ExitCode::SUCCESS;
     match cli.command {
-        Command::Serve(args) => serve(args).await,
-        Command::Embed(args) => client::embed(args).await,
-        Command::Models(args) => client::models(args).await,
+        Command::Serve(args) => serve(args).await.map(|()| ok),
+        Command::Embed(args) => client::embed(args).await.map(|()| ok),
+        Command::Models(args) => client::models(args).await.map(|()| ok),
+        Command::Load(args) => crate::load::run(args).await,
     }
 }
 
@@ -103,9 +107,7 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");

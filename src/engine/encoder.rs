@@ -1,5 +1,7 @@
 //! One encoder: a modality's preprocessor feeding one ONNX tower.
 
+use std::time::{Duration, Instant};
+
 use rayon::prelude::*;
 
 use super::error::{EngineError, PreprocessError};
@@ -13,10 +15,7 @@ use crate::model::tower::{NamedInput, Tower, TowerInput};
 
 /// Whether bindery has a preprocessing pipeline for `modality` at all.
 pub(crate) fn has_pipeline(modality: Modality) -> bool {
-    matches!(
-        modality,
-        Modality::Text | Modality::Image | Modality::Audio | Modality::PointCloud
-    )
+    matches!(modality, Modality::Text | Modality::Image | Modality::Audio | Modality::PointCloud)
 }
 
 /// The preprocessing stage of an encoder.
@@ -46,10 +45,7 @@ struct Batch {
 
 impl Batch {
     fn single(buffer: BatchBuffer, items: usize) -> Self {
-        Self {
-            tensors: vec![buffer],
-            dropped_points: vec![0; items],
-        }
+        Self { tensors: vec![buffer], dropped_points: vec![0; items] }
     }
 }
 
@@ -68,10 +64,7 @@ impl Preprocessor {
     fn batch(&self, items: &[Item]) -> Result<Batch, (usize, PreprocessError)> {
         let len = self.item_len();
         let first_error = |results: Vec<Result<(), PreprocessError>>| {
-            results
-                .into_iter()
-                .enumerate()
-                .find_map(|(i, r)| r.err().map(|e| (i, e)))
+            results.into_iter().enumerate().find_map(|(i, r)| r.err().map(|e| (i, e)))
         };
         match self {
             Preprocessor::Text(t) => {
@@ -80,14 +73,11 @@ impl Preprocessor {
                     .par_chunks_mut(len)
                     .zip(items.par_iter())
                     .map(|(slot, item)| match &item.payload {
-                        Payload::Text(text) => {
-                            t.encode_into(text, slot).map_err(PreprocessError::from)
-                        }
+                        Payload::Text(text) => t.encode_into(text, slot).map_err(PreprocessError::from),
                         _ => unreachable_payload(),
                     })
                     .collect();
-                first_error(results)
-                    .map_or(Ok(Batch::single(BatchBuffer::I64(buf), items.len())), Err)
+                first_error(results).map_or(Ok(Batch::single(BatchBuffer::I64(buf), items.len())), Err)
             }
             Preprocessor::Image(p) => {
                 let mut buf = vec![0f32; len * items.len()];
@@ -95,14 +85,13 @@ impl Preprocessor {
                     .par_chunks_mut(len)
                     .zip(items.par_iter())
                     .map(|(slot, item)| match &item.payload {
-                        Payload::Image(bytes) => p
-                            .preprocess_into(bytes, slot)
-                            .map_err(PreprocessError::from),
+                        Payload::Image(bytes) => {
+                            p.preprocess_into(bytes, slot).map_err(PreprocessError::from)
+                        }
                         _ => unreachable_payload(),
                     })
                     .collect();
-                first_error(results)
-                    .map_or(Ok(Batch::single(BatchBuffer::F32(buf), items.len())), Err)
+                first_error(results).map_or(Ok(Batch::single(BatchBuffer::F32(buf), items.len())), Err)
             }
             Preprocessor::Audio(p) => {
                 let mut buf = vec![0f32; len * items.len()];
@@ -112,14 +101,12 @@ impl Preprocessor {
                     .map(|(slot, item)| match &item.payload {
                         Payload::Audio { data, format_hint } => {
                             let hint = (!format_hint.is_empty()).then_some(format_hint.as_str());
-                            p.preprocess_into(data, hint, slot)
-                                .map_err(PreprocessError::from)
+                            p.preprocess_into(data, hint, slot).map_err(PreprocessError::from)
                         }
                         _ => unreachable_payload(),
                     })
                     .collect();
-                first_error(results)
-                    .map_or(Ok(Batch::single(BatchBuffer::F32(buf), items.len())), Err)
+                first_error(results).map_or(Ok(Batch::single(BatchBuffer::F32(buf), items.len())), Err)
             }
             Preprocessor::PointCloud(p) => {
                 let center_len = p.center_len();
@@ -170,10 +157,7 @@ impl PointCloudPayload {
     pub fn as_input(&self) -> PointCloudInput<'_> {
         if !self.data.is_empty() || self.xyz.is_empty() {
             let hint = (!self.format_hint.is_empty()).then_some(self.format_hint.as_str());
-            return PointCloudInput::File {
-                data: &self.data,
-                format_hint: hint,
-            };
+            return PointCloudInput::File { data: &self.data, format_hint: hint };
         }
         let colors = if !self.rgb.is_empty() {
             Some(Colors::Float(&self.rgb))
@@ -182,19 +166,14 @@ impl PointCloudPayload {
         } else {
             None
         };
-        PointCloudInput::Arrays {
-            xyz: &self.xyz,
-            colors,
-        }
+        PointCloudInput::Arrays { xyz: &self.xyz, colors }
     }
 }
 
 // Items are grouped by `Payload::modality` before they reach an encoder, so a payload of another
 // modality here is a bug in the grouping; report it as an error rather than panicking.
 fn unreachable_payload() -> Result<(), PreprocessError> {
-    Err(PreprocessError::Internal(
-        "payload routed to an encoder of another modality".into(),
-    ))
+    Err(PreprocessError::Internal("payload routed to an encoder of another modality".into()))
 }
 
 /// A modality's preprocessor and tower within one model.
@@ -216,6 +195,26 @@ pub struct Encoder {
     pub inputs: Vec<(String, Vec<usize>)>,
 }
 
+/// Time a request spent in each stage (summed over its batches).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimes {
+    /// Waiting for a worker thread.
+    pub queue: Duration,
+    /// Decoding, resampling, tokenizing, grouping.
+    pub preprocess: Duration,
+    /// ONNX runs.
+    pub inference: Duration,
+}
+
+impl StageTimes {
+    /// Adds `other`'s durations to these.
+    pub fn add(&mut self, other: &StageTimes) {
+        self.queue += other.queue;
+        self.preprocess += other.preprocess;
+        self.inference += other.inference;
+    }
+}
+
 /// An embedded item: its vector and what preprocessing observed.
 #[derive(Debug, Clone)]
 pub struct EncodedItem {
@@ -227,20 +226,21 @@ pub struct EncodedItem {
 
 impl Encoder {
     /// Preprocesses and embeds `items` on the calling (blocking) thread, in tower-sized batches.
+    /// Adds the time spent in each stage to `times`.
     pub fn embed_blocking(
         &self,
         model: &str,
         items: &[Item],
         normalize: bool,
+        times: &mut StageTimes,
     ) -> Result<Vec<EncodedItem>, EngineError> {
         let mut out = Vec::with_capacity(items.len());
         for chunk in items.chunks(self.max_batch_size.max(1)) {
-            let batch = self.preprocessor.batch(chunk).map_err(|(i, source)| {
-                EngineError::InvalidInput {
-                    id: chunk[i].id.clone(),
-                    modality: self.modality,
-                    source,
-                }
+            let started = Instant::now();
+            let batch = self.preprocessor.batch(chunk).map_err(|(i, source)| EngineError::InvalidInput {
+                id: chunk[i].id.clone(),
+                modality: self.modality,
+                source,
             })?;
             if batch.tensors.len() != self.inputs.len() {
                 return Err(EngineError::Internal(format!(
@@ -265,23 +265,20 @@ impl Encoder {
                     NamedInput { name, shape, data }
                 })
                 .collect();
-            let flat =
-                self.tower
-                    .run(chunk.len(), &named)
-                    .map_err(|source| EngineError::Inference {
-                        model: model.to_string(),
-                        modality: self.modality,
-                        source,
-                    })?;
+            let preprocessed = Instant::now();
+            times.preprocess += preprocessed - started;
+            let flat = self.tower.run(chunk.len(), &named).map_err(|source| EngineError::Inference {
+                model: model.to_string(),
+                modality: self.modality,
+                source,
+            })?;
+            times.inference += preprocessed.elapsed();
             for (row, dropped_points) in flat.chunks(self.dim).zip(&batch.dropped_points) {
                 let mut vector = row.to_vec();
                 if normalize {
                     l2_normalize(&mut vector);
                 }
-                out.push(EncodedItem {
-                    vector,
-                    dropped_points: *dropped_points,
-                });
+                out.push(EncodedItem { vector, dropped_points: *dropped_points });
             }
         }
         Ok(out)
@@ -290,11 +287,7 @@ impl Encoder {
 
 /// Scales `v` to unit L2 norm (a zero vector stays zero).
 pub fn l2_normalize(v: &mut [f32]) {
-    let norm = v
-        .iter()
-        .map(|x| f64::from(*x) * f64::from(*x))
-        .sum::<f64>()
-        .sqrt();
+    let norm = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
     if norm > 0.0 {
         let inv = (1.0 / norm) as f32;
         v.iter_mut().for_each(|x| *x *= inv);

@@ -62,9 +62,7 @@ pub enum EngineError {
         limit: usize,
     },
     /// An input has no payload set.
-    #[error(
-        "input {id:?}: no payload set (set one of text, image, audio, point_cloud, depth, thermal, imu)"
-    )]
+    #[error("input {id:?}: no payload set (set one of text, image, audio, point_cloud, depth, thermal, imu)")]
     MissingPayload {
         /// Input id.
         id: String,

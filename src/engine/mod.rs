@@ -7,8 +7,9 @@ mod limits;
 mod registry;
 
 use std::sync::Arc;
+use std::time::Instant;
 
-pub use encoder::{EncodedItem, Encoder, PointCloudPayload, Preprocessor};
+pub use encoder::{EncodedItem, Encoder, PointCloudPayload, Preprocessor, StageTimes};
 pub use error::{EngineError, LoadError, PreprocessError};
 pub use limits::Limits;
 pub use registry::{LoadedModel, Registry};
@@ -93,14 +94,14 @@ impl Engine {
         &self.registry
     }
 
-    /// Embeds `items` with `model` (empty: the default model). Returns the model's name and one
-    /// embedding per item, in order; unit L2 norm when `normalize` is set.
+    /// Embeds `items` with `model` (empty: the default model). Returns the model, one embedding
+    /// per item in order (unit L2 norm when `normalize` is set) and the time spent per stage.
     pub async fn embed(
         &self,
         model: &str,
         items: Vec<Item>,
         normalize: bool,
-    ) -> Result<(Arc<LoadedModel>, Vec<ItemEmbedding>), EngineError> {
+    ) -> Result<(Arc<LoadedModel>, Vec<ItemEmbedding>, StageTimes), EngineError> {
         let model = self.registry.resolve(model)?;
         if items.is_empty() {
             return Err(EngineError::NoInputs);
@@ -125,36 +126,28 @@ impl Engine {
         let mut handles = Vec::with_capacity(groups.len());
         for (modality, group) in groups {
             let model = Arc::clone(&model);
+            let submitted = Instant::now();
             handles.push(tokio::task::spawn_blocking(move || {
+                let mut times = StageTimes { queue: submitted.elapsed(), ..StageTimes::default() };
                 let encoder = model
                     .encoder(modality)
                     .ok_or_else(|| EngineError::Internal(format!("no {modality} encoder")))?;
                 let (positions, items): (Vec<usize>, Vec<Item>) = group.into_iter().unzip();
-                let vectors = encoder.embed_blocking(&model.name, &items, normalize)?;
-                Ok::<_, EngineError>(positions.into_iter().zip(items).zip(vectors).map(
-                    move |((p, item), encoded)| {
-                        let EncodedItem {
-                            vector,
-                            dropped_points,
-                        } = encoded;
-                        (
-                            p,
-                            ItemEmbedding {
-                                id: item.id,
-                                modality,
-                                vector,
-                                dropped_points,
-                            },
-                        )
-                    },
-                ))
+                let vectors = encoder.embed_blocking(&model.name, &items, normalize, &mut times)?;
+                let embedded =
+                    positions.into_iter().zip(items).zip(vectors).map(move |((p, item), encoded)| {
+                        let EncodedItem { vector, dropped_points } = encoded;
+                        (p, ItemEmbedding { id: item.id, modality, vector, dropped_points })
+                    });
+                Ok::<_, EngineError>((embedded, times))
             }));
         }
         let mut slots: Vec<Option<ItemEmbedding>> = (0..total).map(|_| None).collect();
+        let mut times = StageTimes::default();
         for handle in handles {
-            let done = handle
-                .await
-                .map_err(|e| EngineError::Internal(format!("encoder task failed: {e}")))??;
+            let (done, group_times) =
+                handle.await.map_err(|e| EngineError::Internal(format!("encoder task failed: {e}")))??;
+            times.add(&group_times);
             for (position, embedding) in done {
                 slots[position] = Some(embedding);
             }
@@ -163,33 +156,20 @@ impl Engine {
             .into_iter()
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| EngineError::Internal("an input got no embedding".into()))?;
-        Ok((model, embeddings))
+        Ok((model, embeddings, times))
     }
 
-    fn check_item(
-        &self,
-        model: &LoadedModel,
-        item: &Item,
-        modality: Modality,
-    ) -> Result<(), EngineError> {
+    fn check_item(&self, model: &LoadedModel, item: &Item, modality: Modality) -> Result<(), EngineError> {
         if model.encoder(modality).is_none() {
             return Err(if encoder::has_pipeline(modality) {
                 EngineError::ModalityNotServed {
                     id: item.id.clone(),
                     modality,
                     model: model.name.clone(),
-                    served: model
-                        .modalities()
-                        .iter()
-                        .map(|m| m.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    served: model.modalities().iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "),
                 }
             } else {
-                EngineError::ModalityUnimplemented {
-                    id: item.id.clone(),
-                    modality,
-                }
+                EngineError::ModalityUnimplemented { id: item.id.clone(), modality }
             });
         }
         if let Payload::Text(text) = &item.payload
@@ -198,10 +178,7 @@ impl Engine {
             return Err(EngineError::InvalidInput {
                 id: item.id.clone(),
                 modality,
-                source: PreprocessError::TextTooLong {
-                    len: text.len(),
-                    limit: self.limits.max_text_bytes,
-                },
+                source: PreprocessError::TextTooLong { len: text.len(), limit: self.limits.max_text_bytes },
             });
         }
         Ok(())

@@ -40,85 +40,54 @@ impl LoadedModel {
         let m = &model.manifest;
         let dim = m.embedding_dim;
         let mut encoders = BTreeMap::new();
-        let load = |modality,
-                    preprocessor,
-                    spec: (&Path, &str, f32, usize),
-                    inputs: Vec<(String, Vec<usize>)>| {
-            let (onnx, output, logit_scale, max_batch_size) = spec;
-            let names: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
-            let tower = Tower::load(runtime, &model.file(onnx), &names, output, dim, options)
-                .map_err(|source| LoadError::Tower {
-                    model: model.name.clone(),
+        let load =
+            |modality, preprocessor, spec: (&Path, &str, f32, usize), inputs: Vec<(String, Vec<usize>)>| {
+                let (onnx, output, logit_scale, max_batch_size) = spec;
+                let names: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
+                let tower = Tower::load(runtime, &model.file(onnx), &names, output, dim, options)
+                    .map_err(|source| LoadError::Tower { model: model.name.clone(), modality, source })?;
+                Ok::<_, LoadError>(Encoder {
                     modality,
-                    source,
-                })?;
-            Ok::<_, LoadError>(Encoder {
-                modality,
-                preprocessor,
-                tower,
-                logit_scale,
-                max_batch_size,
-                dim,
-                inputs,
-            })
-        };
+                    preprocessor,
+                    tower,
+                    logit_scale,
+                    max_batch_size,
+                    dim,
+                    inputs,
+                })
+            };
         if let Some(spec) = &m.text {
-            let text = TextPreprocessor::new(&spec.preprocess, &model.dir).map_err(|source| {
-                LoadError::Text {
-                    model: model.name.clone(),
-                    source,
-                }
-            })?;
+            let text = TextPreprocessor::new(&spec.preprocess, &model.dir)
+                .map_err(|source| LoadError::Text { model: model.name.clone(), source })?;
             let inputs = vec![(spec.input.clone(), vec![spec.preprocess.context_length])];
             encoders.insert(
                 Modality::Text,
-                load(
-                    Modality::Text,
-                    Preprocessor::Text(text),
-                    tower_spec(spec),
-                    inputs,
-                )?,
+                load(Modality::Text, Preprocessor::Text(text), tower_spec(spec), inputs)?,
             );
         }
         if let Some(spec) = &m.image {
             let p = &spec.preprocess;
             let image = Preprocessor::Image(ImagePreprocessor::new(p, limits.image));
-            let inputs = vec![(
-                spec.input.clone(),
-                vec![3, p.crop as usize, p.crop as usize],
-            )];
-            encoders.insert(
-                Modality::Image,
-                load(Modality::Image, image, tower_spec(spec), inputs)?,
-            );
+            let inputs = vec![(spec.input.clone(), vec![3, p.crop as usize, p.crop as usize])];
+            encoders.insert(Modality::Image, load(Modality::Image, image, tower_spec(spec), inputs)?);
         }
         if let Some(spec) = &m.audio {
             let p = &spec.preprocess;
             let audio = Preprocessor::Audio(AudioPreprocessor::new(p, limits.audio));
-            let inputs = vec![(
-                spec.input.clone(),
-                vec![p.clips_per_input, 1, p.num_mel_bins, p.target_length],
-            )];
-            encoders.insert(
-                Modality::Audio,
-                load(Modality::Audio, audio, tower_spec(spec), inputs)?,
-            );
+            let inputs =
+                vec![(spec.input.clone(), vec![p.clips_per_input, 1, p.num_mel_bins, p.target_length])];
+            encoders.insert(Modality::Audio, load(Modality::Audio, audio, tower_spec(spec), inputs)?);
         }
         if let Some(spec) = &m.point_cloud {
             let p = &spec.preprocess;
             let points = PointCloudPreprocessor::new(p, limits.point_cloud);
             let inputs = vec![
-                (
-                    spec.input.clone(),
-                    vec![p.num_group, p.group_size, points.channels()],
-                ),
+                (spec.input.clone(), vec![p.num_group, p.group_size, points.channels()]),
                 (p.center_input.clone(), vec![p.num_group, 3]),
             ];
             let points = Preprocessor::PointCloud(points);
-            encoders.insert(
-                Modality::PointCloud,
-                load(Modality::PointCloud, points, tower_spec(spec), inputs)?,
-            );
+            encoders
+                .insert(Modality::PointCloud, load(Modality::PointCloud, points, tower_spec(spec), inputs)?);
         }
         Ok(Self {
             name: model.name.clone(),
@@ -147,12 +116,7 @@ impl LoadedModel {
 
 /// The tower-related fields of a manifest section.
 fn tower_spec<P>(spec: &EncoderSpec<P>) -> (&Path, &str, f32, usize) {
-    (
-        &spec.onnx,
-        &spec.output,
-        spec.logit_scale,
-        spec.batching.max_batch_size,
-    )
+    (&spec.onnx, &spec.output, spec.logit_scale, spec.batching.max_batch_size)
 }
 
 /// Every loaded model and the default one.
@@ -172,16 +136,11 @@ impl Registry {
         limits: &Limits,
         options: &TowerOptions,
     ) -> Result<Self, LoadError> {
-        let entries = std::fs::read_dir(dir).map_err(|source| LoadError::ModelsDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|source| LoadError::ModelsDir { path: dir.to_path_buf(), source })?;
         let mut folders = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|source| LoadError::ModelsDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            let entry = entry.map_err(|source| LoadError::ModelsDir { path: dir.to_path_buf(), source })?;
             let path = entry.path();
             if path.join("model.toml").is_file() {
                 folders.push(path);
@@ -207,10 +166,7 @@ impl Registry {
         let default_model = match default_model {
             Some(name) if manifests.contains_key(name) => name.to_string(),
             Some(name) => {
-                return Err(LoadError::DefaultMissing {
-                    name: name.to_string(),
-                    available,
-                });
+                return Err(LoadError::DefaultMissing { name: name.to_string(), available });
             }
             None => manifests.keys().next().cloned().unwrap_or_default(),
         };
@@ -220,26 +176,16 @@ impl Registry {
             tracing::info!(model = %name, modalities = ?loaded.modalities(), dir = %model.dir.display(), "model loaded");
             models.insert(name.clone(), Arc::new(loaded));
         }
-        Ok(Self {
-            models,
-            default_model,
-        })
+        Ok(Self { models, default_model })
     }
 
     /// The model called `name`, or the default model when `name` is empty.
     pub fn resolve(&self, name: &str) -> Result<Arc<LoadedModel>, EngineError> {
-        let key = if name.is_empty() {
-            self.default_model.as_str()
-        } else {
-            name
-        };
-        self.models
-            .get(key)
-            .cloned()
-            .ok_or_else(|| EngineError::ModelNotFound {
-                name: name.to_string(),
-                available: self.models.keys().cloned().collect::<Vec<_>>().join(", "),
-            })
+        let key = if name.is_empty() { self.default_model.as_str() } else { name };
+        self.models.get(key).cloned().ok_or_else(|| EngineError::ModelNotFound {
+            name: name.to_string(),
+            available: self.models.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
     }
 
     /// Name of the default model.

@@ -1,0 +1,108 @@
+//! Audio embeddings served over gRPC match the reference ImageBind pipeline
+//! (goldens from `tools/make_audio_fixtures.py`: reference preprocessing + the PyTorch model).
+
+mod common;
+
+use bindery::api::pb;
+use common::*;
+use serde::Deserialize;
+use tonic::Code;
+
+#[derive(Deserialize)]
+struct Cases {
+    cases: Vec<AudioCase>,
+}
+
+#[derive(Deserialize)]
+struct AudioCase {
+    id: String,
+    file: String,
+    lossy: bool,
+    embedding: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct BadCases {
+    entries: Vec<BadCase>,
+}
+
+#[derive(Deserialize)]
+struct BadCase {
+    id: String,
+    file: String,
+    why: String,
+}
+
+fn load<T: for<'de> Deserialize<'de>>(name: &str) -> T {
+    let raw = std::fs::read_to_string(fixture(name)).expect("audio goldens");
+    serde_json::from_str(&raw).expect("audio goldens parse")
+}
+
+fn read(relative: &str) -> Vec<u8> {
+    std::fs::read(fixture(&format!("audio/{relative}"))).expect("audio fixture")
+}
+
+#[tokio::test]
+async fn every_audio_golden_matches_the_reference() {
+    let mut server = start_fixture().await;
+    let cases: Cases = load("audio/cases.json");
+    assert!(cases.cases.len() >= 15, "expected a real golden set");
+    for case in &cases.cases {
+        // No format hint: the content decides (the fixtures include a wrong extension and none).
+        let reply = server
+            .client
+            .embed(request(vec![audio(&case.id, read(&case.file), "")]))
+            .await
+            .unwrap_or_else(|s| panic!("case {}: {s}", case.id))
+            .into_inner();
+        let e = &reply.embeddings[0];
+        assert_eq!(e.modality, pb::Modality::Audio as i32);
+        let c = cosine(&e.vector, &case.embedding);
+        let floor = if case.lossy { 0.999 } else { 0.9999 };
+        assert!(c >= floor, "audio case {} ({}): cosine {c} < {floor}", case.id, case.file);
+    }
+}
+
+#[tokio::test]
+async fn every_bad_audio_file_is_invalid_argument_and_the_server_keeps_serving() {
+    let mut server = start_fixture().await;
+    let bad: BadCases = load("audio/bad.json");
+    assert!(bad.entries.len() >= 6);
+    for case in &bad.entries {
+        let status = server
+            .client
+            .embed(request(vec![audio(&case.id, read(&case.file), "wav")]))
+            .await
+            .expect_err(&format!("{} ({}) must be refused", case.id, case.why));
+        assert_eq!(status.code(), Code::InvalidArgument, "{}: {}", case.id, status.message());
+        assert!(status.message().contains(&case.id), "names the input: {}", status.message());
+        assert!(status.message().contains("audio"), "says what is wrong: {}", status.message());
+    }
+    let good: Cases = load("audio/cases.json");
+    let first = &good.cases[0];
+    let reply = server.client.embed(request(vec![audio("after", read(&first.file), "")])).await;
+    assert!(reply.is_ok(), "server still serves after bad audio");
+}
+
+#[tokio::test]
+async fn audio_limits_are_enforced_with_a_precise_error() {
+    let mut options = fixture_options();
+    options.limits.audio.max_duration_secs = 3.0;
+    options.limits.audio.max_bytes = 400_000;
+    let mut server = start(options).await;
+    let cases: Cases = load("audio/cases.json");
+    let long = cases.cases.iter().find(|c| c.id == "flac8k_mono_10min").expect("10 min case");
+    let status =
+        server.client.embed(request(vec![audio("long", read(&long.file), "")])).await.expect_err("too long");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("long") && status.message().contains("limit of 3"),
+        "{}",
+        status.message()
+    );
+
+    let big = vec![0u8; 400_001];
+    let status = server.client.embed(request(vec![audio("big", big, "wav")])).await.expect_err("too big");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("400001 bytes"), "{}", status.message());
+}
