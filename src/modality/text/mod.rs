@@ -1,9 +1,33 @@
 //! Text: reference-compatible cleanup and CLIP byte-level BPE tokenization.
-//! CONTRACT STUB: implementation pending.
+//!
+//! Mirrors `SimpleTokenizer` of the reference (`imagebind.models.multimodal_preprocessors`):
+//! [`clean`] the text, split it with the reference pattern, byte-level BPE each piece, then
+//! `[start] + ids`, cut to `context_length - 1`, `+ [end]`, padded.
+//!
+//! The tokenizer file carries the pattern, vocabulary and merges. Its pre-tokenizer and model are
+//! run directly instead of `Tokenizer::encode`, because the reference maps a piece to the start
+//! or end id only when its pattern yields that special token as a whole piece (so `!<|endoftext|>`
+//! is ordinary punctuation), while `encode` would extract added tokens anywhere.
+//!
+//! Besides the cleanup differences listed on [`clean`], the pre-split can differ from the
+//! reference's `regex` package for characters Oniguruma classifies differently: characters
+//! assigned in recent Unicode versions that `regex` already knows as letters or digits, and
+//! U+0345 COMBINING GREEK YPOGEGRAMMENI, which the reference's case-insensitive pattern matches
+//! with no alternative (so it separates words) while Oniguruma counts it as a letter.
+
+mod cleanup;
+mod html;
 
 use std::path::Path;
 
+use tokenizers::{Model, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, Token, Tokenizer};
+
+pub use cleanup::clean;
+
 use crate::model::manifest::TextPreprocess;
+
+/// Texts longer than this many bytes are tokenized in chunks cut at spaces.
+const CHUNK_BYTES: usize = 256;
 
 /// Why a text input cannot be encoded.
 #[derive(Debug, thiserror::Error)]
@@ -25,19 +49,67 @@ pub enum TextError {
     /// The tokenizer failed on this text.
     #[error("tokenization failed: {0}")]
     Tokenize(String),
+    /// The output row does not have `context_length` slots.
+    #[error("output row has {actual} slots, expected {expected}")]
+    RowLength {
+        /// The context length.
+        expected: usize,
+        /// Length of the slice passed in.
+        actual: usize,
+    },
 }
 
 /// Turns strings into the fixed-length id rows the text tower takes.
 pub struct TextPreprocessor {
+    tokenizer: Tokenizer,
     context_length: usize,
+    start_id: i64,
+    end_id: i64,
+    pad_id: i64,
+    /// Pieces that map straight to an id (the reference tokenizer's cache seed).
+    special_pieces: [(String, u32); 2],
+}
+
+impl std::fmt::Debug for TextPreprocessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextPreprocessor")
+            .field("context_length", &self.context_length)
+            .field("start_id", &self.start_id)
+            .field("end_id", &self.end_id)
+            .field("pad_id", &self.pad_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TextPreprocessor {
     /// Loads the tokenizer named in `spec`, relative to `model_dir`.
     pub fn new(spec: &TextPreprocess, model_dir: &Path) -> Result<Self, TextError> {
-        let _ = model_dir;
+        let path = model_dir.join(&spec.tokenizer);
+        let load_error = |message: String| TextError::Load { path: path.display().to_string(), message };
+        let tokenizer = Tokenizer::from_file(&path).map_err(|e| load_error(e.to_string()))?;
+        if tokenizer.get_pre_tokenizer().is_none() {
+            return Err(load_error("the tokenizer has no pre-tokenizer".into()));
+        }
+        if spec.context_length < 2 {
+            return Err(load_error(format!(
+                "context_length {} leaves no room for the start and end ids",
+                spec.context_length
+            )));
+        }
+        let piece = |id: u32, field: &str| {
+            tokenizer
+                .id_to_token(id)
+                .map(|token| (token, id))
+                .ok_or_else(|| load_error(format!("{field} {id} is not in the vocabulary")))
+        };
+        let special_pieces = [piece(spec.start_token, "start_token")?, piece(spec.end_token, "end_token")?];
         Ok(Self {
             context_length: spec.context_length,
+            start_id: i64::from(spec.start_token),
+            end_id: i64::from(spec.end_token),
+            pad_id: i64::from(spec.pad_token),
+            special_pieces,
+            tokenizer,
         })
     }
 
@@ -47,8 +119,81 @@ impl TextPreprocessor {
     }
 
     /// Writes the `context_length` ids for `text` into `out`.
+    ///
+    /// Empty text, and text that cleanup reduces to nothing, is rejected rather than encoded as
+    /// the reference would (as `[start, end]`): such a request is almost certainly a mistake.
     pub fn encode_into(&self, text: &str, out: &mut [i64]) -> Result<(), TextError> {
-        let _ = (text, out);
-        Err(TextError::Tokenize("not implemented".into()))
+        if out.len() != self.context_length {
+            return Err(TextError::RowLength { expected: self.context_length, actual: out.len() });
+        }
+        if text.is_empty() {
+            return Err(TextError::Empty);
+        }
+        let cleaned = clean(text);
+        if cleaned.is_empty() {
+            return Err(TextError::EmptyAfterCleanup);
+        }
+        // Reference: `([start] + ids)[:context_length - 1] + [end]`, zero-padded.
+        let room = self.context_length - 2;
+        let ids = self.token_ids(&cleaned, room)?;
+        let kept = ids.len().min(room);
+        out[0] = self.start_id;
+        for (slot, &id) in out[1..=kept].iter_mut().zip(&ids) {
+            *slot = i64::from(id);
+        }
+        out[kept + 1] = self.end_id;
+        out[kept + 2..].fill(self.pad_id);
+        Ok(())
+    }
+
+    /// BPE ids of already cleaned text, stopping once at least `limit` ids are known.
+    ///
+    /// No piece of the reference pattern contains a space, and a space is the only whitespace
+    /// left after cleanup, so cutting the text at spaces yields the same pieces; long texts are
+    /// therefore split in chunks and only tokenized as far as the row needs.
+    fn token_ids(&self, cleaned: &str, limit: usize) -> Result<Vec<u32>, TextError> {
+        let mut ids = Vec::new();
+        let mut rest = cleaned;
+        while !rest.is_empty() && ids.len() < limit {
+            let end = rest
+                .as_bytes()
+                .iter()
+                .skip(CHUNK_BYTES)
+                .position(|&b| b == b' ')
+                .map_or(rest.len(), |i| CHUNK_BYTES + i);
+            let (chunk, tail) = rest.split_at(end);
+            self.chunk_ids(chunk, &mut ids)?;
+            rest = tail;
+        }
+        Ok(ids)
+    }
+
+    /// Appends the BPE ids of one chunk of cleaned text to `ids`.
+    fn chunk_ids(&self, chunk: &str, ids: &mut Vec<u32>) -> Result<(), TextError> {
+        let tokenize_error = |e: tokenizers::Error| TextError::Tokenize(e.to_string());
+        let mut pieces = PreTokenizedString::from(chunk);
+        if let Some(pre_tokenizer) = self.tokenizer.get_pre_tokenizer() {
+            pre_tokenizer.pre_tokenize(&mut pieces).map_err(tokenize_error)?;
+        }
+        let model = self.tokenizer.get_model();
+        pieces
+            .tokenize(|piece| {
+                let piece = piece.get();
+                match self.special_pieces.iter().find(|(s, _)| s == piece) {
+                    Some((s, id)) => Ok(vec![Token::new(*id, s.clone(), (0, piece.len()))]),
+                    None => model.tokenize(piece),
+                }
+            })
+            .map_err(tokenize_error)?;
+        ids.extend(
+            pieces
+                .get_splits(OffsetReferential::Original, OffsetType::None)
+                .into_iter()
+                .flat_map(|(_, _, tokens)| tokens.iter().flatten().map(|t| t.id)),
+        );
+        Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

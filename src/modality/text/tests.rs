@@ -1,0 +1,202 @@
+//! Parity of cleanup and tokenization with the reference, on the committed golden strings
+//! (`tests/fixtures/text/tokenizer_goldens.json`, written by `tools/make_tokenizer_goldens.py`).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::*;
+
+/// Golden strings whose cleanup differs from the reference, and why (see [`clean`]).
+const CLEANUP_EXCEPTIONS: &[(&str, &str)] = &[
+    ("mojibake/00", "ftfy mojibake repair (fix_encoding) is not reproduced"),
+    ("mojibake/01", "ftfy mojibake repair (fix_encoding) is not reproduced"),
+    ("mojibake/02", "ftfy mojibake repair (fix_encoding) is not reproduced"),
+    ("mojibake/03", "ftfy mojibake repair (fix_encoding) is not reproduced"),
+    ("mojibake/04", "ftfy mojibake repair (fix_encoding) is not reproduced"),
+    ("mojibake/05", "ftfy mojibake repair (fix_encoding) is not reproduced"),
+    ("mojibake/06", "ftfy mojibake repair (fix_encoding) is not reproduced"),
+    ("mojibake/07", "ftfy mojibake repair (fix_encoding) is not reproduced"),
+    ("mojibake/08", "ftfy mojibake repair (fix_encoding) is not reproduced"),
+    ("mojibake/09", "ftfy mojibake repair (fix_encoding) is not reproduced"),
+    (
+        "unicode_version/01",
+        "Garay capitals are unassigned in Python 3.11's Unicode 14.0, so str.lower keeps them",
+    ),
+    ("unicode_version/02", "U+A7CB/U+A7DC got lower-case mappings after Unicode 14.0"),
+];
+
+/// Golden strings whose cleanup matches but whose ids differ, and why.
+const TOKEN_EXCEPTIONS: &[(&str, &str)] = &[
+    (
+        "unicode_version/00",
+        "the reference's case-insensitive `regex` pattern matches U+0345 with no alternative \
+         (it separates words), Oniguruma counts it as a letter",
+    ),
+    (
+        "unicode_version/03",
+        "U+0C5C is a letter in the `regex` package's Unicode tables, unassigned in Oniguruma's",
+    ),
+];
+
+#[derive(Debug, Deserialize)]
+struct Golden {
+    name: String,
+    text: String,
+    cleaned: String,
+    ids: Vec<i64>,
+}
+
+const CONTEXT_LENGTH: usize = 77;
+const START: u32 = 49406;
+const END: u32 = 49407;
+const PAD: u32 = 0;
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/imagebind-fixture")
+}
+
+fn goldens() -> Vec<Golden> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/text/tokenizer_goldens.json");
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn spec() -> TextPreprocess {
+    TextPreprocess {
+        tokenizer: "tokenizer.json".into(),
+        context_length: CONTEXT_LENGTH,
+        start_token: START,
+        end_token: END,
+        pad_token: PAD,
+    }
+}
+
+fn preprocessor() -> TextPreprocessor {
+    TextPreprocessor::new(&spec(), &fixture_dir()).unwrap()
+}
+
+fn exception<'a>(list: &'a [(&str, &str)], name: &str) -> Option<&'a str> {
+    list.iter().find(|(n, _)| *n == name).map(|(_, why)| *why)
+}
+
+#[test]
+fn goldens_are_well_formed() {
+    let goldens = goldens();
+    assert!(goldens.len() >= 250, "only {} golden strings", goldens.len());
+    let mut names: Vec<&str> = goldens.iter().map(|g| g.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), goldens.len(), "golden names must be unique");
+    for g in &goldens {
+        assert_eq!(g.ids.len(), CONTEXT_LENGTH, "{}", g.name);
+        assert_eq!(g.ids[0], i64::from(START), "{}", g.name);
+    }
+    for (name, _) in CLEANUP_EXCEPTIONS.iter().chain(TOKEN_EXCEPTIONS) {
+        assert!(names.contains(name), "exception {name} names no golden string");
+    }
+}
+
+#[test]
+fn cleanup_matches_reference() {
+    let mut mismatches = Vec::new();
+    for g in goldens() {
+        let got = clean(&g.text);
+        match exception(CLEANUP_EXCEPTIONS, &g.name) {
+            Some(why) if got == g.cleaned => {
+                mismatches.push(format!("{}: documented exception no longer differs ({why})", g.name))
+            }
+            Some(_) => {}
+            None if got != g.cleaned => {
+                mismatches.push(format!("{}: want {:?}, got {got:?}", g.name, g.cleaned))
+            }
+            None => {}
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn ids_match_reference() {
+    let preprocessor = preprocessor();
+    let mut empty_row = vec![i64::from(PAD); CONTEXT_LENGTH];
+    empty_row[0] = i64::from(START);
+    empty_row[1] = i64::from(END);
+    let mut mismatches = Vec::new();
+    let mut matched = 0;
+    for g in goldens() {
+        let mut row = vec![-1; CONTEXT_LENGTH];
+        let result = preprocessor.encode_into(&g.text, &mut row);
+        if g.cleaned.is_empty() {
+            // The reference embeds `[start, end]`; bindery rejects such input instead.
+            assert_eq!(g.ids, empty_row, "{}", g.name);
+            let expected_empty = g.text.is_empty();
+            match result {
+                Err(TextError::Empty) if expected_empty => {}
+                Err(TextError::EmptyAfterCleanup) if !expected_empty => {}
+                other => mismatches.push(format!("{}: expected rejection, got {other:?}", g.name)),
+            }
+            continue;
+        }
+        if let Err(e) = result {
+            mismatches.push(format!("{}: {e}", g.name));
+            continue;
+        }
+        let why = exception(CLEANUP_EXCEPTIONS, &g.name).or(exception(TOKEN_EXCEPTIONS, &g.name));
+        match why {
+            Some(why) if row == g.ids => {
+                mismatches.push(format!("{}: documented exception no longer differs ({why})", g.name))
+            }
+            Some(_) => {}
+            None if row != g.ids => {
+                mismatches.push(format!("{} ({:?}):\n  want {:?}\n  got  {row:?}", g.name, g.cleaned, g.ids))
+            }
+            None => matched += 1,
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    assert!(matched >= 250, "only {matched} golden strings matched");
+}
+
+#[test]
+fn rejects_a_row_of_the_wrong_length() {
+    let mut row = vec![0; CONTEXT_LENGTH - 1];
+    let err = preprocessor().encode_into("a dog", &mut row).unwrap_err();
+    assert!(matches!(
+        err,
+        TextError::RowLength {
+            expected: CONTEXT_LENGTH,
+            actual
+        } if actual == CONTEXT_LENGTH - 1
+    ));
+}
+
+#[test]
+fn missing_tokenizer_is_a_load_error() {
+    let mut spec = spec();
+    spec.tokenizer = "no-such-tokenizer.json".into();
+    let err = TextPreprocessor::new(&spec, &fixture_dir()).unwrap_err();
+    assert!(matches!(err, TextError::Load { .. }), "{err:?}");
+}
+
+#[test]
+fn special_ids_must_be_in_the_vocabulary() {
+    let mut spec = spec();
+    spec.end_token = 1_000_000;
+    let err = TextPreprocessor::new(&spec, &fixture_dir()).unwrap_err();
+    assert!(err.to_string().contains("end_token"), "{err}");
+}
+
+#[test]
+fn context_length_sets_truncation_and_padding() {
+    let mut spec = spec();
+    spec.context_length = 4;
+    spec.pad_token = 7;
+    let preprocessor = TextPreprocessor::new(&spec, &fixture_dir()).unwrap();
+    let mut row = vec![0; 4];
+    preprocessor.encode_into("a", &mut row).unwrap();
+    // "a" is one token (320 in the reference vocabulary, see the goldens).
+    assert_eq!(row, [i64::from(START), 320, i64::from(END), 7]);
+    preprocessor.encode_into("a photo of a cat", &mut row).unwrap();
+    assert_eq!(row, [i64::from(START), 320, 1125, i64::from(END)]);
+}
