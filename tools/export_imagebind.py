@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Export ImageBind's text, vision and audio towers to ONNX and write a bindery model folder.
+
+    python tools/export_imagebind.py --fixture --out models/imagebind-fixture
+    python tools/export_imagebind.py --checkpoint imagebind_huge.pth --out models/imagebind-huge
+    python tools/export_imagebind.py --random-huge --out /tmp/imagebind-huge-random
+
+Each tower is the reference model's own forward for one modality (preprocessor, trunk, head,
+normalisation and logit scale), checked against onnxruntime at batch sizes 1 and 3 before the
+folder is written. ``model.toml`` takes every preprocessing constant from the reference code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bindery_tools import reference as ref  # noqa: E402
+
+# Protobuf cannot serialise a message over 2 GiB; stay clear of it with some headroom for the graph.
+EXTERNAL_DATA_THRESHOLD = 1_800_000_000
+OPSET = 17
+# Max abs difference accepted between onnxruntime and PyTorch (outputs carry the logit scale, so
+# text and audio values reach about 20).
+TOLERANCE = 1e-3
+
+
+def _export_onnx(tower: ref.Tower, spec: ref.TowerSpec, dest: Path) -> None:
+    """Trace ``tower`` into ``dest``, moving weights to ``<dest>.data`` when they are too big."""
+    gen = torch.Generator().manual_seed(0)
+    example = spec.example(2, gen)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        # Large graphs come out of the exporter with one file per tensor next to the model; export
+        # into a scratch folder and re-save as a single model (+ one data file) afterwards.
+        raw = Path(tmp) / dest.name
+        with torch.no_grad():
+            torch.onnx.export(
+                tower,
+                (example,),
+                str(raw),
+                input_names=[spec.input],
+                output_names=[spec.output],
+                dynamic_axes={spec.input: {0: "batch"}, spec.output: {0: "batch"}},
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        weights = sum(f.stat().st_size for f in Path(tmp).iterdir())
+        data_name = dest.name + ".data"
+        (dest.parent / data_name).unlink(missing_ok=True)
+        if weights < EXTERNAL_DATA_THRESHOLD:
+            model = onnx.load(str(raw))
+            onnx.save_model(model, str(dest))
+        else:
+            model = onnx.load(str(raw), load_external_data=True)
+            onnx.save_model(
+                model,
+                str(dest),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=data_name,
+                size_threshold=1024,
+            )
+        del model
+    onnx.checker.check_model(str(dest))
+
+
+def _verify(tower: ref.Tower, spec: ref.TowerSpec, path: Path) -> float:
+    """Largest |onnxruntime - PyTorch| over random inputs at batch sizes 1 and 3."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    (inp,) = session.get_inputs()
+    (out,) = session.get_outputs()
+    if (inp.name, out.name) != (spec.input, spec.output):
+        raise ValueError(f"{path.name}: tensor names {inp.name}/{out.name}")
+    worst = 0.0
+    gen = torch.Generator().manual_seed(1)
+    for batch in (1, 3):
+        x = spec.example(batch, gen)
+        with torch.no_grad():
+            expected = tower(x).numpy()
+        (got,) = session.run([spec.output], {spec.input: x.numpy()})
+        if got.shape != expected.shape or got.dtype != np.float32:
+            raise ValueError(f"{path.name}: output {got.dtype}{got.shape}, want {expected.shape}")
+        diff = float(np.max(np.abs(got - expected)))
+        print(f"  {path.name}: batch {batch} -> {tuple(got.shape)}, max abs diff {diff:.3e}")
+        worst = max(worst, diff)
+    if worst > TOLERANCE:
+        raise ValueError(f"{path.name}: onnxruntime differs from PyTorch by {worst}")
+    return worst
+
+
+def _toml_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} to TOML")
+
+
+def _manifest(name: str, description: str, dim: int, model: torch.nn.Module) -> str:
+    """``model.toml`` text in the schema of ``src/model/manifest.rs``."""
+    preprocess = {
+        "text": {"tokenizer": "tokenizer.json", **ref.text_preprocess_params()},
+        "image": ref.image_preprocess_params(),
+        "audio": ref.audio_preprocess_params(),
+    }
+    lines = [
+        f"name = {_toml_value(name)}",
+        'family = "imagebind"',
+        f"description = {_toml_value(description)}",
+        f"embedding_dim = {dim}",
+    ]
+    for spec in ref.TOWERS:
+        lines += [
+            "",
+            f"[{spec.section}]",
+            f"onnx = {_toml_value(spec.onnx)}",
+            f"input = {_toml_value(spec.input)}",
+            f"output = {_toml_value(spec.output)}",
+            # The value the float32 model multiplies by, written so it reads back exactly.
+            f"logit_scale = {ref.float32_literal(ref.logit_scale(model, spec.modality))}",
+            "",
+            f"[{spec.section}.preprocess]",
+        ]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in preprocess[spec.section].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _write_tokenizer(out: Path) -> None:
+    try:
+        from bindery_tools.clip_tokenizer import build_tokenizer_json
+    except ImportError as e:
+        raise SystemExit(f"cannot build tokenizer.json: {e}") from e
+    build_tokenizer_json(out / "tokenizer.json")
+
+
+def _export_point_tower(out: Path) -> None:
+    """The fixture's point-cloud tower (not part of ImageBind): ``point.onnx`` + ``[point_cloud]``."""
+    import point_tower
+
+    point_tower.export(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--fixture", action="store_true", help="tiny seeded model for tests")
+    which.add_argument("--checkpoint", type=Path, help="official imagebind_huge.pth")
+    which.add_argument("--random-huge", action="store_true", help="ImageBind-huge, random weights")
+    parser.add_argument("--out", type=Path, required=True, help="model folder to write")
+    parser.add_argument("--name", help="model name in model.toml (default: the folder name)")
+    args = parser.parse_args()
+
+    start = time.monotonic()
+    if args.fixture:
+        model = ref.build_fixture_model()
+        description = (
+            f"Tiny ImageBind ({ref.FIXTURE_WIDTH} wide, {ref.FIXTURE_BLOCKS} block, random "
+            f"weights, seed {ref.FIXTURE_SEED}) for tests; embeddings carry no meaning."
+        )
+    elif args.checkpoint is not None:
+        model = ref.build_huge_model(args.checkpoint)
+        description = "ImageBind-huge (official weights)."
+    else:
+        model = ref.build_huge_model(None)
+        description = "ImageBind-huge architecture with random weights, for exercising the export."
+    name = args.name or args.out.resolve().name
+    dim = int(model.modality_heads[ref.ModalityType.TEXT].proj[-1].out_features)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for spec in ref.TOWERS:
+        tower = ref.Tower(model, spec.modality).eval()
+        dest = args.out / spec.onnx
+        t0 = time.monotonic()
+        print(f"exporting {spec.section} -> {dest}", flush=True)
+        _export_onnx(tower, spec, dest)
+        _verify(tower, spec, dest)
+        print(f"  done in {time.monotonic() - t0:.1f}s", flush=True)
+
+    (args.out / "model.toml").write_text(_manifest(name, description, dim, model))
+    _write_tokenizer(args.out)
+    if args.fixture:
+        _export_point_tower(args.out)
+    print(f"wrote {args.out} in {time.monotonic() - start:.1f}s")
+    for f in sorted(args.out.iterdir()):
+        print(f"  {f.name}: {f.stat().st_size} bytes")
+
+
+if __name__ == "__main__":
+    main()
