@@ -94,9 +94,7 @@ pub async fn serve(
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
     // Every encoder was loaded before we got here, so the server is ready as soon as it listens.
-    health
-        .set_serving::<EmbedderServer<EmbedderService>>()
-        .await;
+    health.set_serving::<EmbedderServer<EmbedderService>>().await;
     health.set_service_status("", ServingStatus::Serving).await;
     let shutdown_health = health.clone();
     Server::builder()
@@ -105,12 +103,8 @@ pub async fn serve(
         .add_service(embedder)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;
-            shutdown_health
-                .set_not_serving::<EmbedderServer<EmbedderService>>()
-                .await;
-            shutdown_health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
+            shutdown_health.set_not_serving::<EmbedderServer<EmbedderService>>().await;
+            shutdown_health.set_service_status("", ServingStatus::NotServing).await;
         })
         .await?;
     Ok(())

@@ -102,9 +102,7 @@ fn default_max_batch_size() -> usize {
 
 impl Default for BatchingSpec {
     fn default() -> Self {
-        Self {
-            max_batch_size: default_max_batch_size(),
-        }
+        Self { max_batch_size: default_max_batch_size() }
     }
 }
 
@@ -227,31 +225,20 @@ impl ModelDir {
     /// Reads and validates `<dir>/model.toml`.
     pub fn load(dir: &Path) -> Result<Self, ManifestError> {
         let path = dir.join("model.toml");
-        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| ManifestError::Read { path: path.clone(), source })?;
         Self::parse(dir, &path, &text)
     }
 
     /// Parses and validates manifest text; `path` is only used in error messages.
     pub fn parse(dir: &Path, path: &Path, text: &str) -> Result<Self, ManifestError> {
-        let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let manifest: Manifest = toml::from_str(text)
+            .map_err(|e| ManifestError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         let name = match &manifest.name {
             Some(n) => n.clone(),
-            None => dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            None => dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         };
-        let model = Self {
-            name,
-            dir: dir.to_path_buf(),
-            manifest,
-        };
+        let model = Self { name, dir: dir.to_path_buf(), manifest };
         model.validate(path)?;
         Ok(model)
     }
@@ -281,16 +268,9 @@ impl ModelDir {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ManifestError> {
-        let invalid = |message: String| ManifestError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        };
+        let invalid = |message: String| ManifestError::Invalid { path: path.to_path_buf(), message };
         let m = &self.manifest;
-        if self.name.is_empty()
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
             return Err(invalid(format!(
                 "model name {:?} must be non-empty and use only letters, digits, '-', '_' and '.'",
@@ -301,37 +281,19 @@ impl ModelDir {
             return Err(invalid("embedding_dim must be positive".into()));
         }
         if self.modalities().is_empty() {
-            return Err(invalid(
-                "the manifest declares no encoder ([text], [image] or [audio])".into(),
-            ));
+            return Err(invalid("the manifest declares no encoder ([text], [image] or [audio])".into()));
         }
         let mut towers: Vec<(&str, &Path, &str, &str, f32, usize)> = Vec::new();
         if let Some(t) = &m.text {
-            towers.push((
-                "text",
-                &t.onnx,
-                &t.input,
-                &t.output,
-                t.logit_scale,
-                t.batching.max_batch_size,
-            ));
+            towers.push(("text", &t.onnx, &t.input, &t.output, t.logit_scale, t.batching.max_batch_size));
             let p = &t.preprocess;
             if p.context_length < 2 {
-                return Err(invalid(
-                    "text.preprocess.context_length must be at least 2".into(),
-                ));
+                return Err(invalid("text.preprocess.context_length must be at least 2".into()));
             }
             self.require_file("text.preprocess.tokenizer", &p.tokenizer, path)?;
         }
         if let Some(i) = &m.image {
-            towers.push((
-                "image",
-                &i.onnx,
-                &i.input,
-                &i.output,
-                i.logit_scale,
-                i.batching.max_batch_size,
-            ));
+            towers.push(("image", &i.onnx, &i.input, &i.output, i.logit_scale, i.batching.max_batch_size));
             let p = &i.preprocess;
             if p.crop == 0 || p.resize < p.crop {
                 return Err(invalid(format!(
@@ -339,23 +301,12 @@ impl ModelDir {
                     p.crop, p.resize
                 )));
             }
-            if p.std.iter().any(|s| !s.is_finite() || *s <= 0.0)
-                || p.mean.iter().any(|v| !v.is_finite())
-            {
-                return Err(invalid(
-                    "image.preprocess: mean must be finite and std positive".into(),
-                ));
+            if p.std.iter().any(|s| !s.is_finite() || *s <= 0.0) || p.mean.iter().any(|v| !v.is_finite()) {
+                return Err(invalid("image.preprocess: mean must be finite and std positive".into()));
             }
         }
         if let Some(a) = &m.audio {
-            towers.push((
-                "audio",
-                &a.onnx,
-                &a.input,
-                &a.output,
-                a.logit_scale,
-                a.batching.max_batch_size,
-            ));
+            towers.push(("audio", &a.onnx, &a.input, &a.output, a.logit_scale, a.batching.max_batch_size));
             let p = &a.preprocess;
             if p.sample_rate == 0
                 || p.clips_per_input == 0
@@ -403,19 +354,13 @@ impl ModelDir {
         for (section, onnx, input, output, logit_scale, max_batch) in towers {
             self.require_file(&format!("{section}.onnx"), onnx, path)?;
             if input.is_empty() || output.is_empty() {
-                return Err(invalid(format!(
-                    "{section}.input and {section}.output must be non-empty"
-                )));
+                return Err(invalid(format!("{section}.input and {section}.output must be non-empty")));
             }
             if !logit_scale.is_finite() || logit_scale <= 0.0 {
-                return Err(invalid(format!(
-                    "{section}.logit_scale must be finite and positive"
-                )));
+                return Err(invalid(format!("{section}.logit_scale must be finite and positive")));
             }
             if max_batch == 0 {
-                return Err(invalid(format!(
-                    "{section}.batching.max_batch_size must be positive"
-                )));
+                return Err(invalid(format!("{section}.batching.max_batch_size must be positive")));
             }
         }
         Ok(())

@@ -62,11 +62,7 @@ pub fn candidate_paths(explicit: Option<&Path>) -> Vec<PathBuf> {
     {
         out.push(dir.join(ORT_LIBRARY_FILE));
     }
-    out.push(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(ORT_LIBRARY_DIR)
-            .join(ORT_LIBRARY_FILE),
-    );
+    out.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(ORT_LIBRARY_DIR).join(ORT_LIBRARY_FILE));
     out
 }
 
@@ -80,26 +76,14 @@ pub fn init(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
 fn load(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
     let candidates = candidate_paths(explicit);
     let Some(path) = candidates.iter().find(|p| p.is_file()) else {
-        let searched = candidates
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let searched = candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
         return Err(RuntimeError::NotFound { searched });
     };
-    let builder = ort::init_from(path).map_err(|e| RuntimeError::Load {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    let builder = ort::init_from(path)
+        .map_err(|e| RuntimeError::Load { path: path.clone(), message: e.to_string() })?;
     let environment = builder
         .with_name("bindery")
         .build()
-        .map_err(|e| RuntimeError::Load {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-    Ok(Runtime {
-        path: path.clone(),
-        environment,
-    })
+        .map_err(|e| RuntimeError::Load { path: path.clone(), message: e.to_string() })?;
+    Ok(Runtime { path: path.clone(), environment })
 }

@@ -57,14 +57,8 @@ pub struct TowerOptions {
 
 impl Default for TowerOptions {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        Self {
-            intra_threads: cores,
-            sessions: 1,
-            cuda_device: None,
-        }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        Self { intra_threads: cores, sessions: 1, cuda_device: None }
     }
 }
 
@@ -108,10 +102,8 @@ impl Tower {
         dim: usize,
         options: &TowerOptions,
     ) -> Result<Self, TowerError> {
-        let load_err = |e: &dyn std::fmt::Display| TowerError::Load {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
+        let load_err =
+            |e: &dyn std::fmt::Display| TowerError::Load { path: path.to_path_buf(), message: e.to_string() };
         let mut sessions = Vec::with_capacity(options.sessions.max(1));
         for _ in 0..options.sessions.max(1) {
             let builder = Session::builder(&runtime.environment)
@@ -138,38 +130,19 @@ impl Tower {
 
     fn check_signature(&self) -> Result<(), TowerError> {
         let session = self.lock(0)?;
-        let inputs: Vec<String> = session
-            .inputs()
-            .iter()
-            .map(|i| i.name().to_string())
-            .collect();
-        let outputs: Vec<String> = session
-            .outputs()
-            .iter()
-            .map(|o| o.name().to_string())
-            .collect();
-        let mismatch = |message: String| TowerError::Signature {
-            path: self.path.clone(),
-            message,
-        };
+        let inputs: Vec<String> = session.inputs().iter().map(|i| i.name().to_string()).collect();
+        let outputs: Vec<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
+        let mismatch = |message: String| TowerError::Signature { path: self.path.clone(), message };
         for wanted in &self.inputs {
             if !inputs.iter().any(|n| n == wanted) {
-                return Err(mismatch(format!(
-                    "has no input named {wanted:?} (inputs: {inputs:?})"
-                )));
+                return Err(mismatch(format!("has no input named {wanted:?} (inputs: {inputs:?})")));
             }
         }
         if inputs.len() != self.inputs.len() {
-            return Err(mismatch(format!(
-                "takes inputs {inputs:?}, the manifest names {:?}",
-                self.inputs
-            )));
+            return Err(mismatch(format!("takes inputs {inputs:?}, the manifest names {:?}", self.inputs)));
         }
         if !outputs.iter().any(|n| n == &self.output) {
-            return Err(mismatch(format!(
-                "has no output named {:?} (outputs: {outputs:?})",
-                self.output
-            )));
+            return Err(mismatch(format!("has no output named {:?} (outputs: {outputs:?})", self.output)));
         }
         Ok(())
     }
@@ -184,17 +157,12 @@ impl Tower {
     pub fn run(&self, batch: usize, inputs: &[NamedInput<'_>]) -> Result<Vec<f32>, TowerError> {
         let index = self.next.fetch_add(1, Ordering::Relaxed);
         let run_err = |e: ort::Error| TowerError::Run(e.to_string());
-        let mut values: Vec<(String, ort::session::SessionInputValue<'_>)> =
-            Vec::with_capacity(inputs.len());
+        let mut values: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
         for input in inputs {
             let shape: Vec<i64> = input.shape.iter().map(|&d| d as i64).collect();
             let value = match input.data {
-                TowerInput::F32(d) => TensorRef::from_array_view((shape, d))
-                    .map_err(run_err)?
-                    .into(),
-                TowerInput::I64(d) => TensorRef::from_array_view((shape, d))
-                    .map_err(run_err)?
-                    .into(),
+                TowerInput::F32(d) => TensorRef::from_array_view((shape, d)).map_err(run_err)?.into(),
+                TowerInput::I64(d) => TensorRef::from_array_view((shape, d)).map_err(run_err)?.into(),
             };
             values.push((input.name.to_string(), value));
         }
@@ -206,11 +174,7 @@ impl Tower {
         let (out_shape, values) = value.try_extract_tensor::<f32>().map_err(run_err)?;
         let dims: Vec<i64> = out_shape.iter().copied().collect();
         if dims.len() != 2 || dims[0] as usize != batch || dims[1] as usize != self.dim {
-            return Err(TowerError::OutputShape {
-                shape: dims,
-                batch,
-                dim: self.dim,
-            });
+            return Err(TowerError::OutputShape { shape: dims, batch, dim: self.dim });
         }
         Ok(values.to_vec())
     }
