@@ -1,6 +1,20 @@
 //! Images: decode, convert to RGB like PIL, resize like PIL, center crop like torchvision,
 //! normalise into a CHW f32 slot.
-//! CONTRACT STUB: implementation pending.
+//!
+//! The reference is ImageBind's `load_and_transform_vision_data`:
+//! `Image.open(f).convert("RGB")`, then torchvision `Resize(resize, BICUBIC)`,
+//! `CenterCrop(crop)`, `ToTensor()` and `Normalize(mean, std)` on the PIL image (Pillow 13,
+//! torchvision 0.26). Every step is reproduced exactly: decoding and mode conversion in
+//! `decode.rs`, the resize in `resample.rs`, crop and normalisation here.
+
+mod decode;
+mod gif;
+mod jpeg;
+mod pil;
+mod resample;
+
+use std::ops::Range;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::model::manifest::ImagePreprocess;
 
@@ -15,10 +29,7 @@ pub struct ImageLimits {
 
 impl Default for ImageLimits {
     fn default() -> Self {
-        Self {
-            max_bytes: 32 << 20,
-            max_pixels: 64_000_000,
-        }
+        Self { max_bytes: 32 << 20, max_pixels: 64_000_000 }
     }
 }
 
@@ -51,21 +62,41 @@ pub enum ImageError {
     /// Bytes are not an image in a supported format, or are corrupt.
     #[error("cannot decode image: {0}")]
     Decode(String),
+    /// The output slot passed to [`ImagePreprocessor::preprocess_into`] has the wrong length.
+    #[error("output slot holds {got} values, the image tensor needs {expected}")]
+    OutputSize {
+        /// `tensor_len()`.
+        expected: usize,
+        /// Length of the slice passed in.
+        got: usize,
+    },
 }
+
+/// Bytes of decoder working memory allowed per pixel (16-bit RGBA is the widest layout we
+/// decode), on top of a fixed allowance for tables and line buffers.
+const ALLOC_PER_PIXEL: u64 = 8;
+const ALLOC_SLACK: u64 = 64 << 20;
 
 /// Prepares encoded images for the vision tower.
 pub struct ImagePreprocessor {
     spec: ImagePreprocess,
     limits: ImageLimits,
+    /// `Normalize(ToTensor(v))` for every 8-bit value, per channel.
+    lut: Box<[[f32; 256]; 3]>,
 }
 
 impl ImagePreprocessor {
     /// Builds a preprocessor from the manifest section and the server's limits.
     pub fn new(spec: &ImagePreprocess, limits: ImageLimits) -> Self {
-        Self {
-            spec: spec.clone(),
-            limits,
+        let mut lut = Box::new([[0f32; 256]; 3]);
+        for (c, table) in lut.iter_mut().enumerate() {
+            for (v, slot) in table.iter_mut().enumerate() {
+                // ToTensor: `byte_tensor.to(float32).div(255)`; Normalize: `sub_(mean).div_(std)`,
+                // all in f32 and in this order.
+                *slot = (v as f32 / 255.0 - spec.mean[c]) / spec.std[c];
+            }
         }
+        Self { spec: spec.clone(), limits, lut }
     }
 
     /// Number of f32 values one image occupies in the batch tensor (3 * crop * crop).
@@ -75,7 +106,116 @@ impl ImagePreprocessor {
 
     /// Decodes `bytes` and writes the normalised CHW tensor into `out` (length `tensor_len()`).
     pub fn preprocess_into(&self, bytes: &[u8], out: &mut [f32]) -> Result<(), ImageError> {
-        let _ = (bytes, out, &self.limits);
-        Err(ImageError::Decode("not implemented".into()))
+        if out.len() != self.tensor_len() {
+            return Err(ImageError::OutputSize { expected: self.tensor_len(), got: out.len() });
+        }
+        if bytes.is_empty() {
+            return Err(ImageError::Empty);
+        }
+        if bytes.len() > self.limits.max_bytes {
+            return Err(ImageError::TooManyBytes { size: bytes.len(), limit: self.limits.max_bytes });
+        }
+        // Decoders are fed untrusted bytes and some can panic on malformed input; a panic
+        // anywhere below is reported as a decode error instead of taking the worker down.
+        catch_unwind(AssertUnwindSafe(|| self.run(bytes, out))).unwrap_or_else(|payload| {
+            let reason = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("decoder panicked");
+            Err(ImageError::Decode(reason.to_string()))
+        })
+    }
+
+    fn check_size(&self, width: u32, height: u32) -> Result<(), ImageError> {
+        let pixels = u64::from(width) * u64::from(height);
+        if pixels > self.limits.max_pixels {
+            return Err(ImageError::TooManyPixels { width, height, pixels, limit: self.limits.max_pixels });
+        }
+        if pixels == 0 {
+            return Err(ImageError::Decode(format!("image has no pixels ({width}x{height})")));
+        }
+        Ok(())
+    }
+
+    fn run(&self, bytes: &[u8], out: &mut [f32]) -> Result<(), ImageError> {
+        let max_alloc = self.limits.max_pixels.saturating_mul(ALLOC_PER_PIXEL).saturating_add(ALLOC_SLACK);
+        let check = |w, h| self.check_size(w, h);
+        let img = decode::decode_rgb(bytes, max_alloc, &check)?;
+
+        let (out_w, out_h) = resized_size(img.width as u64, img.height as u64, self.spec.resize);
+        let crop = u64::from(self.spec.crop);
+        let (cols, pad_x) = crop_window(out_w, crop);
+        let (rows, pad_y) = crop_window(out_h, crop);
+        let win = resample::resize_window(&img, out_w, out_h, cols, rows, self.spec.filter);
+
+        let crop = crop as usize;
+        let plane = crop * crop;
+        for (c, (dst, lut)) in out.chunks_exact_mut(plane).zip(self.lut.iter()).enumerate() {
+            // torchvision pads with 0 where the crop is larger than the image.
+            dst.fill(lut[0]);
+            for y in 0..win.height {
+                let src = &win.data[y * win.width * 3..(y + 1) * win.width * 3];
+                let row = (y + pad_y) * crop + pad_x;
+                for (d, px) in dst[row..row + win.width].iter_mut().zip(src.chunks_exact(3)) {
+                    *d = lut[usize::from(px[c])];
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// torchvision `Resize(size)` with an int size (`_compute_resized_output_size`): the short side
+/// becomes `size`, the long side `int(size * long / short)` (truncated). Returns (w, h).
+fn resized_size(w: u64, h: u64, size: u32) -> (u64, u64) {
+    let (short, long) = if w <= h { (w, h) } else { (h, w) };
+    let new_short = u64::from(size);
+    // Python divides the exact integer product in double precision, as this does for any
+    // size below 2^53.
+    let new_long = (new_short as f64 * long as f64 / short as f64) as u64;
+    if w <= h { (new_short, new_long) } else { (new_long, new_short) }
+}
+
+/// torchvision `CenterCrop` along one axis of length `len`: the kept input range and the
+/// zero padding before it in the output.
+fn crop_window(len: u64, crop: u64) -> (Range<u64>, usize) {
+    if crop > len {
+        // Pads (crop - len) // 2 before; the padded axis is then exactly `crop` long.
+        (0..len, ((crop - len) / 2) as usize)
+    } else {
+        let start = round_half_even_half(len - crop);
+        (start..start + crop, 0)
+    }
+}
+
+/// `int(round(d / 2.0))` with Python's round-half-to-even.
+fn round_half_even_half(d: u64) -> u64 {
+    let half = d / 2;
+    if d % 2 == 1 && half % 2 == 1 { half + 1 } else { half }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resized_size_truncates_the_long_side() {
+        assert_eq!(resized_size(640, 480, 224), (298, 224));
+        assert_eq!(resized_size(480, 640, 224), (224, 298));
+        assert_eq!(resized_size(1000, 333, 224), (672, 224));
+        assert_eq!(resized_size(50, 50, 224), (224, 224));
+        assert_eq!(resized_size(1, 3, 224), (224, 672));
+    }
+
+    #[test]
+    fn center_crop_offset_rounds_half_to_even() {
+        assert_eq!(round_half_even_half(0), 0);
+        assert_eq!(round_half_even_half(1), 0); // round(0.5) == 0
+        assert_eq!(round_half_even_half(3), 2); // round(1.5) == 2
+        assert_eq!(round_half_even_half(5), 2); // round(2.5) == 2
+        assert_eq!(round_half_even_half(74), 37);
+        assert_eq!(crop_window(298, 224), (37..261, 0));
+        assert_eq!(crop_window(200, 224), (0..200, 12));
     }
 }

@@ -1,0 +1,52 @@
+//! Image preprocessing (decode, PIL-exact bicubic resize, center crop, normalise) of a
+//! 1920x1080 4:2:0 JPEG, the typical photo a client sends.
+
+use std::hint::black_box;
+
+use bindery::modality::image::{ImageLimits, ImagePreprocessor};
+use bindery::model::manifest::{ImagePreprocess, ResizeFilter};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use image::codecs::jpeg::JpegEncoder;
+use image::{ExtendedColorType, ImageEncoder};
+
+/// A deterministic 1920x1080 photo-like JPEG: smooth gradients plus hash noise, so the
+/// entropy decoder and the resize both see realistic work.
+fn photo_jpeg() -> Vec<u8> {
+    let (w, h) = (1920u32, 1080u32);
+    let mut rgb = Vec::with_capacity((w * h * 3) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            let noise = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(2_246_822_519)) >> 29;
+            rgb.push(((x * 255 / w) as u8).wrapping_add(noise as u8));
+            rgb.push(((y * 255 / h) as u8).wrapping_add((noise * 3) as u8));
+            rgb.push((((x + y) * 255 / (w + h)) as u8) ^ (noise as u8));
+        }
+    }
+    let mut out = Vec::new();
+    JpegEncoder::new_with_quality(&mut out, 85).write_image(&rgb, w, h, ExtendedColorType::Rgb8).unwrap();
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let spec = ImagePreprocess {
+        resize: 224,
+        crop: 224,
+        filter: ResizeFilter::Bicubic,
+        mean: [0.481_454_66_f64, 0.457_827_5, 0.408_210_73].map(|v| v as f32),
+        std: [0.268_629_54_f64, 0.261_302_58, 0.275_777_11].map(|v| v as f32),
+    };
+    let pre = ImagePreprocessor::new(&spec, ImageLimits::default());
+    let jpeg = photo_jpeg();
+    eprintln!("benchmark JPEG: 1920x1080, {} bytes", jpeg.len());
+    let mut out = vec![0f32; pre.tensor_len()];
+
+    let mut group = c.benchmark_group("image_preprocess");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("jpeg_1920x1080", |b| {
+        b.iter(|| pre.preprocess_into(black_box(&jpeg), &mut out).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

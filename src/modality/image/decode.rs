@@ -1,0 +1,217 @@
+//! Encoded bytes to 8-bit RGB, matching `PIL.Image.open(f).convert("RGB")`.
+//!
+//! The format is sniffed from the content (as Pillow does), the dimensions are read from the
+//! header and checked before any pixel is decoded, and each decoder's samples are brought to
+//! RGB with the rules of the Pillow mode that format opens as. EXIF orientation and ICC
+//! profiles are ignored, as `Image.open` ignores them.
+//!
+//! Known gaps: palette TIFFs are refused (the `tiff` crate does not read them), and a few
+//! layouts Pillow refuses are accepted (e.g. 32-bit BMP bitfield masks outside Pillow's list).
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+
+use super::resample::Rgb8;
+use super::{ImageError, gif, jpeg, pil};
+
+/// Decodes `bytes` into RGB; `check_size(width, height)` runs before pixel decoding.
+pub(crate) fn decode_rgb(
+    bytes: &[u8],
+    max_alloc: u64,
+    check_size: &dyn Fn(u32, u32) -> Result<(), ImageError>,
+) -> Result<Rgb8, ImageError> {
+    let format = image::guess_format(bytes).map_err(|_| ImageError::Decode("unknown image format".into()))?;
+    match format {
+        ImageFormat::Jpeg => jpeg::decode(bytes, check_size),
+        ImageFormat::Gif => gif::decode(bytes, check_size),
+        ImageFormat::Tiff => decode_tiff(bytes, max_alloc, check_size),
+        ImageFormat::Png => {
+            // The PNG decoder reads every chunk up to the first IDAT before it reports the
+            // size; IHDR is always first at a fixed offset, so check it straight away.
+            if let Some((w, h)) = png_ihdr_size(bytes) {
+                check_size(w, h)?;
+            }
+            decode_with_image(bytes, format, max_alloc, check_size)
+        }
+        ImageFormat::Bmp => {
+            let fields = bmp_16bit_fields(bytes)?;
+            let mut img = decode_with_image(bytes, format, max_alloc, check_size)?;
+            if let Some(bits) = fields {
+                rescale_16bit_bmp(&mut img, bits);
+            }
+            Ok(img)
+        }
+        ImageFormat::WebP => decode_with_image(bytes, format, max_alloc, check_size),
+        other => Err(ImageError::Decode(format!("unsupported image format {}", other.to_mime_type()))),
+    }
+}
+
+/// Width and height from a PNG's IHDR chunk (signature, length, "IHDR", width, height).
+fn png_ihdr_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let ihdr = bytes.get(12..24)?;
+    if &ihdr[..4] != b"IHDR" {
+        return None;
+    }
+    let w = u32::from_be_bytes([ihdr[4], ihdr[5], ihdr[6], ihdr[7]]);
+    let h = u32::from_be_bytes([ihdr[8], ihdr[9], ihdr[10], ihdr[11]]);
+    Some((w, h))
+}
+
+/// Bits per channel (R, G, B) of a 16-bit BMP, or `None` for other depths.
+///
+/// Pillow (BmpImagePlugin) reads 16-bit BMPs as 5-5-5 unless BI_BITFIELDS says 5-6-5, and
+/// refuses any other layout.
+fn bmp_16bit_fields(bytes: &[u8]) -> Result<Option<[u32; 3]>, ImageError> {
+    let u16_at = |at: usize| bytes.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let header_size = u32_at(14).unwrap_or(0);
+    // Only the Windows headers (40 bytes and up) carry 16-bit layouts.
+    if header_size < 40 || u16_at(28) != Some(16) {
+        return Ok(None);
+    }
+    const BI_BITFIELDS: u32 = 3;
+    if u32_at(30) != Some(BI_BITFIELDS) {
+        return Ok(Some([5, 5, 5]));
+    }
+    // The masks follow a 40-byte header and sit at the same offsets inside larger ones.
+    match (u32_at(54), u32_at(58), u32_at(62)) {
+        (Some(0xF800), Some(0x07E0), Some(0x001F)) => Ok(Some([5, 6, 5])),
+        (Some(0x7C00), Some(0x03E0), Some(0x001F)) => Ok(Some([5, 5, 5])),
+        _ => Err(ImageError::Decode("unsupported BMP bitfields layout".into())),
+    }
+}
+
+/// Re-expands 16-bit BMP channels the way Pillow's `BGR;15`/`BGR;16` unpackers do
+/// (`v * 255 / max`, truncated). The `image` crate rounds instead (`round(v * 255 / max)`);
+/// that mapping is one-to-one, so the stored value is recovered first.
+fn rescale_16bit_bmp(img: &mut Rgb8, bits: [u32; 3]) {
+    let tables = bits.map(|n| {
+        let max = (1u32 << n) - 1;
+        let mut t = [0u8; 256];
+        for (v8, slot) in t.iter_mut().enumerate() {
+            let stored = (v8 as u32 * max + 127) / 255;
+            *slot = (stored * 255 / max) as u8;
+        }
+        t
+    });
+    for px in img.data.chunks_exact_mut(3) {
+        for (v, t) in px.iter_mut().zip(&tables) {
+            *v = t[usize::from(*v)];
+        }
+    }
+}
+
+fn image_err(e: image::ImageError) -> ImageError {
+    ImageError::Decode(e.to_string())
+}
+
+/// PNG, WebP and BMP through the `image` crate, then Pillow's rules for deep samples.
+fn decode_with_image(
+    bytes: &[u8],
+    format: ImageFormat,
+    max_alloc: u64,
+    check_size: &dyn Fn(u32, u32) -> Result<(), ImageError>,
+) -> Result<Rgb8, ImageError> {
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(max_alloc);
+    reader.limits(limits);
+    let decoder = reader.into_decoder().map_err(image_err)?;
+    let (w, h) = decoder.dimensions();
+    check_size(w, h)?;
+    let img = DynamicImage::from_decoder(decoder).map_err(image_err)?;
+    let (width, height) = (img.width() as usize, img.height() as usize);
+    let data: Vec<u8> = match img {
+        DynamicImage::ImageRgb8(b) => b.into_raw(),
+        // RGBA/LA -> RGB: Pillow drops alpha without compositing (rgba2rgb, la2rgb).
+        DynamicImage::ImageRgba8(b) => b.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        DynamicImage::ImageLuma8(b) => b.iter().flat_map(|&v| [v, v, v]).collect(),
+        DynamicImage::ImageLumaA8(b) => b.chunks_exact(2).flat_map(|p| [p[0]; 3]).collect(),
+        // 16-bit grey PNG opens as "I;16"; its RGB conversion clips at 255.
+        DynamicImage::ImageLuma16(b) => b.iter().flat_map(|&v| [pil::clip_int(i64::from(v)); 3]).collect(),
+        // 16-bit grey+alpha PNG opens as RGBA through rawmode "LA;16B": high byte of L.
+        DynamicImage::ImageLumaA16(b) => b.chunks_exact(2).flat_map(|p| [pil::high_byte(p[0]); 3]).collect(),
+        // 16-bit RGB(A) PNG opens as 8-bit RGB(A) through "RGB;16B"/"RGBA;16B": high byte.
+        DynamicImage::ImageRgb16(b) => b.iter().map(|&v| pil::high_byte(v)).collect(),
+        DynamicImage::ImageRgba16(b) => {
+            b.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]].map(pil::high_byte)).collect()
+        }
+        other => {
+            return Err(ImageError::Decode(format!("unsupported sample layout {:?}", other.color())));
+        }
+    };
+    Ok(Rgb8 { width, height, data })
+}
+
+fn tiff_err(e: tiff::TiffError) -> ImageError {
+    ImageError::Decode(e.to_string())
+}
+
+/// TIFF through the `tiff` crate, so that 32-bit grey ("I", "F") and CMYK can be converted the
+/// way Pillow does (the `image` crate refuses the former and converts CMYK with its own formula).
+fn decode_tiff(
+    bytes: &[u8],
+    max_alloc: u64,
+    check_size: &dyn Fn(u32, u32) -> Result<(), ImageError>,
+) -> Result<Rgb8, ImageError> {
+    use tiff::ColorType as C;
+    use tiff::decoder::{Decoder, DecodingResult as R, Limits};
+
+    let mut limits = Limits::default();
+    let max_alloc = usize::try_from(max_alloc).unwrap_or(usize::MAX);
+    limits.decoding_buffer_size = max_alloc;
+    limits.intermediate_buffer_size = max_alloc;
+    let mut dec = Decoder::new(Cursor::new(bytes)).map_err(tiff_err)?.with_limits(limits);
+    let (w, h) = dec.dimensions().map_err(tiff_err)?;
+    check_size(w, h)?;
+    let color = dec.colortype().map_err(tiff_err)?;
+    let (width, height) = (w as usize, h as usize);
+    let pixels = width * height;
+    let samples = dec.read_image().map_err(tiff_err)?;
+    let unsupported = || ImageError::Decode(format!("unsupported TIFF sample layout {color:?}"));
+    let grey = |v: u8| [v, v, v];
+    let data: Vec<u8> = match (color, samples) {
+        (C::Gray(8), R::U8(s)) => s.iter().flat_map(|&v| grey(v)).collect(),
+        // Bilevel ("1"): rows are packed MSB first and padded to a byte; set bits are white.
+        (C::Gray(1), R::U8(s)) => {
+            let stride = width.div_ceil(8);
+            s.chunks_exact(stride.max(1))
+                .take(height)
+                .flat_map(|row| {
+                    (0..width).map(move |x| if row[x / 8] & (0x80 >> (x % 8)) != 0 { 255 } else { 0 })
+                })
+                .flat_map(grey)
+                .collect()
+        }
+        // "I;16" clips, "I" (32-bit integer) clips, "F" truncates and clips.
+        (C::Gray(16), R::U16(s)) => s.iter().flat_map(|&v| grey(pil::clip_int(v.into()))).collect(),
+        (C::Gray(32), R::I32(s)) => s.iter().flat_map(|&v| grey(pil::clip_int(v.into()))).collect(),
+        // Pillow reads unsigned 32-bit samples into its signed "I" storage as they are.
+        (C::Gray(32), R::U32(s)) => {
+            s.iter().flat_map(|&v| grey(pil::clip_int(i64::from(v as i32)))).collect()
+        }
+        (C::Gray(32), R::F32(s)) => s.iter().flat_map(|&v| grey(pil::clip_float(v))).collect(),
+        (C::GrayA(8) | C::Multiband { bit_depth: 8, num_samples: 2 }, R::U8(s)) => {
+            s.chunks_exact(2).flat_map(|p| grey(p[0])).collect()
+        }
+        (C::RGB(8), R::U8(s)) => s,
+        (C::RGBA(8), R::U8(s)) => s.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        (C::RGB(16), R::U16(s)) => s.iter().map(|&v| pil::high_byte(v)).collect(),
+        (C::RGBA(16), R::U16(s)) => {
+            s.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]].map(pil::high_byte)).collect()
+        }
+        // TIFF CMYK is stored plainly (rawmode "CMYK"), then Pillow's cmyk2rgb.
+        (C::CMYK(8), R::U8(s)) => {
+            s.chunks_exact(4).flat_map(|p| pil::cmyk_to_rgb(p[0], p[1], p[2], p[3])).collect()
+        }
+        _ => return Err(unsupported()),
+    };
+    if data.len() != pixels * 3 {
+        return Err(ImageError::Decode(format!(
+            "TIFF decoder returned {} samples for a {width}x{height} image",
+            data.len()
+        )));
+    }
+    Ok(Rgb8 { width, height, data })
+}
