@@ -20,8 +20,8 @@ pub(crate) fn has_pipeline(modality: Modality) -> bool {
 
 /// The preprocessing stage of an encoder.
 pub enum Preprocessor {
-    /// Tokenizer.
-    Text(TextPreprocessor),
+    /// Tokenizer (boxed: the tokenizer is much larger than the other variants).
+    Text(Box<TextPreprocessor>),
     /// Image decoder and transform.
     Image(ImagePreprocessor),
     /// Audio decoder, resampler and filterbank.

@@ -62,7 +62,7 @@ impl LoadedModel {
             let inputs = vec![(spec.input.clone(), vec![spec.preprocess.context_length])];
             encoders.insert(
                 Modality::Text,
-                load(Modality::Text, Preprocessor::Text(text), tower_spec(spec), inputs)?,
+                load(Modality::Text, Preprocessor::Text(Box::new(text)), tower_spec(spec), inputs)?,
             );
         }
         if let Some(spec) = &m.image {

@@ -210,6 +210,11 @@ fn default_mesh_samples() -> usize {
     10_000
 }
 
+/// Finite and greater than zero (NaN is not).
+fn positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
+}
+
 /// A manifest with the folder it came from.
 #[derive(Debug, Clone)]
 pub struct ModelDir {
@@ -312,10 +317,10 @@ impl ModelDir {
                 || p.clips_per_input == 0
                 || p.num_mel_bins == 0
                 || p.target_length == 0
-                || !(p.clip_duration > 0.0)
-                || !(p.frame_length_ms > 0.0)
-                || !(p.frame_shift_ms > 0.0)
-                || !(p.std > 0.0)
+                || !positive(p.clip_duration)
+                || !positive(p.frame_length_ms)
+                || !positive(p.frame_shift_ms)
+                || !positive(f64::from(p.std))
             {
                 return Err(invalid(
                     "audio.preprocess: sample_rate, clips_per_input, num_mel_bins, target_length, \

@@ -1,0 +1,413 @@
+//! What the load generator sends: the modality mix, the payload pools (files or generated) and the
+//! requests drawn from them.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use rand_pcg::Pcg64Mcg;
+use rand_pcg::rand_core::{Rng, SeedableRng};
+
+use super::generate;
+use super::{ImageEncoding, LoadError};
+use crate::api::pb;
+
+/// Generated payloads per modality; requests cycle through them at random.
+const GENERATED_VARIANTS: usize = 8;
+/// Generated captions.
+const GENERATED_CAPTIONS: usize = 64;
+
+/// A modality the load generator can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// Text.
+    Text,
+    /// Encoded image.
+    Image,
+    /// Encoded audio.
+    Audio,
+    /// Point cloud.
+    PointCloud,
+}
+
+impl Kind {
+    const ALL: [Kind; 4] = [Kind::Text, Kind::Image, Kind::Audio, Kind::PointCloud];
+
+    /// Name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Text => "text",
+            Kind::Image => "image",
+            Kind::Audio => "audio",
+            Kind::PointCloud => "point_cloud",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The modality a payload file belongs to, by its (lower-case) extension.
+    fn of_extension(ext: &str) -> Option<Kind> {
+        Some(match ext {
+            "txt" => Kind::Text,
+            "jpg" | "jpeg" | "png" | "webp" | "gif" | "bmp" | "tif" | "tiff" => Kind::Image,
+            "wav" | "flac" | "mp3" | "ogg" | "oga" | "m4a" | "mp4" | "aac" => Kind::Audio,
+            "ply" | "pcd" | "xyz" | "pts" | "csv" | "npy" | "obj" => Kind::PointCloud,
+            _ => return None,
+        })
+    }
+}
+
+/// Weights of the modalities in the generated load, as given on the command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mix {
+    weights: Vec<(Kind, f64)>,
+}
+
+/// A `--mix` value that cannot be parsed.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid mix {0:?}: expected `name=weight,...` with names text, image, audio, point_cloud")]
+pub struct MixError(String);
+
+impl FromStr for Mix {
+    type Err = MixError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || MixError(s.to_string());
+        let mut weights: Vec<(Kind, f64)> = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, weight) = match part.split_once('=') {
+                Some((n, w)) => (n.trim(), w.trim().parse::<f64>().map_err(|_| bad())?),
+                None => (part, 1.0),
+            };
+            let kind = match name.to_ascii_lowercase().replace('-', "_").as_str() {
+                "text" => Kind::Text,
+                "image" => Kind::Image,
+                "audio" => Kind::Audio,
+                "point_cloud" | "pointcloud" | "points" => Kind::PointCloud,
+                _ => return Err(bad()),
+            };
+            if !weight.is_finite() || weight < 0.0 || weights.iter().any(|(k, _)| *k == kind) {
+                return Err(bad());
+            }
+            if weight > 0.0 {
+                weights.push((kind, weight));
+            }
+        }
+        if weights.is_empty() {
+            return Err(bad());
+        }
+        let total: f64 = weights.iter().map(|(_, w)| w).sum();
+        weights.iter_mut().for_each(|(_, w)| *w /= total);
+        weights.sort_by_key(|(k, _)| *k);
+        Ok(Mix { weights })
+    }
+}
+
+impl fmt::Display for Mix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (kind, weight)) in self.weights.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            write!(f, "{sep}{}={}", kind.name(), (weight * 1000.0).round() / 1000.0)?;
+        }
+        Ok(())
+    }
+}
+
+impl Mix {
+    /// Modalities and their shares (summing to 1).
+    pub fn shares(&self) -> impl Iterator<Item = (Kind, f64)> + '_ {
+        self.weights.iter().copied()
+    }
+}
+
+/// Parses `WIDTHxHEIGHT`.
+pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("expected WIDTHxHEIGHT such as 640x480, got {s:?}");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let w: u32 = w.trim().parse().map_err(|_| bad())?;
+    let h: u32 = h.trim().parse().map_err(|_| bad())?;
+    if w == 0 || h == 0 {
+        return Err(bad());
+    }
+    Ok((w, h))
+}
+
+/// Parameters of the built-in payload generators.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Generated payloads")]
+pub struct GeneratorOptions {
+    /// Generated images: width x height.
+    #[arg(long, default_value = "640x480", value_parser = parse_size)]
+    pub image_size: (u32, u32),
+    /// Generated images: encoding.
+    #[arg(long, value_enum, default_value_t = ImageEncoding::Jpeg)]
+    pub image_format: ImageEncoding,
+    /// Generated audio: length of each clip.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub audio_duration: std::time::Duration,
+    /// Generated audio: sample rate in Hz.
+    #[arg(long, default_value_t = 16_000)]
+    pub audio_sample_rate: u32,
+    /// Generated point clouds: points per cloud.
+    #[arg(long, default_value_t = 8192)]
+    pub points: usize,
+    /// Seed of the payload generators and of the modality draws.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Where a modality's payloads come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Files given with --payloads.
+    Files(usize),
+    /// The built-in generator.
+    Generated,
+}
+
+/// The payloads and the request shape of a load test.
+pub struct Workload {
+    mix: Mix,
+    /// Cumulative shares, for drawing a modality.
+    cumulative: Vec<(Kind, f64)>,
+    pools: [Vec<pb::input::Payload>; 4],
+    sources: Vec<(Kind, Source)>,
+    batch: usize,
+    model: String,
+}
+
+impl Workload {
+    /// Loads the payload files for the modalities of `mix` and generates the rest.
+    pub fn build(
+        mix: Mix,
+        paths: &[PathBuf],
+        generator: &GeneratorOptions,
+        batch: usize,
+        model: String,
+    ) -> Result<Self, LoadError> {
+        let wanted: Vec<Kind> = mix.shares().map(|(k, _)| k).collect();
+        let mut files: Vec<PathBuf> = Vec::new();
+        for path in paths {
+            collect_files(path, path.is_dir(), &mut files)?;
+        }
+        files.sort();
+        let mut pools: [Vec<pb::input::Payload>; 4] = Default::default();
+        for file in &files {
+            let ext = extension(file);
+            let Some(kind) = Kind::of_extension(&ext) else { continue };
+            if wanted.contains(&kind) {
+                pools[kind.index()].extend(load_file(file, kind, &ext)?);
+            }
+        }
+        let mut sources = Vec::new();
+        for kind in Kind::ALL.into_iter().filter(|k| wanted.contains(k)) {
+            let pool = &mut pools[kind.index()];
+            if pool.is_empty() {
+                *pool = generated(kind, generator)?;
+                sources.push((kind, Source::Generated));
+            } else {
+                sources.push((kind, Source::Files(pool.len())));
+            }
+        }
+        let mut acc = 0.0;
+        let cumulative = mix
+            .shares()
+            .map(|(k, w)| {
+                acc += w;
+                (k, acc)
+            })
+            .collect();
+        Ok(Workload { mix, cumulative, pools, sources, batch, model })
+    }
+
+    /// One-line notes on where each modality's payloads come from.
+    pub fn notes(&self) -> Vec<String> {
+        self.sources
+            .iter()
+            .map(|(kind, source)| match source {
+                Source::Files(n) => format!("{}: {n} payloads from files", kind.name()),
+                Source::Generated => format!("{}: generated payloads", kind.name()),
+            })
+            .collect()
+    }
+
+    /// The modality mix.
+    pub fn mix(&self) -> &Mix {
+        &self.mix
+    }
+
+    /// Inputs per request.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Model name sent with each request.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Draws one request of `batch` inputs.
+    pub fn request(&self, rng: &mut Pcg64Mcg) -> pb::EmbedRequest {
+        let inputs = (0..self.batch)
+            .map(|_| {
+                let u = unit(rng);
+                let kind = self
+                    .cumulative
+                    .iter()
+                    .find(|(_, c)| u < *c)
+                    .or(self.cumulative.last())
+                    .map_or(Kind::Text, |(k, _)| *k);
+                let pool = &self.pools[kind.index()];
+                let payload = pool.get(index(rng, pool.len())).cloned();
+                pb::Input { id: String::new(), payload }
+            })
+            .collect();
+        pb::EmbedRequest { model: self.model.clone(), inputs, normalize: None }
+    }
+}
+
+/// A generator seeded from the run seed and a stream number.
+pub fn rng(seed: u64, stream: u64) -> Pcg64Mcg {
+    Pcg64Mcg::seed_from_u64(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// A uniform draw in [0, 1).
+pub fn unit(rng: &mut Pcg64Mcg) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A uniform index below `n` (0 when `n` is 0).
+pub fn index(rng: &mut Pcg64Mcg, n: usize) -> usize {
+    ((unit(rng) * n as f64) as usize).min(n.saturating_sub(1))
+}
+
+fn extension(path: &Path) -> String {
+    path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default()
+}
+
+/// Adds `path` (a file) or the files under it (a folder) to `out`. Files named explicitly must have
+/// a known extension; files found in folders without one are skipped.
+fn collect_files(path: &Path, in_folder: bool, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
+    let read_err = |source| LoadError::Read { path: path.to_path_buf(), source };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(read_err)? {
+            let entry = entry.map_err(read_err)?;
+            collect_files(&entry.path(), true, out)?;
+        }
+    } else if Kind::of_extension(&extension(path)).is_some() {
+        out.push(path.to_path_buf());
+    } else if !in_folder {
+        return Err(LoadError::UnknownPayload(path.to_path_buf()));
+    }
+    Ok(())
+}
+
+fn load_file(path: &Path, kind: Kind, ext: &str) -> Result<Vec<pb::input::Payload>, LoadError> {
+    use pb::input::Payload;
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+    Ok(match kind {
+        Kind::Text => String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|l| Payload::Text(l.to_string()))
+            .collect(),
+        Kind::Image => vec![Payload::Image(bytes)],
+        Kind::Audio => vec![Payload::Audio(pb::Audio { data: bytes, format_hint: ext.to_string() })],
+        Kind::PointCloud => vec![Payload::PointCloud(pb::PointCloud {
+            data: bytes,
+            format_hint: ext.to_string(),
+            ..Default::default()
+        })],
+    })
+}
+
+fn generated(kind: Kind, options: &GeneratorOptions) -> Result<Vec<pb::input::Payload>, LoadError> {
+    use pb::input::Payload;
+    let mut rng = rng(options.seed, 1 + kind.index() as u64);
+    let fail = |what| move |message| LoadError::Generate { what, message };
+    Ok(match kind {
+        Kind::Text => (0..GENERATED_CAPTIONS).map(|_| Payload::Text(generate::caption(&mut rng))).collect(),
+        Kind::Image => (0..GENERATED_VARIANTS)
+            .map(|_| {
+                generate::image(&mut rng, options.image_size, options.image_format)
+                    .map(Payload::Image)
+                    .map_err(fail("an image"))
+            })
+            .collect::<Result<_, _>>()?,
+        Kind::Audio => (0..GENERATED_VARIANTS)
+            .map(|_| {
+                generate::wav(&mut rng, options.audio_duration, options.audio_sample_rate)
+                    .map(|data| Payload::Audio(pb::Audio { data, format_hint: "wav".into() }))
+                    .map_err(fail("an audio clip"))
+            })
+            .collect::<Result<_, _>>()?,
+        Kind::PointCloud => (0..GENERATED_VARIANTS)
+            .map(|_| {
+                let (xyz, rgb) = generate::point_cloud(&mut rng, options.points);
+                Payload::PointCloud(pb::PointCloud { xyz, rgb, ..Default::default() })
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mix_normalises_and_rejects_unknown_names() {
+        let mix: Mix = "text=0.5,image=0.3,audio=0.1,point_cloud=0.1".parse().unwrap();
+        let shares: Vec<_> = mix.shares().collect();
+        assert_eq!(shares.len(), 4);
+        assert!((shares.iter().map(|(_, w)| w).sum::<f64>() - 1.0).abs() < 1e-12);
+        let mix: Mix = "image,text=3".parse().unwrap();
+        assert_eq!(mix.shares().collect::<Vec<_>>(), vec![(Kind::Text, 0.75), (Kind::Image, 0.25)]);
+        assert!("video=1".parse::<Mix>().is_err());
+        assert!("text=-1".parse::<Mix>().is_err());
+        assert!("text=0".parse::<Mix>().is_err());
+        assert!("text,text".parse::<Mix>().is_err());
+    }
+
+    #[test]
+    fn size_parses() {
+        assert_eq!(parse_size("640x480"), Ok((640, 480)));
+        assert!(parse_size("640").is_err());
+        assert!(parse_size("0x4").is_err());
+    }
+
+    #[test]
+    fn requests_follow_the_mix() {
+        let options = GeneratorOptions {
+            image_size: (32, 24),
+            image_format: ImageEncoding::Png,
+            audio_duration: std::time::Duration::from_millis(100),
+            audio_sample_rate: 16_000,
+            points: 64,
+            seed: 7,
+        };
+        let mix: Mix = "text=3,point_cloud=1".parse().unwrap();
+        let workload = Workload::build(mix, &[], &options, 4, String::new()).unwrap();
+        let mut rng = rng(7, 0);
+        let (mut text, mut points) = (0usize, 0usize);
+        for _ in 0..1000 {
+            let request = workload.request(&mut rng);
+            assert_eq!(request.inputs.len(), 4);
+            for input in request.inputs {
+                match input.payload {
+                    Some(pb::input::Payload::Text(_)) => text += 1,
+                    Some(pb::input::Payload::PointCloud(p)) => {
+                        assert_eq!(p.xyz.len(), 64 * 3);
+                        points += 1;
+                    }
+                    other => panic!("unexpected payload {other:?}"),
+                }
+            }
+        }
+        let share = text as f64 / (text + points) as f64;
+        assert!((share - 0.75).abs() < 0.03, "text share {share}");
+    }
+}

@@ -1,0 +1,225 @@
+//! `bindery load` against a real server started in the test: the JSON report of a bounded run,
+//! open-loop latency measured from the intended send time behind a deliberately slow proxy, and the
+//! exit status of a missed objective.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bindery::api::pb;
+use bindery::api::pb::embedder_client::EmbedderClient;
+use bindery::api::pb::embedder_server::{Embedder, EmbedderServer};
+use bindery::cli::{Cli, Command};
+use bindery::load::LoadArgs;
+use clap::Parser;
+use futures::Stream;
+use serde_json::Value;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Channel, Server};
+use tonic::{Request, Response, Status, Streaming};
+
+/// Parses `bindery load <args>` with the real command line.
+fn load_args(args: &[&str]) -> LoadArgs {
+    let cli = Cli::try_parse_from(["bindery", "load"].iter().chain(args)).expect("valid arguments");
+    match cli.command {
+        Command::Load(args) => args,
+        other => panic!("parsed as {other:?}"),
+    }
+}
+
+fn temp(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name)
+}
+
+/// Runs `bindery load` in-process with `--json` to a file and returns the parsed report.
+async fn run_json(name: &str, args: &[&str]) -> Value {
+    let path = temp(name);
+    let path_arg = path.to_str().expect("utf-8 path").to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--quiet", "--json", &path_arg]);
+    let code = bindery::load::run(load_args(&all)).await.expect("load run");
+    assert_eq!(code, ExitCode::SUCCESS);
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("json written")).expect("valid json")
+}
+
+fn f(v: &Value, pointer: &str) -> f64 {
+    v.pointer(pointer).and_then(Value::as_f64).unwrap_or_else(|| panic!("{pointer} missing in {v:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_loop_run_reports_throughput_latency_and_server_stages() {
+    let server = common::start_fixture().await;
+    let url = format!("http://{}", server.addr);
+    let report = run_json(
+        "load-closed.json",
+        &[
+            "--server",
+            &url,
+            "--mix",
+            "text=0.5,image=0.5",
+            "--image-size",
+            "320x240",
+            "--concurrency",
+            "4",
+            "--duration",
+            "2s",
+            "--warmup",
+            "500ms",
+        ],
+    )
+    .await;
+
+    assert_eq!(report["load"], "closed");
+    assert_eq!(report["concurrency"], 4);
+    assert!(f(&report, "/requests") > 0.0, "{report:#}");
+    assert!(f(&report, "/items_per_s") > 0.0);
+    assert!(f(&report, "/requests_per_s") > 0.0);
+    assert_eq!(f(&report, "/errors"), 0.0, "{report:#}");
+    assert!(f(&report, "/elapsed_s") >= 2.0, "the measured part excludes the warm-up only");
+    let (p50, p99, max) =
+        (f(&report, "/latency_ms/p50"), f(&report, "/latency_ms/p99"), f(&report, "/latency_ms/max"));
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{report:#}");
+    for stage in ["preprocess", "inference", "total"] {
+        assert!(f(&report, &format!("/server_stages_ms/{stage}")) > 0.0, "{stage}: {report:#}");
+    }
+    assert!(f(&report, "/server_stages_ms/queue") >= 0.0);
+    assert!(f(&report, "/server_stages_ms/total") <= max, "server time fits in the client's latency");
+    assert_eq!(f(&report, "/mix/text"), 0.5);
+}
+
+/// Forwards `Embed` calls to the real server one at a time, each after a fixed delay: a server
+/// whose capacity is 1 / delay.
+struct SlowProxy {
+    upstream: EmbedderClient<Channel>,
+    delay: Duration,
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
+type ReplyStream = Pin<Box<dyn Stream<Item = Result<pb::EmbedResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Embedder for SlowProxy {
+    async fn embed(&self, request: Request<pb::EmbedRequest>) -> Result<Response<pb::EmbedResponse>, Status> {
+        let _turn = self.one_at_a_time.lock().await;
+        tokio::time::sleep(self.delay).await;
+        self.upstream.clone().embed(request.into_inner()).await
+    }
+
+    type EmbedStreamStream = ReplyStream;
+
+    async fn embed_stream(
+        &self,
+        _request: Request<Streaming<pb::EmbedRequest>>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        Err(Status::unimplemented("the test proxy forwards Embed only"))
+    }
+
+    async fn list_models(
+        &self,
+        request: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        self.upstream.clone().list_models(request.into_inner()).await
+    }
+}
+
+async fn start_proxy(upstream: EmbedderClient<Channel>, delay: Duration) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let proxy = SlowProxy { upstream, delay, one_at_a_time: tokio::sync::Mutex::new(()) };
+    tokio::spawn(
+        Server::builder()
+            .add_service(EmbedderServer::new(proxy))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_counts_queueing_from_the_intended_send_time() {
+    let server = common::start_fixture().await;
+    let delay = Duration::from_millis(20);
+    let proxy = start_proxy(server.client.clone(), delay).await;
+    let url = format!("http://{proxy}");
+    let delay_ms = delay.as_secs_f64() * 1000.0;
+
+    // 100 requests/s for 1 s against a capacity of 50/s: the backlog grows for the whole run, and
+    // with at most 8 requests in flight most of it waits in the client, which must still count it.
+    let open = run_json(
+        "load-open.json",
+        &[
+            "--server",
+            &url,
+            "--mix",
+            "text",
+            "--rate",
+            "100",
+            "--max-in-flight",
+            "8",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+        ],
+    )
+    .await;
+    assert_eq!(open["load"], "open");
+    assert_eq!(f(&open, "/errors"), 0.0, "{open:#}");
+    assert_eq!(f(&open, "/requests"), 100.0, "every scheduled request is sent and counted");
+    let open_p99 = f(&open, "/latency_ms/p99");
+    assert!(open_p99 > 15.0 * delay_ms, "open-loop p99 {open_p99} ms hides the queue: {open:#}");
+    let trend: Vec<f64> =
+        open["latency_trend_ms"].as_array().expect("trend").iter().map(|v| v.as_f64().expect("ms")).collect();
+    assert_eq!(trend.len(), 10);
+    assert!(trend[9] > 3.0 * trend[0], "latency does not grow over the run: {trend:?}");
+    // The server could not keep up, so the measured throughput is its capacity, not the rate.
+    assert!(f(&open, "/requests_per_s") < 60.0, "{open:#}");
+
+    let closed = run_json(
+        "load-closed-slow.json",
+        &["--server", &url, "--mix", "text", "--concurrency", "1", "--duration", "1s", "--warmup", "0s"],
+    )
+    .await;
+    let closed_p50 = f(&closed, "/latency_ms/p50");
+    assert!(
+        closed_p50 >= delay_ms && closed_p50 < 2.0 * delay_ms,
+        "closed-loop p50 {closed_p50} ms should be close to the {delay_ms} ms delay: {closed:#}"
+    );
+    assert!(f(&closed, "/latency_ms/p99") * 4.0 < open_p99);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_objective_gives_a_nonzero_exit_status() {
+    let server = common::start_fixture().await;
+    let chart = temp("load-sweep.svg");
+    let _ = std::fs::remove_file(&chart);
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
+        .args(["load", "--server", &format!("http://{}", server.addr), "--mode", "stream"])
+        .args(["--concurrency", "1,2", "--duration", "300ms", "--warmup", "0s", "--quiet"])
+        .args(["--json", "-", "--max-p99", "1us", "--max-error-rate", "0.5", "--chart"])
+        .arg(&chart)
+        .output()
+        .await
+        .expect("bindery runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("SLO missed (concurrency 1): p99"), "stderr: {stderr}");
+    assert!(stderr.contains("SLO missed (concurrency 2): p99"), "stderr: {stderr}");
+    assert!(!stderr.contains("error rate"), "no request failed: {stderr}");
+
+    let runs: Value = serde_json::from_slice(&output.stdout).expect("stdout is only the JSON report");
+    let runs = runs.as_array().expect("a sweep gives an array");
+    assert_eq!(runs.len(), 2);
+    for (run, level) in runs.iter().zip([1, 2]) {
+        assert_eq!(run["concurrency"], level);
+        assert_eq!(run["mode"], "stream");
+        assert!(f(run, "/ok") > 0.0 && f(run, "/errors") == 0.0, "{run:#}");
+        assert_eq!(run["slo"]["passed"], false);
+        assert!(run["server_stages_ms"].is_null(), "stream replies carry no timings");
+    }
+    let svg = std::fs::read_to_string(&chart).expect("chart written");
+    assert!(svg.starts_with("<svg") && svg.contains("p99") && svg.contains("concurrency 2"));
+}
