@@ -49,49 +49,27 @@ fn empty_after_cleanup(case: &TextCase) -> bool {
 async fn every_text_golden_matches_the_reference() {
     let mut server = start_fixture().await;
     let cases = text_cases();
-    assert!(
-        cases.len() >= 20,
-        "expected a real golden set, got {}",
-        cases.len()
-    );
+    assert!(cases.len() >= 20, "expected a real golden set, got {}", cases.len());
     let mut checked = 0;
     for case in &cases {
-        let reply = server
-            .client
-            .embed(request(vec![text(&case.id, &case.text)]))
-            .await;
+        let reply = server.client.embed(request(vec![text(&case.id, &case.text)])).await;
         if empty_after_cleanup(case) {
             let status = reply.expect_err("empty-after-cleanup text must be refused");
             assert_eq!(status.code(), Code::InvalidArgument, "{}", case.id);
-            assert!(
-                status.message().contains(&case.id),
-                "message names the input: {}",
-                status.message()
-            );
+            assert!(status.message().contains(&case.id), "message names the input: {}", status.message());
             continue;
         }
-        let reply = reply
-            .unwrap_or_else(|s| panic!("case {}: {s}", case.id))
-            .into_inner();
+        let reply = reply.unwrap_or_else(|s| panic!("case {}: {s}", case.id)).into_inner();
         let e = &reply.embeddings[0];
         assert_eq!(e.id, case.id);
         assert_eq!(e.modality, pb::Modality::Text as i32);
         assert!((norm(&e.vector) - 1.0).abs() < 1e-5, "unit norm by default");
         let c = cosine(&e.vector, &case.embedding);
         if DOCUMENTED_TEXT_EXCEPTIONS.contains(&case.id.as_str()) {
-            assert!(
-                c < 0.9999,
-                "case {} now matches; drop it from the documented exceptions",
-                case.id
-            );
+            assert!(c < 0.9999, "case {} now matches; drop it from the documented exceptions", case.id);
             continue;
         }
-        assert!(
-            c >= 0.9999,
-            "text case {} ({:?}): cosine {c}",
-            case.id,
-            case.text
-        );
+        assert!(c >= 0.9999, "text case {} ({:?}): cosine {c}", case.id, case.text);
         checked += 1;
     }
     assert!(checked >= 15, "only {checked} text cases compared");
@@ -101,14 +79,9 @@ async fn every_text_golden_matches_the_reference() {
 async fn every_image_golden_matches_the_reference() {
     let mut server = start_fixture().await;
     let cases = image_cases();
-    assert!(
-        cases.len() >= 20,
-        "expected a real golden set, got {}",
-        cases.len()
-    );
+    assert!(cases.len() >= 20, "expected a real golden set, got {}", cases.len());
     for case in &cases {
-        let bytes =
-            std::fs::read(fixture(&format!("images/{}", case.file))).expect("fixture image");
+        let bytes = std::fs::read(fixture(&format!("images/{}", case.file))).expect("fixture image");
         let reply = server
             .client
             .embed(request(vec![image(&case.id, bytes)]))
@@ -118,12 +91,7 @@ async fn every_image_golden_matches_the_reference() {
         let e = &reply.embeddings[0];
         assert_eq!(e.modality, pb::Modality::Image as i32);
         let c = cosine(&e.vector, &case.embedding);
-        assert!(
-            c >= 0.9999,
-            "image case {} ({}): cosine {c}",
-            case.id,
-            case.file
-        );
+        assert!(c >= 0.9999, "image case {} ({}): cosine {c}", case.id, case.file);
     }
 }
 
@@ -132,24 +100,11 @@ async fn mixed_batch_keeps_request_order_and_matches_single_requests() {
     let mut server = start_fixture().await;
     let texts = text_cases();
     let images = image_cases();
-    let t = texts
-        .iter()
-        .find(|c| !empty_after_cleanup(c))
-        .expect("a text case");
+    let t = texts.iter().find(|c| !empty_after_cleanup(c)).expect("a text case");
     let i = &images[0];
     let bytes = std::fs::read(fixture(&format!("images/{}", i.file))).expect("image");
-    let inputs = vec![
-        text("a", &t.text),
-        image("b", bytes.clone()),
-        text("c", "a dog"),
-        image("d", bytes),
-    ];
-    let reply = server
-        .client
-        .embed(request(inputs))
-        .await
-        .expect("mixed batch")
-        .into_inner();
+    let inputs = vec![text("a", &t.text), image("b", bytes.clone()), text("c", "a dog"), image("d", bytes)];
+    let reply = server.client.embed(request(inputs)).await.expect("mixed batch").into_inner();
     let ids: Vec<_> = reply.embeddings.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["a", "b", "c", "d"]);
     assert_eq!(reply.model, "imagebind-fixture");
@@ -161,26 +116,13 @@ async fn mixed_batch_keeps_request_order_and_matches_single_requests() {
 #[tokio::test]
 async fn raw_output_keeps_the_reference_logit_scale() {
     let mut server = start_fixture().await;
-    let case = text_cases()
-        .into_iter()
-        .find(|c| !empty_after_cleanup(c))
-        .expect("a text case");
+    let case = text_cases().into_iter().find(|c| !empty_after_cleanup(c)).expect("a text case");
     let mut req = request(vec![text("raw", &case.text)]);
     req.normalize = Some(false);
-    let reply = server
-        .client
-        .embed(req)
-        .await
-        .expect("raw embed")
-        .into_inner();
+    let reply = server.client.embed(req).await.expect("raw embed").into_inner();
     let v = &reply.embeddings[0].vector;
     let scale = norm(&case.embedding);
-    assert!(
-        (norm(v) - scale).abs() / scale < 1e-4,
-        "raw norm {} vs reference {}",
-        norm(v),
-        scale
-    );
+    assert!((norm(v) - scale).abs() / scale < 1e-4, "raw norm {} vs reference {}", norm(v), scale);
 }
 
 #[tokio::test]
@@ -188,50 +130,23 @@ async fn one_corrupt_image_fails_the_batch_naming_it_and_the_server_keeps_servin
     let mut server = start_fixture().await;
     let good = std::fs::read(fixture(&format!("images/{}", image_cases()[0].file))).expect("image");
     let corrupt = std::fs::read(fixture("images/corrupt_truncated.jpg")).expect("corrupt fixture");
-    let inputs = vec![
-        image("fine-1", good.clone()),
-        image("broken-photo", corrupt),
-        image("fine-2", good.clone()),
-    ];
-    let status = server
-        .client
-        .embed(request(inputs))
-        .await
-        .expect_err("corrupt image must fail");
+    let inputs =
+        vec![image("fine-1", good.clone()), image("broken-photo", corrupt), image("fine-2", good.clone())];
+    let status = server.client.embed(request(inputs)).await.expect_err("corrupt image must fail");
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().contains("broken-photo"),
-        "names the input: {}",
-        status.message()
-    );
-    assert!(
-        status.message().contains("image"),
-        "says what is wrong: {}",
-        status.message()
-    );
+    assert!(status.message().contains("broken-photo"), "names the input: {}", status.message());
+    assert!(status.message().contains("image"), "says what is wrong: {}", status.message());
 
     let garbage = std::fs::read(fixture("images/not_an_image.bin")).expect("garbage fixture");
-    let status = server
-        .client
-        .embed(request(vec![image("noise", garbage)]))
-        .await
-        .expect_err("garbage");
+    let status = server.client.embed(request(vec![image("noise", garbage)])).await.expect_err("garbage");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("noise"));
 
-    let status = server
-        .client
-        .embed(request(vec![image("nothing", Vec::new())]))
-        .await
-        .expect_err("empty");
+    let status = server.client.embed(request(vec![image("nothing", Vec::new())])).await.expect_err("empty");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("empty"), "{}", status.message());
 
     // Still serving.
-    let ok = server
-        .client
-        .embed(request(vec![image("again", good)]))
-        .await
-        .expect("server still serves");
+    let ok = server.client.embed(request(vec![image("again", good)])).await.expect("server still serves");
     assert_eq!(ok.into_inner().embeddings.len(), 1);
 }

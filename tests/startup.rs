@@ -47,54 +47,33 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn missing_runtime_library_is_a_clear_error() {
-    let (ok, stderr) = serve(
-        &repo().join("models"),
-        &["--ort-lib", "/nonexistent/libonnxruntime.so"],
-    );
+    let (ok, stderr) = serve(&repo().join("models"), &["--ort-lib", "/nonexistent/libonnxruntime.so"]);
     assert!(!ok);
-    assert!(
-        stderr.contains("ONNX Runtime library not found") && stderr.contains("/nonexistent"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("ONNX Runtime library not found") && stderr.contains("/nonexistent"), "{stderr}");
 }
 
 #[test]
 fn unknown_manifest_key_is_refused() {
     let root = temp_dir("unknown-key");
-    model_with_manifest(
-        &root,
-        &fixture_manifest().replace("embedding_dim", "embeding_dim"),
-    );
+    model_with_manifest(&root, &fixture_manifest().replace("embedding_dim", "embeding_dim"));
     let (ok, stderr) = serve(&root, &[]);
     assert!(!ok);
-    assert!(
-        stderr.contains("model.toml") && stderr.contains("embeding_dim"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("model.toml") && stderr.contains("embeding_dim"), "{stderr}");
 }
 
 #[test]
 fn missing_onnx_file_is_refused() {
     let root = temp_dir("missing-onnx");
-    model_with_manifest(
-        &root,
-        &fixture_manifest().replace("\"vision.onnx\"", "\"nowhere.onnx\""),
-    );
+    model_with_manifest(&root, &fixture_manifest().replace("\"vision.onnx\"", "\"nowhere.onnx\""));
     let (ok, stderr) = serve(&root, &[]);
     assert!(!ok);
-    assert!(
-        stderr.contains("nowhere.onnx") && stderr.contains("does not exist"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("nowhere.onnx") && stderr.contains("does not exist"), "{stderr}");
 }
 
 #[test]
 fn wrong_tensor_name_is_refused() {
     let root = temp_dir("tensor-name");
-    model_with_manifest(
-        &root,
-        &fixture_manifest().replacen("input = \"pixels\"", "input = \"pixelz\"", 1),
-    );
+    model_with_manifest(&root, &fixture_manifest().replacen("input = \"pixels\"", "input = \"pixelz\"", 1));
     let (ok, stderr) = serve(&root, &[]);
     assert!(!ok);
     assert!(stderr.contains("pixelz"), "{stderr}");

@@ -55,9 +55,7 @@ pub async fn start(options: ServerOptions) -> TestServer {
         .await
         .expect("load task")
         .expect("models load");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
@@ -67,20 +65,12 @@ pub async fn start(options: ServerOptions) -> TestServer {
         .await
         .expect("server runs");
     });
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
+    let channel =
+        Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await.expect("connect");
     let client = EmbedderClient::new(channel.clone())
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
-    TestServer {
-        addr,
-        client,
-        channel,
-        shutdown: Some(tx),
-    }
+    TestServer { addr, client, channel, shutdown: Some(tx) }
 }
 
 /// Starts a server on the committed fixture model.
@@ -90,48 +80,31 @@ pub async fn start_fixture() -> TestServer {
 
 /// An input with a text payload.
 pub fn text(id: &str, t: &str) -> pb::Input {
-    pb::Input {
-        id: id.into(),
-        payload: Some(pb::input::Payload::Text(t.into())),
-    }
+    pb::Input { id: id.into(), payload: Some(pb::input::Payload::Text(t.into())) }
 }
 
 /// An input with an image payload.
 pub fn image(id: &str, bytes: Vec<u8>) -> pb::Input {
-    pb::Input {
-        id: id.into(),
-        payload: Some(pb::input::Payload::Image(bytes)),
-    }
+    pb::Input { id: id.into(), payload: Some(pb::input::Payload::Image(bytes)) }
 }
 
 /// An input with an audio payload.
 pub fn audio(id: &str, bytes: Vec<u8>, hint: &str) -> pb::Input {
     pb::Input {
         id: id.into(),
-        payload: Some(pb::input::Payload::Audio(pb::Audio {
-            data: bytes,
-            format_hint: hint.into(),
-        })),
+        payload: Some(pb::input::Payload::Audio(pb::Audio { data: bytes, format_hint: hint.into() })),
     }
 }
 
 /// A request for the default model.
 pub fn request(inputs: Vec<pb::Input>) -> pb::EmbedRequest {
-    pb::EmbedRequest {
-        model: String::new(),
-        inputs,
-        normalize: None,
-    }
+    pb::EmbedRequest { model: String::new(), inputs, normalize: None }
 }
 
 /// Cosine similarity in f64.
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len(), "vector lengths differ");
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
     let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)
