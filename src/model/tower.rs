@@ -111,6 +111,9 @@ impl Tower {
                 .with_optimization_level(GraphOptimizationLevel::Level3)
                 .map_err(|e| load_err(&e))?
                 .with_intra_threads(options.intra_threads.max(1))
+                .map_err(|e| load_err(&e))?
+                // Idle ONNX threads would otherwise spin and steal the cores preprocessing needs.
+                .with_intra_op_spinning(false)
                 .map_err(|e| load_err(&e))?;
             let mut builder = with_device(builder, options).map_err(|e| load_err(&e))?;
             let session = builder.commit_from_file(path).map_err(|e| load_err(&e))?;

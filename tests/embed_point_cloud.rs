@@ -1,0 +1,139 @@
+//! Point-cloud embeddings served over gRPC match the reference pipeline
+//! (goldens from `tools/make_point_fixtures.py`: independent readers, `fpsample` FPS, torch kNN and
+//! the PyTorch point tower).
+
+mod common;
+
+use bindery::api::pb;
+use common::*;
+use serde::Deserialize;
+use tonic::Code;
+
+#[derive(Deserialize)]
+struct Cases {
+    cases: Vec<PointCase>,
+}
+
+#[derive(Deserialize)]
+struct PointCase {
+    id: String,
+    file: Option<String>,
+    hint: Option<String>,
+    dropped: u64,
+    embedding: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct BadCases {
+    entries: Vec<BadCase>,
+}
+
+#[derive(Deserialize)]
+struct BadCase {
+    file: String,
+    hint: Option<String>,
+    kind: String,
+    limits: Option<BadLimits>,
+}
+
+#[derive(Deserialize)]
+struct BadLimits {
+    max_points: Option<usize>,
+    max_bytes: Option<usize>,
+}
+
+fn load<T: for<'de> Deserialize<'de>>(name: &str) -> T {
+    let raw = std::fs::read_to_string(fixture(name)).expect("point-cloud goldens");
+    serde_json::from_str(&raw).expect("point-cloud goldens parse")
+}
+
+fn cloud(id: &str, data: Vec<u8>, hint: Option<&str>) -> pb::Input {
+    pb::Input {
+        id: id.into(),
+        payload: Some(pb::input::Payload::PointCloud(pb::PointCloud {
+            data,
+            format_hint: hint.unwrap_or_default().into(),
+            ..Default::default()
+        })),
+    }
+}
+
+#[tokio::test]
+async fn every_point_cloud_file_golden_matches_the_reference() {
+    let mut server = start_fixture().await;
+    let cases: Cases = load("point_cloud/cases.json");
+    let mut checked = 0;
+    for case in cases.cases.iter() {
+        let Some(file) = &case.file else { continue };
+        let data = std::fs::read(fixture(&format!("point_cloud/{file}"))).expect("fixture cloud");
+        let reply = server
+            .client
+            .embed(request(vec![cloud(&case.id, data, case.hint.as_deref())]))
+            .await
+            .unwrap_or_else(|s| panic!("case {} ({file}): {s}", case.id))
+            .into_inner();
+        let e = &reply.embeddings[0];
+        assert_eq!(e.modality, pb::Modality::PointCloud as i32);
+        assert_eq!(e.dropped_points, case.dropped, "case {}: dropped points", case.id);
+        let c = cosine(&e.vector, &case.embedding);
+        assert!(c >= 0.9999, "point-cloud case {} ({file}): cosine {c}", case.id);
+        checked += 1;
+    }
+    assert!(checked >= 18, "only {checked} file cases compared");
+}
+
+#[tokio::test]
+async fn every_malformed_cloud_is_invalid_argument_and_the_server_keeps_serving() {
+    let bad: BadCases = load("point_cloud/bad.json");
+    let mut options = fixture_options();
+    // The limit cases carry their own limits; run them on a server configured with them.
+    for case in &bad.entries {
+        if let Some(l) = &case.limits {
+            if let Some(p) = l.max_points {
+                options.limits.point_cloud.max_points = p;
+            }
+            if let Some(b) = l.max_bytes {
+                options.limits.point_cloud.max_bytes = b;
+            }
+        }
+    }
+    let mut limited = start(options).await;
+    let mut server = start_fixture().await;
+    for case in &bad.entries {
+        let data = std::fs::read(fixture(&format!("point_cloud/{}", case.file))).expect("bad fixture");
+        let target = if case.limits.is_some() { &mut limited } else { &mut server };
+        let id = format!("bad:{}", case.file);
+        let status = target
+            .client
+            .embed(request(vec![cloud(&id, data, case.hint.as_deref())]))
+            .await
+            .expect_err(&format!("{} ({}) must be refused", case.file, case.kind));
+        assert_eq!(status.code(), Code::InvalidArgument, "{}: {}", case.file, status.message());
+        assert!(status.message().contains(&id), "names the input: {}", status.message());
+    }
+    let good: Cases = load("point_cloud/cases.json");
+    let first = good.cases.iter().find(|c| c.file.is_some()).expect("a file case");
+    let data = std::fs::read(fixture(&format!("point_cloud/{}", first.file.as_ref().unwrap()))).unwrap();
+    let reply = server.client.embed(request(vec![cloud("after", data, first.hint.as_deref())])).await;
+    assert!(reply.is_ok(), "server still serves after malformed clouds");
+}
+
+#[tokio::test]
+async fn packed_arrays_and_nan_points_are_accepted() {
+    let mut server = start_fixture().await;
+    // A small deterministic cloud on a helix; one NaN point that must be dropped and counted.
+    let mut xyz = Vec::new();
+    for i in 0..600 {
+        let t = i as f32 * 0.05;
+        xyz.extend_from_slice(&[t.cos(), t.sin(), t * 0.1]);
+    }
+    xyz.extend_from_slice(&[f32::NAN, 0.0, 0.0]);
+    let rgb_u8 = vec![200u8; xyz.len()];
+    let input = pb::Input {
+        id: "helix".into(),
+        payload: Some(pb::input::Payload::PointCloud(pb::PointCloud { xyz, rgb_u8, ..Default::default() })),
+    };
+    let reply = server.client.embed(request(vec![input])).await.expect("arrays").into_inner();
+    assert_eq!(reply.embeddings[0].dropped_points, 1);
+    assert!((norm(&reply.embeddings[0].vector) - 1.0).abs() < 1e-5);
+}
