@@ -8,6 +8,7 @@ use crate::engine::EngineError;
 pub fn to_status(error: &EngineError) -> Status {
     let code = match error {
         EngineError::ModelNotFound { .. } => Code::NotFound,
+        EngineError::InvalidInput { source, .. } if !source.is_input_error() => Code::Internal,
         EngineError::NoInputs
         | EngineError::TooManyInputs { .. }
         | EngineError::MissingPayload { .. }

@@ -39,6 +39,17 @@ pub enum PreprocessError {
     Internal(String),
 }
 
+impl PreprocessError {
+    /// False when the failure lies with the server (configuration, a bug) rather than the input.
+    pub fn is_input_error(&self) -> bool {
+        match self {
+            PreprocessError::Audio(e) => e.is_input_error(),
+            PreprocessError::Internal(_) => false,
+            _ => true,
+        }
+    }
+}
+
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -159,6 +170,14 @@ pub enum LoadError {
         model: String,
         /// What failed.
         source: TextError,
+    },
+    /// The audio section describes a pipeline bindery cannot run.
+    #[error("model {model:?}, audio encoder: {source}")]
+    Audio {
+        /// Model name.
+        model: String,
+        /// What is wrong.
+        source: AudioError,
     },
     /// The configured default model is not loaded.
     #[error("default model {name:?} is not among the loaded models ({available})")]

@@ -73,7 +73,9 @@ impl LoadedModel {
         }
         if let Some(spec) = &m.audio {
             let p = &spec.preprocess;
-            let audio = Preprocessor::Audio(AudioPreprocessor::new(p, limits.audio));
+            let audio = AudioPreprocessor::try_new(p, limits.audio)
+                .map_err(|source| LoadError::Audio { model: model.name.clone(), source })?;
+            let audio = Preprocessor::Audio(audio);
             let inputs =
                 vec![(spec.input.clone(), vec![p.clips_per_input, 1, p.num_mel_bins, p.target_length])];
             encoders.insert(Modality::Audio, load(Modality::Audio, audio, tower_spec(spec), inputs)?);

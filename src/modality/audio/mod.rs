@@ -1,7 +1,31 @@
 //! Audio: decode any common container, resample like torchaudio, Kaldi filterbank per clip.
-//! CONTRACT STUB: implementation pending.
+//!
+//! The output reproduces `imagebind.data.load_and_transform_audio_data` (imagebind-unofficial
+//! 0.1.1) step by step:
+//!
+//! 1. decode to `f32` per channel ([`decode`]);
+//! 2. resample every channel to the model rate ([`resample::Resampler`], torchaudio's
+//!    `functional.resample`);
+//! 3. place `clips_per_input` clips of `clip_duration` seconds ([`clips::clip_bounds`],
+//!    pytorchvideo's `ConstantClipsPerVideoSampler`);
+//! 4. per clip: subtract the mean over *all channels* of the clip, then compute the filterbank of
+//!    *channel 0 only* ([`fbank::KaldiFbank`]), pad or cut it to `target_length` frames, and
+//!    normalise with the manifest's mean and standard deviation.
+
+pub mod clips;
+pub mod decode;
+pub mod fbank;
+pub mod resample;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use crate::model::manifest::AudioPreprocess;
+
+use self::decode::DecodedAudio;
+use self::fbank::KaldiFbank;
+use self::resample::Resampler;
 
 /// Size limits checked before decoding everything.
 #[derive(Debug, Clone, Copy)]
@@ -14,10 +38,7 @@ pub struct AudioLimits {
 
 impl Default for AudioLimits {
     fn default() -> Self {
-        Self {
-            max_bytes: 64 << 20,
-            max_duration_secs: 900.0,
-        }
+        Self { max_bytes: 64 << 20, max_duration_secs: 900.0 }
     }
 }
 
@@ -27,24 +48,123 @@ pub enum AudioError {
     /// Zero-length payload.
     #[error("audio is empty (0 bytes)")]
     Empty,
-    /// Anything else (placeholder until the pipeline lands).
-    #[error("cannot decode audio: {0}")]
-    Decode(String),
+    /// The payload is over the byte limit; nothing was parsed.
+    #[error("audio is {bytes} bytes, more than the limit of {max} bytes")]
+    TooLarge {
+        /// Payload size.
+        bytes: usize,
+        /// Configured limit.
+        max: usize,
+    },
+    /// The audio is longer than allowed (declared by the container, or counted while decoding).
+    #[error("audio is longer than the limit of {max} s (at least {seconds:.2} s)")]
+    TooLong {
+        /// Duration found so far, in seconds.
+        seconds: f64,
+        /// Configured limit, in seconds.
+        max: f64,
+    },
+    /// No supported container was recognised in the bytes.
+    #[error("not a recognised audio format: {0}")]
+    UnrecognizedFormat(String),
+    /// The container holds no audio track.
+    #[error("the file contains no audio track")]
+    NoAudioTrack,
+    /// The audio track uses a codec or feature that is not supported.
+    #[error("unsupported audio codec: {0}")]
+    UnsupportedCodec(String),
+    /// The sample rate is outside the supported range.
+    #[error(
+        "unsupported sample rate {0} Hz (supported: {min}..={max} Hz)",
+        min = decode::MIN_RATE,
+        max = resample::MAX_RATE
+    )]
+    UnsupportedSampleRate(u32),
+    /// The stream's layout is unusable (no channels, changes mid-file).
+    #[error("invalid audio stream: {0}")]
+    InvalidStream(String),
+    /// The data is damaged: a packet failed to demux or decode.
+    #[error("corrupt audio: {0}")]
+    Corrupt(String),
+    /// The file ends before the end its container declares.
+    #[error("truncated audio: {0}")]
+    Truncated(String),
+    /// The file decodes to zero samples.
+    #[error("the audio contains no samples")]
+    NoSamples,
+    /// A clip is shorter than one filterbank analysis window.
+    #[error(
+        "audio too short: a clip has {samples} samples after resampling, the filterbank needs at \
+         least {needed}"
+    )]
+    TooShort {
+        /// Samples in the clip.
+        samples: usize,
+        /// One analysis window.
+        needed: usize,
+    },
+    /// A decoder panicked on this input (caught; the input is rejected).
+    #[error("the audio decoder failed on this input: {0}")]
+    DecoderPanic(String),
+    /// The manifest's audio parameters cannot be used.
+    #[error("invalid audio preprocessing configuration: {0}")]
+    InvalidConfig(String),
+    /// The caller's output slice does not have [`AudioPreprocessor::tensor_len`] elements.
+    #[error("output buffer holds {got} values, expected {expected}")]
+    OutputSize {
+        /// Required length.
+        expected: usize,
+        /// Length given.
+        got: usize,
+    },
+    /// A bug, not caused by the input.
+    #[error("internal audio error: {0}")]
+    Internal(String),
 }
+
+impl AudioError {
+    /// Whether the input is at fault (as opposed to configuration or a bug in bindery).
+    pub fn is_input_error(&self) -> bool {
+        !matches!(
+            self,
+            AudioError::InvalidConfig(_) | AudioError::OutputSize { .. } | AudioError::Internal(_)
+        )
+    }
+}
+
+/// Resamplers kept per input rate; a handful of rates covers nearly all traffic.
+const RESAMPLER_CACHE: usize = 16;
 
 /// Prepares encoded audio for the audio tower.
 pub struct AudioPreprocessor {
     spec: AudioPreprocess,
     limits: AudioLimits,
+    fbank: Result<KaldiFbank, String>,
+    resamplers: Mutex<HashMap<u32, Arc<Resampler>>>,
 }
 
 impl AudioPreprocessor {
     /// Builds a preprocessor from the manifest section and the server's limits.
+    ///
+    /// Parameters the filterbank cannot use make every call to [`Self::preprocess_into`] fail
+    /// with [`AudioError::InvalidConfig`]; [`Self::try_new`] reports them up front.
     pub fn new(spec: &AudioPreprocess, limits: AudioLimits) -> Self {
-        Self {
-            spec: spec.clone(),
-            limits,
+        let fbank =
+            KaldiFbank::new(spec.sample_rate, spec.frame_length_ms, spec.frame_shift_ms, spec.num_mel_bins)
+                .map_err(|e| e.to_string());
+        Self { spec: spec.clone(), limits, fbank, resamplers: Mutex::new(HashMap::new()) }
+    }
+
+    /// Like [`Self::new`], but fails when the manifest's parameters cannot be used.
+    pub fn try_new(spec: &AudioPreprocess, limits: AudioLimits) -> Result<Self, AudioError> {
+        let p = Self::new(spec, limits);
+        if let Err(e) = &p.fbank {
+            return Err(AudioError::InvalidConfig(e.clone()));
         }
+        if spec.sample_rate < decode::MIN_RATE || spec.sample_rate > resample::MAX_RATE {
+            return Err(AudioError::UnsupportedSampleRate(spec.sample_rate));
+        }
+        Ok(p)
     }
 
     /// Number of f32 values one input occupies: clips * 1 * mel bins * target length.
@@ -53,13 +173,126 @@ impl AudioPreprocessor {
     }
 
     /// Decodes `bytes` and writes `[clips, 1, mel, frames]` into `out`.
+    ///
+    /// `format_hint` is an extension or MIME type from the client; the format is always
+    /// detected from the bytes.
     pub fn preprocess_into(
         &self,
         bytes: &[u8],
         format_hint: Option<&str>,
         out: &mut [f32],
     ) -> Result<(), AudioError> {
-        let _ = (bytes, format_hint, out, &self.limits);
-        Err(AudioError::Decode("not implemented".into()))
+        self.check_out(out)?;
+        let audio = decode::decode(bytes, format_hint, &self.limits)?;
+        self.preprocess_decoded_into(&audio, out)
+    }
+
+    /// The pipeline after decoding: resample, clip, filterbank, normalise into `out`.
+    ///
+    /// Like the reference, each clip's mean is taken over all channels and subtracted in place
+    /// from the shared waveform before the filterbank reads channel 0. Clips overlap when the
+    /// audio is shorter than `clips * clip_duration`, and a later clip then sees the earlier
+    /// subtraction on the overlapping samples (`waveform -= waveform.mean()` acts on a view in
+    /// `waveform2melspec`); this is reproduced because it changes the frames at the overlap's
+    /// edge. Only channel 0 is resampled: the other channels enter through their sum over each
+    /// clip, taken with [`Resampler::sum_range`] and corrected for the earlier subtractions,
+    /// which gives the same mean without producing their samples.
+    pub fn preprocess_decoded_into(&self, audio: &DecodedAudio, out: &mut [f32]) -> Result<(), AudioError> {
+        self.check_out(out)?;
+        let fbank = self.fbank.as_ref().map_err(|e| AudioError::InvalidConfig(e.clone()))?;
+        let Some(first) = audio.channels.first() else {
+            return Err(AudioError::NoSamples);
+        };
+        let num_channels = audio.channels.len();
+        // Channels 1.. matter only through their sum over each clip; resampling is linear, so
+        // their sum at the input rate is all that is kept.
+        let rest: Option<Cow<'_, [f32]>> = match &audio.channels[1..] {
+            [] => None,
+            [one] => Some(Cow::Borrowed(one)),
+            [second, others @ ..] => {
+                let mut sum = second.clone();
+                for ch in others {
+                    for (s, v) in sum.iter_mut().zip(ch) {
+                        *s += v;
+                    }
+                }
+                Some(Cow::Owned(sum))
+            }
+        };
+
+        let target = self.spec.sample_rate;
+        let resampler =
+            if audio.sample_rate == target { None } else { Some(self.resampler(audio.sample_rate)?) };
+        let mut ch0: Cow<'_, [f32]> = match &resampler {
+            None => Cow::Borrowed(first),
+            Some(r) => Cow::Owned(r.process(first)),
+        };
+
+        let bounds =
+            clips::clip_bounds(ch0.len(), target, self.spec.clip_duration, self.spec.clips_per_input)?;
+        if bounds.len() != self.spec.clips_per_input {
+            return Err(AudioError::Internal(format!(
+                "clip sampler produced {} clips, expected {}",
+                bounds.len(),
+                self.spec.clips_per_input
+            )));
+        }
+        let clip_len = self.spec.num_mel_bins * self.spec.target_length;
+        let mut scratch = fbank.scratch();
+        // (start, end, value) of each earlier in-place subtraction on the other channels' sum.
+        let mut subtracted: Vec<(usize, usize, f64)> = Vec::with_capacity(bounds.len());
+        for (&(a, b), slot) in bounds.iter().zip(out.chunks_exact_mut(clip_len)) {
+            if b - a < fbank.window_size() {
+                return Err(AudioError::TooShort { samples: b - a, needed: fbank.window_size() });
+            }
+            let mut total: f64 = ch0[a..b].iter().map(|&v| f64::from(v)).sum();
+            if let Some(rest) = &rest {
+                total += match &resampler {
+                    Some(r) => r.sum_range(rest, a, b),
+                    None => rest[a..b].iter().map(|&v| f64::from(v)).sum(),
+                };
+                for &(a2, b2, value) in &subtracted {
+                    let overlap = b.min(b2).saturating_sub(a.max(a2));
+                    total -= value * overlap as f64;
+                }
+            }
+            let mean = (total / ((b - a) * num_channels) as f64) as f32;
+            for v in &mut ch0.to_mut()[a..b] {
+                *v -= mean;
+            }
+            subtracted.push((a, b, f64::from(mean) * (num_channels - 1) as f64));
+            fbank.compute_normalized_into(
+                &ch0[a..b],
+                self.spec.target_length,
+                self.spec.mean,
+                self.spec.std,
+                &mut scratch,
+                slot,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn check_out(&self, out: &[f32]) -> Result<(), AudioError> {
+        if out.len() == self.tensor_len() {
+            Ok(())
+        } else {
+            Err(AudioError::OutputSize { expected: self.tensor_len(), got: out.len() })
+        }
+    }
+
+    fn resampler(&self, rate: u32) -> Result<Arc<Resampler>, AudioError> {
+        // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
+        let cache = self.resamplers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = cache.get(&rate) {
+            return Ok(r.clone());
+        }
+        drop(cache);
+        let r = Arc::new(Resampler::new(rate, self.spec.sample_rate)?);
+        let mut cache = self.resamplers.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() < RESAMPLER_CACHE {
+            cache.insert(rate, r.clone());
+        }
+        Ok(r)
     }
 }
