@@ -37,10 +37,7 @@ pub struct PointCloudLimits {
 
 impl Default for PointCloudLimits {
     fn default() -> Self {
-        Self {
-            max_bytes: 256 << 20,
-            max_points: 5_000_000,
-        }
+        Self { max_bytes: 256 << 20, max_points: 5_000_000 }
     }
 }
 
@@ -56,7 +53,8 @@ pub enum Colors<'a> {
 /// A point cloud as the client sent it.
 #[derive(Debug, Clone, Copy)]
 pub enum PointCloudInput<'a> {
-    /// An encoded file and an optional format hint (`ply`, `pcd`, `xyz`, `pts`, `csv`, `npy`, `obj`).
+    /// An encoded file and an optional format hint (`ply`, `pcd`, `xyz`, `pts`, `csv`, `txt`,
+    /// `npy`, `obj`).
     File {
         /// File bytes.
         data: &'a [u8],
@@ -83,7 +81,7 @@ pub struct PointCloudStats {
 #[derive(Debug, thiserror::Error)]
 pub enum PointCloudError {
     /// Zero-length payload or zero points.
-    #[error("point cloud is empty")]
+    #[error("point cloud is empty: the payload has no bytes or declares no points")]
     Empty,
     /// Payload larger than the configured byte limit.
     #[error("point cloud file is {size} bytes, more than the limit of {limit} bytes")]
@@ -182,31 +180,30 @@ impl Cloud {
 
     /// Drops points with a non-finite coordinate or colour (keeping order); returns how many.
     pub(crate) fn drop_non_finite(&mut self) -> u64 {
+        // Branch-free so it vectorises; most clouds have no non-finite value at all.
+        let all_finite = |v: &[f32]| v.iter().fold(0u32, |bad, x| bad | u32::from(!x.is_finite())) == 0;
+        if all_finite(&self.xyz) && self.rgb.as_deref().is_none_or(all_finite) {
+            return 0;
+        }
         let n = self.len();
         let finite = |i: usize| {
             self.xyz[3 * i..3 * i + 3].iter().all(|v| v.is_finite())
-                && self
-                    .rgb
-                    .as_ref()
-                    .is_none_or(|c| c[3 * i..3 * i + 3].iter().all(|v| v.is_finite()))
+                && self.rgb.as_ref().is_none_or(|c| c[3 * i..3 * i + 3].iter().all(|v| v.is_finite()))
         };
         let keep: Vec<bool> = (0..n).map(finite).collect();
         let kept = keep.iter().filter(|k| **k).count();
         if kept == n {
             return 0;
         }
-        let filter = |values: &[f32]| -> Vec<f32> {
-            values
-                .chunks_exact(3)
-                .zip(&keep)
-                .filter(|(_, k)| **k)
-                .flat_map(|(p, _)| p.iter().copied())
-                .collect()
-        };
-        self.xyz = filter(&self.xyz);
-        self.rgb = self.rgb.as_deref().map(filter);
+        self.xyz = keep_points(&self.xyz, &keep);
+        self.rgb = self.rgb.as_deref().map(|c| keep_points(c, &keep));
         (n - kept) as u64
     }
+}
+
+/// The points (triples of `values`) whose `keep` flag is set, in order.
+fn keep_points(values: &[f32], keep: &[bool]) -> Vec<f32> {
+    values.chunks_exact(3).zip(keep).filter(|(_, k)| **k).flat_map(|(p, _)| p.iter().copied()).collect()
 }
 
 /// Everything one preprocessing run computed, for inspection and tests.
@@ -220,6 +217,8 @@ pub struct PreprocessTrace {
     pub sample_indices: Option<Vec<u32>>,
     /// Indices (into the `npoints` sampled cloud) of the group centres, in selection order.
     pub center_indices: Vec<u32>,
+    /// Indices (into the `npoints` sampled cloud) of each centre's neighbours, `[G, K]`.
+    pub neighbor_indices: Vec<u32>,
     /// Neighbourhood tensor `[G, K, C]`.
     pub neighborhood: Vec<f32>,
     /// Centre tensor `[G, 3]`.
@@ -235,10 +234,7 @@ pub struct PointCloudPreprocessor {
 impl PointCloudPreprocessor {
     /// Builds a preprocessor from the manifest section and the server's limits.
     pub fn new(spec: &PointCloudPreprocess, limits: PointCloudLimits) -> Self {
-        Self {
-            spec: spec.clone(),
-            limits,
-        }
+        Self { spec: spec.clone(), limits }
     }
 
     /// Channels per point in the neighbourhood tensor (6 with colour, else 3).
@@ -257,24 +253,15 @@ impl PointCloudPreprocessor {
     }
 
     /// Reads and cleans one cloud (surface-sampling meshes), enforcing the limits.
-    pub fn read(
-        &self,
-        input: PointCloudInput<'_>,
-    ) -> Result<(Cloud, PointCloudStats), PointCloudError> {
+    pub fn read(&self, input: PointCloudInput<'_>) -> Result<(Cloud, PointCloudStats), PointCloudError> {
         let (cloud, dropped) = formats::read(input, &self.limits, self.spec.mesh_samples)?;
-        let stats = PointCloudStats {
-            dropped_points: dropped,
-        };
+        let stats = PointCloudStats { dropped_points: dropped };
         let min = self.spec.min_points.max(1);
         if cloud.is_empty() && dropped == 0 {
             return Err(PointCloudError::Empty);
         }
         if cloud.len() < min {
-            return Err(PointCloudError::TooFewPoints {
-                count: cloud.len(),
-                dropped,
-                min,
-            });
+            return Err(PointCloudError::TooFewPoints { count: cloud.len(), dropped, min });
         }
         Ok((cloud, stats))
     }
@@ -286,19 +273,15 @@ impl PointCloudPreprocessor {
         neighborhood: &mut [f32],
         center: &mut [f32],
     ) -> Result<PointCloudStats, PointCloudError> {
-        for (slot, expected) in [
-            (neighborhood.len(), self.neighborhood_len()),
-            (center.len(), self.center_len()),
-        ] {
+        for (slot, expected) in
+            [(neighborhood.len(), self.neighborhood_len()), (center.len(), self.center_len())]
+        {
             if slot != expected {
-                return Err(PointCloudError::SlotSize {
-                    expected,
-                    got: slot,
-                });
+                return Err(PointCloudError::SlotSize { expected, got: slot });
             }
         }
         let (cloud, stats) = self.read(input)?;
-        self.group_into(&cloud, neighborhood, center)?;
+        self.group_into(&cloud, neighborhood, center, None)?;
         Ok(stats)
     }
 
@@ -307,13 +290,15 @@ impl PointCloudPreprocessor {
         let (cloud, stats) = self.read(input)?;
         let mut neighborhood = vec![0f32; self.neighborhood_len()];
         let mut center = vec![0f32; self.center_len()];
+        let mut neighbor_indices = Vec::with_capacity(self.spec.num_group * self.spec.group_size);
         let (sample_indices, center_indices) =
-            self.group_into(&cloud, &mut neighborhood, &mut center)?;
+            self.group_into(&cloud, &mut neighborhood, &mut center, Some(&mut neighbor_indices))?;
         Ok(PreprocessTrace {
             points: cloud.len(),
             stats,
             sample_indices,
             center_indices,
+            neighbor_indices,
             neighborhood,
             center,
         })
@@ -325,6 +310,7 @@ impl PointCloudPreprocessor {
         cloud: &Cloud,
         neighborhood: &mut [f32],
         center: &mut [f32],
+        neighbors: Option<&mut Vec<u32>>,
     ) -> Result<(Option<Vec<u32>>, Vec<u32>), PointCloudError> {
         let spec = &self.spec;
         let n = cloud.len();
@@ -361,14 +347,8 @@ impl PointCloudPreprocessor {
         } else {
             None
         };
-        let centers = group::group(
-            &xyz,
-            colors,
-            spec.num_group,
-            spec.group_size,
-            neighborhood,
-            center,
-        );
+        let centers =
+            group::group(&xyz, colors, spec.num_group, spec.group_size, neighborhood, center, neighbors);
         Ok((sample_indices, centers))
     }
 }
@@ -393,12 +373,7 @@ mod tests {
     #[test]
     fn single_point_is_repeated_and_stays_finite() {
         let p = PointCloudPreprocessor::new(&spec(16, 4, 4), PointCloudLimits::default());
-        let t = p
-            .trace(PointCloudInput::Arrays {
-                xyz: &[5.0, -2.0, 1.0],
-                colors: None,
-            })
-            .unwrap();
+        let t = p.trace(PointCloudInput::Arrays { xyz: &[5.0, -2.0, 1.0], colors: None }).unwrap();
         assert!(t.neighborhood.iter().all(|v| v.is_finite()));
         // Identical points normalise to the origin; colour channels carry the default colour.
         for point in t.neighborhood.chunks_exact(6) {
@@ -413,14 +388,7 @@ mod tests {
         let mut n = vec![0f32; 3];
         let mut c = vec![0f32; p.center_len()];
         let err = p
-            .preprocess_into(
-                PointCloudInput::Arrays {
-                    xyz: &[0.0; 3],
-                    colors: None,
-                },
-                &mut n,
-                &mut c,
-            )
+            .preprocess_into(PointCloudInput::Arrays { xyz: &[0.0; 3], colors: None }, &mut n, &mut c)
             .unwrap_err();
         assert!(matches!(err, PointCloudError::SlotSize { got: 3, .. }), "{err}");
     }

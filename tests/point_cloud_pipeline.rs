@@ -1,0 +1,295 @@
+//! Point-cloud preprocessing against golden files made by an independent reference pipeline
+//! (`tools/make_point_fixtures.py`: plyfile / pypcd4 / numpy readers, `fpsample` farthest point
+//! sampling, `torch` neighbour search, ULIP's `pc_normalize`).
+
+use std::path::{Path, PathBuf};
+
+use bindery::modality::point_cloud::formats::Format;
+use bindery::modality::point_cloud::{
+    Colors, PointCloudError, PointCloudInput, PointCloudLimits, PointCloudPreprocessor,
+};
+use bindery::model::manifest::PointCloudPreprocess;
+use serde_json::Value;
+
+/// Max abs difference of the grouped tensors against the reference.
+const TENSOR_TOL: f32 = 1e-5;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/point_cloud")
+}
+
+fn json(name: &str) -> Value {
+    let text = std::fs::read_to_string(fixtures().join(name)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn read(rel: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join(rel)).unwrap()
+}
+
+fn read_f32(rel: &str) -> Vec<f32> {
+    read(rel).chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+fn read_u16(rel: &str) -> Vec<u32> {
+    read(rel).chunks_exact(2).map(|c| u32::from(u16::from_le_bytes([c[0], c[1]]))).collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn params(meta: &Value) -> PointCloudPreprocess {
+    serde_json::from_value::<Params>(meta["params"].clone()).unwrap().into()
+}
+
+#[derive(serde::Deserialize)]
+struct Params {
+    npoints: usize,
+    num_group: usize,
+    group_size: usize,
+    use_color: bool,
+    default_color: f32,
+    min_points: usize,
+    center_input: String,
+    mesh_samples: usize,
+}
+
+impl From<Params> for PointCloudPreprocess {
+    fn from(p: Params) -> Self {
+        PointCloudPreprocess {
+            npoints: p.npoints,
+            num_group: p.num_group,
+            group_size: p.group_size,
+            use_color: p.use_color,
+            default_color: p.default_color,
+            min_points: p.min_points,
+            center_input: p.center_input,
+            mesh_samples: p.mesh_samples,
+        }
+    }
+}
+
+/// splitmix64's output for state `(i + 1) * 0x9E3779B97F4A7C15`.
+fn splitmix(i: u64) -> u64 {
+    let mut z = i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The generated cloud of `tools/make_point_fixtures.py` (`generated_cloud`) as a binary PLY.
+fn generated_ply(points: usize) -> Vec<u8> {
+    let header = format!(
+        "ply\nformat binary_little_endian 1.0\nelement vertex {points}\nproperty float x\n\
+         property float y\nproperty float z\nproperty uchar red\nproperty uchar green\n\
+         property uchar blue\nend_header\n"
+    );
+    let mut out = header.into_bytes();
+    out.reserve(points * 15);
+    let coord = |v: u64| ((v as f64 - 1_048_576.0) / 1_048_576.0) as f32;
+    for i in 0..points as u64 {
+        let (h, g) = (splitmix(i), splitmix(i + (1 << 32)));
+        for v in [h >> 43, (h >> 22) & 0x1f_ffff, (h >> 1) & 0x1f_ffff] {
+            out.extend(coord(v).to_le_bytes());
+        }
+        out.extend([g as u8, (g >> 8) as u8, (g >> 16) as u8]);
+    }
+    out
+}
+
+/// Inputs a case describes; `owned` keeps file bytes and arrays alive.
+struct CaseInput {
+    data: Vec<u8>,
+    xyz: Vec<f32>,
+    rgb: Vec<u8>,
+    hint: Option<String>,
+}
+
+impl CaseInput {
+    fn load(case: &Value) -> Self {
+        let hint = case["hint"].as_str().map(str::to_string);
+        if let Some(g) = case.get("generated").filter(|g| !g.is_null()) {
+            let points = g["points"].as_u64().unwrap() as usize;
+            return Self { data: generated_ply(points), xyz: Vec::new(), rgb: Vec::new(), hint };
+        }
+        if let Some(a) = case.get("arrays").filter(|a| !a.is_null()) {
+            return Self {
+                data: Vec::new(),
+                xyz: read_f32(a["xyz"].as_str().unwrap()),
+                rgb: read(a["rgb_u8"].as_str().unwrap()),
+                hint,
+            };
+        }
+        Self { data: read(case["file"].as_str().unwrap()), xyz: Vec::new(), rgb: Vec::new(), hint }
+    }
+
+    fn input(&self) -> PointCloudInput<'_> {
+        if self.data.is_empty() {
+            PointCloudInput::Arrays { xyz: &self.xyz, colors: Some(Colors::Bytes(&self.rgb)) }
+        } else {
+            PointCloudInput::File { data: &self.data, format_hint: self.hint.as_deref() }
+        }
+    }
+}
+
+fn check_case(p: &PointCloudPreprocessor, case: &Value) {
+    let id = case["id"].as_str().unwrap();
+    let input = CaseInput::load(case);
+    let t = p.trace(input.input()).unwrap_or_else(|e| panic!("{id}: {e}"));
+    assert_eq!(t.points as u64, case["points"].as_u64().unwrap(), "{id}: points");
+    assert_eq!(t.stats.dropped_points, case["dropped"].as_u64().unwrap(), "{id}: dropped points");
+    let want_sample: Option<Vec<u32>> = serde_json::from_value(case["sample_indices"].clone()).unwrap();
+    assert_eq!(t.sample_indices, want_sample, "{id}: npoints farthest point sampling");
+    let want_centers: Vec<u32> = serde_json::from_value(case["center_indices"].clone()).unwrap();
+    assert_eq!(t.center_indices, want_centers, "{id}: centre farthest point sampling");
+    let want_knn = read_u16(case["neighbors"].as_str().unwrap());
+    assert_eq!(t.neighbor_indices, want_knn, "{id}: neighbour indices");
+    let d = max_abs_diff(&t.center, &read_f32(case["center"].as_str().unwrap()));
+    assert!(d <= TENSOR_TOL, "{id}: centre tensor differs by {d}");
+    let mut line = format!("{id}: centres max abs diff {d:.3e}");
+    if let Some(rel) = case["neighborhood"].as_str() {
+        let d = max_abs_diff(&t.neighborhood, &read_f32(rel));
+        assert!(d <= TENSOR_TOL, "{id}: neighbourhood tensor differs by {d}");
+        line += &format!(", neighbourhood max abs diff {d:.3e}");
+    }
+    eprintln!("{line}");
+}
+
+#[test]
+fn every_test_cloud_matches_the_reference() {
+    let meta = json("cases.json");
+    let p = PointCloudPreprocessor::new(&params(&meta), PointCloudLimits::default());
+    let cases = meta["cases"].as_array().unwrap();
+    let mut checked = 0;
+    for case in cases.iter().filter(|c| c["id"] != "generated_1m") {
+        check_case(&p, case);
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} cases");
+}
+
+#[test]
+fn million_point_cloud_matches_the_reference() {
+    let meta = json("cases.json");
+    let p = PointCloudPreprocessor::new(&params(&meta), PointCloudLimits::default());
+    let case = meta["cases"].as_array().unwrap().iter().find(|c| c["id"] == "generated_1m").unwrap();
+    assert_eq!(case["generated"]["points"], 1_000_000);
+    check_case(&p, case);
+}
+
+#[test]
+fn formats_are_recognised_without_a_hint() {
+    let meta = json("cases.json");
+    let mut checked = 0;
+    for case in meta["cases"].as_array().unwrap() {
+        let Some(file) = case["file"].as_str() else {
+            continue;
+        };
+        let ext = Path::new(file).extension().unwrap().to_str().unwrap();
+        let sniffed = Format::sniff(&read(file)).unwrap();
+        assert_eq!(sniffed, Format::from_hint(ext).unwrap(), "{file}");
+        checked += 1;
+    }
+    assert!(checked >= 20);
+}
+
+fn kind(e: &PointCloudError) -> &'static str {
+    match e {
+        PointCloudError::Empty => "Empty",
+        PointCloudError::TooManyBytes { .. } => "TooManyBytes",
+        PointCloudError::TooManyPoints { .. } => "TooManyPoints",
+        PointCloudError::TooFewPoints { .. } => "TooFewPoints",
+        PointCloudError::UnknownFormat => "UnknownFormat",
+        PointCloudError::UnknownHint(_) => "UnknownHint",
+        PointCloudError::Unsupported { .. } => "Unsupported",
+        PointCloudError::Malformed { .. } => "Malformed",
+        PointCloudError::Truncated { .. } => "Truncated",
+        PointCloudError::InvalidArrays(_) => "InvalidArrays",
+        PointCloudError::OutOfRange(_) => "OutOfRange",
+        PointCloudError::SlotSize { .. } => "SlotSize",
+    }
+}
+
+#[test]
+fn malformed_inputs_are_rejected_with_a_reason() {
+    let meta = json("cases.json");
+    let spec = params(&meta);
+    let bad = json("bad.json");
+    let entries = bad["entries"].as_array().unwrap();
+    assert!(entries.len() >= 12);
+    for e in entries {
+        let file = e["file"].as_str().unwrap();
+        let mut limits = PointCloudLimits::default();
+        if let Some(l) = e["limits"].as_object() {
+            if let Some(v) = l.get("max_points") {
+                limits.max_points = v.as_u64().unwrap() as usize;
+            }
+            if let Some(v) = l.get("max_bytes") {
+                limits.max_bytes = v.as_u64().unwrap() as usize;
+            }
+        }
+        let p = PointCloudPreprocessor::new(&spec, limits);
+        let data = read(file);
+        let mut neighborhood = vec![0f32; p.neighborhood_len()];
+        let mut center = vec![0f32; p.center_len()];
+        let err = p
+            .preprocess_into(
+                PointCloudInput::File { data: &data, format_hint: e["hint"].as_str() },
+                &mut neighborhood,
+                &mut center,
+            )
+            .expect_err(file);
+        let message = err.to_string();
+        eprintln!("{file}: {message}");
+        assert_eq!(kind(&err), e["kind"].as_str().unwrap(), "{file}: {message}");
+        // The message explains more than the error kind.
+        assert!(message.len() > 20, "{file}: {message}");
+    }
+}
+
+#[test]
+fn limits_are_checked_before_parsing() {
+    let meta = json("cases.json");
+    let spec = params(&meta);
+    let data = read("cases/binary_le_20k.ply");
+    // One byte over the byte limit: rejected by size, whatever the content.
+    let p = PointCloudPreprocessor::new(
+        &spec,
+        PointCloudLimits { max_bytes: data.len() - 1, max_points: usize::MAX },
+    );
+    let err = p.trace(PointCloudInput::File { data: &data, format_hint: None }).unwrap_err();
+    assert!(matches!(err, PointCloudError::TooManyBytes { .. }), "{err}");
+    // The header's vertex count is compared with the point limit.
+    let p =
+        PointCloudPreprocessor::new(&spec, PointCloudLimits { max_bytes: usize::MAX, max_points: 19_999 });
+    let err = p.trace(PointCloudInput::File { data: &data, format_hint: Some("ply") }).unwrap_err();
+    assert!(matches!(err, PointCloudError::TooManyPoints { count: 20_000, limit: 19_999 }), "{err}");
+    // Arrays too.
+    let xyz = vec![0.5f32; 300];
+    let p = PointCloudPreprocessor::new(&spec, PointCloudLimits { max_bytes: usize::MAX, max_points: 99 });
+    let err = p.trace(PointCloudInput::Arrays { xyz: &xyz, colors: None }).unwrap_err();
+    assert!(matches!(err, PointCloudError::TooManyPoints { count: 100, .. }), "{err}");
+}
+
+#[test]
+fn truncating_any_file_never_panics() {
+    let meta = json("cases.json");
+    let p = PointCloudPreprocessor::new(&params(&meta), PointCloudLimits::default());
+    for name in ["cases/ascii_color.ply", "cases/compressed.pcd", "cases/f64_fortran_rgb.npy"] {
+        let data = read(name);
+        let one = p.trace(PointCloudInput::File { data: &data[..1], format_hint: None });
+        assert!(one.is_err(), "{name}: a 1-byte prefix was accepted");
+        for cut in [1, 7, 64, 200, 301, data.len() / 2, data.len() - 5] {
+            // Either an error or a (shorter) cloud; never a panic.
+            let _ = p.trace(PointCloudInput::File { data: &data[..cut], format_hint: None });
+        }
+        // Flipping bytes in the header region must not panic either.
+        let mut flipped = data.clone();
+        for i in (0..flipped.len().min(400)).step_by(13) {
+            flipped[i] ^= 0x5a;
+        }
+        let _ = p.trace(PointCloudInput::File { data: &flipped, format_hint: None });
+    }
+}
