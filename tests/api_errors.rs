@@ -153,3 +153,31 @@ async fn health_reports_serving_and_reflection_lists_the_service() {
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"bindery.v1.Embedder"), "{names:?}");
 }
+
+#[tokio::test]
+async fn text_over_the_length_limit_is_refused() {
+    let mut options = fixture_options();
+    options.limits.max_text_bytes = 16;
+    let mut server = start(options).await;
+    let status = server
+        .client
+        .embed(request(vec![text("essay", "a sentence that is longer than sixteen bytes")]))
+        .await
+        .expect_err("too long");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("essay") && status.message().contains("limit of 16 bytes"));
+    assert!(server.client.embed(request(vec![text("short", "a cat")])).await.is_ok());
+}
+
+#[tokio::test]
+async fn unary_replies_carry_stage_timings_in_metadata() {
+    let mut server = start_fixture().await;
+    let reply = server.client.embed(request(vec![text("t", "a red cube")])).await.expect("embed");
+    for key in bindery::api::TIMING_KEYS {
+        let value = reply.metadata().get(key).unwrap_or_else(|| panic!("{key} missing"));
+        let micros: u64 = value.to_str().expect("ascii").parse().expect("integer microseconds");
+        if key == "bindery-total-us" {
+            assert!(micros > 0, "total time is measured");
+        }
+    }
+}

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::engine::Limits;
 use crate::server::{self, ServerOptions};
 
 /// bindery: one embedding space for text, images, audio and 3D point clouds, served over gRPC.
@@ -51,11 +52,29 @@ pub struct ServeArgs {
     #[arg(long)]
     pub intra_threads: Option<usize>,
     /// Most inputs accepted in one request.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = Limits::default().max_items_per_request)]
     pub max_items: usize,
+    /// Longest text accepted, in UTF-8 bytes.
+    #[arg(long, default_value_t = Limits::default().max_text_bytes)]
+    pub max_text_bytes: usize,
+    /// Largest encoded image accepted, in bytes.
+    #[arg(long, default_value_t = Limits::default().image.max_bytes)]
+    pub max_image_bytes: usize,
     /// Largest decoded image accepted, in pixels (decompression-bomb guard).
-    #[arg(long, default_value_t = 64_000_000)]
+    #[arg(long, default_value_t = Limits::default().image.max_pixels)]
     pub max_image_pixels: u64,
+    /// Largest encoded audio file accepted, in bytes.
+    #[arg(long, default_value_t = Limits::default().audio.max_bytes)]
+    pub max_audio_bytes: usize,
+    /// Longest audio accepted, in seconds.
+    #[arg(long, default_value_t = Limits::default().audio.max_duration_secs)]
+    pub max_audio_seconds: f64,
+    /// Largest encoded point-cloud file accepted, in bytes.
+    #[arg(long, default_value_t = Limits::default().point_cloud.max_bytes)]
+    pub max_point_cloud_bytes: usize,
+    /// Most points accepted in one point cloud.
+    #[arg(long, default_value_t = Limits::default().point_cloud.max_points)]
+    pub max_points: usize,
     /// Largest gRPC message accepted, in bytes.
     #[arg(long, default_value_t = server::DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
@@ -70,7 +89,13 @@ impl ServeArgs {
             options.towers.intra_threads = n;
         }
         options.limits.max_items_per_request = self.max_items;
+        options.limits.max_text_bytes = self.max_text_bytes;
+        options.limits.image.max_bytes = self.max_image_bytes;
         options.limits.image.max_pixels = self.max_image_pixels;
+        options.limits.audio.max_bytes = self.max_audio_bytes;
+        options.limits.audio.max_duration_secs = self.max_audio_seconds;
+        options.limits.point_cloud.max_bytes = self.max_point_cloud_bytes;
+        options.limits.point_cloud.max_points = self.max_points;
         options.max_message_bytes = self.max_message_bytes;
         options
     }
