@@ -6,6 +6,9 @@
 //! (`generated_cloud`); `tools/bench_point_reference.py` times the reference (plyfile, fpsample,
 //! torch) on the same data.
 
+#[path = "../tests/support/generated_cloud.rs"]
+mod generated_cloud;
+
 use std::hint::black_box;
 
 use bindery::modality::point_cloud::fps::farthest_point_sampling;
@@ -15,33 +18,6 @@ use bindery::model::manifest::PointCloudPreprocess;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const POINTS: usize = 1_000_000;
-
-fn splitmix(i: u64) -> u64 {
-    let mut z = i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// Binary little-endian PLY: float x y z, uchar red green blue.
-fn generated_ply(points: usize) -> Vec<u8> {
-    let header = format!(
-        "ply\nformat binary_little_endian 1.0\nelement vertex {points}\nproperty float x\n\
-         property float y\nproperty float z\nproperty uchar red\nproperty uchar green\n\
-         property uchar blue\nend_header\n"
-    );
-    let mut out = header.into_bytes();
-    out.reserve(points * 15);
-    let coord = |v: u64| ((v as f64 - 1_048_576.0) / 1_048_576.0) as f32;
-    for i in 0..points as u64 {
-        let (h, g) = (splitmix(i), splitmix(i + (1 << 32)));
-        for v in [h >> 43, (h >> 22) & 0x1f_ffff, (h >> 1) & 0x1f_ffff] {
-            out.extend(coord(v).to_le_bytes());
-        }
-        out.extend([g as u8, (g >> 8) as u8, (g >> 16) as u8]);
-    }
-    out
-}
 
 fn spec() -> PointCloudPreprocess {
     PointCloudPreprocess {
@@ -57,7 +33,7 @@ fn spec() -> PointCloudPreprocess {
 }
 
 fn benches(c: &mut Criterion) {
-    let ply = generated_ply(POINTS);
+    let ply = generated_cloud::generated_ply(POINTS);
     let p = PointCloudPreprocessor::new(&spec(), PointCloudLimits::default());
     let input = PointCloudInput::File { data: &ply, format_hint: None };
 
