@@ -63,51 +63,25 @@ impl Preprocessor {
     /// index (within `items`) of the first bad item and its error.
     fn batch(&self, items: &[Item]) -> Result<Batch, (usize, PreprocessError)> {
         let len = self.item_len();
-        let first_error = |results: Vec<Result<(), PreprocessError>>| {
-            results.into_iter().enumerate().find_map(|(i, r)| r.err().map(|e| (i, e)))
-        };
         match self {
-            Preprocessor::Text(t) => {
-                let mut buf = vec![0i64; len * items.len()];
-                let results: Vec<_> = buf
-                    .par_chunks_mut(len)
-                    .zip(items.par_iter())
-                    .map(|(slot, item)| match &item.payload {
-                        Payload::Text(text) => t.encode_into(text, slot).map_err(PreprocessError::from),
-                        _ => unreachable_payload(),
-                    })
-                    .collect();
-                first_error(results).map_or(Ok(Batch::single(BatchBuffer::I64(buf), items.len())), Err)
-            }
-            Preprocessor::Image(p) => {
-                let mut buf = vec![0f32; len * items.len()];
-                let results: Vec<_> = buf
-                    .par_chunks_mut(len)
-                    .zip(items.par_iter())
-                    .map(|(slot, item)| match &item.payload {
-                        Payload::Image(bytes) => {
-                            p.preprocess_into(bytes, slot).map_err(PreprocessError::from)
-                        }
-                        _ => unreachable_payload(),
-                    })
-                    .collect();
-                first_error(results).map_or(Ok(Batch::single(BatchBuffer::F32(buf), items.len())), Err)
-            }
-            Preprocessor::Audio(p) => {
-                let mut buf = vec![0f32; len * items.len()];
-                let results: Vec<_> = buf
-                    .par_chunks_mut(len)
-                    .zip(items.par_iter())
-                    .map(|(slot, item)| match &item.payload {
-                        Payload::Audio { data, format_hint } => {
-                            let hint = (!format_hint.is_empty()).then_some(format_hint.as_str());
-                            p.preprocess_into(data, hint, slot).map_err(PreprocessError::from)
-                        }
-                        _ => unreachable_payload(),
-                    })
-                    .collect();
-                first_error(results).map_or(Ok(Batch::single(BatchBuffer::F32(buf), items.len())), Err)
-            }
+            Preprocessor::Text(t) => fill(len, items, |payload, slot: &mut [i64]| match payload {
+                Payload::Text(text) => t.encode_into(text, slot).map_err(PreprocessError::from),
+                _ => unreachable_payload(),
+            })
+            .map(|buf| Batch::single(BatchBuffer::I64(buf), items.len())),
+            Preprocessor::Image(p) => fill(len, items, |payload, slot: &mut [f32]| match payload {
+                Payload::Image(bytes) => p.preprocess_into(bytes, slot).map_err(PreprocessError::from),
+                _ => unreachable_payload(),
+            })
+            .map(|buf| Batch::single(BatchBuffer::F32(buf), items.len())),
+            Preprocessor::Audio(p) => fill(len, items, |payload, slot: &mut [f32]| match payload {
+                Payload::Audio { data, format_hint } => {
+                    let hint = (!format_hint.is_empty()).then_some(format_hint.as_str());
+                    p.preprocess_into(data, hint, slot).map_err(PreprocessError::from)
+                }
+                _ => unreachable_payload(),
+            })
+            .map(|buf| Batch::single(BatchBuffer::F32(buf), items.len())),
             Preprocessor::PointCloud(p) => {
                 let center_len = p.center_len();
                 let mut neighborhoods = vec![0f32; len * items.len()];
@@ -167,6 +141,25 @@ impl PointCloudPayload {
             None
         };
         PointCloudInput::Arrays { xyz: &self.xyz, colors }
+    }
+}
+
+/// Preprocesses `items` in parallel, each straight into its `len`-sized slot of one batch buffer.
+/// On failure returns the index of the first bad item and its error.
+fn fill<T: Default + Clone + Send>(
+    len: usize,
+    items: &[Item],
+    write: impl Fn(&Payload, &mut [T]) -> Result<(), PreprocessError> + Sync,
+) -> Result<Vec<T>, (usize, PreprocessError)> {
+    let mut buf = vec![T::default(); len * items.len()];
+    let results: Vec<_> = buf
+        .par_chunks_mut(len)
+        .zip(items.par_iter())
+        .map(|(slot, item)| write(&item.payload, slot))
+        .collect();
+    match results.into_iter().enumerate().find_map(|(i, r)| r.err().map(|e| (i, e))) {
+        Some(failure) => Err(failure),
+        None => Ok(buf),
     }
 }
 
