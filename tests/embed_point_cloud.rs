@@ -21,6 +21,13 @@ struct PointCase {
     hint: Option<String>,
     dropped: u64,
     embedding: Vec<f32>,
+    arrays: Option<Arrays>,
+}
+
+#[derive(Deserialize)]
+struct Arrays {
+    xyz: String,
+    rgb_u8: String,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +123,33 @@ async fn every_malformed_cloud_is_invalid_argument_and_the_server_keeps_serving(
     let data = std::fs::read(fixture(&format!("point_cloud/{}", first.file.as_ref().unwrap()))).unwrap();
     let reply = server.client.embed(request(vec![cloud("after", data, first.hint.as_deref())])).await;
     assert!(reply.is_ok(), "server still serves after malformed clouds");
+}
+
+#[tokio::test]
+async fn packed_array_golden_matches_the_reference() {
+    let mut server = start_fixture().await;
+    let cases: Cases = load("point_cloud/cases.json");
+    let mut checked = 0;
+    for case in &cases.cases {
+        let Some(arrays) = &case.arrays else { continue };
+        let raw = std::fs::read(fixture(&format!("point_cloud/{}", arrays.xyz))).expect("xyz");
+        let xyz: Vec<f32> =
+            raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let rgb_u8 = std::fs::read(fixture(&format!("point_cloud/{}", arrays.rgb_u8))).expect("rgb");
+        let input = pb::Input {
+            id: case.id.clone(),
+            payload: Some(pb::input::Payload::PointCloud(pb::PointCloud {
+                xyz,
+                rgb_u8,
+                ..Default::default()
+            })),
+        };
+        let reply = server.client.embed(request(vec![input])).await.expect("arrays embed").into_inner();
+        let c = cosine(&reply.embeddings[0].vector, &case.embedding);
+        assert!(c >= 0.9999, "array case {}: cosine {c}", case.id);
+        checked += 1;
+    }
+    assert!(checked >= 1, "no packed-array golden");
 }
 
 #[tokio::test]
