@@ -81,9 +81,10 @@ pub fn load_engine(options: &ServerOptions) -> Result<Engine, LoadError> {
 pub async fn serve(
     engine: Arc<Engine>,
     listener: TcpListener,
-    max_message_bytes: usize,
+    options: &ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let max_message_bytes = options.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)

@@ -70,7 +70,8 @@ pub async fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         });
     }
     let mut client = connect(&args.connect).await?;
-    let request = pb::EmbedRequest { model: args.model.clone(), inputs, normalize: Some(!args.raw) };
+    let request =
+        pb::EmbedRequest { model: args.model.clone(), inputs, normalize: Some(!args.raw), cache: None };
     let reply =
         client.embed(request).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?;
     let reply = reply.into_inner();

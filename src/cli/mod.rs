@@ -122,7 +122,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_model = engine.registry().default_model(),
         "bindery serving"
     );
-    server::serve(engine, listener, args.max_message_bytes, shutdown_signal()).await?;
+    server::serve(engine, listener, &args.options(), shutdown_signal()).await?;
     tracing::info!("bindery stopped");
     Ok(())
 }

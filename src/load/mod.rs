@@ -60,6 +60,9 @@ pub struct LoadArgs {
     /// Inputs per request.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// Ask the server to bypass its embedding cache, so repeated payloads are embedded every time.
+    #[arg(long)]
+    pub no_cache: bool,
     /// RPC to call: `unary` (Embed) or `stream` (EmbedStream, one request at a time per stream).
     #[arg(long, value_enum, default_value_t = Mode::Unary)]
     pub mode: Mode,
@@ -205,7 +208,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let (batch, model) = (args.batch, args.model.clone());
     let workload =
         tokio::task::spawn_blocking(move || Workload::build(mix, &payloads, &generator, batch, model))
-            .await??;
+            .await??
+            .with_cache(args.no_cache.then_some(false));
     for note in workload.notes().iter().filter(|_| !args.quiet) {
         note_line(&format!("bindery load: {note}\n"));
     }

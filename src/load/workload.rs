@@ -176,9 +176,16 @@ pub struct Workload {
     sources: Vec<(Kind, Source)>,
     batch: usize,
     model: String,
+    cache: Option<bool>,
 }
 
 impl Workload {
+    /// Sets the per-request cache switch sent to the server (`None`: the server's default).
+    pub fn with_cache(mut self, cache: Option<bool>) -> Self {
+        self.cache = cache;
+        self
+    }
+
     /// Loads the payload files for the modalities of `mix` and generates the rest.
     pub fn build(
         mix: Mix,
@@ -219,7 +226,7 @@ impl Workload {
                 (k, acc)
             })
             .collect();
-        Ok(Workload { mix, cumulative, pools, sources, batch, model })
+        Ok(Workload { mix, cumulative, pools, sources, batch, model, cache: None })
     }
 
     /// One-line notes on where each modality's payloads come from.
@@ -264,7 +271,7 @@ impl Workload {
                 pb::Input { id: String::new(), payload }
             })
             .collect();
-        pb::EmbedRequest { model: self.model.clone(), inputs, normalize: None }
+        pb::EmbedRequest { model: self.model.clone(), inputs, normalize: None, cache: self.cache }
     }
 }
 

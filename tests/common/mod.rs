@@ -50,8 +50,8 @@ impl Drop for TestServer {
 
 /// Starts a server with `options` on 127.0.0.1:0.
 pub async fn start(options: ServerOptions) -> TestServer {
-    let max = options.max_message_bytes;
-    let engine = tokio::task::spawn_blocking(move || server::load_engine(&options))
+    let load_options = options.clone();
+    let engine = tokio::task::spawn_blocking(move || server::load_engine(&load_options))
         .await
         .expect("load task")
         .expect("models load");
@@ -59,7 +59,7 @@ pub async fn start(options: ServerOptions) -> TestServer {
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
-        server::serve(Arc::new(engine), listener, max, async {
+        server::serve(Arc::new(engine), listener, &options, async {
             let _ = rx.await;
         })
         .await
@@ -98,7 +98,7 @@ pub fn audio(id: &str, bytes: Vec<u8>, hint: &str) -> pb::Input {
 
 /// A request for the default model.
 pub fn request(inputs: Vec<pb::Input>) -> pb::EmbedRequest {
-    pb::EmbedRequest { model: String::new(), inputs, normalize: None }
+    pb::EmbedRequest { model: String::new(), inputs, normalize: None, cache: None }
 }
 
 /// Cosine similarity in f64.
