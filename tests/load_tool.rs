@@ -91,6 +91,44 @@ async fn closed_loop_run_reports_throughput_latency_and_server_stages() {
     assert_eq!(f(&report, "/mix/text"), 0.5);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_baseline_runs_the_same_work_without_a_server() {
+    let models = common::repo().join("models");
+    let models = models.to_str().expect("utf-8 path");
+    let report = run_json(
+        "load-in-process.json",
+        &[
+            "--in-process",
+            models,
+            "--model",
+            "imagebind-fixture",
+            "--mix",
+            "image=0.5,point_cloud=0.5",
+            "--image-size",
+            "160x120",
+            "--batch",
+            "4",
+            "--concurrency",
+            "2",
+            "--duration",
+            "1s",
+            "--warmup",
+            "300ms",
+        ],
+    )
+    .await;
+    assert_eq!(f(&report, "/errors"), 0.0, "{report:#}");
+    assert!(f(&report, "/items") >= 4.0 && f(&report, "/items") % 4.0 == 0.0, "{report:#}");
+    assert!(f(&report, "/items_per_s") > 0.0);
+    for stage in ["preprocess", "inference", "total"] {
+        assert!(f(&report, &format!("/server_stages_ms/{stage}")) > 0.0, "{stage}: {report:#}");
+    }
+    // An unknown model is an error before anything runs.
+    let args = load_args(&["--in-process", models, "--model", "nope", "--duration", "1s", "--quiet"]);
+    let err = bindery::load::run(args).await.expect_err("unknown model");
+    assert!(err.to_string().contains("nope"), "{err}");
+}
+
 /// Forwards `Embed` calls to the real server one at a time, each after a fixed delay: a server
 /// whose capacity is 1 / delay.
 struct SlowProxy {
@@ -123,6 +161,20 @@ impl Embedder for SlowProxy {
         request: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
         self.upstream.clone().list_models(request.into_inner()).await
+    }
+
+    async fn similarity(
+        &self,
+        request: Request<pb::SimilarityRequest>,
+    ) -> Result<Response<pb::SimilarityResponse>, Status> {
+        self.upstream.clone().similarity(request.into_inner()).await
+    }
+
+    async fn classify(
+        &self,
+        request: Request<pb::ClassifyRequest>,
+    ) -> Result<Response<pb::ClassifyResponse>, Status> {
+        self.upstream.clone().classify(request.into_inner()).await
     }
 }
 

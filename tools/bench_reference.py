@@ -334,7 +334,8 @@ def run_bindery_load(binary: Path, url: str, modality: str, payloads: Path, batc
         str(binary), "load", "--server", url, "--mix", f"{modality}=1", "--payloads", str(payloads),
         "--batch", str(batch), "--concurrency", ",".join(map(str, levels)),
         "--warmup", f"{round(warmup * 1000)}ms", "--duration", f"{round(duration * 1000)}ms",
-        "--json", str(out), "--quiet",
+        # The same payloads repeat: without this the server's embedding cache would answer them.
+        "--no-cache", "--json", str(out), "--quiet",
     ]
     print(f"bindery {modality}: concurrency {','.join(map(str, levels))} ...", file=sys.stderr, flush=True)
     limit = len(levels) * (warmup + duration + 60) + 60

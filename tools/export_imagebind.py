@@ -4,6 +4,7 @@
     python tools/export_imagebind.py --fixture --out models/imagebind-fixture
     python tools/export_imagebind.py --checkpoint imagebind_huge.pth --out models/imagebind-huge
     python tools/export_imagebind.py --random-huge --out /tmp/imagebind-huge-random
+    python tools/export_imagebind.py --random-base --out tools/.gen/imagebind-base-random
 
 Each tower is the reference model's own forward for one modality (preprocessor, trunk, head,
 normalisation and logit scale), checked against onnxruntime at batch sizes 1 and 3 before the
@@ -150,11 +151,12 @@ def _write_tokenizer(out: Path) -> None:
     build_tokenizer_json(out / "tokenizer.json")
 
 
-def _export_point_tower(out: Path) -> None:
-    """The fixture's point-cloud tower (not part of ImageBind): ``point.onnx`` + ``[point_cloud]``."""
+def _export_point_tower(out: Path, base: bool = False) -> None:
+    """A point-cloud tower (not part of ImageBind): ``point.onnx`` + ``[point_cloud]``; the
+    fixture's, or PointBERT-sized for the base model."""
     import point_tower
 
-    point_tower.export(out)
+    point_tower.export(out, point_tower.POINTBERT_SIZES if base else None)
 
 
 def main() -> None:
@@ -165,6 +167,9 @@ def main() -> None:
     which.add_argument("--fixture", action="store_true", help="tiny seeded model for tests")
     which.add_argument("--checkpoint", type=Path, help="official imagebind_huge.pth")
     which.add_argument("--random-huge", action="store_true", help="ImageBind-huge, random weights")
+    which.add_argument(
+        "--random-base", action="store_true", help="ViT-B-like widths + PointBERT, random weights"
+    )
     parser.add_argument("--out", type=Path, required=True, help="model folder to write")
     parser.add_argument("--name", help="model name in model.toml (default: the folder name)")
     args = parser.parse_args()
@@ -175,6 +180,12 @@ def main() -> None:
         description = (
             f"Tiny ImageBind ({ref.FIXTURE_WIDTH} wide, {ref.FIXTURE_BLOCKS} block, random "
             f"weights, seed {ref.FIXTURE_SEED}) for tests; embeddings carry no meaning."
+        )
+    elif args.random_base:
+        model = ref.build_base_model()
+        description = (
+            "ImageBind with ViT-B-like widths and a PointBERT-sized point tower, random weights: "
+            "for measuring inference-bound serving; embeddings carry no meaning."
         )
     elif args.checkpoint is not None:
         model = ref.build_huge_model(args.checkpoint)
@@ -197,8 +208,8 @@ def main() -> None:
 
     (args.out / "model.toml").write_text(_manifest(name, description, dim, model))
     _write_tokenizer(args.out)
-    if args.fixture:
-        _export_point_tower(args.out)
+    if args.fixture or args.random_base:
+        _export_point_tower(args.out, base=args.random_base)
     print(f"wrote {args.out} in {time.monotonic() - start:.1f}s")
     for f in sorted(args.out.iterdir()):
         print(f"  {f.name}: {f.stat().st_size} bytes")

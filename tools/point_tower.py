@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -120,20 +121,37 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+@dataclass(frozen=True)
+class Sizes:
+    """Widths and depth of the tower; the defaults are the fixture's."""
+
+    embed_dim: int = EMBED_DIM
+    encoder_dim: int = ENCODER_DIM
+    trans_dim: int = TRANS_DIM
+    depth: int = DEPTH
+    heads: int = HEADS
+
+
+# PointBERT as ULIP uses it (384 wide, 12 blocks, 6 heads, 256-wide group encoder), for measuring
+# inference-bound serving with random weights.
+POINTBERT_SIZES = Sizes(embed_dim=512, encoder_dim=256, trans_dim=384, depth=12, heads=6)
+
+
 class PointTower(nn.Module):
     """``(neighborhood, center) -> L2-normalised embedding``."""
 
-    def __init__(self) -> None:
+    def __init__(self, sizes: Sizes | None = None) -> None:
         super().__init__()
-        self.encoder = Encoder(CHANNELS, ENCODER_DIM)
-        self.reduce_dim = nn.Linear(ENCODER_DIM, TRANS_DIM)
-        self.cls_token = nn.Parameter(torch.randn(1, 1, TRANS_DIM) * 0.02)
-        self.cls_pos = nn.Parameter(torch.randn(1, 1, TRANS_DIM) * 0.02)
-        self.pos_embed = nn.Sequential(nn.Linear(3, 64), nn.GELU(), nn.Linear(64, TRANS_DIM))
-        self.blocks = nn.ModuleList(Block(TRANS_DIM, HEADS) for _ in range(DEPTH))
-        self.norm = nn.LayerNorm(TRANS_DIM)
+        z = sizes or Sizes()
+        self.encoder = Encoder(CHANNELS, z.encoder_dim)
+        self.reduce_dim = nn.Linear(z.encoder_dim, z.trans_dim)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, z.trans_dim) * 0.02)
+        self.cls_pos = nn.Parameter(torch.randn(1, 1, z.trans_dim) * 0.02)
+        self.pos_embed = nn.Sequential(nn.Linear(3, 64), nn.GELU(), nn.Linear(64, z.trans_dim))
+        self.blocks = nn.ModuleList(Block(z.trans_dim, z.heads) for _ in range(z.depth))
+        self.norm = nn.LayerNorm(z.trans_dim)
         # ULIP's pc_projection: a bias-free matrix from the point features to the shared space.
-        self.projection = nn.Linear(2 * TRANS_DIM, EMBED_DIM, bias=False)
+        self.projection = nn.Linear(2 * z.trans_dim, z.embed_dim, bias=False)
 
     def forward(self, neighborhood: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
         tokens = self.reduce_dim(self.encoder(neighborhood))
@@ -147,10 +165,10 @@ class PointTower(nn.Module):
         return F.normalize(self.projection(features), dim=-1)
 
 
-def build() -> PointTower:
+def build(sizes: Sizes | None = None) -> PointTower:
     """The seeded tower in eval mode (BatchNorm running statistics randomised too)."""
     torch.manual_seed(SEED)
-    tower = PointTower()
+    tower = PointTower(sizes)
     gen = torch.Generator().manual_seed(SEED + 1)
     with torch.no_grad():
         for p in tower.parameters():
@@ -211,7 +229,7 @@ def _verify(tower: PointTower, path: Path) -> float:
         n, c = example(batch, gen)
         expected = embed(tower, n.numpy(), c.numpy())
         (got,) = session.run([OUTPUT], {INPUT: n.numpy(), CENTER: c.numpy()})
-        if got.shape != (batch, EMBED_DIM) or got.dtype != np.float32:
+        if got.shape != (batch, tower.projection.out_features) or got.dtype != np.float32:
             raise ValueError(f"{path.name}: output {got.dtype}{got.shape}")
         diff = float(np.max(np.abs(got - expected)))
         print(f"  {path.name}: batch {batch} -> {got.shape}, max abs diff {diff:.3e}")
@@ -248,9 +266,9 @@ def manifest_section() -> str:
     return "\n".join(lines) + "\n"
 
 
-def export(out: Path) -> None:
+def export(out: Path, sizes: Sizes | None = None) -> None:
     """Writes ``point.onnx`` into ``out`` and sets the ``[point_cloud]`` section of its manifest."""
-    tower = build()
+    tower = build(sizes)
     dest = out / ONNX_NAME
     print(f"exporting point_cloud -> {dest}", flush=True)
     _export_onnx(tower, dest)

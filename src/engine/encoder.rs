@@ -36,16 +36,68 @@ enum BatchBuffer {
     I64(Vec<i64>),
 }
 
-/// The preprocessed batch: one buffer per tower input, and per item the number of points dropped
-/// as non-finite (always 0 outside point clouds).
-struct Batch {
+impl BatchBuffer {
+    fn len(&self) -> usize {
+        match self {
+            BatchBuffer::F32(b) => b.len(),
+            BatchBuffer::I64(b) => b.len(),
+        }
+    }
+
+    /// Keeps the item slots whose `keep` flag is set, moved to the front in order.
+    fn retain_slots(&mut self, keep: &[bool]) {
+        fn compact<T: Copy>(buf: &mut Vec<T>, keep: &[bool]) {
+            let len = buf.len() / keep.len().max(1);
+            let mut write = 0;
+            for (read, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
+                if read != write {
+                    buf.copy_within(read * len..(read + 1) * len, write * len);
+                }
+                write += 1;
+            }
+            buf.truncate(write * len);
+        }
+        match self {
+            BatchBuffer::F32(b) => compact(b, keep),
+            BatchBuffer::I64(b) => compact(b, keep),
+        }
+    }
+}
+
+/// A preprocessed batch: one buffer per tower input, each item in its own slot, and per item
+/// the outcome of its preprocessing (points dropped as non-finite, or why it failed).
+pub(crate) struct Batch {
     tensors: Vec<BatchBuffer>,
-    dropped_points: Vec<u64>,
+    /// Per item: the number of points dropped as non-finite (0 outside point clouds), or the error.
+    pub outcomes: Vec<Result<u64, PreprocessError>>,
 }
 
 impl Batch {
-    fn single(buffer: BatchBuffer, items: usize) -> Self {
-        Self { tensors: vec![buffer], dropped_points: vec![0; items] }
+    fn single(buffer: BatchBuffer, results: Vec<Result<(), PreprocessError>>) -> Self {
+        Self { tensors: vec![buffer], outcomes: results.into_iter().map(|r| r.map(|()| 0)).collect() }
+    }
+
+    /// Items in the batch.
+    pub fn len(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    /// Whether the batch holds no items.
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty()
+    }
+
+    /// Drops the items whose `keep` flag is clear (failed, cancelled or expired), so the tower
+    /// only runs the rest. Moves slots within the buffers; nothing is reallocated.
+    pub fn retain(&mut self, keep: &[bool]) {
+        if keep.iter().all(|k| *k) {
+            return;
+        }
+        for tensor in &mut self.tensors {
+            tensor.retain_slots(keep);
+        }
+        let mut flags = keep.iter();
+        self.outcomes.retain(|_| flags.next().copied().unwrap_or(false));
     }
 }
 
@@ -59,34 +111,41 @@ impl Preprocessor {
         }
     }
 
-    /// Preprocesses `items` in parallel straight into one batch tensor. On failure returns the
-    /// index (within `items`) of the first bad item and its error.
-    fn batch(&self, items: &[Item]) -> Result<Batch, (usize, PreprocessError)> {
+    /// Preprocesses `items` in parallel (on the current rayon pool), each straight into its slot
+    /// of one batch tensor per tower input. A failed item leaves its slot zeroed and its error in
+    /// `outcomes`.
+    pub(crate) fn batch(&self, items: &[&Item]) -> Batch {
         let len = self.item_len();
         match self {
-            Preprocessor::Text(t) => fill(len, items, |payload, slot: &mut [i64]| match payload {
-                Payload::Text(text) => t.encode_into(text, slot).map_err(PreprocessError::from),
-                _ => unreachable_payload(),
-            })
-            .map(|buf| Batch::single(BatchBuffer::I64(buf), items.len())),
-            Preprocessor::Image(p) => fill(len, items, |payload, slot: &mut [f32]| match payload {
-                Payload::Image(bytes) => p.preprocess_into(bytes, slot).map_err(PreprocessError::from),
-                _ => unreachable_payload(),
-            })
-            .map(|buf| Batch::single(BatchBuffer::F32(buf), items.len())),
-            Preprocessor::Audio(p) => fill(len, items, |payload, slot: &mut [f32]| match payload {
-                Payload::Audio { data, format_hint } => {
-                    let hint = (!format_hint.is_empty()).then_some(format_hint.as_str());
-                    p.preprocess_into(data, hint, slot).map_err(PreprocessError::from)
-                }
-                _ => unreachable_payload(),
-            })
-            .map(|buf| Batch::single(BatchBuffer::F32(buf), items.len())),
+            Preprocessor::Text(t) => {
+                let (buf, results) = fill(len, items, |payload, slot: &mut [i64]| match payload {
+                    Payload::Text(text) => t.encode_into(text, slot).map_err(PreprocessError::from),
+                    _ => unreachable_payload(),
+                });
+                Batch::single(BatchBuffer::I64(buf), results)
+            }
+            Preprocessor::Image(p) => {
+                let (buf, results) = fill(len, items, |payload, slot: &mut [f32]| match payload {
+                    Payload::Image(bytes) => p.preprocess_into(bytes, slot).map_err(PreprocessError::from),
+                    _ => unreachable_payload(),
+                });
+                Batch::single(BatchBuffer::F32(buf), results)
+            }
+            Preprocessor::Audio(p) => {
+                let (buf, results) = fill(len, items, |payload, slot: &mut [f32]| match payload {
+                    Payload::Audio { data, format_hint } => {
+                        let hint = (!format_hint.is_empty()).then_some(format_hint.as_str());
+                        p.preprocess_into(data, hint, slot).map_err(PreprocessError::from)
+                    }
+                    _ => unreachable_payload(),
+                });
+                Batch::single(BatchBuffer::F32(buf), results)
+            }
             Preprocessor::PointCloud(p) => {
                 let center_len = p.center_len();
                 let mut neighborhoods = vec![0f32; len * items.len()];
                 let mut centers = vec![0f32; center_len * items.len()];
-                let results: Vec<Result<u64, PreprocessError>> = neighborhoods
+                let outcomes: Vec<Result<u64, PreprocessError>> = neighborhoods
                     .par_chunks_mut(len)
                     .zip(centers.par_chunks_mut(center_len))
                     .zip(items.par_iter())
@@ -98,14 +157,7 @@ impl Preprocessor {
                         _ => unreachable_payload().map(|()| 0),
                     })
                     .collect();
-                let mut dropped_points = Vec::with_capacity(items.len());
-                for (i, r) in results.into_iter().enumerate() {
-                    dropped_points.push(r.map_err(|e| (i, e))?);
-                }
-                Ok(Batch {
-                    tensors: vec![BatchBuffer::F32(neighborhoods), BatchBuffer::F32(centers)],
-                    dropped_points,
-                })
+                Batch { tensors: vec![BatchBuffer::F32(neighborhoods), BatchBuffer::F32(centers)], outcomes }
             }
         }
     }
@@ -145,22 +197,19 @@ impl PointCloudPayload {
 }
 
 /// Preprocesses `items` in parallel, each straight into its `len`-sized slot of one batch buffer.
-/// On failure returns the index of the first bad item and its error.
+/// Returns the buffer and each item's result.
 fn fill<T: Default + Clone + Send>(
     len: usize,
-    items: &[Item],
+    items: &[&Item],
     write: impl Fn(&Payload, &mut [T]) -> Result<(), PreprocessError> + Sync,
-) -> Result<Vec<T>, (usize, PreprocessError)> {
+) -> (Vec<T>, Vec<Result<(), PreprocessError>>) {
     let mut buf = vec![T::default(); len * items.len()];
-    let results: Vec<_> = buf
+    let results = buf
         .par_chunks_mut(len)
         .zip(items.par_iter())
         .map(|(slot, item)| write(&item.payload, slot))
         .collect();
-    match results.into_iter().enumerate().find_map(|(i, r)| r.err().map(|e| (i, e))) {
-        Some(failure) => Err(failure),
-        None => Ok(buf),
-    }
+    (buf, results)
 }
 
 // Items are grouped by `Payload::modality` before they reach an encoder, so a payload of another
@@ -181,6 +230,10 @@ pub struct Encoder {
     pub logit_scale: f32,
     /// Largest batch sent to the tower at once.
     pub max_batch_size: usize,
+    /// Longest an input waits for others to join its batch.
+    pub max_batch_delay: Duration,
+    /// Most inputs waiting in the admission queue.
+    pub queue_capacity: usize,
     /// Embedding dimension.
     pub dim: usize,
     /// The tower's inputs: name and the shape of one item's tensor (without the batch axis), in
@@ -206,6 +259,13 @@ impl StageTimes {
         self.preprocess += other.preprocess;
         self.inference += other.inference;
     }
+
+    /// Keeps the larger of each duration: groups of one request run concurrently.
+    pub fn max(&mut self, other: &StageTimes) {
+        self.queue = self.queue.max(other.queue);
+        self.preprocess = self.preprocess.max(other.preprocess);
+        self.inference = self.inference.max(other.inference);
+    }
 }
 
 /// An embedded item: its vector and what preprocessing observed.
@@ -218,8 +278,62 @@ pub struct EncodedItem {
 }
 
 impl Encoder {
-    /// Preprocesses and embeds `items` on the calling (blocking) thread, in tower-sized batches.
-    /// Adds the time spent in each stage to `times`.
+    /// Runs the tower on every item of `batch`. Returns `batch.len() * dim` floats, row-major.
+    pub(crate) fn run(&self, model: &str, batch: &Batch) -> Result<Vec<f32>, EngineError> {
+        if batch.tensors.len() != self.inputs.len() {
+            return Err(EngineError::Internal(format!(
+                "{} preprocessor produced {} tensors for a tower with {} inputs",
+                self.modality,
+                batch.tensors.len(),
+                self.inputs.len()
+            )));
+        }
+        let items = batch.len();
+        let named: Vec<NamedInput<'_>> = batch
+            .tensors
+            .iter()
+            .zip(&self.inputs)
+            .map(|(buffer, (name, item_shape))| {
+                let mut shape = Vec::with_capacity(item_shape.len() + 1);
+                shape.push(items);
+                shape.extend_from_slice(item_shape);
+                debug_assert_eq!(buffer.len(), shape.iter().product::<usize>());
+                let data = match buffer {
+                    BatchBuffer::F32(b) => TowerInput::F32(b),
+                    BatchBuffer::I64(b) => TowerInput::I64(b),
+                };
+                NamedInput { name, shape, data }
+            })
+            .collect();
+        self.tower.run(items, &named).map_err(|source| EngineError::Inference {
+            model: model.to_string(),
+            modality: self.modality,
+            source,
+        })
+    }
+
+    /// Runs one batch of `max_batch_size` all-zero items through the tower, so the first
+    /// requests do not pay for ONNX Runtime's lazy allocations and kernel selection.
+    pub(crate) fn warm_up(&self, model: &str) -> Result<(), EngineError> {
+        let n = self.max_batch_size.max(1);
+        let tensors = self
+            .inputs
+            .iter()
+            .map(|(_, shape)| {
+                let len = n * shape.iter().product::<usize>();
+                match self.preprocessor {
+                    Preprocessor::Text(_) => BatchBuffer::I64(vec![0; len]),
+                    _ => BatchBuffer::F32(vec![0.0; len]),
+                }
+            })
+            .collect();
+        let batch = Batch { tensors, outcomes: (0..n).map(|_| Ok(0)).collect() };
+        self.run(model, &batch).map(|_| ())
+    }
+
+    /// Preprocesses and embeds `items` on the calling thread (and the current rayon pool), in
+    /// tower-sized batches, without any queueing: the in-process baseline the served path is
+    /// compared with. Adds the time spent in each stage to `times`.
     pub fn embed_blocking(
         &self,
         model: &str,
@@ -230,48 +344,27 @@ impl Encoder {
         let mut out = Vec::with_capacity(items.len());
         for chunk in items.chunks(self.max_batch_size.max(1)) {
             let started = Instant::now();
-            let batch = self.preprocessor.batch(chunk).map_err(|(i, source)| EngineError::InvalidInput {
-                id: chunk[i].id.clone(),
-                modality: self.modality,
-                source,
-            })?;
-            if batch.tensors.len() != self.inputs.len() {
-                return Err(EngineError::Internal(format!(
-                    "{} preprocessor produced {} tensors for a tower with {} inputs",
-                    self.modality,
-                    batch.tensors.len(),
-                    self.inputs.len()
-                )));
+            let refs: Vec<&Item> = chunk.iter().collect();
+            let mut batch = self.preprocessor.batch(&refs);
+            if let Some(i) = batch.outcomes.iter().position(|o| o.is_err())
+                && let Err(source) = std::mem::replace(&mut batch.outcomes[i], Ok(0))
+            {
+                return Err(EngineError::InvalidInput {
+                    id: chunk[i].id.clone(),
+                    modality: self.modality,
+                    source,
+                });
             }
-            let named: Vec<NamedInput<'_>> = batch
-                .tensors
-                .iter()
-                .zip(&self.inputs)
-                .map(|(buffer, (name, item_shape))| {
-                    let mut shape = Vec::with_capacity(item_shape.len() + 1);
-                    shape.push(chunk.len());
-                    shape.extend_from_slice(item_shape);
-                    let data = match buffer {
-                        BatchBuffer::F32(b) => TowerInput::F32(b),
-                        BatchBuffer::I64(b) => TowerInput::I64(b),
-                    };
-                    NamedInput { name, shape, data }
-                })
-                .collect();
             let preprocessed = Instant::now();
             times.preprocess += preprocessed - started;
-            let flat = self.tower.run(chunk.len(), &named).map_err(|source| EngineError::Inference {
-                model: model.to_string(),
-                modality: self.modality,
-                source,
-            })?;
+            let flat = self.run(model, &batch)?;
             times.inference += preprocessed.elapsed();
-            for (row, dropped_points) in flat.chunks(self.dim).zip(&batch.dropped_points) {
+            for (row, outcome) in flat.chunks(self.dim).zip(&batch.outcomes) {
                 let mut vector = row.to_vec();
                 if normalize {
                     l2_normalize(&mut vector);
                 }
-                out.push(EncodedItem { vector, dropped_points: *dropped_points });
+                out.push(EncodedItem { vector, dropped_points: *outcome.as_ref().unwrap_or(&0) });
             }
         }
         Ok(out)
@@ -284,5 +377,34 @@ pub fn l2_normalize(v: &mut [f32]) {
     if norm > 0.0 {
         let inv = (1.0 / norm) as f32;
         v.iter_mut().for_each(|x| *x *= inv);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retain_moves_kept_slots_to_the_front_of_every_tensor() {
+        let mut batch = Batch {
+            tensors: vec![
+                BatchBuffer::F32((0..8).map(|v| v as f32).collect()),
+                BatchBuffer::I64((0..4).collect()),
+            ],
+            outcomes: vec![Ok(0), Ok(1), Ok(2), Ok(3)],
+        };
+        batch.retain(&[false, true, false, true]);
+        assert_eq!(batch.len(), 2);
+        match &batch.tensors[0] {
+            BatchBuffer::F32(b) => assert_eq!(b, &[2.0, 3.0, 6.0, 7.0]),
+            BatchBuffer::I64(_) => panic!("wrong buffer type"),
+        }
+        match &batch.tensors[1] {
+            BatchBuffer::I64(b) => assert_eq!(b, &[1, 3]),
+            BatchBuffer::F32(_) => panic!("wrong buffer type"),
+        }
+        assert_eq!(batch.outcomes.iter().map(|o| *o.as_ref().unwrap()).collect::<Vec<_>>(), vec![1, 3]);
+        batch.retain(&[false, false]);
+        assert!(batch.is_empty() && batch.tensors.iter().all(|t| t.len() == 0));
     }
 }

@@ -118,6 +118,35 @@ pub enum EngineError {
         /// What failed.
         source: TowerError,
     },
+    /// The encoder's admission queue is full.
+    #[error(
+        "the {model}/{modality} encoder is saturated: {queued} inputs queued, capacity {capacity}; \
+         retry later or with fewer inputs"
+    )]
+    Overloaded {
+        /// Model name.
+        model: String,
+        /// Modality.
+        modality: Modality,
+        /// Inputs already queued.
+        queued: usize,
+        /// Queue capacity, in inputs.
+        capacity: usize,
+    },
+    /// The caller's deadline passed before the work was done; the remaining work was dropped.
+    #[error("deadline exceeded {stage}; the request's remaining work was dropped")]
+    DeadlineExceeded {
+        /// Where the deadline was noticed ("before admission", "in the queue", "before inference").
+        stage: &'static str,
+    },
+    /// The server is shutting down and no longer runs new work.
+    #[error("the {model}/{modality} encoder is shutting down")]
+    ShuttingDown {
+        /// Model name.
+        model: String,
+        /// Modality.
+        modality: Modality,
+    },
     /// A bug or an unexpected runtime failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -187,4 +216,7 @@ pub enum LoadError {
         /// Loaded names.
         available: String,
     },
+    /// Worker threads could not be started.
+    #[error("{0}")]
+    Threads(String),
 }

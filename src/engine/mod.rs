@@ -1,13 +1,24 @@
-//! The engine: resolves the model, groups inputs by modality, preprocesses each group on the CPU
-//! pool straight into a batch tensor, runs the tower and returns normalised vectors in request order.
+//! The engine: resolves the model, groups a request's inputs by modality and admits each group
+//! to its encoder's queue, where the encoder batches inputs across requests (see `batcher`);
+//! then reassembles the vectors in request order.
 
+mod batcher;
+mod cache;
 mod encoder;
 mod error;
 mod limits;
 mod registry;
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::metrics::{EncoderLabels, Metrics};
+use batcher::{BatchSettings, EncoderContext, EncoderWorkers, Job};
+pub use cache::{CacheKey, CachedEmbedding, EmbeddingCache};
 
 pub use encoder::{EncodedItem, Encoder, PointCloudPayload, Preprocessor, StageTimes};
 pub use error::{EngineError, LoadError, PreprocessError};
@@ -77,16 +88,149 @@ pub struct ItemEmbedding {
     pub dropped_points: u64,
 }
 
-/// Embeds batches of inputs with the loaded models.
+/// Engine-wide execution settings.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Threads of the CPU pool that decodes, resamples, tokenizes and groups inputs.
+    pub cpu_workers: usize,
+    /// Bytes the embedding cache may hold (0 disables it).
+    pub cache_bytes: u64,
+    /// Overrides every encoder's `max_batch_delay` from its manifest.
+    pub max_batch_delay: Option<Duration>,
+    /// Overrides every encoder's admission queue capacity from its manifest.
+    pub queue_capacity: Option<usize>,
+    /// Run one full batch through every tower before serving.
+    pub warm_up: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            cpu_workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            cache_bytes: 256 << 20,
+            max_batch_delay: None,
+            queue_capacity: None,
+            warm_up: true,
+        }
+    }
+}
+
+/// Per-request options of [`Engine::embed`].
+#[derive(Debug, Clone, Copy)]
+pub struct EmbedOptions {
+    /// Scale every vector to unit L2 norm.
+    pub normalize: bool,
+    /// Use the embedding cache (when the server has one).
+    pub use_cache: bool,
+    /// Drop the work and fail with `DeadlineExceeded` once this passes.
+    pub deadline: Option<Instant>,
+}
+
+impl Default for EmbedOptions {
+    fn default() -> Self {
+        Self { normalize: true, use_cache: true, deadline: None }
+    }
+}
+
+/// The result of [`Engine::embed`].
+pub struct Embedded {
+    /// The model that served the request.
+    pub model: Arc<LoadedModel>,
+    /// One embedding per input, in request order.
+    pub embeddings: Vec<ItemEmbedding>,
+    /// Time spent per stage (the slowest modality group's, per stage).
+    pub times: StageTimes,
+}
+
+/// Health of one encoder.
+#[derive(Debug, Clone)]
+pub struct EncoderHealth {
+    /// Model name.
+    pub model: String,
+    /// Modality.
+    pub modality: Modality,
+    /// Whether its warm-up or last batch succeeded.
+    pub serving: bool,
+}
+
+struct EncoderSlot {
+    workers: EncoderWorkers,
+    healthy: Arc<AtomicBool>,
+}
+
+/// Embeds inputs with the loaded models: admission, per-encoder dynamic batching, cache.
 pub struct Engine {
     registry: Registry,
     limits: Limits,
+    metrics: Arc<Metrics>,
+    cache: Option<Arc<EmbeddingCache>>,
+    encoders: HashMap<(String, Modality), EncoderSlot>,
+    health_changed: Arc<watch::Sender<u64>>,
+}
+
+/// Cancels a job when its caller stops waiting (the request ended, failed or was dropped).
+struct CancelOnDrop(Arc<Job>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 impl Engine {
-    /// Wraps a loaded registry.
-    pub fn new(registry: Registry, limits: Limits) -> Self {
-        Self { registry, limits }
+    /// Starts the CPU pool and every encoder's batching threads over `registry`, after warming up
+    /// each tower when `options.warm_up` is set. An encoder whose warm-up fails still starts, but
+    /// reports not serving until a batch succeeds.
+    pub fn new(
+        registry: Registry,
+        limits: Limits,
+        options: &EngineOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, LoadError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(options.cpu_workers.max(1))
+            .thread_name(|i| format!("bindery-cpu-{i}"))
+            .build()
+            .map_err(|e| LoadError::Threads(format!("cannot start the CPU pool: {e}")))?;
+        let pool = Arc::new(pool);
+        let cache = EmbeddingCache::new(options.cache_bytes).map(Arc::new);
+        let (health_changed, _) = watch::channel(0u64);
+        let health_changed = Arc::new(health_changed);
+        let mut encoders = HashMap::new();
+        for model in registry.models() {
+            for encoder in model.encoders() {
+                let labels = EncoderLabels::new(&model.name, encoder.modality.as_str());
+                let serving = !options.warm_up
+                    || match encoder.warm_up(&model.name) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::error!(model = %model.name, modality = %encoder.modality, error = %e,
+                                "warm-up failed; the encoder reports NOT_SERVING");
+                            false
+                        }
+                    };
+                metrics.encoder_up.get_or_create(&labels).set(i64::from(serving));
+                metrics.queue_depth.get_or_create(&labels).set(0);
+                let healthy = Arc::new(AtomicBool::new(serving));
+                let settings = BatchSettings {
+                    max_batch_size: encoder.max_batch_size.max(1),
+                    max_batch_delay: options.max_batch_delay.unwrap_or(encoder.max_batch_delay),
+                    queue_capacity: options.queue_capacity.unwrap_or(encoder.queue_capacity).max(1),
+                };
+                let context = EncoderContext {
+                    model: Arc::clone(model),
+                    modality: encoder.modality,
+                    pool: Arc::clone(&pool),
+                    cache: cache.clone(),
+                    metrics: Arc::clone(&metrics),
+                    healthy: Arc::clone(&healthy),
+                    health_changed: Arc::clone(&health_changed),
+                };
+                let workers = EncoderWorkers::start(context, settings)?;
+                encoders.insert((model.name.clone(), encoder.modality), EncoderSlot { workers, healthy });
+            }
+        }
+        Ok(Self { registry, limits, metrics, cache, encoders, health_changed })
     }
 
     /// The loaded models.
@@ -94,14 +238,44 @@ impl Engine {
         &self.registry
     }
 
-    /// Embeds `items` with `model` (empty: the default model). Returns the model, one embedding
-    /// per item in order (unit L2 norm when `normalize` is set) and the time spent per stage.
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The embedding cache, when enabled.
+    pub fn cache(&self) -> Option<&EmbeddingCache> {
+        self.cache.as_deref()
+    }
+
+    /// Health of every encoder, in a stable order.
+    pub fn encoder_health(&self) -> Vec<EncoderHealth> {
+        let mut all: Vec<EncoderHealth> = self
+            .encoders
+            .iter()
+            .map(|((model, modality), slot)| EncoderHealth {
+                model: model.clone(),
+                modality: *modality,
+                serving: slot.healthy.load(Ordering::Relaxed),
+            })
+            .collect();
+        all.sort_by(|a, b| (&a.model, a.modality).cmp(&(&b.model, b.modality)));
+        all
+    }
+
+    /// Changes whenever an encoder's health flips.
+    pub fn health_changes(&self) -> watch::Receiver<u64> {
+        self.health_changed.subscribe()
+    }
+
+    /// Embeds `items` with `model` (empty: the default model): one embedding per item in order.
+    /// Inputs join their encoder's queue and are batched with other requests' inputs.
     pub async fn embed(
         &self,
         model: &str,
         items: Vec<Item>,
-        normalize: bool,
-    ) -> Result<(Arc<LoadedModel>, Vec<ItemEmbedding>, StageTimes), EngineError> {
+        options: EmbedOptions,
+    ) -> Result<Embedded, EngineError> {
         let model = self.registry.resolve(model)?;
         if items.is_empty() {
             return Err(EngineError::NoInputs);
@@ -112,51 +286,81 @@ impl Engine {
                 limit: self.limits.max_items_per_request,
             });
         }
+        if options.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(EngineError::DeadlineExceeded { stage: "before admission" });
+        }
         // Group by modality, remembering each item's position so the reply keeps request order.
-        let mut groups: Vec<(Modality, Vec<(usize, Item)>)> = Vec::new();
+        let mut groups: Vec<(Modality, Vec<usize>, Vec<Item>)> = Vec::new();
         for (position, item) in items.into_iter().enumerate() {
             let modality = item.payload.modality();
             self.check_item(&model, &item, modality)?;
-            match groups.iter_mut().find(|(m, _)| *m == modality) {
-                Some((_, group)) => group.push((position, item)),
-                None => groups.push((modality, vec![(position, item)])),
+            match groups.iter_mut().find(|(m, _, _)| *m == modality) {
+                Some((_, positions, group)) => {
+                    positions.push(position);
+                    group.push(item);
+                }
+                None => groups.push((modality, vec![position], vec![item])),
             }
         }
-        let total: usize = groups.iter().map(|(_, g)| g.len()).sum();
-        let mut handles = Vec::with_capacity(groups.len());
-        for (modality, group) in groups {
-            let model = Arc::clone(&model);
-            let submitted = Instant::now();
-            handles.push(tokio::task::spawn_blocking(move || {
-                let mut times = StageTimes { queue: submitted.elapsed(), ..StageTimes::default() };
-                let encoder = model
-                    .encoder(modality)
-                    .ok_or_else(|| EngineError::Internal(format!("no {modality} encoder")))?;
-                let (positions, items): (Vec<usize>, Vec<Item>) = group.into_iter().unzip();
-                let vectors = encoder.embed_blocking(&model.name, &items, normalize, &mut times)?;
-                let embedded =
-                    positions.into_iter().zip(items).zip(vectors).map(move |((p, item), encoded)| {
-                        let EncodedItem { vector, dropped_points } = encoded;
-                        (p, ItemEmbedding { id: item.id, modality, vector, dropped_points })
-                    });
-                Ok::<_, EngineError>((embedded, times))
-            }));
-        }
-        let mut slots: Vec<Option<ItemEmbedding>> = (0..total).map(|_| None).collect();
-        let mut times = StageTimes::default();
-        for handle in handles {
-            let (done, group_times) =
-                handle.await.map_err(|e| EngineError::Internal(format!("encoder task failed: {e}")))??;
-            times.add(&group_times);
-            for (position, embedding) in done {
-                slots[position] = Some(embedding);
+        let total: usize = groups.iter().map(|(_, p, _)| p.len()).sum();
+        let mut ids: Vec<String> = Vec::with_capacity(total);
+        ids.resize(total, String::new());
+        for (_, positions, group) in &groups {
+            for (position, item) in positions.iter().zip(group) {
+                ids[*position] = item.id.clone();
             }
         }
+        let mut waiting = Vec::with_capacity(groups.len());
+        let mut guards = Vec::with_capacity(groups.len());
+        for (modality, positions, group) in groups {
+            let slot = self
+                .encoders
+                .get(&(model.name.clone(), modality))
+                .ok_or_else(|| EngineError::Internal(format!("no {modality} encoder queue")))?;
+            let (job, done) = Job::new(group, options.normalize, options.use_cache, options.deadline);
+            guards.push(CancelOnDrop(Arc::clone(&job)));
+            let labels = EncoderLabels::new(&model.name, modality.as_str());
+            match slot.workers.queue.admit(job) {
+                Ok(depth) => {
+                    self.metrics.queue_depth.get_or_create(&labels).set(depth as i64);
+                }
+                Err(e) => {
+                    if matches!(e, EngineError::Overloaded { .. }) {
+                        self.metrics.rejected.get_or_create(&labels).inc();
+                    }
+                    return Err(e);
+                }
+            }
+            waiting.push((modality, positions, done));
+        }
+        let model_name = model.name.clone();
+        let collect = async move {
+            let mut slots: Vec<Option<ItemEmbedding>> = (0..total).map(|_| None).collect();
+            let mut times = StageTimes::default();
+            for (modality, positions, done) in waiting {
+                let (encoded, group_times) = done
+                    .await
+                    .map_err(|_| EngineError::ShuttingDown { model: model_name.clone(), modality })??;
+                times.max(&group_times);
+                for (position, EncodedItem { vector, dropped_points }) in positions.into_iter().zip(encoded) {
+                    let id = std::mem::take(&mut ids[position]);
+                    slots[position] = Some(ItemEmbedding { id, modality, vector, dropped_points });
+                }
+            }
+            Ok::<_, EngineError>((slots, times))
+        };
+        let (slots, times) = match options.deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), collect)
+                .await
+                .map_err(|_| EngineError::DeadlineExceeded { stage: "in the queue" })??,
+            None => collect.await?,
+        };
+        drop(guards);
         let embeddings = slots
             .into_iter()
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| EngineError::Internal("an input got no embedding".into()))?;
-        Ok((model, embeddings, times))
+        Ok(Embedded { model, embeddings, times })
     }
 
     fn check_item(&self, model: &LoadedModel, item: &Item, modality: Modality) -> Result<(), EngineError> {

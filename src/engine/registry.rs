@@ -12,7 +12,7 @@ use crate::modality::audio::AudioPreprocessor;
 use crate::modality::image::ImagePreprocessor;
 use crate::modality::point_cloud::PointCloudPreprocessor;
 use crate::modality::text::TextPreprocessor;
-use crate::model::manifest::{EncoderSpec, ModelDir};
+use crate::model::manifest::{BatchingSpec, EncoderSpec, ModelDir};
 use crate::model::runtime::Runtime;
 use crate::model::tower::{Tower, TowerOptions};
 
@@ -40,36 +40,41 @@ impl LoadedModel {
         let m = &model.manifest;
         let dim = m.embedding_dim;
         let mut encoders = BTreeMap::new();
-        let load =
-            |modality, preprocessor, spec: (&Path, &str, f32, usize), inputs: Vec<(String, Vec<usize>)>| {
-                let (onnx, output, logit_scale, max_batch_size) = spec;
-                let names: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
-                let tower = Tower::load(runtime, &model.file(onnx), &names, output, dim, options)
-                    .map_err(|source| LoadError::Tower { model: model.name.clone(), modality, source })?;
-                Ok::<_, LoadError>(Encoder {
-                    modality,
+        let load = |modality,
                     preprocessor,
-                    tower,
-                    logit_scale,
-                    max_batch_size,
-                    dim,
-                    inputs,
-                })
-            };
+                    spec: (&Path, &str, f32, &BatchingSpec),
+                    inputs: Vec<(String, Vec<usize>)>| {
+            let (onnx, output, logit_scale, batching) = spec;
+            let names: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
+            let tower = Tower::load(runtime, &model.file(onnx), &names, output, dim, options)
+                .map_err(|source| LoadError::Tower { model: model.name.clone(), modality, source })?;
+            Ok::<_, LoadError>(Encoder {
+                modality,
+                preprocessor,
+                tower,
+                logit_scale,
+                max_batch_size: batching.max_batch_size,
+                max_batch_delay: batching.max_batch_delay(),
+                queue_capacity: batching.queue_capacity,
+                dim,
+                inputs,
+            })
+        };
         if let Some(spec) = &m.text {
             let text = TextPreprocessor::new(&spec.preprocess, &model.dir)
                 .map_err(|source| LoadError::Text { model: model.name.clone(), source })?;
             let inputs = vec![(spec.input.clone(), vec![spec.preprocess.context_length])];
             encoders.insert(
                 Modality::Text,
-                load(Modality::Text, Preprocessor::Text(Box::new(text)), tower_spec(spec), inputs)?,
+                load(Modality::Text, Preprocessor::Text(Box::new(text)), tower_spec(spec, options), inputs)?,
             );
         }
         if let Some(spec) = &m.image {
             let p = &spec.preprocess;
             let image = Preprocessor::Image(ImagePreprocessor::new(p, limits.image));
             let inputs = vec![(spec.input.clone(), vec![3, p.crop as usize, p.crop as usize])];
-            encoders.insert(Modality::Image, load(Modality::Image, image, tower_spec(spec), inputs)?);
+            encoders
+                .insert(Modality::Image, load(Modality::Image, image, tower_spec(spec, options), inputs)?);
         }
         if let Some(spec) = &m.audio {
             let p = &spec.preprocess;
@@ -78,7 +83,8 @@ impl LoadedModel {
             let audio = Preprocessor::Audio(audio);
             let inputs =
                 vec![(spec.input.clone(), vec![p.clips_per_input, 1, p.num_mel_bins, p.target_length])];
-            encoders.insert(Modality::Audio, load(Modality::Audio, audio, tower_spec(spec), inputs)?);
+            encoders
+                .insert(Modality::Audio, load(Modality::Audio, audio, tower_spec(spec, options), inputs)?);
         }
         if let Some(spec) = &m.point_cloud {
             let p = &spec.preprocess;
@@ -88,8 +94,10 @@ impl LoadedModel {
                 (p.center_input.clone(), vec![p.num_group, 3]),
             ];
             let points = Preprocessor::PointCloud(points);
-            encoders
-                .insert(Modality::PointCloud, load(Modality::PointCloud, points, tower_spec(spec), inputs)?);
+            encoders.insert(
+                Modality::PointCloud,
+                load(Modality::PointCloud, points, tower_spec(spec, options), inputs)?,
+            );
         }
         Ok(Self {
             name: model.name.clone(),
@@ -117,8 +125,15 @@ impl LoadedModel {
 }
 
 /// The tower-related fields of a manifest section.
-fn tower_spec<P>(spec: &EncoderSpec<P>) -> (&Path, &str, f32, usize) {
-    (&spec.onnx, &spec.output, spec.logit_scale, spec.batching.max_batch_size)
+fn tower_spec<'a, P>(
+    spec: &'a EncoderSpec<P>,
+    options: &TowerOptions,
+) -> (&'a Path, &'a str, f32, &'a BatchingSpec) {
+    let onnx = match (&spec.onnx_fp16, options.fp16) {
+        (Some(half), true) => half,
+        _ => &spec.onnx,
+    };
+    (onnx, &spec.output, spec.logit_scale, &spec.batching)
 }
 
 /// Every loaded model and the default one.

@@ -11,6 +11,7 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
+use super::in_process::InProcess;
 use super::stats::{Outcome, Recorder, StageMicros, Stats};
 use super::workload::{self, Workload};
 use super::{LoadError, Mode};
@@ -89,6 +90,8 @@ struct StreamConn {
 #[derive(Clone)]
 pub struct Caller {
     clients: Arc<Vec<EmbedderClient<Channel>>>,
+    /// Set for the in-process baseline: requests go straight to the encoders.
+    local: Option<Arc<InProcess>>,
     mode: Mode,
     /// Idle streams, reused across requests so that stream set-up is not timed each time.
     streams: Arc<Mutex<Vec<StreamConn>>>,
@@ -110,7 +113,17 @@ fn stage_micros(metadata: &MetadataMap) -> Option<StageMicros> {
 impl Caller {
     /// A caller spreading requests over `clients` (one per connection).
     pub fn new(clients: Vec<EmbedderClient<Channel>>, mode: Mode) -> Self {
-        Caller { clients: Arc::new(clients), mode, streams: Arc::default() }
+        Caller { clients: Arc::new(clients), local: None, mode, streams: Arc::default() }
+    }
+
+    /// A caller that embeds in this process instead of calling a server.
+    pub fn in_process(local: InProcess) -> Self {
+        Caller {
+            clients: Arc::default(),
+            local: Some(Arc::new(local)),
+            mode: Mode::Unary,
+            streams: Arc::default(),
+        }
     }
 
     fn client(&self, lane: usize) -> Option<EmbedderClient<Channel>> {
@@ -123,6 +136,9 @@ impl Caller {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Outcome::Failed(code_name(Code::DeadlineExceeded));
+        }
+        if let Some(local) = &self.local {
+            return local.call(request).await;
         }
         let Some(client) = self.client(lane) else {
             return Outcome::Failed(code_name(Code::Unavailable));

@@ -8,6 +8,7 @@
 
 mod driver;
 mod generate;
+mod in_process;
 mod report;
 mod stats;
 mod workload;
@@ -60,6 +61,11 @@ pub struct LoadArgs {
     /// Inputs per request.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// Run the baseline instead of calling a server: load the models of this folder and call the
+    /// same preprocessing and ONNX towers directly, `--concurrency` blocking loops at `--batch`
+    /// inputs per call, without gRPC or batching across requests.
+    #[arg(long, value_name = "MODELS_DIR", conflicts_with_all = ["mode", "connections"])]
+    pub in_process: Option<PathBuf>,
     /// Ask the server to bypass its embedding cache, so repeated payloads are embedded every time.
     #[arg(long)]
     pub no_cache: bool,
@@ -213,7 +219,15 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     for note in workload.notes().iter().filter(|_| !args.quiet) {
         note_line(&format!("bindery load: {note}\n"));
     }
-    let caller = Caller::new(connect(&args.server, args.connections).await?, args.mode);
+    let caller = match &args.in_process {
+        Some(models) => {
+            let (models, model) = (models.clone(), args.model.clone());
+            Caller::in_process(
+                tokio::task::spawn_blocking(move || in_process::InProcess::load(&models, &model)).await??,
+            )
+        }
+        None => Caller::new(connect(&args.server, args.connections).await?, args.mode),
+    };
     let workload = Arc::new(workload);
     let json_to_stdout = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
 

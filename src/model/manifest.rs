@@ -69,6 +69,10 @@ pub struct Manifest {
 pub struct EncoderSpec<P> {
     /// ONNX file, relative to the model folder.
     pub onnx: PathBuf,
+    /// Optional half-precision variant of `onnx` (same input and output names, f32 inputs and
+    /// outputs), used instead when the server runs with `--fp16` on a GPU.
+    #[serde(default)]
+    pub onnx_fp16: Option<PathBuf>,
     /// Name of the tower's input tensor.
     pub input: String,
     /// Name of the tower's output tensor.
@@ -94,15 +98,39 @@ pub struct BatchingSpec {
     /// Largest number of items in one ONNX run.
     #[serde(default = "default_max_batch_size")]
     pub max_batch_size: usize,
+    /// Longest an input waits, in milliseconds, for others to join its batch once the encoder is
+    /// free. 0 (the default) never waits: batches still form from whatever queued while the
+    /// previous batch ran, so an idle server adds no latency.
+    #[serde(default)]
+    pub max_batch_delay_ms: f64,
+    /// Most inputs waiting in the encoder's admission queue; beyond it requests are refused with
+    /// RESOURCE_EXHAUSTED.
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
 }
 
 fn default_max_batch_size() -> usize {
     32
 }
 
+fn default_queue_capacity() -> usize {
+    512
+}
+
 impl Default for BatchingSpec {
     fn default() -> Self {
-        Self { max_batch_size: default_max_batch_size() }
+        Self {
+            max_batch_size: default_max_batch_size(),
+            max_batch_delay_ms: 0.0,
+            queue_capacity: default_queue_capacity(),
+        }
+    }
+}
+
+impl BatchingSpec {
+    /// `max_batch_delay_ms` as a duration.
+    pub fn max_batch_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.max_batch_delay_ms.max(0.0) / 1000.0)
     }
 }
 
@@ -288,9 +316,9 @@ impl ModelDir {
         if self.modalities().is_empty() {
             return Err(invalid("the manifest declares no encoder ([text], [image] or [audio])".into()));
         }
-        let mut towers: Vec<(&str, &Path, &str, &str, f32, usize)> = Vec::new();
+        let mut towers: Vec<(&str, &Path, &str, &str, f32, &BatchingSpec)> = Vec::new();
         if let Some(t) = &m.text {
-            towers.push(("text", &t.onnx, &t.input, &t.output, t.logit_scale, t.batching.max_batch_size));
+            towers.push(("text", &t.onnx, &t.input, &t.output, t.logit_scale, &t.batching));
             let p = &t.preprocess;
             if p.context_length < 2 {
                 return Err(invalid("text.preprocess.context_length must be at least 2".into()));
@@ -298,7 +326,7 @@ impl ModelDir {
             self.require_file("text.preprocess.tokenizer", &p.tokenizer, path)?;
         }
         if let Some(i) = &m.image {
-            towers.push(("image", &i.onnx, &i.input, &i.output, i.logit_scale, i.batching.max_batch_size));
+            towers.push(("image", &i.onnx, &i.input, &i.output, i.logit_scale, &i.batching));
             let p = &i.preprocess;
             if p.crop == 0 || p.resize < p.crop {
                 return Err(invalid(format!(
@@ -311,7 +339,7 @@ impl ModelDir {
             }
         }
         if let Some(a) = &m.audio {
-            towers.push(("audio", &a.onnx, &a.input, &a.output, a.logit_scale, a.batching.max_batch_size));
+            towers.push(("audio", &a.onnx, &a.input, &a.output, a.logit_scale, &a.batching));
             let p = &a.preprocess;
             if p.sample_rate == 0
                 || p.clips_per_input == 0
@@ -330,14 +358,7 @@ impl ModelDir {
             }
         }
         if let Some(p) = &m.point_cloud {
-            towers.push((
-                "point_cloud",
-                &p.onnx,
-                &p.input,
-                &p.output,
-                p.logit_scale,
-                p.batching.max_batch_size,
-            ));
+            towers.push(("point_cloud", &p.onnx, &p.input, &p.output, p.logit_scale, &p.batching));
             let pp = &p.preprocess;
             if pp.npoints == 0 || pp.num_group == 0 || pp.group_size == 0 || pp.mesh_samples == 0 {
                 return Err(invalid(
@@ -356,7 +377,18 @@ impl ModelDir {
                 ));
             }
         }
-        for (section, onnx, input, output, logit_scale, max_batch) in towers {
+        let halves = [
+            ("text", m.text.as_ref().and_then(|t| t.onnx_fp16.as_deref())),
+            ("image", m.image.as_ref().and_then(|t| t.onnx_fp16.as_deref())),
+            ("audio", m.audio.as_ref().and_then(|t| t.onnx_fp16.as_deref())),
+            ("point_cloud", m.point_cloud.as_ref().and_then(|t| t.onnx_fp16.as_deref())),
+        ];
+        for (section, half) in halves {
+            if let Some(half) = half {
+                self.require_file(&format!("{section}.onnx_fp16"), half, path)?;
+            }
+        }
+        for (section, onnx, input, output, logit_scale, batching) in towers {
             self.require_file(&format!("{section}.onnx"), onnx, path)?;
             if input.is_empty() || output.is_empty() {
                 return Err(invalid(format!("{section}.input and {section}.output must be non-empty")));
@@ -364,8 +396,16 @@ impl ModelDir {
             if !logit_scale.is_finite() || logit_scale <= 0.0 {
                 return Err(invalid(format!("{section}.logit_scale must be finite and positive")));
             }
-            if max_batch == 0 {
-                return Err(invalid(format!("{section}.batching.max_batch_size must be positive")));
+            if batching.max_batch_size == 0 || batching.queue_capacity == 0 {
+                return Err(invalid(format!(
+                    "{section}.batching: max_batch_size and queue_capacity must be positive"
+                )));
+            }
+            if !(0.0..=10_000.0).contains(&batching.max_batch_delay_ms) {
+                return Err(invalid(format!(
+                    "{section}.batching.max_batch_delay_ms must be between 0 and 10000, got {}",
+                    batching.max_batch_delay_ms
+                )));
             }
         }
         Ok(())

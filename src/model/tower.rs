@@ -11,7 +11,7 @@ use ort::value::TensorRef;
 use super::runtime::Runtime;
 
 /// Why a tower could not be loaded or run.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TowerError {
     /// The ONNX file could not be turned into a session.
     #[error("cannot load ONNX model {path}: {message}")]
@@ -53,12 +53,14 @@ pub struct TowerOptions {
     pub sessions: usize,
     /// Run on this CUDA device instead of the CPU.
     pub cuda_device: Option<i32>,
+    /// Load each encoder's half-precision variant (`onnx_fp16`) where the manifest names one.
+    pub fp16: bool,
 }
 
 impl Default for TowerOptions {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Self { intra_threads: cores, sessions: 1, cuda_device: None }
+        Self { intra_threads: cores, sessions: 1, cuda_device: None, fp16: false }
     }
 }
 

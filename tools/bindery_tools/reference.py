@@ -93,6 +93,43 @@ def build_fixture_model() -> torch.nn.Module:
     return model.eval()
 
 
+def build_base_model(seed: int = 0) -> torch.nn.Module:
+    """ImageBind with ViT-B-like widths and random weights (eval mode): vision and audio 768 wide
+    with 12 blocks of 12 heads, text 512 wide with 12 blocks of 8 heads, a 512-dim shared space.
+
+    Realistically sized towers for measuring inference-bound serving; not a trained model.
+    """
+    torch.manual_seed(seed)
+    model = imagebind_model.ImageBindModel(
+        video_frames=2,
+        kernel_size=(2, 14, 14),
+        out_embed_dim=512,
+        vision_embed_dim=768,
+        vision_num_blocks=12,
+        vision_num_heads=12,
+        text_embed_dim=512,
+        text_num_blocks=12,
+        text_num_heads=8,
+        audio_embed_dim=768,
+        audio_num_blocks=12,
+        audio_num_heads=12,
+        audio_num_mel_bins=128,
+        audio_target_len=204,
+        audio_drop_path=0.0,
+        # Towers bindery does not serve; kept small so building the model stays fast.
+        depth_embed_dim=32,
+        depth_num_blocks=1,
+        depth_num_heads=4,
+        thermal_embed_dim=32,
+        thermal_num_blocks=1,
+        thermal_num_heads=4,
+        imu_embed_dim=32,
+        imu_num_blocks=1,
+        imu_num_heads=4,
+    )
+    return model.eval()
+
+
 def build_huge_model(checkpoint: Path | None) -> torch.nn.Module:
     """ImageBind-huge (eval mode), with the official weights when ``checkpoint`` is given.
 

@@ -1,0 +1,595 @@
+//! Dynamic batching per encoder.
+//!
+//! Each encoder (model x modality) has an admission queue and two threads. The *assembler* takes
+//! up to `max_batch_size` queued inputs from any number of requests, answers cache hits, and
+//! preprocesses the rest on the shared CPU pool straight into the slots of one batch tensor. The
+//! *runner* feeds staged batches to the ONNX tower and hands each row back to its request. The
+//! two are joined by a one-slot channel, so one batch is being preprocessed while the previous one
+//! runs, and no more than that piles up.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use tokio::sync::oneshot;
+
+use super::cache::{CacheKey, CachedEmbedding, EmbeddingCache};
+use super::encoder::{Batch, EncodedItem, StageTimes, l2_normalize};
+use super::error::EngineError;
+use super::registry::LoadedModel;
+use super::{Item, LoadError};
+use crate::metrics::{EncoderLabels, Metrics};
+use crate::modality::Modality;
+
+/// What a finished job hands back: one embedding per item, in order, and its stage times.
+pub(crate) type JobResult = Result<(Vec<EncodedItem>, StageTimes), EngineError>;
+
+/// Inputs taken for a batch: each as its job and its index within the job.
+type Entries = Vec<(Arc<Job>, usize)>;
+
+/// The inputs of one request that go to one encoder.
+pub(crate) struct Job {
+    items: Vec<Item>,
+    normalize: bool,
+    use_cache: bool,
+    deadline: Option<Instant>,
+    admitted: Instant,
+    cancelled: AtomicBool,
+    state: Mutex<JobState>,
+}
+
+struct JobState {
+    results: Vec<Option<EncodedItem>>,
+    remaining: usize,
+    times: StageTimes,
+    reply: Option<oneshot::Sender<JobResult>>,
+}
+
+/// Locks `m`, recovering the data if a thread panicked while holding it: every critical section
+/// here leaves the state consistent, so the data is still valid.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Job {
+    /// A job for `items` and the receiver its result arrives on.
+    pub(crate) fn new(
+        items: Vec<Item>,
+        normalize: bool,
+        use_cache: bool,
+        deadline: Option<Instant>,
+    ) -> (Arc<Self>, oneshot::Receiver<JobResult>) {
+        let (tx, rx) = oneshot::channel();
+        let n = items.len();
+        let job = Arc::new(Self {
+            items,
+            normalize,
+            use_cache,
+            deadline,
+            admitted: Instant::now(),
+            cancelled: AtomicBool::new(false),
+            state: Mutex::new(JobState {
+                results: (0..n).map(|_| None).collect(),
+                remaining: n,
+                times: StageTimes::default(),
+                reply: Some(tx),
+            }),
+        });
+        (job, rx)
+    }
+
+    /// Marks the job as abandoned by its caller: its queued inputs are skipped.
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether anyone still waits for this job's results.
+    fn is_live(&self) -> bool {
+        !self.cancelled.load(Ordering::Relaxed) && lock(&self.state).reply.is_some()
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|d| now >= d)
+    }
+
+    /// Fails the whole job (first failure wins; later results are ignored).
+    fn fail(&self, error: EngineError) {
+        if let Some(reply) = lock(&self.state).reply.take() {
+            let _ = reply.send(Err(error));
+        }
+    }
+
+    /// Records the embedding of item `index`, replying when it was the last one.
+    fn complete(&self, index: usize, item: EncodedItem, times: &StageTimes) {
+        let mut state = lock(&self.state);
+        if state.reply.is_none() || state.results[index].is_some() {
+            return;
+        }
+        state.results[index] = Some(item);
+        state.remaining -= 1;
+        state.times.queue = state.times.queue.max(times.queue);
+        state.times.preprocess = state.times.preprocess.max(times.preprocess);
+        state.times.inference = state.times.inference.max(times.inference);
+        if state.remaining == 0
+            && let Some(reply) = state.reply.take()
+        {
+            let results: Option<Vec<EncodedItem>> = std::mem::take(&mut state.results).into_iter().collect();
+            let outcome = results.ok_or_else(|| EngineError::Internal("an input got no embedding".into()));
+            let _ = reply.send(outcome.map(|r| (r, state.times)));
+        }
+    }
+}
+
+/// Batching settings of one encoder.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchSettings {
+    /// Most inputs per tower run.
+    pub max_batch_size: usize,
+    /// Longest an input waits for more inputs to join its batch once the encoder is free.
+    pub max_batch_delay: Duration,
+    /// Most inputs admitted and waiting.
+    pub queue_capacity: usize,
+}
+
+struct QueueState {
+    /// Admitted jobs and, for each, the index of its first input not yet taken into a batch.
+    pending: VecDeque<(Arc<Job>, usize)>,
+    /// Inputs admitted and not yet taken.
+    queued: usize,
+    closed: bool,
+}
+
+/// The admission queue of one encoder.
+pub(crate) struct EncoderQueue {
+    model: String,
+    modality: Modality,
+    settings: BatchSettings,
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+impl EncoderQueue {
+    fn new(model: &str, modality: Modality, settings: BatchSettings) -> Self {
+        Self {
+            model: model.to_string(),
+            modality,
+            settings,
+            state: Mutex::new(QueueState { pending: VecDeque::new(), queued: 0, closed: false }),
+            ready: Condvar::new(),
+        }
+    }
+
+    /// Queues `job`, or refuses it when the queue is full. A job larger than the whole capacity
+    /// is still admitted into an empty queue, so no valid request is refused forever.
+    pub(crate) fn admit(&self, job: Arc<Job>) -> Result<usize, EngineError> {
+        let n = job.items.len();
+        let mut state = lock(&self.state);
+        if state.closed {
+            return Err(EngineError::ShuttingDown { model: self.model.clone(), modality: self.modality });
+        }
+        if state.queued > 0 && state.queued + n > self.settings.queue_capacity {
+            return Err(EngineError::Overloaded {
+                model: self.model.clone(),
+                modality: self.modality,
+                queued: state.queued,
+                capacity: self.settings.queue_capacity,
+            });
+        }
+        state.pending.push_back((job, 0));
+        state.queued += n;
+        let depth = state.queued;
+        drop(state);
+        self.ready.notify_one();
+        Ok(depth)
+    }
+
+    /// Waits for inputs and takes up to `max_batch_size` of them, waiting up to `max_batch_delay`
+    /// after the oldest input's admission for the batch to fill. `None` once closed and drained.
+    fn take(&self) -> Option<(Entries, usize)> {
+        let mut state = lock(&self.state);
+        while state.pending.is_empty() {
+            if state.closed {
+                return None;
+            }
+            state = self.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        let delay = self.settings.max_batch_delay;
+        if !delay.is_zero()
+            && let Some((oldest, _)) = state.pending.front()
+        {
+            let until = oldest.admitted + delay;
+            while state.queued < self.settings.max_batch_size && !state.closed {
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                state = self.ready.wait_timeout(state, until - now).unwrap_or_else(|p| p.into_inner()).0;
+            }
+        }
+        let mut taken = Vec::with_capacity(self.settings.max_batch_size.min(state.queued));
+        while taken.len() < self.settings.max_batch_size {
+            let Some((job, next)) = state.pending.front_mut() else { break };
+            let job = Arc::clone(job);
+            let end = job.items.len().min(*next + self.settings.max_batch_size - taken.len());
+            taken.extend((*next..end).map(|i| (Arc::clone(&job), i)));
+            *next = end;
+            if end == job.items.len() {
+                state.pending.pop_front();
+            }
+        }
+        state.queued -= taken.len();
+        Some((taken, state.queued))
+    }
+
+    fn close(&self) {
+        lock(&self.state).closed = true;
+        self.ready.notify_all();
+    }
+}
+
+/// A batch preprocessed and waiting for the tower.
+struct Staged {
+    entries: Entries,
+    keys: Vec<Option<CacheKey>>,
+    batch: Batch,
+    taken_at: Instant,
+    preprocessed_at: Instant,
+}
+
+/// Shared state the encoder threads need.
+pub(crate) struct EncoderContext {
+    pub model: Arc<LoadedModel>,
+    pub modality: Modality,
+    pub pool: Arc<rayon::ThreadPool>,
+    pub cache: Option<Arc<EmbeddingCache>>,
+    pub metrics: Arc<Metrics>,
+    /// Set while the encoder's last tower run succeeded.
+    pub healthy: Arc<AtomicBool>,
+    /// Bumped whenever an encoder's health flips, so the server can update its health service.
+    pub health_changed: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl EncoderContext {
+    fn labels(&self) -> EncoderLabels {
+        EncoderLabels::new(&self.model.name, self.modality.as_str())
+    }
+
+    fn set_health(&self, up: bool) {
+        self.metrics.encoder_up.get_or_create(&self.labels()).set(i64::from(up));
+        if self.healthy.swap(up, Ordering::Relaxed) != up {
+            if up {
+                tracing::info!(model = %self.model.name, modality = %self.modality, "encoder serving again");
+            }
+            self.health_changed.send_modify(|generation| *generation += 1);
+        }
+    }
+}
+
+/// An encoder's queue and its two threads. Dropping it closes the queue and joins the threads
+/// once the work already admitted is done.
+pub(crate) struct EncoderWorkers {
+    pub queue: Arc<EncoderQueue>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl EncoderWorkers {
+    /// Starts the assembler and runner threads of one encoder.
+    pub(crate) fn start(context: EncoderContext, settings: BatchSettings) -> Result<Self, LoadError> {
+        let queue = Arc::new(EncoderQueue::new(&context.model.name, context.modality, settings));
+        let (staged_tx, staged_rx) = sync_channel::<Staged>(1);
+        let context = Arc::new(context);
+        let name = format!("{}/{}", context.model.name, context.modality);
+        let spawn_err = |e: std::io::Error| LoadError::Threads(format!("cannot start {name} threads: {e}"));
+        let assembler = {
+            let (context, queue) = (Arc::clone(&context), Arc::clone(&queue));
+            std::thread::Builder::new()
+                .name(format!("bindery-batch-{}", context.modality))
+                .spawn(move || assemble(&context, &queue, &staged_tx))
+                .map_err(spawn_err)?
+        };
+        let runner = {
+            let context = Arc::clone(&context);
+            std::thread::Builder::new()
+                .name(format!("bindery-run-{}", context.modality))
+                .spawn(move || run(&context, &staged_rx))
+                .map_err(spawn_err)?
+        };
+        Ok(Self { queue, threads: vec![assembler, runner] })
+    }
+}
+
+impl Drop for EncoderWorkers {
+    fn drop(&mut self) {
+        self.queue.close();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The assembler thread: queue -> cache -> preprocessing -> staged batch.
+fn assemble(context: &EncoderContext, queue: &EncoderQueue, staged: &SyncSender<Staged>) {
+    let labels = context.labels();
+    let Some(encoder) = context.model.encoder(context.modality) else { return };
+    while let Some((taken, depth)) = queue.take() {
+        context.metrics.queue_depth.get_or_create(&labels).set(depth as i64);
+        let taken_at = Instant::now();
+        // Inputs whose caller left or whose deadline passed are dropped here, unprocessed.
+        let mut entries = Vec::with_capacity(taken.len());
+        for (job, index) in taken {
+            if !job.is_live() {
+                continue;
+            }
+            if job.expired(taken_at) {
+                job.fail(EngineError::DeadlineExceeded { stage: "in the queue" });
+                continue;
+            }
+            entries.push((job, index));
+        }
+        if entries.is_empty() {
+            continue;
+        }
+        let keys: Vec<Option<CacheKey>> = match &context.cache {
+            Some(_) => context.pool.install(|| {
+                entries
+                    .par_iter()
+                    .map(|(job, i)| {
+                        job.use_cache
+                            .then(|| CacheKey::of(&context.model.name, context.modality, &job.items[*i]))
+                    })
+                    .collect()
+            }),
+            None => vec![None; entries.len()],
+        };
+        // Cache hits are answered now and take no slot in the batch.
+        let mut misses = Vec::with_capacity(entries.len());
+        let mut miss_keys = Vec::with_capacity(entries.len());
+        for ((job, index), key) in entries.into_iter().zip(keys) {
+            let hit = key.and_then(|k| context.cache.as_ref().and_then(|c| c.get(&k)));
+            match (key, hit) {
+                (Some(_), Some(cached)) => {
+                    context.metrics.cache_hits.get_or_create(&labels).inc();
+                    let mut vector = cached.vector.to_vec();
+                    if job.normalize {
+                        l2_normalize(&mut vector);
+                    }
+                    let times = StageTimes { queue: taken_at - job.admitted, ..StageTimes::default() };
+                    job.complete(
+                        index,
+                        EncodedItem { vector, dropped_points: cached.dropped_points },
+                        &times,
+                    );
+                }
+                _ => {
+                    if key.is_some() {
+                        context.metrics.cache_misses.get_or_create(&labels).inc();
+                    }
+                    misses.push((job, index));
+                    miss_keys.push(key);
+                }
+            }
+        }
+        if misses.is_empty() {
+            continue;
+        }
+        let items: Vec<&Item> = misses.iter().map(|(job, i)| &job.items[*i]).collect();
+        let mut batch = context.pool.install(|| encoder.preprocessor.batch(&items));
+        drop(items);
+        let preprocessed_at = Instant::now();
+        context
+            .metrics
+            .preprocess_seconds
+            .get_or_create(&labels)
+            .observe((preprocessed_at - taken_at).as_secs_f64());
+        // A bad input fails its own request; the rest of the batch goes on without it.
+        let mut keep = vec![true; batch.len()];
+        for (slot, outcome) in batch.outcomes.iter_mut().enumerate() {
+            if outcome.is_err()
+                && let Err(source) = std::mem::replace(outcome, Ok(0))
+            {
+                let (job, index) = &misses[slot];
+                job.fail(EngineError::InvalidInput {
+                    id: job.items[*index].id.clone(),
+                    modality: context.modality,
+                    source,
+                });
+                keep[slot] = false;
+            }
+        }
+        let (entries, keys) = retain_entries(&mut batch, misses, miss_keys, &keep);
+        if batch.is_empty() {
+            continue;
+        }
+        let staged_batch = Staged { entries, keys, batch, taken_at, preprocessed_at };
+        if staged.send(staged_batch).is_err() {
+            return;
+        }
+    }
+}
+
+/// Keeps the batch slots, entries and keys whose `keep` flag is set.
+fn retain_entries(
+    batch: &mut Batch,
+    entries: Entries,
+    keys: Vec<Option<CacheKey>>,
+    keep: &[bool],
+) -> (Entries, Vec<Option<CacheKey>>) {
+    batch.retain(keep);
+    entries.into_iter().zip(keys).zip(keep).filter(|(_, k)| **k).map(|(pair, _)| pair).unzip()
+}
+
+/// The runner thread: staged batch -> tower -> each caller.
+fn run(context: &EncoderContext, staged: &Receiver<Staged>) {
+    let labels = context.labels();
+    let Some(encoder) = context.model.encoder(context.modality) else { return };
+    for Staged { entries, keys, mut batch, taken_at, preprocessed_at } in staged.iter() {
+        let started = Instant::now();
+        // Last check before the expensive part: callers that left or ran out of time.
+        let keep: Vec<bool> = entries
+            .iter()
+            .map(|(job, _)| {
+                if job.expired(started) {
+                    job.fail(EngineError::DeadlineExceeded { stage: "before inference" });
+                }
+                job.is_live()
+            })
+            .collect();
+        let (entries, keys) = retain_entries(&mut batch, entries, keys, &keep);
+        if entries.is_empty() {
+            continue;
+        }
+        context.metrics.batch_size.get_or_create(&labels).observe(entries.len() as f64);
+        let outcome = encoder.run(&context.model.name, &batch);
+        let finished = Instant::now();
+        context.metrics.inference_seconds.get_or_create(&labels).observe((finished - started).as_secs_f64());
+        let flat = match outcome {
+            Ok(flat) => {
+                context.set_health(true);
+                flat
+            }
+            Err(error) => {
+                context.set_health(false);
+                tracing::warn!(model = %context.model.name, modality = %context.modality, error = %error, "batch failed");
+                let message = error.to_string();
+                for (job, _) in &entries {
+                    job.fail(match &error {
+                        EngineError::Inference { model, modality, source } => EngineError::Inference {
+                            model: model.clone(),
+                            modality: *modality,
+                            source: source.clone(),
+                        },
+                        _ => EngineError::Internal(message.clone()),
+                    });
+                }
+                continue;
+            }
+        };
+        context.metrics.items.get_or_create(&labels).inc_by(entries.len() as u64);
+        for (((job, index), key), (row, outcome)) in
+            entries.iter().zip(&keys).zip(flat.chunks(encoder.dim).zip(&batch.outcomes))
+        {
+            let dropped_points = *outcome.as_ref().unwrap_or(&0);
+            if let (Some(key), Some(cache)) = (key, &context.cache) {
+                cache.insert(*key, CachedEmbedding { vector: row.into(), dropped_points });
+            }
+            let mut vector = row.to_vec();
+            if job.normalize {
+                l2_normalize(&mut vector);
+            }
+            let queue = (taken_at - job.admitted.min(taken_at)) + (started - preprocessed_at);
+            context.metrics.queue_seconds.get_or_create(&labels).observe(queue.as_secs_f64());
+            let times =
+                StageTimes { queue, preprocess: preprocessed_at - taken_at, inference: finished - started };
+            job.complete(*index, EncodedItem { vector, dropped_points }, &times);
+        }
+        if let Some(cache) = &context.cache {
+            context.metrics.cache_bytes.set(cache.bytes() as i64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Payload;
+
+    fn job(n: usize) -> (Arc<Job>, oneshot::Receiver<JobResult>) {
+        let items =
+            (0..n).map(|i| Item { id: format!("#{i}"), payload: Payload::Text(format!("t{i}")) }).collect();
+        Job::new(items, true, true, None)
+    }
+
+    fn queue(max_batch_size: usize, queue_capacity: usize) -> EncoderQueue {
+        let settings = BatchSettings { max_batch_size, max_batch_delay: Duration::ZERO, queue_capacity };
+        EncoderQueue::new("m", Modality::Text, settings)
+    }
+
+    #[test]
+    fn batches_take_inputs_across_jobs_in_order_and_split_large_jobs() {
+        let q = queue(4, 100);
+        let (a, _ra) = job(3);
+        let (b, _rb) = job(3);
+        q.admit(Arc::clone(&a)).unwrap();
+        q.admit(Arc::clone(&b)).unwrap();
+        let (first, left) = q.take().unwrap();
+        let positions: Vec<(bool, usize)> = first.iter().map(|(j, i)| (Arc::ptr_eq(j, &a), *i)).collect();
+        assert_eq!(positions, vec![(true, 0), (true, 1), (true, 2), (false, 0)]);
+        assert_eq!(left, 2);
+        let (second, left) = q.take().unwrap();
+        let positions: Vec<usize> = second.iter().map(|(_, i)| *i).collect();
+        assert_eq!(positions, vec![1, 2]);
+        assert!(second.iter().all(|(j, _)| Arc::ptr_eq(j, &b)));
+        assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_but_an_empty_one_takes_an_oversized_job() {
+        let q = queue(4, 5);
+        let (big, _r) = job(8);
+        assert_eq!(q.admit(big).unwrap(), 8, "an empty queue admits a job larger than its capacity");
+        let (more, _r) = job(1);
+        match q.admit(more) {
+            Err(EngineError::Overloaded { queued, capacity, .. }) => assert_eq!((queued, capacity), (8, 5)),
+            other => panic!("expected Overloaded, got {other:?}"),
+        }
+        q.close();
+        let (late, _r) = job(1);
+        assert!(matches!(q.admit(late), Err(EngineError::ShuttingDown { .. })));
+        // Closing still lets the admitted work drain, then ends.
+        assert_eq!(q.take().unwrap().0.len(), 4);
+        assert_eq!(q.take().unwrap().0.len(), 4);
+        assert!(q.take().is_none());
+    }
+
+    #[test]
+    fn a_job_replies_once_with_results_in_order_or_with_its_first_failure() {
+        let (j, rx) = job(2);
+        let times = StageTimes::default();
+        j.complete(1, EncodedItem { vector: vec![2.0], dropped_points: 0 }, &times);
+        j.complete(0, EncodedItem { vector: vec![1.0], dropped_points: 3 }, &times);
+        let (items, _) = rx.blocking_recv().unwrap().unwrap();
+        assert_eq!(items.iter().map(|e| e.vector[0]).collect::<Vec<_>>(), vec![1.0, 2.0]);
+        assert_eq!(items[0].dropped_points, 3);
+
+        let (j, rx) = job(2);
+        j.fail(EngineError::DeadlineExceeded { stage: "in the queue" });
+        j.complete(0, EncodedItem { vector: vec![1.0], dropped_points: 0 }, &times);
+        j.fail(EngineError::Internal("second".into()));
+        assert!(matches!(rx.blocking_recv().unwrap(), Err(EngineError::DeadlineExceeded { .. })));
+        assert!(!j.is_live(), "a failed job takes no more work");
+
+        let (j, _rx) = job(1);
+        j.cancel();
+        assert!(!j.is_live());
+    }
+
+    #[test]
+    fn the_batch_delay_waits_for_more_inputs_only_up_to_its_bound() {
+        let settings = BatchSettings {
+            max_batch_size: 8,
+            max_batch_delay: Duration::from_millis(30),
+            queue_capacity: 100,
+        };
+        let q = Arc::new(EncoderQueue::new("m", Modality::Text, settings));
+        let (a, _ra) = job(1);
+        q.admit(a).unwrap();
+        let feeder = {
+            let q = Arc::clone(&q);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(5));
+                let (b, rb) = job(2);
+                q.admit(b).unwrap();
+                rb
+            })
+        };
+        let started = Instant::now();
+        let (taken, _) = q.take().unwrap();
+        let _rb = feeder.join().unwrap();
+        assert_eq!(taken.len(), 3, "inputs arriving within the delay join the batch");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
