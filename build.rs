@@ -11,6 +11,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("bindery_descriptor.bin"))
-        .compile_protos(&["proto/bindery/v1/embedder.proto"], &["proto"])?;
+        .compile_protos(
+            &["proto/bindery/v1/embedder.proto", "proto/bindery/v1/collections.proto"],
+            &["proto"],
+        )?;
     Ok(())
 }

@@ -5,6 +5,8 @@ pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod load;
+pub mod metrics;
 pub mod modality;
 pub mod model;
 pub mod server;
+pub mod store;

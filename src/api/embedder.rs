@@ -2,15 +2,17 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use super::pb::embedder_server::Embedder;
 use super::{convert, pb, status};
-use crate::engine::{Engine, EngineError, StageTimes};
+use crate::engine::{EmbedOptions, Embedded, Engine, EngineError, StageTimes};
+use crate::metrics::{EncoderLabels, StatusLabels};
 
 /// How many stream requests may be in flight (embedding) at once per `EmbedStream` call; the
 /// stream stops reading from the client while they are, which is its flow control.
@@ -36,10 +38,117 @@ pub const TIMING_KEYS: [&str; 4] =
 async fn embed(
     engine: &Engine,
     request: pb::EmbedRequest,
+    deadline: Option<Instant>,
+) -> Result<(pb::EmbedResponse, StageTimes), EngineError> {
+    let started = Instant::now();
+    let span = tracing::info_span!(
+        "embed",
+        model = %request.model,
+        inputs = request.inputs.len(),
+        queue_us = tracing::field::Empty,
+        preprocess_us = tracing::field::Empty,
+        inference_us = tracing::field::Empty,
+        total_us = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    let mut record = RequestRecord {
+        engine,
+        model: model_label(engine, &request.model),
+        modalities: request_modalities(&request.inputs),
+        started,
+        code: None,
+    };
+    let outcome = embed_inner(engine, request, deadline).instrument(span.clone()).await;
+    let code = match &outcome {
+        Ok((_, times)) => {
+            span.record("queue_us", times.queue.as_micros() as u64);
+            span.record("preprocess_us", times.preprocess.as_micros() as u64);
+            span.record("inference_us", times.inference.as_micros() as u64);
+            tonic::Code::Ok
+        }
+        Err(e) => status::to_status(e).code(),
+    };
+    span.record("total_us", started.elapsed().as_micros() as u64);
+    span.record("status", status::code_label(code));
+    record.code = Some(code);
+    outcome
+}
+
+/// Counts a request in the metrics when it ends, including when its future is dropped because
+/// the client went away (counted as `cancelled`).
+struct RequestRecord<'a> {
+    engine: &'a Engine,
+    model: String,
+    modalities: Vec<&'static str>,
+    started: Instant,
+    code: Option<tonic::Code>,
+}
+
+impl Drop for RequestRecord<'_> {
+    fn drop(&mut self) {
+        let code = self.code.unwrap_or(tonic::Code::Cancelled);
+        let metrics = self.engine.metrics();
+        for modality in &self.modalities {
+            let labels = StatusLabels {
+                model: self.model.clone(),
+                modality: modality.to_string(),
+                status: status::code_label(code).to_string(),
+            };
+            metrics.requests.get_or_create(&labels).inc();
+            if code == tonic::Code::Ok {
+                let encoder = EncoderLabels::new(&self.model, modality);
+                metrics.request_seconds.get_or_create(&encoder).observe(self.started.elapsed().as_secs_f64());
+            }
+        }
+    }
+}
+
+/// The model label of a request's metrics: the resolved name, or `unknown` for a name that is
+/// not loaded (clients must not be able to create unbounded label values).
+fn model_label(engine: &Engine, requested: &str) -> String {
+    match engine.registry().resolve(requested) {
+        Ok(model) => model.name.clone(),
+        Err(_) => "unknown".to_string(),
+    }
+}
+
+/// The distinct modalities of a request's inputs, in first-seen order (`none` when it has no
+/// valid input).
+fn request_modalities(inputs: &[pb::Input]) -> Vec<&'static str> {
+    let mut seen: Vec<&'static str> = Vec::new();
+    for input in inputs {
+        let name = match &input.payload {
+            Some(pb::input::Payload::Text(_)) => "text",
+            Some(pb::input::Payload::Image(_)) => "image",
+            Some(pb::input::Payload::Audio(_)) => "audio",
+            Some(pb::input::Payload::PointCloud(_)) => "point_cloud",
+            Some(pb::input::Payload::Depth(_)) => "depth",
+            Some(pb::input::Payload::Thermal(_)) => "thermal",
+            Some(pb::input::Payload::Imu(_)) => "imu",
+            None => continue,
+        };
+        if !seen.contains(&name) {
+            seen.push(name);
+        }
+    }
+    if seen.is_empty() {
+        seen.push("none");
+    }
+    seen
+}
+
+async fn embed_inner(
+    engine: &Engine,
+    request: pb::EmbedRequest,
+    deadline: Option<Instant>,
 ) -> Result<(pb::EmbedResponse, StageTimes), EngineError> {
     let items = convert::items(request.inputs)?;
-    let normalize = request.normalize.unwrap_or(true);
-    let (model, embeddings, times) = engine.embed(&request.model, items, normalize).await?;
+    let options = EmbedOptions {
+        normalize: request.normalize.unwrap_or(true),
+        use_cache: request.cache.unwrap_or(true),
+        deadline,
+    };
+    let Embedded { model, embeddings, times } = engine.embed(&request.model, items, options).await?;
     let reply = pb::EmbedResponse {
         embeddings: embeddings
             .into_iter()
@@ -57,13 +166,43 @@ async fn embed(
     Ok((reply, times))
 }
 
+/// The deadline a call's `grpc-timeout` header sets, if any.
+///
+/// tonic answers CANCELLED itself when the timeout passes while a handler is still running, so
+/// the engine's deadline is set a little earlier (half the timeout, at most 1 ms) to let bindery
+/// answer DEADLINE_EXCEEDED and drop the work first.
+pub(crate) fn deadline_of(metadata: &tonic::metadata::MetadataMap) -> Option<Instant> {
+    let timeout = parse_grpc_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)?;
+    let margin = (timeout / 2).min(Duration::from_millis(1));
+    Some(Instant::now() + (timeout - margin))
+}
+
+/// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 type EmbedStreamOut = Pin<Box<dyn Stream<Item = Result<pb::EmbedResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Embedder for EmbedderService {
     async fn embed(&self, request: Request<pb::EmbedRequest>) -> Result<Response<pb::EmbedResponse>, Status> {
         let started = Instant::now();
-        let (reply, times) = embed(&self.engine, request.into_inner()).await.map_err(|e| {
+        let deadline = deadline_of(request.metadata());
+        let (reply, times) = embed(&self.engine, request.into_inner(), deadline).await.map_err(|e| {
             tracing::debug!(error = %e, "embed request rejected");
             status::to_status(&e)
         })?;
@@ -84,13 +223,15 @@ impl Embedder for EmbedderService {
         request: Request<Streaming<pb::EmbedRequest>>,
     ) -> Result<Response<Self::EmbedStreamStream>, Status> {
         let engine = Arc::clone(&self.engine);
+        // A stream's deadline covers the whole call, so every message shares it.
+        let deadline = deadline_of(request.metadata());
         let incoming = request.into_inner();
         let out = incoming
             .map(move |message| {
                 let engine = Arc::clone(&engine);
                 async move {
                     let request = message?;
-                    Ok(match embed(&engine, request).await {
+                    Ok(match embed(&engine, request, deadline).await {
                         Ok((reply, _)) => reply,
                         Err(e) => {
                             let s = status::to_status(&e);
@@ -136,5 +277,37 @@ impl Embedder for EmbedderService {
             models,
             default_model: registry.default_model().to_string(),
         }))
+    }
+
+    async fn similarity(
+        &self,
+        request: Request<pb::SimilarityRequest>,
+    ) -> Result<Response<pb::SimilarityResponse>, Status> {
+        Ok(Response::new(super::similarity::similarity(&self.engine, request.into_inner()).await?))
+    }
+
+    async fn classify(
+        &self,
+        request: Request<pb::ClassifyRequest>,
+    ) -> Result<Response<pb::ClassifyResponse>, Status> {
+        Ok(Response::new(super::similarity::classify(&self.engine, request.into_inner()).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_every_unit_and_refuse_junk() {
+        assert_eq!(parse_grpc_timeout("1m"), Some(Duration::from_millis(1)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("500u"), Some(Duration::from_micros(500)));
+        assert_eq!(parse_grpc_timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for junk in ["", "m", "1", "1x", "-1m", "123456789m", "1.5S"] {
+            assert_eq!(parse_grpc_timeout(junk), None, "{junk:?}");
+        }
     }
 }

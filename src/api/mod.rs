@@ -1,11 +1,17 @@
 //! The gRPC edge: generated protobuf types, the service implementations and the mapping of
 //! internal errors to gRPC statuses.
 
+mod collections;
 mod convert;
 mod embedder;
+mod similarity;
 mod status;
 
+pub use collections::CollectionsService;
+/// Protobuf inputs to engine items (used by the in-process baseline of `bindery load`).
+pub(crate) use convert::items as convert_items;
 pub use embedder::{EmbedderService, TIMING_KEYS};
+pub use similarity::SimilarityError;
 pub use status::to_status;
 
 /// Generated `bindery.v1` types, client and server.

@@ -2,7 +2,9 @@
 
 use tonic::{Code, Status};
 
+use super::similarity::SimilarityError;
 use crate::engine::EngineError;
+use crate::store::StoreError;
 
 /// The gRPC status a client receives for `error`.
 pub fn to_status(error: &EngineError) -> Status {
@@ -16,6 +18,9 @@ pub fn to_status(error: &EngineError) -> Status {
         | EngineError::ModalityNotServed { .. } => Code::InvalidArgument,
         EngineError::ModalityUnimplemented { .. } => Code::Unimplemented,
         EngineError::Inference { .. } | EngineError::Internal(_) => Code::Internal,
+        EngineError::Overloaded { .. } => Code::ResourceExhausted,
+        EngineError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+        EngineError::ShuttingDown { .. } => Code::Unavailable,
     };
     Status::new(code, error.to_string())
 }
@@ -23,5 +28,79 @@ pub fn to_status(error: &EngineError) -> Status {
 impl From<EngineError> for Status {
     fn from(error: EngineError) -> Self {
         to_status(&error)
+    }
+}
+
+/// The gRPC status a client receives for a collection-store `error`.
+pub fn store_status(error: &StoreError) -> Status {
+    let code = match error {
+        StoreError::CollectionNotFound { .. } => Code::NotFound,
+        StoreError::CollectionExists { .. } => Code::AlreadyExists,
+        StoreError::InvalidName { .. }
+        | StoreError::InvalidSpec(_)
+        | StoreError::NoItems
+        | StoreError::NoIds
+        | StoreError::DuplicateId { .. }
+        | StoreError::InvalidItem { .. }
+        | StoreError::Vector { .. }
+        | StoreError::TopK { .. } => Code::InvalidArgument,
+        StoreError::Disabled | StoreError::ModelUnavailable { .. } | StoreError::ModelDimension { .. } => {
+            Code::FailedPrecondition
+        }
+        StoreError::Io { .. }
+        | StoreError::Corrupt { .. }
+        | StoreError::LogUnusable { .. }
+        | StoreError::Internal(_) => Code::Internal,
+    };
+    Status::new(code, error.to_string())
+}
+
+impl From<StoreError> for Status {
+    fn from(error: StoreError) -> Self {
+        store_status(&error)
+    }
+}
+
+/// The gRPC status a client receives for a failed `Similarity` or `Classify`.
+pub fn similarity_status(error: &SimilarityError) -> Status {
+    match error {
+        SimilarityError::Engine(e) => to_status(e),
+        SimilarityError::Vector { .. }
+        | SimilarityError::Empty { .. }
+        | SimilarityError::MissingItem { .. }
+        | SimilarityError::EmptyLabel { .. }
+        | SimilarityError::Template { .. }
+        | SimilarityError::TooMany { .. }
+        | SimilarityError::TopK { .. }
+        | SimilarityError::Scale(_) => Status::new(Code::InvalidArgument, error.to_string()),
+    }
+}
+
+impl From<SimilarityError> for Status {
+    fn from(error: SimilarityError) -> Self {
+        similarity_status(&error)
+    }
+}
+
+/// The snake-case name of a gRPC status code, as used in metric labels.
+pub fn code_label(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
     }
 }

@@ -238,6 +238,11 @@ impl Engine {
         &self.registry
     }
 
+    /// The request limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// The server's metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics

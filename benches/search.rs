@@ -1,0 +1,196 @@
+//! Collection search: exact top-10 over 100k and 1M unit vectors of dimension 1024 on one thread
+//! and on every core, and the HNSW index on 100k (build time, recall@10 against exact search,
+//! query time).
+//!
+//! Data imitates embeddings: a Gaussian mixture (1000 clusters) in a 64-dimensional latent
+//! space, mapped into 1024 dimensions by a fixed random projection, with a little noise in every
+//! dimension, then unit-normalised. Real embeddings are clustered and of low intrinsic dimension;
+//! uniform random 1024-d vectors are all nearly orthogonal, which no approximate index handles
+//! well and no embedding model produces. Queries come from the same distribution.
+//!
+//!     cargo bench --bench search
+//!
+//! Recall and build times are printed as `search:` lines; query throughput is criterion's
+//! (one element = one query). `BINDERY_BENCH_HNSW_POINTS` changes the size of the HNSW data set
+//! (default 100000) and `BINDERY_BENCH_HNSW_M` / `BINDERY_BENCH_HNSW_EF_CONSTRUCTION` the graph
+//! parameters (default: the collection defaults), to try parameters quickly.
+
+use std::collections::HashSet;
+use std::hint::black_box;
+use std::time::Instant;
+
+use bindery::store::hnsw::HnswIndex;
+use bindery::store::search;
+use bindery::store::{HnswParams, Metric};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use rayon::prelude::*;
+
+const DIM: usize = 1024;
+const CENTRES: usize = 1000;
+/// Dimension of the latent space the clusters live in.
+const LATENT: usize = 64;
+/// Spread of a cluster around its centre (latent units; centres are standard normal): points of
+/// one cluster have a cosine of about 0.5, points of different clusters about 0, and clusters
+/// overlap.
+const SPREAD: f32 = 1.0;
+/// Amplitude of the uniform noise added to every one of the 1024 coordinates.
+const NOISE: f32 = 0.1;
+const K: usize = 10;
+const RECALL_QUERIES: usize = 200;
+
+/// xorshift64* stream.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn uniform(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Approximately standard normal (sum of four uniforms, rescaled): cheap for a billion draws.
+    fn normal(&mut self) -> f32 {
+        (self.uniform() + self.uniform() + self.uniform() + self.uniform() - 2.0) * 1.732_050_8
+    }
+}
+
+fn normalize(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= n);
+}
+
+/// The fixed parts of the distribution: cluster centres (latent) and the projection.
+struct Mixture {
+    centres: Vec<f32>,
+    projection: Vec<f32>,
+}
+
+fn model() -> Mixture {
+    let mut rng = Rng::new(1);
+    let centres = (0..CENTRES * LATENT).map(|_| rng.normal()).collect();
+    let scale = 1.0 / (LATENT as f32).sqrt();
+    let projection = (0..LATENT * DIM).map(|_| rng.normal() * scale).collect();
+    Mixture { centres, projection }
+}
+
+/// `n` points, row-major; `salt` separates data from queries.
+fn mixture(n: usize, m: &Mixture, salt: u64) -> Vec<f32> {
+    let mut data = vec![0f32; n * DIM];
+    data.par_chunks_mut(DIM).enumerate().for_each(|(i, row)| {
+        let mut rng = Rng::new((i as u64) << 8 ^ salt);
+        let c = (rng.uniform() * CENTRES as f32) as usize % CENTRES;
+        for x in row.iter_mut() {
+            *x = NOISE * (2.0 * rng.uniform() - 1.0);
+        }
+        for k in 0..LATENT {
+            let z = m.centres[c * LATENT + k] + SPREAD * rng.normal();
+            for (x, p) in row.iter_mut().zip(&m.projection[k * DIM..(k + 1) * DIM]) {
+                *x += z * p;
+            }
+        }
+        normalize(row);
+    });
+    data
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool")
+}
+
+fn exact_group(c: &mut Criterion, n: usize, label: &str) {
+    let model = model();
+    let started = Instant::now();
+    let data = mixture(n, &model, 0);
+    let queries = mixture(64, &model, 7);
+    println!("search: generated {label} x {DIM} in {:.1}s", started.elapsed().as_secs_f64());
+    let all = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut group = c.benchmark_group(format!("exact_{label}x{DIM}"));
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    group.warm_up_time(std::time::Duration::from_secs(1));
+    group.measurement_time(std::time::Duration::from_secs(if n > 200_000 { 8 } else { 4 }));
+    for threads in [1, all] {
+        let pool = pool(threads);
+        let mut q = 0;
+        group.bench_function(format!("top{K}_threads_{threads}"), |b| {
+            b.iter(|| {
+                q = (q + 1) % 64;
+                let query = &queries[q * DIM..(q + 1) * DIM];
+                pool.install(|| black_box(search::exact(&data, DIM, query, Metric::Cosine, K, &|_| true)))
+            })
+        });
+    }
+    group.finish();
+}
+
+fn exact_100k(c: &mut Criterion) {
+    exact_group(c, 100_000, "100k");
+}
+
+fn exact_1m(c: &mut Criterion) {
+    exact_group(c, 1_000_000, "1M");
+}
+
+fn hnsw_100k(c: &mut Criterion) {
+    let env =
+        |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let n = env("BINDERY_BENCH_HNSW_POINTS", 100_000);
+    let model = model();
+    let data = mixture(n, &model, 0);
+    let queries = mixture(RECALL_QUERIES, &model, 11);
+    let defaults = HnswParams::default();
+    let params = HnswParams {
+        m: env("BINDERY_BENCH_HNSW_M", defaults.m),
+        ef_construction: env("BINDERY_BENCH_HNSW_EF_CONSTRUCTION", defaults.ef_construction),
+        ..defaults
+    };
+    let started = Instant::now();
+    let index = HnswIndex::build(params, Metric::Cosine, &data, DIM, |_| true);
+    println!(
+        "search: hnsw build {n} x {DIM} (m {}, ef_construction {}) on {} threads: {:.1}s",
+        params.m,
+        params.ef_construction,
+        rayon::current_num_threads(),
+        started.elapsed().as_secs_f64()
+    );
+    let truth: Vec<HashSet<usize>> = queries
+        .chunks_exact(DIM)
+        .map(|q| {
+            search::exact(&data, DIM, q, Metric::Cosine, K, &|_| true).into_iter().map(|h| h.row).collect()
+        })
+        .collect();
+    for ef in [32, 64, params.ef_search, 256] {
+        let found: usize = queries
+            .chunks_exact(DIM)
+            .zip(&truth)
+            .map(|(q, t)| {
+                index.search(&data, DIM, q, K, ef, &|_| true).iter().filter(|h| t.contains(&h.row)).count()
+            })
+            .sum();
+        println!(
+            "search: hnsw {n} recall@{K} at ef_search {ef}: {:.4}",
+            found as f64 / (RECALL_QUERIES * K) as f64
+        );
+    }
+    let mut group = c.benchmark_group(format!("hnsw_100kx{DIM}"));
+    group.throughput(Throughput::Elements(1));
+    for ef in [64, params.ef_search] {
+        let mut q = 0;
+        group.bench_function(format!("top{K}_ef_{ef}"), |b| {
+            b.iter(|| {
+                q = (q + 1) % RECALL_QUERIES;
+                let query = &queries[q * DIM..(q + 1) * DIM];
+                black_box(index.search(&data, DIM, query, K, ef, &|_| true))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(search_benches, exact_100k, hnsw_100k, exact_1m);
+criterion_main!(search_benches);

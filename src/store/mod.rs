@@ -1,0 +1,357 @@
+//! Durable collections: named sets of vectors with string metadata, kept under a data folder
+//! and searchable exactly or through an HNSW graph.
+//!
+//! Layout: `<data_dir>/collections/<name>/` holds `manifest.json` (settings fixed at creation),
+//! `wal` (the write-ahead log, see [`wal`]) and `snapshot` (see [`snapshot`]). Every write is
+//! appended to the log and flushed before it is acknowledged; when the log grows past a
+//! threshold its content is folded into a new snapshot and the log emptied. Opening replays the
+//! snapshot, then the log up to its first damaged record.
+
+pub mod collection;
+pub mod hnsw;
+pub mod manifest;
+pub mod record;
+pub mod search;
+pub mod snapshot;
+pub mod vector;
+pub mod wal;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+
+pub use collection::{Collection, Filter, Item, NewItem, Recovery, SearchHit, SearchOutcome, Stats};
+pub use manifest::{CollectionManifest, HnswParams, IndexSpec, MetadataSchema, Metric};
+pub use vector::VectorError;
+
+/// Folder under the data folder that holds one subfolder per collection.
+pub const COLLECTIONS_DIR: &str = "collections";
+
+/// Longest collection name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Prefix of folders being created or deleted (never a valid collection name).
+const TEMP_PREFIX: char = '.';
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The server runs without a data folder.
+    #[error("collections are disabled: the server has no data directory")]
+    Disabled,
+    /// No collection of that name.
+    #[error("collection {name:?} not found")]
+    CollectionNotFound {
+        /// Requested name.
+        name: String,
+    },
+    /// The name is taken.
+    #[error("collection {name:?} already exists")]
+    CollectionExists {
+        /// Requested name.
+        name: String,
+    },
+    /// The name is not usable.
+    #[error("invalid collection name {name:?}: {reason}")]
+    InvalidName {
+        /// Requested name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Creation settings are invalid.
+    #[error("invalid collection settings: {0}")]
+    InvalidSpec(String),
+    /// The collection's model is not loaded, so inputs cannot be embedded for it.
+    #[error("collection {collection:?} belongs to model {model:?}, which this server has not loaded")]
+    ModelUnavailable {
+        /// Collection name.
+        collection: String,
+        /// Its model.
+        model: String,
+    },
+    /// The loaded model's dimension differs from the collection's.
+    #[error("collection {collection:?} has dimension {want}, but model {model:?} now produces {got}")]
+    ModelDimension {
+        /// Collection name.
+        collection: String,
+        /// Its model.
+        model: String,
+        /// The model's dimension.
+        got: usize,
+        /// The collection's.
+        want: usize,
+    },
+    /// A write carried no items.
+    #[error("no items given")]
+    NoItems,
+    /// A call carried no ids.
+    #[error("no ids given")]
+    NoIds,
+    /// Two items of one write share an id.
+    #[error("item id {id:?} appears more than once in the request")]
+    DuplicateId {
+        /// The id.
+        id: String,
+    },
+    /// An item is invalid.
+    #[error("item {id:?}: {reason}")]
+    InvalidItem {
+        /// Its id.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A vector is invalid.
+    #[error("{what}: {source}")]
+    Vector {
+        /// Which vector ("item \"a\"", "query vector").
+        what: String,
+        /// What is wrong.
+        source: VectorError,
+    },
+    /// `top_k` out of range.
+    #[error("top_k = {top_k} is out of range (1 to {max})")]
+    TopK {
+        /// Requested.
+        top_k: usize,
+        /// Largest accepted.
+        max: usize,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A file holds data that cannot be right.
+    #[error("{path} is damaged: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The log failed in a way that leaves its disk state unknown; writes stop until restart.
+    #[error("write-ahead log {path} refuses writes until the server restarts: {reason}")]
+    LogUnusable {
+        /// The log file.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// A bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Checks a collection name: 1 to [`MAX_NAME_LEN`] ASCII letters, digits, `_`, `-`, `.`,
+/// starting with a letter or digit (so it is a safe folder name on every platform).
+pub fn check_name(name: &str) -> Result<(), StoreError> {
+    let bad =
+        |reason: &str| Err(StoreError::InvalidName { name: name.to_string(), reason: reason.to_string() });
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return bad(&format!("it is longer than {MAX_NAME_LEN} characters"));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return bad("it must start with an ASCII letter or digit");
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
+        return bad(&format!("character {c:?} is not allowed (use ASCII letters, digits, '_', '-', '.')"));
+    }
+    Ok(())
+}
+
+/// Store settings.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// A collection's log is folded into a snapshot once it is larger than this.
+    pub compact_wal_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { compact_wal_bytes: 64 << 20 }
+    }
+}
+
+/// Every collection under one data folder.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    options: StoreOptions,
+    collections: DashMap<String, Arc<Collection>>,
+    /// Serialises creation and deletion (which rename folders).
+    admin: Mutex<()>,
+}
+
+impl Store {
+    /// Opens every collection under `data_dir/collections`, recovering each from its snapshot
+    /// and log. Nothing is created on disk until the first collection is.
+    pub fn open(data_dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        let root = data_dir.join(COLLECTIONS_DIR);
+        let store = Self { root, options, collections: DashMap::new(), admin: Mutex::new(()) };
+        let entries = match std::fs::read_dir(&store.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(store),
+            Err(source) => return Err(StoreError::Io { path: store.root.clone(), source }),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|source| StoreError::Io { path: store.root.clone(), source })?;
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(TEMP_PREFIX) {
+                // A creation or deletion interrupted by a crash: the collection was never
+                // acknowledged, or its deletion was.
+                if let Err(e) = std::fs::remove_dir_all(&path) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove leftover folder");
+                }
+                continue;
+            }
+            if check_name(&name).is_err() {
+                tracing::warn!(path = %path.display(), "ignoring a folder that is not a collection");
+                continue;
+            }
+            let collection = Collection::open(&path)?;
+            if collection.manifest().name != name {
+                return Err(StoreError::Corrupt {
+                    path: path.join(manifest::MANIFEST_FILE),
+                    reason: format!(
+                        "names collection {:?}, but its folder is {name:?}",
+                        collection.manifest().name
+                    ),
+                });
+            }
+            tracing::info!(
+                collection = %name,
+                items = collection.len(),
+                replayed = collection.stats().map(|s| s.recovery.records).unwrap_or(0),
+                "collection opened"
+            );
+            store.collections.insert(name, Arc::new(collection));
+        }
+        Ok(store)
+    }
+
+    /// The store's settings.
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// Creates an empty collection. The folder is prepared under a temporary name and renamed
+    /// into place, so a crash never leaves a half-created collection.
+    pub fn create(&self, manifest: CollectionManifest) -> Result<Arc<Collection>, StoreError> {
+        manifest.check()?;
+        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let name = manifest.name.clone();
+        if self.collections.contains_key(&name) {
+            return Err(StoreError::CollectionExists { name });
+        }
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
+        };
+        std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
+        let dest = self.root.join(&name);
+        if dest.exists() {
+            return Err(StoreError::CollectionExists { name });
+        }
+        let tmp = self.root.join(format!("{TEMP_PREFIX}creating-{name}"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+        let manifest_path = tmp.join(manifest::MANIFEST_FILE);
+        let json = manifest.to_json()?;
+        let written = std::fs::File::create(&manifest_path).and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(json.as_bytes())?;
+            f.sync_all()
+        });
+        written.map_err(io(&manifest_path))?;
+        wal::Wal::create(&tmp.join(collection::WAL_FILE))?;
+        snapshot::sync_dir(&tmp)?;
+        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
+        snapshot::sync_dir(&self.root)?;
+        let collection = Arc::new(Collection::open(&dest)?);
+        self.collections.insert(name, Arc::clone(&collection));
+        Ok(collection)
+    }
+
+    /// The collection called `name`.
+    pub fn get(&self, name: &str) -> Result<Arc<Collection>, StoreError> {
+        self.collections
+            .get(name)
+            .map(|c| Arc::clone(c.value()))
+            .ok_or_else(|| StoreError::CollectionNotFound { name: name.to_string() })
+    }
+
+    /// Every collection, sorted by name.
+    pub fn list(&self) -> Vec<Arc<Collection>> {
+        let mut all: Vec<_> = self.collections.iter().map(|c| Arc::clone(c.value())).collect();
+        all.sort_by(|a, b| a.manifest().name.cmp(&b.manifest().name));
+        all
+    }
+
+    /// Deletes a collection and its files. The folder is renamed away first, so a crash
+    /// midway leaves nothing that reopens as the collection.
+    pub fn delete(&self, name: &str) -> Result<(), StoreError> {
+        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let collection = self.get(name)?;
+        collection.mark_dropped();
+        self.collections.remove(name);
+        let dir = collection.dir().to_path_buf();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let doomed = self.root.join(format!("{TEMP_PREFIX}deleted-{name}-{nanos}"));
+        std::fs::rename(&dir, &doomed).map_err(|source| StoreError::Io { path: dir.clone(), source })?;
+        snapshot::sync_dir(&self.root)?;
+        if let Err(e) = std::fs::remove_dir_all(&doomed) {
+            // Removed on the next start; the collection is already gone.
+            tracing::warn!(path = %doomed.display(), error = %e, "cannot remove a deleted collection's files");
+        }
+        Ok(())
+    }
+
+    /// Folds `collection`'s log into a snapshot if it has grown past the threshold. Returns
+    /// whether it did (false also when another compaction of it is running).
+    pub fn compact_if_needed(&self, collection: &Collection) -> Result<bool, StoreError> {
+        if collection.wal_bytes() <= self.options.compact_wal_bytes {
+            return Ok(false);
+        }
+        collection.compact(false)
+    }
+
+    /// Snapshots every collection with a non-empty log, so the next start replays nothing.
+    /// Returns the first error after trying them all.
+    pub fn close(&self) -> Result<(), StoreError> {
+        let mut first = None;
+        for collection in self.list() {
+            match collection.compact(true) {
+                Ok(_) | Err(StoreError::CollectionNotFound { .. }) => {}
+                Err(e) => {
+                    tracing::error!(collection = %collection.manifest().name, error = %e, "snapshot at shutdown failed");
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+/// The default data folder: `bindery` under the platform's local data folder (e.g.
+/// `~/.local/share/bindery` on Linux); `None` when the platform has none.
+pub fn default_data_dir() -> Option<PathBuf> {
+    dirs::data_local_dir().map(|d| d.join("bindery"))
+}
