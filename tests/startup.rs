@@ -15,6 +15,11 @@ fn serve(models: &Path, extra: &[&str]) -> (bool, String) {
         .arg(models)
         .args(["--listen", "127.0.0.1:0"])
         .args(extra)
+        // Collections go to a scratch folder, never the user's data dir.
+        .env(
+            "BINDERY_DATA_DIR",
+            std::env::temp_dir().join(format!("bindery-test-data-{}", std::process::id())),
+        )
         .env_remove("ORT_DYLIB_PATH")
         .output()
         .expect("run bindery");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::engine::Limits;
+use crate::engine::{EngineOptions, Limits};
 use crate::server::{self, ServerOptions};
 
 /// bindery: one embedding space for text, images, audio and 3D point clouds, served over gRPC.
@@ -51,6 +51,34 @@ pub struct ServeArgs {
     /// ONNX Runtime intra-op threads per session (default: number of cores).
     #[arg(long)]
     pub intra_threads: Option<usize>,
+    /// Where the towers run: `cpu`, or `cuda:N` (needs a build with `--features cuda` and the
+    /// CUDA build of ONNX Runtime; start-up fails rather than falling back to the CPU).
+    #[arg(long, env = "BINDERY_DEVICE", default_value = "cpu", value_parser = parse_device)]
+    pub device: Device,
+    /// Load the half-precision tower variants (`onnx_fp16` in the manifest) where there are any.
+    #[arg(long)]
+    pub fp16: bool,
+    /// Threads that decode, resample, tokenize and group inputs (default: number of cores).
+    #[arg(long)]
+    pub cpu_workers: Option<usize>,
+    /// Embedding cache size in MiB (0 disables the cache).
+    #[arg(long, default_value_t = EngineOptions::default().cache_bytes >> 20)]
+    pub cache_mib: u64,
+    /// Longest an input waits for others to join its batch, for every encoder (e.g. `2ms`;
+    /// default: each manifest's `max_batch_delay_ms`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub max_batch_delay: Option<std::time::Duration>,
+    /// Inputs each encoder's admission queue holds before refusing requests with
+    /// RESOURCE_EXHAUSTED (default: each manifest's `queue_capacity`).
+    #[arg(long)]
+    pub max_queue: Option<usize>,
+    /// Skip the warm-up batch each encoder runs before the server reports SERVING.
+    #[arg(long)]
+    pub no_warm_up: bool,
+    /// Serve Prometheus metrics over HTTP at `http://ADDR/metrics` (no API key is checked there:
+    /// bind it to a private address).
+    #[arg(long, env = "BINDERY_METRICS", value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     /// Most inputs accepted in one request.
     #[arg(long, default_value_t = Limits::default().max_items_per_request)]
     pub max_items: usize,
@@ -78,9 +106,76 @@ pub struct ServeArgs {
     /// Largest gRPC message accepted, in bytes.
     #[arg(long, default_value_t = server::DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
+    /// Most concurrent calls (HTTP/2 streams) one client connection may have open.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_CONCURRENT_STREAMS)]
+    pub max_concurrent_streams: u32,
+    /// Server certificate chain (PEM); enables TLS on the gRPC port, with --tls-key.
+    #[arg(long, env = "BINDERY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM).
+    #[arg(long, env = "BINDERY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) client certificates must chain to: clients without a valid certificate are
+    /// refused (mutual TLS). Needs --tls-cert.
+    #[arg(long, env = "BINDERY_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// File of API keys, one `KEY [ROLE]` per line (ROLE: rw, the default, or ro; `#` comments);
+    /// the variable BINDERY_API_KEYS may hold more, comma-separated. Every bindery RPC then needs
+    /// `authorization: Bearer KEY` metadata; health and reflection stay open.
+    #[arg(long, env = "BINDERY_API_KEYS_FILE", value_name = "FILE")]
+    pub api_keys: Option<PathBuf>,
+    /// API keys given inline, `KEY [ROLE]` entries separated by commas or newlines (added to
+    /// --api-keys).
+    #[arg(long = "api-keys-inline", env = "BINDERY_API_KEYS", hide_env_values = true, hide = true)]
+    pub api_keys_inline: Option<String>,
+    /// Requests per second allowed per API key (per client address without keys); off by
+    /// default. Calls over it get RESOURCE_EXHAUSTED with a `retry-after-ms` hint.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate_limit: Option<f64>,
+    /// Requests a caller may send at once after a quiet period (default: the rate, rounded up).
+    #[arg(long, requires = "rate_limit")]
+    pub rate_burst: Option<u32>,
+    /// On SIGTERM/SIGINT, how long to let in-flight calls finish before exiting (e.g. 30s).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: std::time::Duration,
+    /// Folder holding the collections (default: `bindery` in the platform's local data folder,
+    /// e.g. ~/.local/share/bindery).
+    #[arg(long, env = "BINDERY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A collection's write-ahead log is folded into a snapshot once it exceeds this many bytes.
+    #[arg(long, default_value_t = crate::store::StoreOptions::default().compact_wal_bytes)]
+    pub wal_compact_bytes: u64,
 }
 
 impl ServeArgs {
+    /// The security settings: TLS files, API keys and the rate limit, checked.
+    fn security(&self, options: &mut ServerOptions) -> anyhow::Result<()> {
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            let tls = server::tls::TlsOptions {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+            };
+            // Read now so that a wrong path fails before the models load.
+            server::tls::server_config(&tls)?;
+            options.tls = Some(tls);
+        }
+        if self.api_keys.is_some() || self.api_keys_inline.is_some() {
+            let mut keys = server::auth::ApiKeys::new();
+            if let Some(path) = &self.api_keys {
+                keys.add_file(path)?;
+            }
+            if let Some(text) = &self.api_keys_inline {
+                keys.add_text(text, "BINDERY_API_KEYS")?;
+            }
+            options.api_keys = Some(Arc::new(keys));
+        }
+        if let Some(rate) = self.rate_limit {
+            options.rate_limit = Some(server::rate_limit::RateLimit::new(rate, self.rate_burst)?);
+        }
+        Ok(())
+    }
+
     fn options(&self) -> ServerOptions {
         let mut options = ServerOptions::new(&self.models);
         options.default_model = self.default_model.clone();
@@ -88,6 +183,19 @@ impl ServeArgs {
         if let Some(n) = self.intra_threads {
             options.towers.intra_threads = n;
         }
+        options.towers.cuda_device = match self.device {
+            Device::Cpu => None,
+            Device::Cuda(n) => Some(n),
+        };
+        options.towers.fp16 = self.fp16;
+        if let Some(n) = self.cpu_workers {
+            options.engine.cpu_workers = n;
+        }
+        options.engine.cache_bytes = self.cache_mib << 20;
+        options.engine.max_batch_delay = self.max_batch_delay;
+        options.engine.queue_capacity = self.max_queue;
+        options.engine.warm_up = !self.no_warm_up;
+        options.metrics_addr = self.metrics;
         options.limits.max_items_per_request = self.max_items;
         options.limits.max_text_bytes = self.max_text_bytes;
         options.limits.image.max_bytes = self.max_image_bytes;
@@ -97,7 +205,33 @@ impl ServeArgs {
         options.limits.point_cloud.max_bytes = self.max_point_cloud_bytes;
         options.limits.point_cloud.max_points = self.max_points;
         options.max_message_bytes = self.max_message_bytes;
+        options.max_concurrent_streams = self.max_concurrent_streams;
+        options.drain_timeout = self.drain_timeout;
+        options.data_dir = self.data_dir.clone().or_else(crate::store::default_data_dir);
+        options.store.compact_wal_bytes = self.wal_compact_bytes;
         options
+    }
+}
+
+/// Where towers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// ONNX Runtime's CPU provider.
+    Cpu,
+    /// The CUDA provider on this device ordinal.
+    Cuda(i32),
+}
+
+fn parse_device(text: &str) -> Result<Device, String> {
+    match text {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        _ => text
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<i32>().ok())
+            .filter(|n| *n >= 0)
+            .map(Device::Cuda)
+            .ok_or_else(|| format!("expected `cpu`, `cuda` or `cuda:N`, got {text:?}")),
     }
 }
 
@@ -113,16 +247,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let options = args.options();
-    let engine = tokio::task::spawn_blocking(move || server::load_engine(&options)).await??;
+    let mut options = args.options();
+    args.security(&mut options)?;
+    let load_options = options.clone();
+    let engine = tokio::task::spawn_blocking(move || server::load_engine(&load_options)).await??;
     let engine = Arc::new(engine);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(addr) = options.metrics_addr {
+        let metrics_listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(metrics = %metrics_listener.local_addr()?, "serving Prometheus metrics at /metrics");
+        let metrics = Arc::clone(engine.metrics());
+        tokio::spawn(async move {
+            let stopped = async {
+                let _ = metrics_stopped.await;
+            };
+            if let Err(e) = server::serve_metrics(metrics_listener, metrics, stopped).await {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        });
+    }
     tracing::info!(
         listen = %listener.local_addr()?,
         default_model = engine.registry().default_model(),
+        tls = options.tls.is_some(),
+        api_keys = options.api_keys.as_ref().map_or(0, |k| k.len()),
+        data_dir = %options.data_dir.as_deref().map_or("none".into(), |d| d.display().to_string()),
         "bindery serving"
     );
-    server::serve(engine, listener, &args.options(), shutdown_signal()).await?;
+    server::serve(engine, listener, &options, shutdown_signal()).await?;
+    let _ = stop_metrics.send(());
     tracing::info!("bindery stopped");
     Ok(())
 }

@@ -1,23 +1,42 @@
 //! Assembling and running the gRPC server: model loading, health, reflection, the services.
 
+pub mod auth;
+pub mod catch_panic;
+mod metrics_http;
+pub mod rate_limit;
+pub mod tls;
+
+pub use metrics_http::serve_metrics;
+
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
-use crate::api::EmbedderService;
 use crate::api::pb::FILE_DESCRIPTOR_SET;
+use crate::api::pb::collections_server::CollectionsServer;
 use crate::api::pb::embedder_server::EmbedderServer;
-use crate::engine::{Engine, Limits, LoadError, Registry};
+use crate::api::{CollectionsService, EmbedderService};
+use crate::engine::{Engine, EngineOptions, Limits, LoadError, Registry};
+use crate::metrics::Metrics;
 use crate::model::runtime;
 use crate::model::tower::TowerOptions;
+use crate::store::{Store, StoreError, StoreOptions};
 
 /// Largest gRPC message accepted by default (a batch of large images or audio files).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Concurrent HTTP/2 streams (calls) one connection may have open by default.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 128;
+
+/// How long a shutdown waits for in-flight calls by default.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything needed to load models and serve them.
 #[derive(Debug, Clone)]
@@ -32,8 +51,26 @@ pub struct ServerOptions {
     pub limits: Limits,
     /// ONNX execution settings.
     pub towers: TowerOptions,
+    /// CPU pool, cache and batching settings.
+    pub engine: EngineOptions,
+    /// Address of the Prometheus metrics endpoint (HTTP, `/metrics`); none when `None`.
+    pub metrics_addr: Option<SocketAddr>,
     /// Largest gRPC message, both directions.
     pub max_message_bytes: usize,
+    /// TLS on the gRPC port (and mutual TLS with a client CA); plaintext when `None`.
+    pub tls: Option<tls::TlsOptions>,
+    /// API keys every bindery RPC must carry; no authentication when `None`.
+    pub api_keys: Option<Arc<auth::ApiKeys>>,
+    /// Request rate per API key (per client address without keys); unlimited when `None`.
+    pub rate_limit: Option<rate_limit::RateLimit>,
+    /// Concurrent HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub max_concurrent_streams: u32,
+    /// How long a shutdown waits for in-flight calls before giving up on them.
+    pub drain_timeout: Duration,
+    /// Folder holding the collections; the Collections service refuses every call when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Collection store settings.
+    pub store: StoreOptions,
 }
 
 impl ServerOptions {
@@ -45,7 +82,16 @@ impl ServerOptions {
             ort_library: None,
             limits: Limits::default(),
             towers: TowerOptions::default(),
+            engine: EngineOptions::default(),
+            metrics_addr: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            tls: None,
+            api_keys: None,
+            rate_limit: None,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            data_dir: None,
+            store: StoreOptions::default(),
         }
     }
 }
@@ -62,6 +108,23 @@ pub enum ServeError {
     /// Reflection could not be set up.
     #[error("cannot build the reflection service: {0}")]
     Reflection(String),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The collection store could not be opened or closed.
+    #[error("collection store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Opens the collection store under `options.data_dir` (recovering every collection), off the
+/// async workers; `None` without a data folder.
+async fn open_store(options: &ServerOptions) -> Result<Option<Arc<Store>>, StoreError> {
+    let Some(dir) = options.data_dir.clone() else { return Ok(None) };
+    let store_options = options.store.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir, store_options))
+        .await
+        .map_err(|e| StoreError::Internal(format!("store open task failed: {e}")))??;
+    Ok(Some(Arc::new(store)))
 }
 
 /// Loads ONNX Runtime and every model named by `options`.
@@ -74,7 +137,15 @@ pub fn load_engine(options: &ServerOptions) -> Result<Engine, LoadError> {
         &options.limits,
         &options.towers,
     )?;
-    Ok(Engine::new(registry, options.limits.clone()))
+    Engine::new(registry, options.limits.clone(), &options.engine, Arc::new(Metrics::new()))
+}
+
+/// Sets each encoder's health entry (`<model>/<modality>`) from the engine.
+async fn report_encoder_health(engine: &Engine, health: &tonic_health::server::HealthReporter) {
+    for encoder in engine.encoder_health() {
+        let status = if encoder.serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+        health.set_service_status(format!("{}/{}", encoder.model, encoder.modality), status).await;
+    }
 }
 
 /// Serves `engine` on `listener` until `shutdown` resolves, then drains in-flight calls.
@@ -91,23 +162,80 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
-    let embedder = EmbedderServer::new(EmbedderService::new(engine))
+    let embedder = EmbedderServer::new(EmbedderService::new(Arc::clone(&engine)))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
-    // Every encoder was loaded before we got here, so the server is ready as soon as it listens.
+    let store = open_store(options).await?;
+    let collections = CollectionsServer::new(CollectionsService::new(Arc::clone(&engine), store.clone()))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
+    // Every encoder was loaded and warmed up before we got here, so the server is ready as soon
+    // as it listens. Each encoder also has its own health entry, `<model>/<modality>`, which
+    // follows its warm-up and then its latest batch.
     health.set_serving::<EmbedderServer<EmbedderService>>().await;
+    health.set_serving::<CollectionsServer<CollectionsService>>().await;
     health.set_service_status("", ServingStatus::Serving).await;
+    report_encoder_health(&engine, &health).await;
+    let mut health_changes = engine.health_changes();
+    let (watch_engine, watch_health) = (Arc::clone(&engine), health.clone());
+    let health_watcher = tokio::spawn(async move {
+        while health_changes.changed().await.is_ok() {
+            report_encoder_health(&watch_engine, &watch_health).await;
+        }
+    });
     let shutdown_health = health.clone();
-    Server::builder()
+    let mut builder = Server::builder().max_concurrent_streams(options.max_concurrent_streams);
+    if let Some(tls_options) = &options.tls {
+        builder = builder
+            .tls_config(tls::server_config(tls_options)?)
+            .map_err(|e| tls::TlsError::Config(tls::error_chain(&e)))?;
+    }
+    // Outermost first: panics anywhere below are caught; keys are checked before the rate, which
+    // draws from the bucket of the key the auth layer found.
+    let layers = tower::ServiceBuilder::new()
+        .layer(catch_panic::CatchPanicLayer)
+        .layer(auth::AuthLayer::new(options.api_keys.clone()))
+        .layer(rate_limit::RateLimitLayer::new(options.rate_limit))
+        .into_inner();
+    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = builder
+        .layer(layers)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(embedder)
+        .add_service(collections)
         // Without TCP_NODELAY small replies wait on Nagle + delayed ACK (~40 ms per call).
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
             shutdown.await;
+            // NOT_SERVING before the listener closes, so balancers stop routing here first.
             shutdown_health.set_not_serving::<EmbedderServer<EmbedderService>>().await;
+            shutdown_health.set_not_serving::<CollectionsServer<CollectionsService>>().await;
             shutdown_health.set_service_status("", ServingStatus::NotServing).await;
-        })
-        .await?;
+            let _ = draining_tx.send(());
+        });
+    // Once shutdown starts, tonic stops accepting and waits for every open call; this bounds
+    // that wait.
+    let drain_timeout = options.drain_timeout;
+    let drain_deadline = async move {
+        match draining_rx.await {
+            Ok(()) => tokio::time::sleep(drain_timeout).await,
+            // The server ended without a shutdown request (a transport error): no deadline.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = server => result?,
+        () = drain_deadline => {
+            tracing::warn!(timeout = ?drain_timeout, "drain timeout reached; abandoning the calls still in flight");
+        }
+    }
+    health_watcher.abort();
+    // No call can reach the server's state any more: fold every collection log into a snapshot
+    // so the next start replays nothing (every acknowledged write is already on disk).
+    if let Some(store) = store {
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .map_err(|e| StoreError::Internal(format!("store close task failed: {e}")))??;
+    }
     Ok(())
 }

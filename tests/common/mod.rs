@@ -26,6 +26,8 @@ pub fn fixture_options() -> ServerOptions {
     let mut options = ServerOptions::new(repo().join("models"));
     options.default_model = Some("imagebind-fixture".into());
     options.towers.intra_threads = 1;
+    // Never the user's real data folder; nothing is written there until a collection is created.
+    options.data_dir = Some(scratch_path("data"));
     options
 }
 
@@ -37,6 +39,8 @@ pub struct TestServer {
     pub client: EmbedderClient<Channel>,
     /// The channel, for other services (health, reflection).
     pub channel: Channel,
+    /// Address of its Prometheus endpoint (`http://{metrics}/metrics`).
+    pub metrics: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -58,19 +62,27 @@ pub async fn start(options: ServerOptions) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel();
+    let engine = Arc::new(engine);
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind metrics");
+    let metrics = metrics_listener.local_addr().expect("metrics addr");
+    let (metrics_tx, metrics_rx) = oneshot::channel::<()>();
+    tokio::spawn(server::serve_metrics(metrics_listener, Arc::clone(engine.metrics()), async {
+        let _ = metrics_rx.await;
+    }));
     tokio::spawn(async move {
-        server::serve(Arc::new(engine), listener, &options, async {
+        server::serve(engine, listener, &options, async {
             let _ = rx.await;
         })
         .await
         .expect("server runs");
+        let _ = metrics_tx.send(());
     });
     let channel =
         Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await.expect("connect");
     let client = EmbedderClient::new(channel.clone())
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
-    TestServer { addr, client, channel, shutdown: Some(tx) }
+    TestServer { addr, client, channel, metrics, shutdown: Some(tx) }
 }
 
 /// Starts a server on the committed fixture model.
@@ -113,4 +125,120 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 /// L2 norm in f64.
 pub fn norm(a: &[f32]) -> f64 {
     a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt()
+}
+
+/// A running server without a client (for tests that connect their own way: TLS, API keys,
+/// several connections); stops when dropped.
+pub struct BareServer {
+    /// Address it listens on.
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for BareServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Starts a server with `options` on 127.0.0.1:0 and returns without connecting to it.
+pub async fn start_bare(options: ServerOptions) -> BareServer {
+    let load_options = options.clone();
+    let engine = tokio::task::spawn_blocking(move || server::load_engine(&load_options))
+        .await
+        .expect("load task")
+        .expect("models load");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        server::serve(Arc::new(engine), listener, &options, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    BareServer { addr, shutdown: Some(tx) }
+}
+
+/// The text of `GET /metrics` from a server's metrics endpoint.
+pub async fn scrape(metrics: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(metrics).await.expect("connect to metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: bindery\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send metrics request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read metrics");
+    assert!(response.starts_with("HTTP/1.1 200"), "metrics endpoint answered: {response}");
+    let (_, body) = response.split_once("\r\n\r\n").expect("HTTP body");
+    body.to_string()
+}
+
+/// The value of the series `name` whose labels include every `labels` pair, if present.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, series_labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let all =
+            labels.iter().all(|(k, v)| series_labels.split(',').any(|pair| pair == format!("{k}=\"{v}\"")));
+        (series_name == name && all).then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// A path under the system temp folder that no other test (or test process) uses; not created.
+pub fn scratch_path(what: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("bindery-test-{what}-{}-{n}", std::process::id()))
+}
+
+/// A scratch folder removed (with its content) when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A new, empty scratch folder.
+    pub fn new(what: &str) -> Self {
+        let path = scratch_path(what);
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create scratch folder");
+        Self(path)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A Collections client on a test server's channel.
+pub fn collections_client(server: &TestServer) -> pb::collections_client::CollectionsClient<Channel> {
+    pb::collections_client::CollectionsClient::new(server.channel.clone())
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20)
+}
+
+/// An input with a point-cloud file payload.
+pub fn point_cloud(id: &str, bytes: Vec<u8>, hint: &str) -> pb::Input {
+    pb::Input {
+        id: id.into(),
+        payload: Some(pb::input::Payload::PointCloud(pb::PointCloud {
+            data: bytes,
+            format_hint: hint.into(),
+            ..Default::default()
+        })),
+    }
 }

@@ -1,0 +1,7 @@
+//! OBJ point clouds (the reader chosen by the `obj` hint).
+#![no_main]
+
+#[path = "common.rs"]
+mod common;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::read_cloud(data, Some("obj")));

@@ -1,0 +1,230 @@
+//! Per-caller request rate: a token bucket per API key (or per client IP address when no keys
+//! are configured). A request over the rate gets `RESOURCE_EXHAUSTED`, a message saying when to
+//! retry, and the same delay in `retry-after-ms` metadata.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::{Either, Ready, ready};
+use governor::clock::Clock;
+use governor::{DefaultKeyedRateLimiter, Quota};
+use http::{Request, Response};
+use tonic::Status;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tower::{Layer, Service};
+
+use super::auth::{Principal, is_open_path};
+
+/// Metadata key of the retry hint, in milliseconds.
+pub const RETRY_AFTER_KEY: &str = "retry-after-ms";
+
+/// Buckets untouched for longer than they take to refill are dropped every this many requests,
+/// so that callers seen once do not pile up.
+const CLEANUP_EVERY: u64 = 1024;
+
+/// A request rate: `per_second` on average, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    per_second: f64,
+    burst: NonZeroU32,
+}
+
+/// Why a rate limit is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum RateLimitError {
+    /// The rate is not a positive, finite number.
+    #[error("request rate must be a positive number of requests per second, got {0}")]
+    Rate(f64),
+    /// The burst is zero.
+    #[error("request burst must be at least 1")]
+    Burst,
+}
+
+impl RateLimit {
+    /// `per_second` requests per second per caller on average, `burst` at once (`None`: the rate
+    /// rounded up, at least 1).
+    pub fn new(per_second: f64, burst: Option<u32>) -> Result<Self, RateLimitError> {
+        // Below one request a day the refill period overflows nothing but means nothing either.
+        if !(per_second.is_finite() && per_second >= 1.0 / 86_400.0) {
+            return Err(RateLimitError::Rate(per_second));
+        }
+        let burst = burst.unwrap_or(per_second.ceil().min(f64::from(u32::MAX)) as u32);
+        let burst = NonZeroU32::new(burst).ok_or(RateLimitError::Burst)?;
+        Ok(Self { per_second, burst })
+    }
+
+    /// Average requests per second.
+    pub fn per_second(&self) -> f64 {
+        self.per_second
+    }
+
+    /// Requests accepted at once after a quiet period.
+    pub fn burst(&self) -> u32 {
+        self.burst.get()
+    }
+
+    fn quota(&self) -> Quota {
+        let period = Duration::from_secs_f64(1.0 / self.per_second).max(Duration::from_nanos(1));
+        // `with_period` is only `None` for a zero period, which the `max` above rules out.
+        Quota::with_period(period).unwrap_or(Quota::per_second(NonZeroU32::MIN)).allow_burst(self.burst)
+    }
+}
+
+/// Whose bucket a request draws from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Caller {
+    Key(usize),
+    Peer(IpAddr),
+    Unknown,
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Caller::Key(_) => f.write_str("this API key"),
+            Caller::Peer(ip) => write!(f, "client {ip}"),
+            Caller::Unknown => f.write_str("this client"),
+        }
+    }
+}
+
+fn caller<B>(request: &Request<B>) -> Caller {
+    let ext = request.extensions();
+    if let Some(p) = ext.get::<Principal>() {
+        return Caller::Key(p.key_index);
+    }
+    let addr = ext
+        .get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| ext.get::<TlsConnectInfo<TcpConnectInfo>>().and_then(|i| i.get_ref().remote_addr()));
+    addr.map_or(Caller::Unknown, |a| Caller::Peer(a.ip()))
+}
+
+struct Limiter {
+    limit: RateLimit,
+    buckets: DefaultKeyedRateLimiter<Caller>,
+    checks: AtomicU64,
+}
+
+impl Limiter {
+    /// `None` when the request may go on, else the refusal.
+    fn check(&self, caller: &Caller) -> Option<Status> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % CLEANUP_EVERY == CLEANUP_EVERY - 1 {
+            self.buckets.retain_recent();
+        }
+        let not_until = self.buckets.check_key(caller).err()?;
+        let wait = not_until.wait_time_from(self.buckets.clock().now());
+        // Rounded up: retrying after the hint must succeed.
+        let millis = u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX).max(1);
+        let mut status = Status::resource_exhausted(format!(
+            "request rate limit of {} per second (burst {}) exceeded for {caller}; retry in {millis} ms",
+            self.limit.per_second, self.limit.burst
+        ));
+        status.metadata_mut().insert(RETRY_AFTER_KEY, millis.into());
+        Some(status)
+    }
+}
+
+/// Tower layer enforcing a [`RateLimit`] per caller (a pass-through without one). It must sit
+/// inside the [`AuthLayer`](super::auth::AuthLayer), whose [`Principal`] names the key.
+#[derive(Clone, Default)]
+pub struct RateLimitLayer {
+    limiter: Option<Arc<Limiter>>,
+}
+
+impl std::fmt::Debug for RateLimitLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitLayer").field("limit", &self.limiter.as_ref().map(|l| l.limit)).finish()
+    }
+}
+
+impl RateLimitLayer {
+    /// Limits every caller to `limit`; `None` lets every request through.
+    pub fn new(limit: Option<RateLimit>) -> Self {
+        let limiter = limit.map(|limit| {
+            Arc::new(Limiter {
+                limit,
+                buckets: DefaultKeyedRateLimiter::keyed(limit.quota()),
+                checks: AtomicU64::new(0),
+            })
+        });
+        Self { limiter }
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimited<S>;
+
+    fn layer(&self, inner: S) -> RateLimited<S> {
+        RateLimited { inner, limiter: self.limiter.clone() }
+    }
+}
+
+/// The service built by [`RateLimitLayer`].
+#[derive(Clone)]
+pub struct RateLimited<S> {
+    inner: S,
+    limiter: Option<Arc<Limiter>>,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimited<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Either<Ready<Result<Response<ResBody>, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        if let Some(limiter) = &self.limiter
+            && !is_open_path(request.uri().path())
+            && let Some(status) = limiter.check(&caller(&request))
+        {
+            tracing::debug!(path = request.uri().path(), "request over the rate limit");
+            return Either::Left(ready(Ok(status.into_http())));
+        }
+        Either::Right(self.inner.call(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_rates_are_refused() {
+        assert!(matches!(RateLimit::new(0.0, None), Err(RateLimitError::Rate(_))));
+        assert!(matches!(RateLimit::new(f64::NAN, None), Err(RateLimitError::Rate(_))));
+        assert!(matches!(RateLimit::new(-1.0, None), Err(RateLimitError::Rate(_))));
+        assert!(matches!(RateLimit::new(5.0, Some(0)), Err(RateLimitError::Burst)));
+        assert_eq!(RateLimit::new(2.5, None).unwrap().burst(), 3);
+    }
+
+    #[test]
+    fn burst_then_refusal_with_a_retry_hint_per_caller() {
+        let limiter = Limiter {
+            limit: RateLimit::new(1.0, Some(2)).unwrap(),
+            buckets: DefaultKeyedRateLimiter::keyed(RateLimit::new(1.0, Some(2)).unwrap().quota()),
+            checks: AtomicU64::new(0),
+        };
+        let a = Caller::Key(0);
+        assert!(limiter.check(&a).is_none());
+        assert!(limiter.check(&a).is_none());
+        let status = limiter.check(&a).expect("third request within a second is refused");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        let hint: u64 = status.metadata().get(RETRY_AFTER_KEY).unwrap().to_str().unwrap().parse().unwrap();
+        assert!((1..=1000).contains(&hint), "{hint}");
+        assert!(status.message().contains(&format!("retry in {hint} ms")), "{}", status.message());
+        // Another caller has its own bucket.
+        assert!(limiter.check(&Caller::Key(1)).is_none());
+    }
+}

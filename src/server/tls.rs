@@ -1,0 +1,83 @@
+//! TLS on the gRPC port, and mutual TLS when a client CA is configured.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+/// Longest a client may take to finish the TLS handshake; a stalled handshake holds a socket and
+/// a task, so it must not last forever.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the server's TLS material lives (PEM files).
+#[derive(Debug, Clone)]
+pub struct TlsOptions {
+    /// Server certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key of the leaf certificate.
+    pub key: PathBuf,
+    /// CA that client certificates must chain to; when set, clients without a valid certificate
+    /// are refused during the handshake.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file cannot be read.
+    #[error("cannot read TLS {what} {path}: {source}")]
+    Read {
+        /// Which file (certificate, key, client CA).
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A file holds no PEM block at all (a DER file, or the wrong file).
+    #[error("TLS {what} {path} is not PEM (no `-----BEGIN` line)")]
+    NotPem {
+        /// Which file.
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+    },
+    /// The TLS stack refused the material (key does not match, unsupported key type...).
+    #[error("invalid TLS configuration: {0}")]
+    Config(String),
+}
+
+fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    let bytes =
+        std::fs::read(path).map_err(|source| TlsError::Read { what, path: path.to_path_buf(), source })?;
+    // rustls reports a missing PEM block as "no certificate"; naming the file is clearer.
+    if !bytes.windows(10).any(|w| w == b"-----BEGIN") {
+        return Err(TlsError::NotPem { what, path: path.to_path_buf() });
+    }
+    Ok(bytes)
+}
+
+/// Reads the PEM files named by `options` into tonic's server TLS settings.
+pub fn server_config(options: &TlsOptions) -> Result<ServerTlsConfig, TlsError> {
+    let cert = read_pem("certificate", &options.cert)?;
+    let key = read_pem("private key", &options.key)?;
+    let mut config =
+        ServerTlsConfig::new().identity(Identity::from_pem(cert, key)).timeout(HANDSHAKE_TIMEOUT);
+    if let Some(ca) = &options.client_ca {
+        // Client authentication is mandatory once a CA is given (tonic's default).
+        config = config.client_ca_root(Certificate::from_pem(read_pem("client CA", ca)?));
+    }
+    Ok(config)
+}
+
+/// `error` and its sources joined, since tonic's transport errors say little on their own.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

@@ -1,0 +1,499 @@
+//! Every class of bad input (truncated, corrupt, oversized, wrong type, adversarial headers, NaN
+//! payloads, empty) for every modality, sent to one server: each gets its expected status, and a
+//! good request right after it is still served. `cargo test --test bad_inputs -- --nocapture`
+//! prints the table kept in RELIABILITY.md.
+
+mod common;
+
+use bindery::api::pb;
+use bytes::{Buf, BufMut};
+use common::*;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+/// Sends message bytes as they are, so that malformed protobuf reaches the server.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// What a case sends.
+enum Send {
+    /// A well-formed request.
+    Request(pb::EmbedRequest),
+    /// Raw `EmbedRequest` message bytes.
+    Raw(Vec<u8>),
+    /// A well-formed request with one extra metadata entry.
+    Header(&'static str, String, pb::EmbedRequest),
+}
+
+struct Case {
+    class: &'static str,
+    modality: &'static str,
+    what: &'static str,
+    send: Send,
+    /// Expected status; `Code::Ok` when the input is accepted (NaN points are dropped).
+    expect: Code,
+}
+
+fn read(relative: &str) -> Vec<u8> {
+    std::fs::read(fixture(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
+}
+
+fn one(input: pb::Input) -> pb::EmbedRequest {
+    request(vec![input])
+}
+
+fn cloud_file(id: &str, data: Vec<u8>, hint: &str) -> pb::Input {
+    pb::Input {
+        id: id.into(),
+        payload: Some(pb::input::Payload::PointCloud(pb::PointCloud {
+            data,
+            format_hint: hint.into(),
+            ..Default::default()
+        })),
+    }
+}
+
+fn cloud_xyz(id: &str, xyz: Vec<f32>) -> pb::Input {
+    pb::Input {
+        id: id.into(),
+        payload: Some(pb::input::Payload::PointCloud(pb::PointCloud { xyz, ..Default::default() })),
+    }
+}
+
+/// A PCM WAV header (and `data`) declaring whatever the caller wants.
+fn wav(channels: u16, rate: u32, bits: u16, declared_data: u32, data: &[u8]) -> Vec<u8> {
+    let block = channels.wrapping_mul(bits / 8);
+    let mut out = Vec::new();
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + declared_data).wrapping_add(0).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&channels.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&rate.wrapping_mul(u32::from(block)).to_le_bytes());
+    out.extend_from_slice(&block.to_le_bytes());
+    out.extend_from_slice(&bits.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&declared_data.to_le_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// A 32-bit float WAV (16 kHz mono, 1 s) whose samples are `sample(i)`.
+fn float_wav(sample: impl Fn(usize) -> f32) -> Vec<u8> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut cursor = std::io::Cursor::new(Vec::new());
+    let mut writer = hound::WavWriter::new(&mut cursor, spec).unwrap();
+    for i in 0..16_000 {
+        writer.write_sample(sample(i)).unwrap();
+    }
+    writer.finalize().unwrap();
+    cursor.into_inner()
+}
+
+/// PNG signature and an IHDR chunk declaring 100000 x 100000 RGB pixels, nothing else.
+const PNG_BOMB_HEADER: [u8; 33] = [
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00,
+    0x01, 0x86, 0xa0, 0x00, 0x01, 0x86, 0xa0, 0x08, 0x02, 0x00, 0x00, 0x00, 0x27, 0x30, 0x9c, 0x9f,
+];
+
+/// `EmbedRequest { inputs: [Input { id: "t", <field> }] }` with the input's bytes given raw.
+fn raw_request(input: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x12, input.len() as u8];
+    out.extend_from_slice(input);
+    out
+}
+
+fn cases() -> Vec<Case> {
+    use Code::*;
+    let good_wav = read("audio/cases/wav16k_mono_s16_5s.wav");
+    let good_png = read("images/png_rgb.png");
+    let mut cases = vec![
+        // Truncated.
+        Case {
+            class: "truncated",
+            modality: "text",
+            what: "protobuf cut inside the input (length prefix beyond the end)",
+            send: Send::Raw(vec![0x12, 0x20, 0x0a, 0x01, b't', 0x12, 0x05, b'a']),
+            expect: Internal,
+        },
+        Case {
+            class: "truncated",
+            modality: "image",
+            what: "JPEG cut in the middle of the scan",
+            send: Send::Request(one(image("i", read("images/corrupt_truncated.jpg")))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "truncated",
+            modality: "audio",
+            what: "WAV whose data chunk declares twice the bytes present",
+            send: Send::Request(one(audio("a", read("audio/bad/truncated.wav"), ""))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "truncated",
+            modality: "point_cloud",
+            what: "binary PLY cut inside the vertex data",
+            send: Send::Request(one(cloud_file("p", read("point_cloud/bad/truncated_binary.ply"), "ply"))),
+            expect: InvalidArgument,
+        },
+        // Corrupt.
+        Case {
+            class: "corrupt",
+            modality: "text",
+            what: "text field holding invalid UTF-8",
+            send: Send::Raw(raw_request(&[0x0a, 0x01, b't', 0x12, 0x03, b'a', 0xe2, 0x82])),
+            expect: Internal,
+        },
+        Case {
+            class: "corrupt",
+            modality: "image",
+            what: "random bytes",
+            send: Send::Request(one(image("i", read("images/not_an_image.bin")))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "corrupt",
+            modality: "audio",
+            what: "FLAC header, frames replaced by noise",
+            send: Send::Request(one(audio("a", read("audio/bad/corrupt.flac"), ""))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "corrupt",
+            modality: "point_cloud",
+            what: "binary garbage",
+            send: Send::Request(one(cloud_file("p", read("point_cloud/bad/not_a_cloud.bin"), ""))),
+            expect: InvalidArgument,
+        },
+        // Oversized (limits of the server below).
+        Case {
+            class: "oversized",
+            modality: "text",
+            what: "text over --max-text-bytes",
+            send: Send::Request(one(text("t", &"word ".repeat(400)))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "oversized",
+            modality: "image",
+            what: "file over --max-image-bytes",
+            send: Send::Request(one(image("i", read("images/bmp_rgb24.bmp")))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "oversized",
+            modality: "audio",
+            what: "file over --max-audio-bytes",
+            send: Send::Request(one(audio("a", vec![0; 200_001], "wav"))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "oversized",
+            modality: "point_cloud",
+            what: "packed arrays over --max-points",
+            send: Send::Request(one(cloud_xyz("p", vec![0.5; 3 * 20_001]))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "oversized",
+            modality: "any",
+            what: "message over --max-message-bytes",
+            send: Send::Request(one(image("i", vec![0; 5 << 20]))),
+            expect: OutOfRange,
+        },
+        // Wrong type.
+        Case {
+            class: "wrong type",
+            modality: "text",
+            what: "text field sent as a varint (protobuf wire type)",
+            send: Send::Raw(raw_request(&[0x0a, 0x01, b't', 0x10, 0x05])),
+            expect: Internal,
+        },
+        Case {
+            class: "wrong type",
+            modality: "image",
+            what: "a WAV file as an image",
+            send: Send::Request(one(image("i", read("audio/cases/wav16k_short_0p05s.wav")))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "wrong type",
+            modality: "audio",
+            what: "a PNG file as audio",
+            send: Send::Request(one(audio("a", good_png.clone(), "wav"))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "wrong type",
+            modality: "point_cloud",
+            what: "a WAV file as a point cloud",
+            send: Send::Request(one(cloud_file("p", good_wav.clone(), ""))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "wrong type",
+            modality: "point_cloud",
+            what: "xyz array whose length is not a multiple of 3",
+            send: Send::Request(one(cloud_xyz("p", vec![0.5; 7]))),
+            expect: InvalidArgument,
+        },
+        // Adversarial headers: gRPC metadata, and file headers that lie.
+        Case {
+            class: "adversarial headers",
+            modality: "any",
+            what: "64 KiB of metadata (over HTTP/2 header list limit)",
+            send: Send::Header("x-padding", "a".repeat(64 << 10), one(text("t", "a cat"))),
+            expect: ResourceExhausted,
+        },
+        Case {
+            class: "adversarial headers",
+            modality: "any",
+            what: "grpc-encoding the server does not support",
+            send: Send::Header("grpc-encoding", "br".into(), one(text("t", "a cat"))),
+            expect: Unimplemented,
+        },
+        Case {
+            class: "adversarial headers",
+            modality: "any",
+            what: "malformed grpc-timeout (ignored)",
+            send: Send::Header("grpc-timeout", "99999999999999H".into(), one(text("t", "a cat"))),
+            expect: Ok,
+        },
+        Case {
+            class: "adversarial headers",
+            modality: "image",
+            what: "PNG header declaring 100000x100000 pixels",
+            send: Send::Request(one(image("i", PNG_BOMB_HEADER.to_vec()))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "adversarial headers",
+            modality: "audio",
+            what: "WAV header declaring 4 GB of data, 1 KB present",
+            send: Send::Request(one(audio("a", wav(1, 16_000, 16, u32::MAX - 36, &[0; 1000]), ""))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "adversarial headers",
+            modality: "audio",
+            what: "WAV header declaring 4 GHz sample rate",
+            send: Send::Request(one(audio("a", wav(1, 4_000_000_000, 16, 32_000, &[0; 32_000]), ""))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "adversarial headers",
+            modality: "audio",
+            what: "WAV header declaring 65535 channels",
+            send: Send::Request(one(audio("a", wav(65_535, 16_000, 16, 131_070, &[0; 131_070]), ""))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "adversarial headers",
+            modality: "point_cloud",
+            what: "PLY header declaring 10^12 vertices",
+            send: Send::Request(one(cloud_file("p", read("point_cloud/bad/huge_count.ply"), "ply"))),
+            expect: InvalidArgument,
+        },
+        // NaN payloads.
+        Case {
+            class: "NaN payloads",
+            modality: "audio",
+            what: "float WAV, every sample NaN",
+            send: Send::Request(one(audio("a", float_wav(|_| f32::NAN), ""))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "NaN payloads",
+            modality: "audio",
+            what: "float WAV, one sample in 100 infinite",
+            send: Send::Request(one(audio(
+                "a",
+                float_wav(|i| if i % 100 == 0 { f32::INFINITY } else { (i as f32 * 0.05).sin() * 0.3 }),
+                "",
+            ))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "NaN payloads",
+            modality: "point_cloud",
+            what: "xyz arrays, every coordinate NaN",
+            send: Send::Request(one(cloud_xyz("p", vec![f32::NAN; 300]))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "NaN payloads",
+            modality: "point_cloud",
+            what: "xyz arrays, some points NaN/inf (dropped and counted)",
+            send: Send::Request(one(cloud_xyz(
+                "p",
+                (0..300)
+                    .map(|i| {
+                        if i % 10 == 0 {
+                            f32::NAN
+                        } else if i % 7 == 0 {
+                            f32::INFINITY
+                        } else {
+                            i as f32
+                        }
+                    })
+                    .collect(),
+            ))),
+            expect: Ok,
+        },
+        // Empty.
+        Case {
+            class: "empty",
+            modality: "text",
+            what: "empty string",
+            send: Send::Request(one(text("t", ""))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "empty",
+            modality: "image",
+            what: "0 bytes",
+            send: Send::Request(one(image("i", Vec::new()))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "empty",
+            modality: "audio",
+            what: "0 bytes",
+            send: Send::Request(one(audio("a", Vec::new(), ""))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "empty",
+            modality: "point_cloud",
+            what: "0 bytes, and empty arrays",
+            send: Send::Request(one(cloud_file("p", Vec::new(), "ply"))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "empty",
+            modality: "any",
+            what: "request without inputs",
+            send: Send::Raw(Vec::new()),
+            expect: InvalidArgument,
+        },
+    ];
+    cases.push(Case {
+        class: "empty",
+        modality: "point_cloud",
+        what: "empty xyz array",
+        send: Send::Request(one(cloud_xyz("p", Vec::new()))),
+        expect: InvalidArgument,
+    });
+    cases
+}
+
+async fn send(channel: &Channel, send: Send) -> Result<(), Status> {
+    let mut client = bindery::api::pb::embedder_client::EmbedderClient::new(channel.clone())
+        .max_encoding_message_size(64 << 20);
+    match send {
+        Send::Request(r) => client.embed(r).await.map(|_| ()),
+        Send::Header(name, value, r) => {
+            let mut request = Request::new(r);
+            request.metadata_mut().insert(name, value.parse().unwrap());
+            client.embed(request).await.map(|_| ())
+        }
+        Send::Raw(bytes) => {
+            let mut grpc = tonic::client::Grpc::new(channel.clone());
+            grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
+            let path = PathAndQuery::from_static("/bindery.v1.Embedder/Embed");
+            grpc.unary(Request::new(bytes), path, RawCodec).await.map(|_| ())
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_bad_input_class_gets_its_status_and_the_server_keeps_serving() {
+    let mut options = fixture_options();
+    options.limits.max_text_bytes = 1024;
+    options.limits.image.max_bytes = 100_000;
+    options.limits.audio.max_bytes = 200_000;
+    options.limits.point_cloud.max_points = 20_000;
+    options.max_message_bytes = 4 << 20;
+    let mut server = start(options).await;
+    let good = || request(vec![text("good", "a red cube")]);
+
+    let mut table = vec!["| class | modality | input | status | served after |".to_string()];
+    table.push("| --- | --- | --- | --- | --- |".into());
+    let mut failures = Vec::new();
+    for case in cases() {
+        let got = send(&server.channel, case.send).await;
+        let code = got.as_ref().err().map_or(Code::Ok, Status::code);
+        let message = got.as_ref().err().map(|s| s.message().to_string()).unwrap_or_default();
+        if code != case.expect {
+            failures.push(format!(
+                "{} / {} / {}: expected {:?}, got {code:?}: {message}",
+                case.class, case.modality, case.what, case.expect
+            ));
+        }
+        // The next good request, on the same connection, is served.
+        let after = server.client.embed(good()).await;
+        if let Err(s) = &after {
+            failures.push(format!("{} / {}: good request after it failed: {s:?}", case.class, case.what));
+        }
+        let shown = if message.len() > 90 {
+            format!("{}...", &message[..message.floor_char_boundary(90)])
+        } else {
+            message
+        };
+        table.push(format!(
+            "| {} | {} | {} | `{:?}`{} | {} |",
+            case.class,
+            case.modality,
+            case.what,
+            code,
+            if shown.is_empty() { String::new() } else { format!(": {}", shown.replace('|', "\\|")) },
+            if after.is_ok() { "yes" } else { "NO" }
+        ));
+    }
+    println!("{}", table.join("\n"));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

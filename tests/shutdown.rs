@@ -1,0 +1,185 @@
+//! Graceful shutdown: on SIGTERM the server reports NOT_SERVING, stops accepting, lets the
+//! in-flight call finish and exits 0; a call still running at the drain timeout is abandoned.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bindery::api::pb;
+use bindery::api::pb::embedder_client::EmbedderClient;
+use bindery::server;
+use common::*;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// `bindery serve` on an ephemeral port; killed if the test fails before it exits.
+struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+    log: mpsc::Receiver<String>,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_server(extra: &[&str]) -> ServerProcess {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bindery"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--default-model", "imagebind-fixture"])
+        .args(["--intra-threads", "1", "--max-message-bytes", "268435456", "--models"])
+        .arg(repo().join("models"))
+        .args(extra)
+        // Collections go to a scratch folder, never the user's data dir.
+        .env(
+            "BINDERY_DATA_DIR",
+            std::env::temp_dir().join(format!("bindery-test-data-{}", std::process::id())),
+        )
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "bindery=info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start bindery");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, log) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let addr = loop {
+        let line = log.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("server log");
+        assert!(!line.contains("panicked"), "{line}");
+        if line.contains("bindery serving") {
+            let field =
+                line.split_whitespace().find_map(|w| w.strip_prefix("listen=")).expect("listen= field");
+            break field.parse().expect("address");
+        }
+    };
+    ServerProcess { child, addr, log }
+}
+
+fn sigterm(child: &Child) {
+    // SAFETY: plain kill(2) on the pid of a child this test owns and has not reaped.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill failed");
+}
+
+/// A request that takes the debug-built server a few seconds (4 s on a busy 2-core machine): large point
+/// clouds go through farthest point sampling. The cache is bypassed so the work is always done.
+fn slow_request() -> pb::EmbedRequest {
+    let points: usize = 200_000;
+    let inputs = (0..2)
+        .map(|k| {
+            let xyz = (0..points * 3).map(|i| ((i * 7919 + k * 104_729) % 100_003) as f32 / 1000.0).collect();
+            pb::Input {
+                id: format!("cloud{k}"),
+                payload: Some(pb::input::Payload::PointCloud(pb::PointCloud { xyz, ..Default::default() })),
+            }
+        })
+        .collect();
+    pb::EmbedRequest { cache: Some(false), ..request(inputs) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_calls_refuses_new_ones_and_exits_zero() {
+    let mut server = spawn_server(&["--drain-timeout", "60s"]);
+    let channel = Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
+    let mut health = HealthClient::new(channel.clone());
+    let mut watch =
+        health.watch(HealthCheckRequest { service: String::new() }).await.expect("watch").into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+
+    let mut client = EmbedderClient::new(channel.clone())
+        .max_encoding_message_size(256 << 20)
+        .max_decoding_message_size(256 << 20);
+    let slow = tokio::spawn(async move { client.embed(slow_request()).await });
+    // Let the request reach the server before the signal.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!slow.is_finished(), "the slow request must still be running when SIGTERM arrives");
+    sigterm(&server.child);
+
+    // Health turns NOT_SERVING; the watch is then closed so it does not hold the drain.
+    let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("health update")
+        .expect("watch stream")
+        .expect("a status");
+    assert_eq!(next.status, ServingStatus::NotServing as i32);
+    drop(watch);
+
+    // New connections are refused while the in-flight call drains.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = tokio::time::timeout(
+        Duration::from_secs(5),
+        Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect(),
+    )
+    .await;
+    assert!(matches!(refused, Ok(Err(_))), "a new connection must be refused during the drain");
+
+    let reply = slow.await.unwrap().expect("the in-flight request completes after SIGTERM").into_inner();
+    assert_eq!(reply.embeddings.len(), 2);
+    assert!(reply.embeddings.iter().all(|e| e.vector.iter().all(|v| v.is_finite())));
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "server did not exit after draining");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let log: Vec<String> = server.log.try_iter().collect();
+    assert!(log.iter().any(|l| l.contains("bindery stopped")), "{log:?}");
+}
+
+#[tokio::test]
+async fn the_drain_timeout_bounds_the_wait_for_calls_that_do_not_finish() {
+    let mut options = fixture_options();
+    options.drain_timeout = Duration::from_millis(300);
+    let engine = tokio::task::spawn_blocking({
+        let options = options.clone();
+        move || server::load_engine(&options)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        server::serve(Arc::new(engine), listener, &options, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    // A health watch never ends on its own: it is the call that outlives the drain.
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut watch = HealthClient::new(channel)
+        .watch(HealthCheckRequest { service: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    watch.message().await.unwrap().unwrap();
+
+    let asked = Instant::now();
+    stop.send(()).unwrap();
+    let result =
+        tokio::time::timeout(Duration::from_secs(10), serving).await.expect("serve returns").unwrap();
+    result.expect("a drain timeout is a clean stop");
+    let waited = asked.elapsed();
+    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(5), "{waited:?}");
+}

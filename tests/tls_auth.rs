@@ -1,0 +1,268 @@
+//! Transport security and API keys on a real server: TLS, mutual TLS with throw-away
+//! certificates, bearer keys with roles, and the probes that stay open.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bindery::api::pb::embedder_client::EmbedderClient;
+use bindery::server::auth::{ApiKeys, COLLECTION_WRITE_METHODS};
+use bindery::server::tls::TlsOptions;
+use common::*;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::{Code, Request, Status};
+
+/// A throw-away certificate authority.
+struct Ca {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        Self { pem, issuer: Issuer::new(params, key) }
+    }
+
+    /// A leaf certificate and its key (PEM), for a server (`localhost`) or a client.
+    fn leaf(&self, server: bool) -> (String, String) {
+        let names = if server { vec!["localhost".to_string()] } else { Vec::new() };
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, if server { "localhost" } else { "client" });
+        params.extended_key_usages = vec![if server {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bindery-tls-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes a server certificate signed by `ca` and returns the TLS options serving it.
+fn server_files(dir: &Path, ca: &Ca, client_ca: Option<&Ca>) -> TlsOptions {
+    let (cert, key) = ca.leaf(true);
+    std::fs::write(dir.join("server.pem"), cert).unwrap();
+    std::fs::write(dir.join("server.key"), key).unwrap();
+    let client_ca = client_ca.map(|c| {
+        std::fs::write(dir.join("client-ca.pem"), &c.pem).unwrap();
+        dir.join("client-ca.pem")
+    });
+    TlsOptions { cert: dir.join("server.pem"), key: dir.join("server.key"), client_ca }
+}
+
+/// Connects over TLS trusting `ca`, optionally presenting a client identity, and embeds a text.
+async fn tls_embed(
+    addr: std::net::SocketAddr,
+    ca: &Ca,
+    identity: Option<(String, String)>,
+) -> Result<(), String> {
+    let mut tls =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca.pem)).domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    let attempt = async {
+        let channel = Channel::from_shared(format!("https://{addr}"))
+            .map_err(|e| e.to_string())?
+            .tls_config(tls)
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| format!("connect: {e:?}"))?;
+        EmbedderClient::new(channel)
+            .embed(request(vec![text("t", "a red cube")]))
+            .await
+            .map(|_| ())
+            .map_err(|s| format!("{s:?}"))
+    };
+    tokio::time::timeout(Duration::from_secs(20), attempt).await.map_err(|_| "timed out".to_string())?
+}
+
+#[tokio::test]
+async fn tls_clients_are_served_and_plaintext_clients_are_not() {
+    let dir = temp_dir("tls");
+    let ca = Ca::new("bindery test CA");
+    let mut options = fixture_options();
+    options.tls = Some(server_files(&dir, &ca, None));
+    let server = start_bare(options).await;
+
+    tls_embed(server.addr, &ca, None).await.expect("TLS client is served");
+
+    // A client speaking plaintext HTTP/2 to the TLS port gets nothing back.
+    let plaintext = async {
+        let channel = Channel::from_shared(format!("http://{}", server.addr))
+            .unwrap()
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        EmbedderClient::new(channel)
+            .embed(request(vec![text("t", "a red cube")]))
+            .await
+            .map(|_| ())
+            .map_err(|s| s.to_string())
+    };
+    let result = tokio::time::timeout(Duration::from_secs(20), plaintext).await.expect("refused promptly");
+    assert!(result.is_err(), "plaintext client must fail");
+
+    // The certificate is really checked: a client trusting another CA refuses the server.
+    let other = Ca::new("another CA");
+    assert!(tls_embed(server.addr, &other, None).await.is_err());
+}
+
+#[tokio::test]
+async fn mutual_tls_refuses_clients_without_a_certificate_from_the_client_ca() {
+    let dir = temp_dir("mtls");
+    let ca = Ca::new("bindery test CA");
+    let client_ca = Ca::new("bindery client CA");
+    let mut options = fixture_options();
+    options.tls = Some(server_files(&dir, &ca, Some(&client_ca)));
+    let server = start_bare(options).await;
+
+    tls_embed(server.addr, &ca, Some(client_ca.leaf(false))).await.expect("client with a valid cert");
+    let err = tls_embed(server.addr, &ca, None).await.expect_err("no client certificate");
+    assert!(!err.is_empty());
+    let stranger = Ca::new("stranger CA");
+    tls_embed(server.addr, &ca, Some(stranger.leaf(false))).await.expect_err("cert from another CA");
+}
+
+#[test]
+fn unreadable_tls_files_stop_the_server_before_loading_models() {
+    let dir = temp_dir("bad-files");
+    std::fs::write(dir.join("cert.der"), [0x30, 0x82, 0x01, 0x00]).unwrap();
+    let serve = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--models"])
+            .arg(repo().join("models"))
+            // Collections go to a scratch folder, never the user's data dir.
+            .env(
+                "BINDERY_DATA_DIR",
+                std::env::temp_dir().join(format!("bindery-test-data-{}", std::process::id())),
+            )
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let missing = dir.join("missing.pem");
+    let stderr = serve(&["--tls-cert", missing.to_str().unwrap(), "--tls-key", missing.to_str().unwrap()]);
+    assert!(stderr.contains("cannot read TLS certificate") && stderr.contains("missing.pem"), "{stderr}");
+    let der = dir.join("cert.der");
+    let stderr = serve(&["--tls-cert", der.to_str().unwrap(), "--tls-key", der.to_str().unwrap()]);
+    assert!(stderr.contains("is not PEM"), "{stderr}");
+    let stderr = serve(&["--api-keys", missing.to_str().unwrap()]);
+    assert!(stderr.contains("cannot read API key file"), "{stderr}");
+    let short = dir.join("short.keys");
+    std::fs::write(&short, "abc ro\n").unwrap();
+    let stderr = serve(&["--api-keys", short.to_str().unwrap()]);
+    assert!(stderr.contains("entry 1: key is 3 characters"), "{stderr}");
+}
+
+const RW_KEY: &str = "rw-0123456789abcdef0123";
+const RO_KEY: &str = "ro-0123456789abcdef0123";
+
+fn with_key(key: Option<&'static str>) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |mut request: Request<()>| {
+        if let Some(k) = key {
+            request.metadata_mut().insert("authorization", format!("Bearer {k}").parse().unwrap());
+        }
+        Ok(request)
+    }
+}
+
+async fn keyed_server() -> (BareServer, Channel) {
+    let mut keys = ApiKeys::new();
+    keys.add_text(&format!("{RW_KEY}\n{RO_KEY} ro\n"), "test keys").unwrap();
+    let mut options = fixture_options();
+    options.api_keys = Some(Arc::new(keys));
+    let server = start_bare(options).await;
+    let channel = Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
+    (server, channel)
+}
+
+/// Calls `path` with an empty message (whatever the method expects, the key is checked first).
+async fn raw_call(channel: Channel, path: &'static str, key: &'static str) -> Status {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let request = with_key(Some(key))(Request::new(())).unwrap();
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    grpc.unary(request, tonic::codegen::http::uri::PathAndQuery::from_static(path), codec)
+        .await
+        .map(|_| Status::ok(""))
+        .unwrap_or_else(|s| s)
+}
+
+#[tokio::test]
+async fn api_keys_are_required_and_read_only_keys_cannot_write_collections() {
+    let (_server, channel) = keyed_server().await;
+    let embed = |key| {
+        let mut client = EmbedderClient::with_interceptor(channel.clone(), with_key(key));
+        async move { client.embed(request(vec![text("t", "a red cube")])).await }
+    };
+    let status = embed(None).await.expect_err("no key");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.message().contains("authorization: Bearer"), "{}", status.message());
+    let status = embed(Some("unknown-0123456789abcdef")).await.expect_err("unknown key");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), "unknown API key");
+    embed(Some(RW_KEY)).await.expect("read-write key embeds");
+    embed(Some(RO_KEY)).await.expect("read-only key embeds");
+
+    for method in COLLECTION_WRITE_METHODS {
+        let status = raw_call(channel.clone(), method, RO_KEY).await;
+        assert_eq!(status.code(), Code::PermissionDenied, "{method}: {status:?}");
+        assert!(status.message().contains(method) && status.message().contains("read-only"));
+        // A read-write key gets past the check (to whatever the method itself answers).
+        let status = raw_call(channel.clone(), method, RW_KEY).await;
+        assert!(
+            !matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated),
+            "{method}: {status:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_and_reflection_need_no_key() {
+    let (_server, channel) = keyed_server().await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let reply = health
+        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .await
+        .expect("health without a key")
+        .into_inner();
+    assert_eq!(reply.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter(vec![req]))
+        .await
+        .expect("reflection without a key")
+        .into_inner();
+    assert!(replies.message().await.expect("reply").is_some());
+}
