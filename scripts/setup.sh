@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetches the ONNX Runtime shared library bindery loads at run time.
+# Fetches the ONNX Runtime shared library bindery loads at run time (and nasm, see below).
 #
 #   scripts/setup.sh          CPU runtime  -> .ort/libonnxruntime.so.1.31.1      (PyPI onnxruntime)
 #   scripts/setup.sh --gpu    CUDA runtime -> .ort-gpu/ (PyPI onnxruntime-gpu; CUDA 13, cuDNN 9)
@@ -7,6 +7,19 @@
 # Idempotent: does nothing when the library is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# libjpeg-turbo's x86 SIMD code (used through the `mozjpeg` crate, as Pillow uses it) is
+# assembled with nasm; without nasm the build falls back to the C code, which decodes the same
+# pixels about twice as slowly. Install it when possible, never fail over it.
+if ! command -v nasm >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing nasm (Debian) for libjpeg-turbo's SIMD JPEG decoding"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nasm >/dev/null 2>&1 \
+      || echo "setup: nasm not installed; JPEG decoding builds without SIMD" >&2
+  else
+    echo "setup: nasm not found; JPEG decoding builds without SIMD (install nasm for speed)" >&2
+  fi
+fi
 
 version=1.31.1
 package=onnxruntime

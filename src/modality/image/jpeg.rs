@@ -6,7 +6,8 @@
 //! (its IDCT and YCbCr conversion differ from ISLOW + libjpeg's integer colour conversion). The
 //! `mozjpeg` crate builds the libjpeg-turbo decoder from source (mozjpeg only changes the
 //! encoder), and with the same defaults Pillow uses (ISLOW IDCT, fancy upsampling) its output is
-//! identical to Pillow's on every fixture.
+//! identical to Pillow's on every fixture. Its x86 SIMD kernels (built when `nasm` is present,
+//! see scripts/setup.sh) compute the same integers as its C code, about twice as fast.
 
 use std::cell::Cell;
 use std::io::{self, BufRead, Read};
