@@ -3,39 +3,13 @@
 
 mod common;
 
-use std::io::Cursor;
 use std::time::Duration;
 
-use bindery::api::pb;
-use bindery::api::pb::embedder_client::EmbedderClient;
-use common::{cosine, image, metric, request, scrape, start};
-use tonic::transport::Channel;
+use common::{connect, cosine, image, metric, png, request, scrape, start, uncached};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 const MODEL: &str = "imagebind-fixture";
-
-/// A distinct PNG per seed (gradients and a seed-dependent pattern), `size` pixels square.
-pub fn png(seed: u32, size: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(size, size, |x, y| {
-        let v = x.wrapping_mul(31).wrapping_add(y.wrapping_mul(17)).wrapping_add(seed.wrapping_mul(97));
-        image::Rgb([(v % 251) as u8, ((x ^ seed) % 256) as u8, ((y + seed * 7) % 256) as u8])
-    });
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).expect("encode png");
-    out.into_inner()
-}
-
-fn uncached(inputs: Vec<pb::Input>) -> pb::EmbedRequest {
-    let mut r = request(inputs);
-    r.cache = Some(false);
-    r
-}
-
-async fn connect(addr: std::net::SocketAddr) -> EmbedderClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    EmbedderClient::new(channel)
-}
 
 fn image_labels() -> [(&'static str, &'static str); 2] {
     [("model", MODEL), ("modality", "image")]

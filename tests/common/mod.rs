@@ -31,20 +31,17 @@ pub fn fixture_options() -> ServerOptions {
     options
 }
 
-/// A running server; stops when dropped.
-pub struct TestServer {
+/// A running server without a client (for tests that connect their own way: TLS, API keys,
+/// several connections); stops when dropped.
+pub struct BareServer {
     /// Address it listens on.
     pub addr: SocketAddr,
-    /// A connected Embedder client.
-    pub client: EmbedderClient<Channel>,
-    /// The channel, for other services (health, reflection).
-    pub channel: Channel,
     /// Address of its Prometheus endpoint (`http://{metrics}/metrics`).
     pub metrics: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
-impl Drop for TestServer {
+impl Drop for BareServer {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -52,8 +49,9 @@ impl Drop for TestServer {
     }
 }
 
-/// Starts a server with `options` on 127.0.0.1:0.
-pub async fn start(options: ServerOptions) -> TestServer {
+/// Starts a server with `options` on 127.0.0.1:0 (and its metrics endpoint on another port)
+/// and returns without connecting to it.
+pub async fn start_bare(options: ServerOptions) -> BareServer {
     let load_options = options.clone();
     let engine = tokio::task::spawn_blocking(move || server::load_engine(&load_options))
         .await
@@ -77,12 +75,32 @@ pub async fn start(options: ServerOptions) -> TestServer {
         .expect("server runs");
         let _ = metrics_tx.send(());
     });
+    BareServer { addr, metrics, shutdown: Some(tx) }
+}
+
+/// A running server with a connected client; stops when dropped.
+pub struct TestServer {
+    /// Address it listens on.
+    pub addr: SocketAddr,
+    /// A connected Embedder client.
+    pub client: EmbedderClient<Channel>,
+    /// The channel, for other services (health, reflection).
+    pub channel: Channel,
+    /// Address of its Prometheus endpoint (`http://{metrics}/metrics`).
+    pub metrics: SocketAddr,
+    _server: BareServer,
+}
+
+/// Starts a server with `options` on 127.0.0.1:0 and connects an Embedder client to it.
+pub async fn start(options: ServerOptions) -> TestServer {
+    let server = start_bare(options).await;
+    let addr = server.addr;
     let channel =
         Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await.expect("connect");
     let client = EmbedderClient::new(channel.clone())
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
-    TestServer { addr, client, channel, metrics, shutdown: Some(tx) }
+    TestServer { addr, client, channel, metrics: server.metrics, _server: server }
 }
 
 /// Starts a server on the committed fixture model.
@@ -113,6 +131,32 @@ pub fn request(inputs: Vec<pb::Input>) -> pb::EmbedRequest {
     pb::EmbedRequest { model: String::new(), inputs, normalize: None, cache: None }
 }
 
+/// A distinct PNG per seed (a seed-dependent pattern), `size` pixels square; large sizes make
+/// decoding take real time.
+pub fn png(seed: u32, size: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(size, size, |x, y| {
+        let v = x.wrapping_mul(13).wrapping_add(y.wrapping_mul(29)).wrapping_add(seed.wrapping_mul(101));
+        image::Rgb([(v % 253) as u8, ((x + seed) % 256) as u8, ((y ^ seed) % 256) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).expect("encode png");
+    out.into_inner()
+}
+
+/// A request for the default model that bypasses the embedding cache.
+pub fn uncached(inputs: Vec<pb::Input>) -> pb::EmbedRequest {
+    let mut r = request(inputs);
+    r.cache = Some(false);
+    r
+}
+
+/// An Embedder client on its own connection to `addr`.
+pub async fn connect(addr: SocketAddr) -> EmbedderClient<Channel> {
+    let channel =
+        Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await.expect("connect");
+    EmbedderClient::new(channel).max_encoding_message_size(64 << 20)
+}
+
 /// Cosine similarity in f64.
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len(), "vector lengths differ");
@@ -125,42 +169,6 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 /// L2 norm in f64.
 pub fn norm(a: &[f32]) -> f64 {
     a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt()
-}
-
-/// A running server without a client (for tests that connect their own way: TLS, API keys,
-/// several connections); stops when dropped.
-pub struct BareServer {
-    /// Address it listens on.
-    pub addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-}
-
-impl Drop for BareServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-/// Starts a server with `options` on 127.0.0.1:0 and returns without connecting to it.
-pub async fn start_bare(options: ServerOptions) -> BareServer {
-    let load_options = options.clone();
-    let engine = tokio::task::spawn_blocking(move || server::load_engine(&load_options))
-        .await
-        .expect("load task")
-        .expect("models load");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (tx, rx) = oneshot::channel();
-    tokio::spawn(async move {
-        server::serve(Arc::new(engine), listener, &options, async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("server runs");
-    });
-    BareServer { addr, shutdown: Some(tx) }
 }
 
 /// The text of `GET /metrics` from a server's metrics endpoint.
