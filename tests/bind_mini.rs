@@ -26,11 +26,13 @@ struct Object {
     cloud: String,
 }
 
-/// Lower bounds that the committed model clears on this sample (chance: 1/24 for objects, 3/24
-/// for colours).
-const THRESHOLD_TEXT_IMAGE: f64 = 0.25;
-const THRESHOLD_CLOUD_TEXT: f64 = 0.25;
-const THRESHOLD_SPEECH_COLOUR: f64 = 0.2;
+/// The targets for object-level recall@1 on seen combinations: text -> image and
+/// point cloud -> text.
+const TARGET_TEXT_IMAGE: f64 = 0.9;
+const TARGET_CLOUD_TEXT: f64 = 0.8;
+/// Speech -> image reaches 0.72 on this sample (0.60 on the whole held-out split), short of the
+/// 0.9 target: this floor (chance is 1/24) guards what it does reach.
+const FLOOR_SPEECH_IMAGE: f64 = 0.6;
 
 fn sample() -> Sample {
     let raw = std::fs::read_to_string(fixture("bind_mini/sample.json")).expect("bind-mini sample");
@@ -153,7 +155,7 @@ async fn bind_mini_binds_text_speech_images_and_point_clouds() {
         object_seen.insert(label, figures[0]);
         colour_seen.insert(label, figures[2]);
     }
-    // What bind-mini binds reliably today is colour: across text, images and point clouds.
+    // Colour is bound across text, images and point clouds.
     for label in ["text->image", "image->text", "point cloud->text", "point cloud->image"] {
         assert!(
             colour_seen[label] >= 0.9,
@@ -161,19 +163,16 @@ async fn bind_mini_binds_text_speech_images_and_point_clouds() {
             colour_seen[label]
         );
     }
-    // Whole objects (shape and colour) and speech are bound well above chance (1 in 24), short of
-    // the 0.9 / 0.8 targets (see models/bind-mini/EVAL.md).
-    for (label, floor) in [("text->image", THRESHOLD_TEXT_IMAGE), ("point cloud->text", THRESHOLD_CLOUD_TEXT)]
-    {
+    // Whole objects (shape and colour).
+    for (label, floor) in [
+        ("text->image", TARGET_TEXT_IMAGE),
+        ("point cloud->text", TARGET_CLOUD_TEXT),
+        ("speech->image", FLOOR_SPEECH_IMAGE),
+    ] {
         assert!(
             object_seen[label] >= floor,
-            "{label} object recall@1 on seen combinations: {:.3}",
+            "{label} object recall@1 on seen combinations: {:.3} (expected >= {floor})",
             object_seen[label]
         );
     }
-    assert!(
-        colour_seen["speech->image"] >= THRESHOLD_SPEECH_COLOUR,
-        "speech->image colour recall@1 on seen combinations: {:.3}",
-        colour_seen["speech->image"]
-    );
 }

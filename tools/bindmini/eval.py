@@ -220,14 +220,8 @@ def write_eval_md(args: argparse.Namespace, result: dict, table: str, index: dic
         f"- Combinations never seen in training: {unseen}.",
     ]
     if state:
-        runs = state.get("runs") or [{"stages": state["stages"]}]
-        stages = "; then resumed: ".join(
-            ", ".join(f"{k} {v['steps']} steps in {v['minutes']:g} min" for k, v in r["stages"].items()) for r in runs)
-        lines += [
-            f"- Training (`tools/bindmini/train.py`): seed {state['seed']}, batches of {state['batch']} objects; "
-            f"{stages}; {state['wall_seconds'] / 60:.1f} min wall time in all on {machine()}, "
-            "shared with other work.",
-        ]
+        lines += [f"- Training (`tools/bindmini/train.py`): seed {state['seed']}, batches of {state['batch']} "
+                  f"objects; {training_story(state)}; on {machine()}."]
     if result.get("parity_min_cosine"):
         pc = result["parity_min_cosine"]
         lines += [
@@ -237,6 +231,24 @@ def write_eval_md(args: argparse.Namespace, result: dict, table: str, index: dic
     lines += [f"- Model files: {model_bytes / 1e6:.1f} MB.", ""]
     args.eval_md.write_text("\n".join(lines))
     print(f"wrote {args.eval_md}")
+
+
+def training_story(state: dict) -> str:
+    """The stages (steps, wall time) that made the checkpoint, including a stage 1 taken from
+    another run (``train.py --image-text-from``)."""
+    def stages(st: dict, only: str | None = None) -> str:
+        return ", ".join(f"{k} {v['steps']} steps in {v['minutes']:g} min" for k, v in st.items()
+                         if (only is None or k == only) and v["steps"])
+    parts = []
+    for r in state.get("runs") or [{"stages": state["stages"], "wall_seconds": state["wall_seconds"]}]:
+        source = r.get("image_text_from")
+        if source:
+            parts.append("image and text towers from an earlier run's stage 1 (`--image-text-from`: "
+                         f"{stages(source['stages'], 'image-text')}), then {stages(r['stages'])} "
+                         f"for fresh speech and point-cloud towers")
+        else:
+            parts.append(stages(r["stages"]))
+    return "; then resumed: ".join(parts)
 
 
 if __name__ == "__main__":
