@@ -6,7 +6,7 @@
 #   - a ViT-B-sized random export generated here (inference dominates; about 1 GB, not committed)
 # Each side's best items/s over its concurrency levels is compared; ratio = served / in-process.
 #
-#   tools/measure_overhead.sh [out-dir]     (default docs/bench/overhead; about 12 minutes on 2 cores)
+#   tools/measure_overhead.sh [out-dir]     (default docs/bench/overhead; about 13 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-docs/bench/overhead}
@@ -48,7 +48,7 @@ run_model() { # label, models dir, model name, batch, duration, served levels, i
 }
 
 run_model fixture models imagebind-fixture 8 5s 1,2,4,8 1,2
-run_model base "$base_models" imagebind-base-random 4 15s 1,2,4 1,2
+run_model base "$base_models" imagebind-base-random 4 30s 1,2 1,2
 
 $py - "$out" <<'PY' | tee "$out/overhead.md"
 import json, sys
