@@ -258,7 +258,7 @@ def main() -> None:
     parser.add_argument("--resume", type=Path, help="continue from this checkpoint (both stages run again)")
     parser.add_argument("--image-text-from", type=Path,
                         help="take the image and text towers from this checkpoint and skip stage 1 "
-                             "(the speech and point-cloud towers start fresh)")
+                             "(the speech and point-cloud towers start fresh, or from --resume)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.monotonic()
