@@ -26,13 +26,11 @@ struct Object {
     cloud: String,
 }
 
-/// The targets for object-level recall@1 on seen combinations: text -> image and
-/// point cloud -> text.
+/// Targets for object-level recall@1 on seen combinations (text -> image, point cloud -> text,
+/// speech -> image); the unseen combinations' figures are printed, not asserted.
 const TARGET_TEXT_IMAGE: f64 = 0.9;
 const TARGET_CLOUD_TEXT: f64 = 0.8;
-/// Speech -> image reaches 0.83 on this sample (0.86 on the whole held-out split), short of the
-/// 0.9 target: this floor (chance is 1/24) guards what it does reach.
-const FLOOR_SPEECH_IMAGE: f64 = 0.75;
+const TARGET_SPEECH_IMAGE: f64 = 0.9;
 
 fn sample() -> Sample {
     let raw = std::fs::read_to_string(fixture("bind_mini/sample.json")).expect("bind-mini sample");
@@ -164,14 +162,14 @@ async fn bind_mini_binds_text_speech_images_and_point_clouds() {
         );
     }
     // Whole objects (shape and colour).
-    for (label, floor) in [
+    for (label, target) in [
         ("text->image", TARGET_TEXT_IMAGE),
         ("point cloud->text", TARGET_CLOUD_TEXT),
-        ("speech->image", FLOOR_SPEECH_IMAGE),
+        ("speech->image", TARGET_SPEECH_IMAGE),
     ] {
         assert!(
-            object_seen[label] >= floor,
-            "{label} object recall@1 on seen combinations: {:.3} (expected >= {floor})",
+            object_seen[label] >= target,
+            "{label} object recall@1 on seen combinations: {:.3} (expected >= {target})",
             object_seen[label]
         );
     }

@@ -233,27 +233,31 @@ def write_eval_md(args: argparse.Namespace, result: dict, table: str, index: dic
     print(f"wrote {args.eval_md}")
 
 
+#: What each stage of ``train.py`` trains.
+STAGE_TOWERS = {
+    "image-text": "image and text towers",
+    "bind": "speech and point-cloud towers",
+    "speech": "speech tower alone, light masking",
+}
+
+
 def training_story(state: dict) -> str:
     """The stages (steps, wall time) that made the checkpoint, including a stage 1 taken from
     another run (``train.py --image-text-from``) and later resumed runs (``--resume``)."""
     def stages(st: dict, only: str | None = None) -> str:
-        return ", ".join(f"{k} {v['steps']} steps in {v['minutes']:g} min" for k, v in st.items()
-                         if (only is None or k == only) and v["steps"])
+        return ", ".join(f"{k} {v['steps']} steps in {v['minutes']:g} min ({STAGE_TOWERS.get(k, k)})"
+                         for k, v in st.items() if (only is None or k == only) and v["steps"])
     parts = []
     runs = state.get("runs") or [{"stages": state["stages"], "wall_seconds": state["wall_seconds"]}]
     for i, r in enumerate(runs):
         source = r.get("image_text_from")
-        if i > 0:
-            only = " (speech and point-cloud towers only)" if source else ""
-            parts.append(f"{stages(r['stages'])}{only}")
-        elif source:
+        if i == 0 and source:
             parts.append(f"image and text towers from an earlier run's stage 1 (`--image-text-from`: "
                          f"{stages(source['stages'], 'image-text')}), then {stages(r['stages'])} "
-                         f"for fresh speech and point-cloud towers")
+                         f"from fresh speech and point-cloud weights")
         else:
             parts.append(stages(r["stages"]))
     return "; then resumed: ".join(parts)
-
 
 if __name__ == "__main__":
     main()
