@@ -70,10 +70,14 @@ def manifest(ib: torch.nn.Module, state: dict) -> str:
         "image": image,
         "audio": ref.audio_preprocess_params(),
     }
+    # Steps of every run, plus stage 1 of a run whose image and text towers were taken over.
+    steps = state["steps"] + sum(
+        st["steps"] for r in state.get("runs") or [] if r.get("image_text_from")
+        for name, st in (r["image_text_from"].get("stages") or {}).items() if name == "image-text")
     description = (
         "bind-mini: a small ImageBind (vision, text, audio) and PointBERT-style point tower trained "
         "on a procedural world of 8 shapes x 8 colours (tools/bindmini, seed "
-        f"{state['seed']}, world seed {state['world_seed']}, {state['steps']} steps)."
+        f"{state['seed']}, world seed {state['world_seed']}, {steps} steps)."
     )
     lines = [
         'name = "bind-mini"',
