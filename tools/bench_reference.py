@@ -3,7 +3,8 @@
 
     tools/.venv/bin/python tools/bench_reference.py [--duration 10] [--warmup 2] [--batch 8]
         [--modalities text,image,audio,point_cloud] [--concurrency 1,2,4,8]
-        [--bindery target/release/bindery] [--model models/imagebind-fixture] [--out FILE.json]
+        [--rounds 3] [--bindery target/release/bindery] [--model models/imagebind-fixture]
+        [--out FILE.json]
 
 Build bindery first (``cargo build --release``). One run:
 
@@ -19,8 +20,12 @@ Build bindery first (``cargo build --release``). One run:
 3. bindery: ``bindery serve`` as a child process on a free local port, driven by ``bindery load``
    with the same files, the same batch size and a sweep of closed-loop concurrency levels; the
    best level counts;
-4. prints a markdown table (items/s, ratio bindery / reference) and writes every figure, the
-   machine (CPU, core count, load average) and the package versions to ``--out``.
+4. steps 2 and 3 alternate, modality by modality, for ``--rounds`` rounds against one running
+   server, so that both sides see the same phases of a machine whose speed drifts (a virtual
+   machine's can change by 20 % within a minute); each round gives a ratio;
+5. prints a markdown table (median items/s over the rounds, and the median of the per-round
+   ratios with their range) and writes every figure, the machine (CPU, core count, load
+   average) and the package versions to ``--out``.
 
 Text is measured twice on the reference side: ``load_and_transform_text`` as published builds a
 new ``SimpleTokenizer`` (reading the BPE vocabulary) on every call, which costs far more than the
@@ -35,6 +40,7 @@ server, so run it on an otherwise idle machine for figures worth quoting.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
 import math
@@ -42,6 +48,7 @@ import os
 import platform
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -410,38 +417,67 @@ def _loadavg() -> list[float] | None:
         return None
 
 
+def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per reference variant: median items/s of each side over the rounds, and the median (and
+    range) of the per-round ratios bindery / reference."""
+    rounds = result["settings"]["rounds"]
+    out = []
+    for label in dict.fromkeys(r["label"] for r in result["reference"]):
+        refs = sorted((r for r in result["reference"] if r["label"] == label), key=lambda r: r["round"])
+        modality = refs[0]["modality"]
+        binds = {b["round"]: b for b in result["bindery"] if b["modality"] == modality}
+        row: dict[str, Any] = {
+            "label": label, "modality": modality,
+            "reference_items_per_s": statistics.median(r["end_to_end"]["items_per_s"] for r in refs),
+            "reference_preprocess_items_per_s": statistics.median(
+                r["preprocess_only"]["items_per_s"] for r in refs),
+        }
+        if len(binds) == rounds:
+            ratios = [binds[r["round"]]["best_items_per_s"] / r["end_to_end"]["items_per_s"] for r in refs]
+            row.update(
+                bindery_items_per_s=statistics.median(b["best_items_per_s"] for b in binds.values()),
+                best_concurrency=[binds[r]["best_concurrency"] for r in sorted(binds)],
+                errors=sum(b["errors"] for b in binds.values()),
+                ratios=ratios, ratio=statistics.median(ratios))
+        out.append(row)
+    return out
+
+
 def markdown(result: dict[str, Any]) -> str:
+    rounds = result["settings"]["rounds"]
     lines = [
         "| modality | reference items/s | reference preprocessing only items/s "
-        "| bindery items/s (concurrency) | bindery / reference |",
+        "| bindery items/s (best concurrency per round) | bindery / reference (range) |",
         "|---|---:|---:|---:|---:|",
     ]
-    bindery = {b["modality"]: b for b in result["bindery"]}
-    for r in result["reference"]:
-        ref_rate = r["end_to_end"]["items_per_s"]
-        b = bindery.get(r["modality"])
-        if b:
-            errs = f", {b['errors']} errors" if b["errors"] else ""
-            cell = f"{b['best_items_per_s']:.1f} ({b['best_concurrency']}{errs})"
-            ratio = f"{b['best_items_per_s'] / ref_rate:.2f}x"
+    for row in result["summary"]:
+        if "ratio" in row:
+            errs = f", {row['errors']} errors" if row["errors"] else ""
+            cell = f"{row['bindery_items_per_s']:.1f} ({','.join(map(str, row['best_concurrency']))}{errs})"
+            ratio = f"{row['ratio']:.2f}x ({min(row['ratios']):.2f}-{max(row['ratios']):.2f})"
         else:
             cell, ratio = "-", "-"
-        lines.append(f"| {r['label']} | {ref_rate:.1f} | {r['preprocess_only']['items_per_s']:.1f} "
-                     f"| {cell} | {ratio} |")
+        lines.append(f"| {row['label']} | {row['reference_items_per_s']:.1f} "
+                     f"| {row['reference_preprocess_items_per_s']:.1f} | {cell} | {ratio} |")
     if result["bindery"]:
-        lines += ["", "bindery sweep (items/s, p50 ms):", "",
-                  "| modality | " + " | ".join(f"c={c}" for c in result["settings"]["concurrency"]) + " |",
-                  "|---|" + "---:|" * len(result["settings"]["concurrency"])]
-        for b in result["bindery"]:
+        levels = result["settings"]["concurrency"]
+        lines += ["", f"bindery sweep (items/s, p50 ms; median over {rounds} rounds):", "",
+                  "| modality | " + " | ".join(f"c={c}" for c in levels) + " |",
+                  "|---|" + "---:|" * len(levels)]
+        for modality in dict.fromkeys(b["modality"] for b in result["bindery"]):
+            runs = [b["runs"] for b in result["bindery"] if b["modality"] == modality]
             cells = []
-            for run in b["runs"]:
-                p50 = run["latency_ms"]["p50"] if run.get("latency_ms") else math.nan
-                cells.append(f"{run['items_per_s']:.1f} ({p50:.0f} ms)")
-            lines.append(f"| {b['modality']} | " + " | ".join(cells) + " |")
+            for i in range(len(levels)):
+                at = [r[i] for r in runs]
+                rate = statistics.median(x["items_per_s"] for x in at)
+                p50 = statistics.median(x["latency_ms"]["p50"] if x.get("latency_ms") else math.nan for x in at)
+                cells.append(f"{rate:.1f} ({p50:.0f} ms)")
+            lines.append(f"| {modality} | " + " | ".join(cells) + " |")
     m = result["machine"]
     lines += ["", f"{m['cpu_model']}, {m['nproc']} cores, load average {result['loadavg_start']} -> "
               f"{result['loadavg_end']}; batch {result['settings']['batch']}, "
-              f"{result['settings']['duration_s']} s after {result['settings']['warmup_s']} s warm-up"]
+              f"{result['settings']['duration_s']} s after {result['settings']['warmup_s']} s warm-up, "
+              f"{rounds} rounds"]
     return "\n".join(lines)
 
 
@@ -467,10 +503,12 @@ def run(argv: list[str]) -> None:
     ap.add_argument("--bindery", type=Path, default=DEFAULT_BINDERY, help="bindery binary")
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (model.toml + ONNX)")
     ap.add_argument("--out", type=Path, default=None, help="write every figure as JSON here")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="alternations of reference and bindery per modality (default 3)")
     ap.add_argument("--skip-bindery", action="store_true", help="reference side only")
     args = ap.parse_args(argv)
-    if args.batch < 1 or args.duration <= 0 or args.warmup < 0:
-        ap.error("--batch must be >= 1, --duration > 0, --warmup >= 0")
+    if args.batch < 1 or args.duration <= 0 or args.warmup < 0 or args.rounds < 1:
+        ap.error("--batch and --rounds must be >= 1, --duration > 0, --warmup >= 0")
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if not levels or min(levels) < 1:
         ap.error("--concurrency takes positive integers")
@@ -489,7 +527,7 @@ def run(argv: list[str]) -> None:
 
     result: dict[str, Any] = {
         "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "batch": args.batch,
-                     "concurrency": levels, "modalities": wanted, "model": str(args.model),
+                     "concurrency": levels, "rounds": args.rounds, "modalities": wanted, "model": str(args.model),
                      "inputs": {"text": N_TEXTS, "image": f"{N_IMAGES} JPEG {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}",
                                 "audio": f"{N_AUDIO} WAV {AUDIO_SECONDS:g} s {AUDIO_RATE} Hz stereo",
                                 "point_cloud": f"{N_POINTS} PLY {CLOUD_POINTS} points, rgb"}},
@@ -508,30 +546,37 @@ def run(argv: list[str]) -> None:
             "intra_op_num_threads": opts.intra_op_num_threads or "default (physical cores)",
             "graph_optimization_level": str(opts.graph_optimization_level),
         }
+        variants: dict[str, tuple[ort.InferenceSession, list[Variant]]] = {}
         for modality in wanted:
             spec = manifest[modality]
             session = ort.InferenceSession(str(args.model / spec["onnx"]), opts,
                                            providers=["CPUExecutionProvider"])
             if modality == "text":
                 captions = files["text"][0].read_text().splitlines()
-                variants = text_variants(captions, spec)
+                variants[modality] = (session, text_variants(captions, spec))
             elif modality == "image":
-                variants = [image_variant(files["image"], spec)]
+                variants[modality] = (session, [image_variant(files["image"], spec)])
             elif modality == "audio":
-                variants = [audio_variant(files["audio"], spec)]
+                variants[modality] = (session, [audio_variant(files["audio"], spec)])
             else:
-                variants = [point_variant(files["point_cloud"], spec)]
-            for v in variants:
-                result["reference"].append(
-                    run_reference(v, session, spec["output"], args.batch, args.warmup, args.duration))
+                variants[modality] = (session, [point_variant(files["point_cloud"], spec)])
 
-        if not args.skip_bindery:
-            with bindery_server(args.bindery, args.model, scratch) as url:
+        with contextlib.ExitStack() as stack:
+            url = None if args.skip_bindery else stack.enter_context(
+                bindery_server(args.bindery, args.model, scratch))
+            for rnd in range(args.rounds):
                 for modality in wanted:
-                    result["bindery"].append(run_bindery_load(
-                        args.bindery, url, modality, scratch / "inputs" / modality, args.batch, levels,
-                        args.warmup, args.duration, scratch))
+                    session, vs = variants[modality]
+                    for v in vs:
+                        ref_run = run_reference(v, session, manifest[modality]["output"], args.batch,
+                                                args.warmup, args.duration)
+                        result["reference"].append({"round": rnd, **ref_run})
+                    if url is not None:
+                        b_run = run_bindery_load(args.bindery, url, modality, scratch / "inputs" / modality,
+                                                 args.batch, levels, args.warmup, args.duration, scratch)
+                        result["bindery"].append({"round": rnd, **b_run})
     result["loadavg_end"] = _loadavg()
+    result["summary"] = summarise(result)
 
     table = markdown(result)
     print(table)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-measures the first three sections of BENCHMARKS.md on this machine, in one run. Takes about 9 minutes on 2 cores.
+# Re-measures the first three sections of BENCHMARKS.md on this machine, in one run. Takes about 17 minutes on 2 cores.
 # Writes raw outputs under docs/bench/ (the sweep chart among them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
