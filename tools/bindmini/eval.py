@@ -252,12 +252,13 @@ def training_story(state: dict) -> str:
     for i, r in enumerate(runs):
         source = r.get("image_text_from")
         if i == 0 and source:
-            parts.append(f"image and text towers from an earlier run's stage 1 (`--image-text-from`: "
+            parts.append("image and text towers from an earlier run's stage 1 (`--image-text-from`: "
                          f"{stages(source['stages'], 'image-text')}), then {stages(r['stages'])} "
                          f"from fresh speech and point-cloud weights")
         else:
             parts.append(stages(r["stages"]))
     return "; then resumed: ".join(parts)
+
 
 if __name__ == "__main__":
     main()

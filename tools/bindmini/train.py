@@ -285,7 +285,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--resume", type=Path, help="continue from this checkpoint (both stages run again)")
+    parser.add_argument("--resume", type=Path, help="continue from this checkpoint (every stage with a budget runs again)")
     parser.add_argument("--image-text-from", type=Path,
                         help="take the image and text towers from this checkpoint and skip stage 1 "
                              "(the speech and point-cloud towers start fresh, or from --resume)")
@@ -353,9 +353,11 @@ def main() -> None:
         (la, aa), (lp, ap) = infonce(img, aud, log_scales[1]), infonce(img, pts, log_scales[2])
         return la + lp, [aa, ap]
 
+    def monitor() -> dict[str, float]:
+        return {k: round(v, 3) for k, v in test_check(ib, pt, data).items()}
+
     steps2, seconds2 = run_stage("bind", _param_groups(audio_modules + [pt], [log_scales]), bind_step,
-                       args.bind_minutes, args.steps, args.lr, ["speech", "point"],
-                       monitor=lambda: {k: round(v, 3) for k, v in test_check(ib, pt, data).items()})
+                                 args.bind_minutes, args.steps, args.lr, ["speech", "point"], monitor)
 
     # Stage 3: the speech tower alone, still bound to the image embeddings, with narrow masks so
     # that short words (the colour) are rarely erased; the point tower is done.
@@ -366,8 +368,7 @@ def main() -> None:
         return loss, [acc]
 
     steps3, seconds3 = run_stage("speech", _param_groups(audio_modules, [log_scales]), speech_step,
-                       args.speech_minutes, args.speech_steps, args.speech_lr, ["speech"],
-                       monitor=lambda: {k: round(v, 3) for k, v in test_check(ib, pt, data).items()})
+                                 args.speech_minutes, args.speech_steps, args.speech_lr, ["speech"], monitor)
     wall = time.monotonic() - start
     for p in ib.parameters():
         p.requires_grad_(True)
