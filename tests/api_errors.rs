@@ -181,3 +181,113 @@ async fn unary_replies_carry_stage_timings_in_metadata() {
         }
     }
 }
+
+/// Asserts `result` failed with INVALID_ARGUMENT and exactly `message`.
+fn assert_limit<T: std::fmt::Debug>(result: Result<T, tonic::Status>, message: &str) {
+    let status = result.expect_err(message);
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+    assert_eq!(status.message(), message);
+}
+
+#[tokio::test]
+async fn every_rpc_counts_its_entries_against_the_request_limits() {
+    let mut options = fixture_options();
+    options.limits.max_items_per_request = 3;
+    options.limits.max_labels = 4;
+    options.limits.max_templates = 2;
+    options.limits.max_label_prompts = 6;
+    let mut server = start(options).await;
+    let unit = |i: usize| {
+        let mut v = vec![0.0f32; 32];
+        v[i] = 1.0;
+        pb::SimilarityItem { item: Some(pb::similarity_item::Item::Vector(pb::Vector { values: v })) }
+    };
+
+    // Similarity: queries and candidates together, raw vectors included.
+    let similarity = |queries: usize, candidates: usize| pb::SimilarityRequest {
+        queries: (0..queries).map(unit).collect(),
+        candidates: (0..candidates).map(unit).collect(),
+        ..Default::default()
+    };
+    assert_limit(
+        server.client.similarity(similarity(2, 2)).await,
+        "request has 4 items (queries and candidates), more than the limit of 3 per request",
+    );
+    let reply = server.client.similarity(similarity(1, 2)).await.expect("at the limit").into_inner();
+    assert_eq!((reply.rows, reply.cols, reply.cosine), (1, 2, vec![1.0, 0.0]));
+
+    // Classify: inputs, labels, templates and their product.
+    let classify = |inputs: usize, labels: usize, templates: &[&str]| pb::ClassifyRequest {
+        inputs: (0..inputs).map(|i| text(&format!("t{i}"), "a red cube")).collect(),
+        labels: (0..labels).map(|i| format!("shape {i}")).collect(),
+        templates: templates.iter().map(|t| t.to_string()).collect(),
+        ..Default::default()
+    };
+    assert_limit(
+        server.client.classify(classify(4, 2, &[])).await,
+        "request has 4 inputs, more than the limit of 3 per request",
+    );
+    assert_limit(
+        server.client.classify(classify(1, 5, &[])).await,
+        "request has 5 labels, more than the limit of 4 per request",
+    );
+    assert_limit(
+        server.client.classify(classify(1, 2, &["a {}", "the {}", "one {}"])).await,
+        "request has 3 templates, more than the limit of 2 per request",
+    );
+    assert_limit(
+        server.client.classify(classify(1, 4, &["a {}", "the {}"])).await,
+        "request has 8 label prompts (labels x templates), more than the limit of 6 per request",
+    );
+    let reply = server.client.classify(classify(1, 3, &["a {}", "the {}"])).await.expect("at the limits");
+    assert_eq!(reply.into_inner().label_cache_misses, 3);
+
+    // EmbedStream: each message is a request; the one over the limit fails alone.
+    let messages = vec![
+        request((0..4).map(|i| text(&format!("s{i}"), "a cat")).collect()),
+        request(vec![text("after", "a cat")]),
+    ];
+    let replies: Vec<_> = server
+        .client
+        .embed_stream(futures::stream::iter(messages))
+        .await
+        .expect("stream")
+        .into_inner()
+        .collect()
+        .await;
+    let first = replies[0].as_ref().expect("an error response, not a broken stream");
+    let error = first.error.as_ref().expect("the first message fails");
+    assert_eq!(error.code, Code::InvalidArgument as i32);
+    assert_eq!(error.message, "request has 4 inputs, more than the limit of 3 per request");
+    assert_eq!(replies[1].as_ref().expect("second").embeddings.len(), 1);
+
+    // Collections: Upsert items, Get and Delete ids; a refused call changes nothing.
+    let mut c = collections_client(&server);
+    c.create_collection(pb::CreateCollectionRequest { name: "limited".into(), ..Default::default() })
+        .await
+        .expect("create");
+    let items = |n: usize| pb::UpsertRequest {
+        collection: "limited".into(),
+        items: (0..n)
+            .map(|i| pb::Item {
+                id: format!("v{i}"),
+                source: Some(pb::item::Source::Vector(pb::Vector {
+                    values: (0..32).map(|d| if d == i { 1.0 } else { 0.0 }).collect(),
+                })),
+                ..Default::default()
+            })
+            .collect(),
+    };
+    assert_limit(c.upsert(items(4)).await, "request has 4 items, more than the limit of 3 per request");
+    let ids: Vec<String> = (0..4).map(|i| format!("v{i}")).collect();
+    let get = pb::GetRequest { collection: "limited".into(), ids: ids.clone(), ..Default::default() };
+    assert_limit(c.get(get).await, "request has 4 ids, more than the limit of 3 per request");
+    let delete = pb::DeleteRequest { collection: "limited".into(), ids };
+    assert_limit(c.delete(delete).await, "request has 4 ids, more than the limit of 3 per request");
+    let stats_request = || pb::StatsRequest { collection: "limited".into() };
+    let before = c.stats(stats_request()).await.expect("stats").into_inner();
+    assert_eq!((before.collection.map(|i| i.count), before.last_sequence), (Some(0), 0));
+    assert_eq!(c.upsert(items(3)).await.expect("at the limit").into_inner().upserted, 3);
+    let after = c.stats(stats_request()).await.expect("stats").into_inner();
+    assert_eq!(after.collection.map(|i| i.count), Some(3));
+}

@@ -210,6 +210,7 @@ impl CollectionsService {
 
     async fn run_upsert(&self, request: pb::UpsertRequest) -> Result<pb::UpsertResponse, Status> {
         let collection = self.collection(&request.collection)?;
+        self.engine.limits().check_items("items", request.items.len())?;
         let mut items = Vec::with_capacity(request.items.len());
         let mut inputs = Vec::new();
         let mut raw = Vec::with_capacity(request.items.len());
@@ -397,6 +398,7 @@ impl Collections for CollectionsService {
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         let request = request.into_inner();
         let collection = self.collection(&request.collection)?;
+        self.engine.limits().check_items("ids", request.ids.len())?;
         let (items, missing_ids) = collection.get(&request.ids, request.include_vectors)?;
         Ok(Response::new(pb::GetResponse {
             items: items.into_iter().map(stored_item).collect(),
@@ -410,6 +412,7 @@ impl Collections for CollectionsService {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let request = request.into_inner();
         let collection = self.collection(&request.collection)?;
+        self.engine.limits().check_items("ids", request.ids.len())?;
         let writer = Arc::clone(&collection);
         let ids = request.ids;
         let (deleted, missing_ids, sequence) = blocking(move || writer.delete(&ids)).await?;

@@ -5,15 +5,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use super::{convert, pb};
-use crate::engine::{EmbedOptions, Embedded, Engine, EngineError, Item, LoadedModel, Payload};
+use crate::engine::{
+    EmbedOptions, Embedded, Engine, EngineError, Item, ItemLimitError, Limits, LoadedModel, Payload,
+    check_count,
+};
 use crate::modality::Modality;
 use crate::store::vector::{self, VectorError};
-
-/// Most labels in one `Classify` call.
-pub const MAX_LABELS: usize = 4096;
-
-/// Most templates in one `Classify` call.
-pub const MAX_TEMPLATES: usize = 256;
 
 /// Most label prompts embedded in one engine call (prompts of one label stay together).
 const PROMPTS_PER_CALL: usize = 64;
@@ -63,16 +60,9 @@ pub enum SimilarityError {
         /// Number of `{}` found.
         count: usize,
     },
-    /// Too many labels or templates.
-    #[error("{count} {what}, more than the limit of {limit}")]
-    TooMany {
-        /// What.
-        what: &'static str,
-        /// How many were sent.
-        count: usize,
-        /// The limit.
-        limit: usize,
-    },
+    /// Too many items, labels, templates or label prompts.
+    #[error(transparent)]
+    TooMany(#[from] ItemLimitError),
     /// `top_k` exceeds the number of labels.
     #[error("top_k = {top_k} is more than the {labels} labels")]
     TopK {
@@ -117,6 +107,37 @@ fn softmax(logits: &[f64]) -> Vec<f64> {
 
 fn dot64(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
+}
+
+/// Per-side logit scales of the rows and the columns.
+type SideScales = (Vec<f64>, Vec<f64>);
+
+/// The row-major cosine matrix of `queries` x `candidates` and, with `scales`, the logits and the
+/// softmax of each row (scale: the override, else the product of the two sides' scales).
+fn matrix(
+    queries: &[Vec<f32>],
+    candidates: &[Vec<f32>],
+    scales: Option<SideScales>,
+    scale_override: Option<f64>,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let cells = queries.len() * candidates.len();
+    let mut cosine = Vec::with_capacity(cells);
+    let (mut logits, mut probabilities) = (Vec::new(), Vec::new());
+    for (r, q) in queries.iter().enumerate() {
+        let row: Vec<f64> = candidates.iter().map(|c| dot64(q, c)).collect();
+        cosine.extend(row.iter().map(|c| *c as f32));
+        if let Some((row_scales, col_scales)) = &scales {
+            let row_scale = row_scales.get(r).copied().unwrap_or(1.0);
+            let row_logits: Vec<f64> = row
+                .iter()
+                .zip(col_scales)
+                .map(|(c, col_scale)| c * scale_override.unwrap_or(row_scale * col_scale))
+                .collect();
+            probabilities.extend(softmax(&row_logits).into_iter().map(|p| p as f32));
+            logits.extend(row_logits.into_iter().map(|l| l as f32));
+        }
+    }
+    (cosine, logits, probabilities)
 }
 
 /// One side of a similarity, resolved to unit vectors.
@@ -170,6 +191,10 @@ pub async fn similarity(
 ) -> Result<pb::SimilarityResponse, SimilarityError> {
     let model = engine.registry().resolve(&request.model)?;
     let scale_override = check_scale(request.logit_scale)?;
+    // Both sides count, vectors too: the matrix grows with their product.
+    engine
+        .limits()
+        .check_items("items (queries and candidates)", request.queries.len() + request.candidates.len())?;
     let rows = request.queries.len();
     let mut inputs = Vec::new();
     let mut queries = split_side("queries", request.queries, model.dim, &mut inputs, 0)?;
@@ -184,25 +209,16 @@ pub async fn similarity(
         }
     }
     let cols = candidates.vectors.len();
-    let mut cosine = Vec::with_capacity(rows * cols);
-    let mut logits = Vec::new();
-    let mut probabilities = Vec::new();
-    for (q, q_modality) in queries.vectors.iter().zip(&queries.modalities) {
-        let row: Vec<f64> = candidates.vectors.iter().map(|c| dot64(q, c)).collect();
-        cosine.extend(row.iter().map(|c| *c as f32));
-        if request.softmax {
-            let q_scale = modality_scale(&model, *q_modality);
-            let row_logits: Vec<f64> = row
-                .iter()
-                .zip(&candidates.modalities)
-                .map(|(c, c_modality)| {
-                    c * scale_override.unwrap_or_else(|| q_scale * modality_scale(&model, *c_modality))
-                })
-                .collect();
-            probabilities.extend(softmax(&row_logits).into_iter().map(|p| p as f32));
-            logits.extend(row_logits.into_iter().map(|l| l as f32));
-        }
-    }
+    let softmax_scales = request.softmax.then(|| {
+        let scale = |m: &Option<Modality>| modality_scale(&model, *m);
+        (queries.modalities.iter().map(scale).collect(), candidates.modalities.iter().map(scale).collect())
+    });
+    // rows x cols x dim multiply-adds: off the async workers.
+    let (cosine, logits, probabilities) = tokio::task::spawn_blocking(move || {
+        matrix(&queries.vectors, &candidates.vectors, softmax_scales, scale_override)
+    })
+    .await
+    .map_err(|e| EngineError::Internal(format!("similarity task failed: {e}")))?;
     Ok(pb::SimilarityResponse {
         model: model.name.clone(),
         rows: rows as u32,
@@ -270,27 +286,20 @@ fn label_cache() -> std::sync::MutexGuard<'static, LabelCache> {
     LABEL_CACHE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn check_classify(request: &pb::ClassifyRequest) -> Result<(), SimilarityError> {
+fn check_classify(request: &pb::ClassifyRequest, limits: &Limits) -> Result<(), SimilarityError> {
     if request.inputs.is_empty() {
         return Err(SimilarityError::Empty { what: "inputs" });
     }
     if request.labels.is_empty() {
         return Err(SimilarityError::Empty { what: "labels" });
     }
-    if request.labels.len() > MAX_LABELS {
-        return Err(SimilarityError::TooMany {
-            what: "labels",
-            count: request.labels.len(),
-            limit: MAX_LABELS,
-        });
-    }
-    if request.templates.len() > MAX_TEMPLATES {
-        return Err(SimilarityError::TooMany {
-            what: "templates",
-            count: request.templates.len(),
-            limit: MAX_TEMPLATES,
-        });
-    }
+    limits.check_items("inputs", request.inputs.len())?;
+    check_count("labels", request.labels.len(), limits.max_labels)?;
+    check_count("templates", request.templates.len(), limits.max_templates)?;
+    // Counted before the cache is consulted, so a request's cost never depends on what other
+    // clients asked before.
+    let prompts = request.labels.len() * request.templates.len().max(1);
+    check_count("label prompts (labels x templates)", prompts, limits.max_label_prompts)?;
     if let Some(index) = request.labels.iter().position(|l| l.trim().is_empty()) {
         return Err(SimilarityError::EmptyLabel { index });
     }
@@ -352,7 +361,7 @@ pub async fn classify(
     engine: &Engine,
     request: pb::ClassifyRequest,
 ) -> Result<pb::ClassifyResponse, SimilarityError> {
-    check_classify(&request)?;
+    check_classify(&request, engine.limits())?;
     let scale_override = check_scale(request.logit_scale)?;
     let model = engine.registry().resolve(&request.model)?;
     let templates: Arc<[String]> = if request.templates.is_empty() {

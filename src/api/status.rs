@@ -3,7 +3,7 @@
 use tonic::{Code, Status};
 
 use super::similarity::SimilarityError;
-use crate::engine::EngineError;
+use crate::engine::{EngineError, ItemLimitError};
 use crate::store::StoreError;
 
 /// The gRPC status a client receives for `error`.
@@ -58,6 +58,12 @@ pub fn store_status(error: &StoreError) -> Status {
 impl From<StoreError> for Status {
     fn from(error: StoreError) -> Self {
         store_status(&error)
+    }
+}
+
+impl From<ItemLimitError> for Status {
+    fn from(error: ItemLimitError) -> Self {
+        Status::new(Code::InvalidArgument, error.to_string())
     }
 }
 
