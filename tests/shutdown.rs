@@ -1,5 +1,6 @@
-//! Graceful shutdown: on SIGTERM the server reports NOT_SERVING, stops accepting, lets the
-//! in-flight call finish and exits 0; a call still running at the drain timeout is abandoned.
+//! Graceful shutdown: on SIGTERM or SIGINT the server reports NOT_SERVING, stops accepting, lets
+//! the in-flight call finish, folds the collection logs into snapshots and exits 0; a call still
+//! running at the drain timeout is abandoned; a signal during start-up stops it cleanly.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bindery::api::pb;
+use bindery::api::pb::collections_client::CollectionsClient;
 use bindery::api::pb::embedder_client::EmbedderClient;
 use bindery::server;
 use common::*;
@@ -33,13 +35,14 @@ impl Drop for ServerProcess {
     }
 }
 
-fn spawn_server(extra: &[&str]) -> ServerProcess {
+/// Starts `bindery serve` with `extra` arguments, without waiting for it.
+fn spawn_process(extra: &[&str]) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_bindery"))
         .args(["serve", "--listen", "127.0.0.1:0", "--default-model", "imagebind-fixture"])
         .args(["--intra-threads", "1", "--max-message-bytes", "268435456", "--models"])
         .arg(repo().join("models"))
         .args(extra)
-        // Collections go to a scratch folder, never the user's data dir.
+        // Collections go to a scratch folder, never the user's data dir (--data-dir overrides).
         .env(
             "BINDERY_DATA_DIR",
             std::env::temp_dir().join(format!("bindery-test-data-{}", std::process::id())),
@@ -57,23 +60,48 @@ fn spawn_server(extra: &[&str]) -> ServerProcess {
             let _ = tx.send(line);
         }
     });
+    (child, log)
+}
+
+/// Reads `log` until a line contains `needle` and returns that line.
+fn wait_for_line(log: &mpsc::Receiver<String>, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(120);
-    let addr = loop {
+    loop {
         let line = log.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("server log");
         assert!(!line.contains("panicked"), "{line}");
-        if line.contains("bindery serving") {
-            let field =
-                line.split_whitespace().find_map(|w| w.strip_prefix("listen=")).expect("listen= field");
-            break field.parse().expect("address");
+        if line.contains(needle) {
+            return line;
         }
-    };
-    ServerProcess { child, addr, log }
+    }
+}
+
+fn spawn_server(extra: &[&str]) -> ServerProcess {
+    let (child, log) = spawn_process(extra);
+    let line = wait_for_line(&log, "bindery serving");
+    let field = line.split_whitespace().find_map(|w| w.strip_prefix("listen=")).expect("listen= field");
+    ServerProcess { child, addr: field.parse().expect("address"), log }
+}
+
+fn signal(child: &Child, signal: libc::c_int) {
+    // SAFETY: plain kill(2) on the pid of a child this test owns and has not reaped.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    assert_eq!(rc, 0, "kill failed");
+}
+
+/// Waits up to 30 s for `child` to exit and returns its status.
+async fn exit_status(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "server did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn sigterm(child: &Child) {
-    // SAFETY: plain kill(2) on the pid of a child this test owns and has not reaped.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(rc, 0, "kill failed");
+    signal(child, libc::SIGTERM);
 }
 
 /// A request that takes the debug-built server a few seconds (4 s on a busy 2-core machine): large point
@@ -133,14 +161,7 @@ async fn sigterm_drains_in_flight_calls_refuses_new_ones_and_exits_zero() {
     assert_eq!(reply.embeddings.len(), 2);
     assert!(reply.embeddings.iter().all(|e| e.vector.iter().all(|v| v.is_finite())));
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "server did not exit after draining");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = exit_status(&mut server.child).await;
     assert!(status.success(), "exit status {status:?}");
     let log: Vec<String> = server.log.try_iter().collect();
     assert!(log.iter().any(|l| l.contains("bindery stopped")), "{log:?}");
@@ -182,4 +203,90 @@ async fn the_drain_timeout_bounds_the_wait_for_calls_that_do_not_finish() {
     result.expect("a drain timeout is a clean stop");
     let waited = asked.elapsed();
     assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(5), "{waited:?}");
+}
+
+fn unit_item(id: &str, axis: usize) -> pb::Item {
+    let mut values = vec![0.0f32; 32];
+    values[axis] = 1.0;
+    pb::Item {
+        id: id.into(),
+        source: Some(pb::item::Source::Vector(pb::Vector { values })),
+        metadata: [("axis".to_string(), axis.to_string())].into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_flushes_the_collection_logs_and_marks_every_encoder_not_serving() {
+    let data = TempDir::new("shutdown-data");
+    let data_arg = data.path().to_str().expect("utf-8 path").to_string();
+    let mut server = spawn_server(&["--data-dir", &data_arg]);
+    let channel = Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
+    let mut collections = CollectionsClient::new(channel.clone());
+    collections
+        .create_collection(pb::CreateCollectionRequest { name: "kept".into(), ..Default::default() })
+        .await
+        .expect("create");
+    let items = (0..3).map(|i| unit_item(&format!("item{i}"), i)).collect();
+    collections.upsert(pb::UpsertRequest { collection: "kept".into(), items }).await.expect("upsert");
+    let stats = collections.stats(pb::StatsRequest { collection: "kept".into() }).await.unwrap().into_inner();
+    assert!(stats.wal_bytes > 8, "the upsert is in the log before the signal: {stats:?}");
+
+    let mut watch = HealthClient::new(channel)
+        .watch(HealthCheckRequest { service: "imagebind-fixture/text".into() })
+        .await
+        .expect("watch an encoder")
+        .into_inner();
+    assert_eq!(watch.message().await.unwrap().unwrap().status, ServingStatus::Serving as i32);
+    signal(&server.child, libc::SIGINT);
+    let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("health update")
+        .expect("watch stream")
+        .expect("a status");
+    assert_eq!(next.status, ServingStatus::NotServing as i32, "encoder entries stop serving too");
+    drop(watch);
+    let status = exit_status(&mut server.child).await;
+    assert!(status.success(), "exit status {status:?}");
+    let log: Vec<String> = server.log.try_iter().collect();
+    assert!(log.iter().any(|l| l.contains("SIGINT received")), "{log:?}");
+    drop(server);
+
+    // The log was folded into a snapshot on the way out: the restart replays nothing and finds
+    // every item intact.
+    let server = spawn_server(&["--data-dir", &data_arg]);
+    let channel = Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
+    let mut collections = CollectionsClient::new(channel);
+    let stats = collections.stats(pb::StatsRequest { collection: "kept".into() }).await.unwrap().into_inner();
+    assert_eq!(stats.recovered_records, 0, "{stats:?}");
+    assert_eq!(stats.corrupt_tails, 0, "{stats:?}");
+    assert_eq!(stats.collection.map(|c| c.count), Some(3));
+    let got = collections
+        .get(pb::GetRequest {
+            collection: "kept".into(),
+            ids: (0..3).map(|i| format!("item{i}")).collect(),
+            include_vectors: true,
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert!(got.missing_ids.is_empty());
+    for (i, item) in got.items.iter().enumerate() {
+        let Some(pb::item::Source::Vector(want)) = unit_item("", i).source else { unreachable!() };
+        assert_eq!(item.vector, want.values, "{}", item.id);
+        assert_eq!(item.metadata.get("axis"), Some(&i.to_string()));
+    }
+}
+
+#[tokio::test]
+async fn sigterm_while_the_models_load_stops_cleanly() {
+    let (mut child, log) = spawn_process(&[]);
+    // Logged once the signal handlers are in place, before any model is read.
+    wait_for_line(&log, "bindery starting");
+    signal(&child, libc::SIGTERM);
+    let status = exit_status(&mut child).await;
+    assert!(status.success(), "exit status {status:?}");
+    let lines: Vec<String> = log.try_iter().collect();
+    assert!(lines.iter().any(|l| l.contains("bindery stopped before serving")), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("bindery serving")), "{lines:?}");
 }

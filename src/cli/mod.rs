@@ -79,9 +79,19 @@ pub struct ServeArgs {
     /// bind it to a private address).
     #[arg(long, env = "BINDERY_METRICS", value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
-    /// Most inputs accepted in one request.
+    /// Most entries in one request: inputs to embed, Similarity queries and candidates together,
+    /// Classify inputs, Upsert items, Get and Delete ids.
     #[arg(long, default_value_t = Limits::default().max_items_per_request)]
     pub max_items: usize,
+    /// Most labels in one Classify call.
+    #[arg(long, default_value_t = Limits::default().max_labels)]
+    pub max_labels: usize,
+    /// Most prompt templates in one Classify call.
+    #[arg(long, default_value_t = Limits::default().max_templates)]
+    pub max_templates: usize,
+    /// Most label prompts (labels x templates, cached or not) in one Classify call.
+    #[arg(long, default_value_t = Limits::default().max_label_prompts)]
+    pub max_label_prompts: usize,
     /// Longest text accepted, in UTF-8 bytes.
     #[arg(long, default_value_t = Limits::default().max_text_bytes)]
     pub max_text_bytes: usize,
@@ -197,6 +207,9 @@ impl ServeArgs {
         options.engine.warm_up = !self.no_warm_up;
         options.metrics_addr = self.metrics;
         options.limits.max_items_per_request = self.max_items;
+        options.limits.max_labels = self.max_labels;
+        options.limits.max_templates = self.max_templates;
+        options.limits.max_label_prompts = self.max_label_prompts;
         options.limits.max_text_bytes = self.max_text_bytes;
         options.limits.image.max_bytes = self.max_image_bytes;
         options.limits.image.max_pixels = self.max_image_pixels;
@@ -247,10 +260,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Listening from the first moment: a SIGTERM while the models load stops the start cleanly
+    // instead of killing the process with the default action.
+    let mut shutdown = std::pin::pin!(shutdown_signal()?);
+    tracing::info!("bindery starting");
     let mut options = args.options();
     args.security(&mut options)?;
     let load_options = options.clone();
-    let engine = tokio::task::spawn_blocking(move || server::load_engine(&load_options)).await??;
+    let loading = tokio::task::spawn_blocking(move || server::load_engine(&load_options));
+    let engine = tokio::select! {
+        engine = loading => engine??,
+        () = &mut shutdown => {
+            tracing::info!("bindery stopped before serving");
+            return Ok(());
+        }
+    };
     let engine = Arc::new(engine);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -275,32 +299,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir = %options.data_dir.as_deref().map_or("none".into(), |d| d.display().to_string()),
         "bindery serving"
     );
-    server::serve(engine, listener, &options, shutdown_signal()).await?;
+    server::serve(engine, listener, &options, shutdown).await?;
     let _ = stop_metrics.send(());
     tracing::info!("bindery stopped");
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                let _ = interrupt.await;
-                return;
-            }
-        };
+/// A future that resolves on SIGINT or SIGTERM; both are caught from the moment this returns.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
+            _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
+    })
+}
+
+/// A future that resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

@@ -140,10 +140,12 @@ pub fn load_engine(options: &ServerOptions) -> Result<Engine, LoadError> {
     Engine::new(registry, options.limits.clone(), &options.engine, Arc::new(Metrics::new()))
 }
 
-/// Sets each encoder's health entry (`<model>/<modality>`) from the engine.
-async fn report_encoder_health(engine: &Engine, health: &tonic_health::server::HealthReporter) {
+/// Sets each encoder's health entry (`<model>/<modality>`) from the engine, or to NOT_SERVING
+/// for all of them when the server is `stopping`.
+async fn report_encoder_health(engine: &Engine, health: &tonic_health::server::HealthReporter, stopping: bool) {
     for encoder in engine.encoder_health() {
-        let status = if encoder.serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+        let serving = encoder.serving && !stopping;
+        let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
         health.set_service_status(format!("{}/{}", encoder.model, encoder.modality), status).await;
     }
 }
@@ -175,15 +177,16 @@ pub async fn serve(
     health.set_serving::<EmbedderServer<EmbedderService>>().await;
     health.set_serving::<CollectionsServer<CollectionsService>>().await;
     health.set_service_status("", ServingStatus::Serving).await;
-    report_encoder_health(&engine, &health).await;
+    report_encoder_health(&engine, &health, false).await;
     let mut health_changes = engine.health_changes();
     let (watch_engine, watch_health) = (Arc::clone(&engine), health.clone());
     let health_watcher = tokio::spawn(async move {
         while health_changes.changed().await.is_ok() {
-            report_encoder_health(&watch_engine, &watch_health).await;
+            report_encoder_health(&watch_engine, &watch_health, false).await;
         }
     });
     let shutdown_health = health.clone();
+    let (shutdown_engine, stop_health_watcher) = (Arc::clone(&engine), health_watcher.abort_handle());
     let mut builder = Server::builder().max_concurrent_streams(options.max_concurrent_streams);
     if let Some(tls_options) = &options.tls {
         builder = builder
@@ -211,6 +214,9 @@ pub async fn serve(
             shutdown_health.set_not_serving::<EmbedderServer<EmbedderService>>().await;
             shutdown_health.set_not_serving::<CollectionsServer<CollectionsService>>().await;
             shutdown_health.set_service_status("", ServingStatus::NotServing).await;
+            // Per-encoder entries too; the watcher would otherwise report a batch's success.
+            stop_health_watcher.abort();
+            report_encoder_health(&shutdown_engine, &shutdown_health, true).await;
             let _ = draining_tx.send(());
         });
     // Once shutdown starts, tonic stops accepting and waits for every open call; this bounds
