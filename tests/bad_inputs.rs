@@ -1,7 +1,8 @@
 //! Every class of bad input (truncated, corrupt, oversized, wrong type, adversarial headers, NaN
 //! payloads, empty) for every modality, sent to one server: each gets its expected status, and a
-//! good request right after it is still served. `cargo test --test bad_inputs -- --nocapture`
-//! prints the table kept in RELIABILITY.md.
+//! good request of the same modality right after it is still served, and the table in
+//! RELIABILITY.md matches what the server answered. `cargo test --test bad_inputs -- --nocapture`
+//! prints that table.
 
 mod common;
 
@@ -459,12 +460,24 @@ async fn every_bad_input_class_gets_its_status_and_the_server_keeps_serving() {
     options.limits.point_cloud.max_points = 20_000;
     options.max_message_bytes = 4 << 20;
     let mut server = start(options).await;
-    let good = || request(vec![text("good", "a red cube")]);
+    let (good_png, good_wav) = (read("images/png_rgb.png"), read("audio/cases/wav16k_mono_s16_5s.wav"));
+    let good_cloud: Vec<f32> = (0..900).map(|i| ((i * 37) % 101) as f32 / 100.0).collect();
+    // A good request of the case's own modality: a failure must not have broken that pipeline.
+    let good = |modality: &str| match modality {
+        "image" => request(vec![image("good", good_png.clone())]),
+        "audio" => request(vec![audio("good", good_wav.clone(), "")]),
+        "point_cloud" => request(vec![cloud_xyz("good", good_cloud.clone())]),
+        _ => request(vec![text("good", "a red cube")]),
+    };
 
     let mut table = vec!["| class | modality | input | status | served after |".to_string()];
     table.push("| --- | --- | --- | --- | --- |".into());
     let mut failures = Vec::new();
     for case in cases() {
+        let input_id = match &case.send {
+            Send::Request(r) | Send::Header(_, _, r) => r.inputs.first().map(|i| i.id.clone()),
+            Send::Raw(_) => None,
+        };
         let got = send(&server.channel, case.send).await;
         let code = got.as_ref().err().map_or(Code::Ok, Status::code);
         let message = got.as_ref().err().map(|s| s.message().to_string()).unwrap_or_default();
@@ -474,8 +487,15 @@ async fn every_bad_input_class_gets_its_status_and_the_server_keeps_serving() {
                 case.class, case.modality, case.what, case.expect
             ));
         }
-        // The next good request, on the same connection, is served.
-        let after = server.client.embed(good()).await;
+        // A refused input is named, with its modality, before the problem.
+        if let (Code::InvalidArgument, Some(id)) = (code, &input_id) {
+            let named = format!("input {id:?} ({}): ", case.modality);
+            if !message.starts_with(&named) {
+                failures.push(format!("{} / {}: message does not start with {named:?}: {message}", case.class, case.what));
+            }
+        }
+        // The next good request of the same modality, on the same connection, is served.
+        let after = server.client.embed(good(case.modality)).await;
         if let Err(s) = &after {
             failures.push(format!("{} / {}: good request after it failed: {s:?}", case.class, case.what));
         }
@@ -493,6 +513,13 @@ async fn every_bad_input_class_gets_its_status_and_the_server_keeps_serving() {
             if shown.is_empty() { String::new() } else { format!(": {}", shown.replace('|', "\\|")) },
             if after.is_ok() { "yes" } else { "NO" }
         ));
+    }
+    // RELIABILITY.md shows this table; it must say what the server really answers.
+    let doc = std::fs::read_to_string(repo().join("RELIABILITY.md")).expect("RELIABILITY.md");
+    for row in &table {
+        if !doc.contains(row.as_str()) {
+            failures.push(format!("RELIABILITY.md lacks this row (rerun with --nocapture and copy the table):\n{row}"));
+        }
     }
     println!("{}", table.join("\n"));
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -171,3 +171,52 @@ async fn packed_arrays_and_nan_points_are_accepted() {
     assert_eq!(reply.embeddings[0].dropped_points, 1);
     assert!((norm(&reply.embeddings[0].vector) - 1.0).abs() < 1e-5);
 }
+
+#[tokio::test]
+async fn point_cloud_byte_and_point_limits_name_the_input_and_the_limit() {
+    let read = |file: &str| std::fs::read(fixture(&format!("point_cloud/bad/{file}"))).expect("bad fixture");
+    // One server per limit, so each file can only cross the limit under test.
+    let mut options = fixture_options();
+    options.limits.point_cloud.max_bytes = 512;
+    let mut by_bytes = start(options).await;
+    let status = by_bytes
+        .client
+        .embed(request(vec![cloud("big", read("too_many_bytes.xyz"), Some("xyz"))]))
+        .await
+        .expect_err("over the byte limit");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "input \"big\" (point_cloud): point cloud file is 882 bytes, more than the limit of 512 bytes"
+    );
+
+    let mut options = fixture_options();
+    options.limits.point_cloud.max_points = 100;
+    let mut by_points = start(options).await;
+    // Counted while reading a text file (101 lines).
+    let status = by_points
+        .client
+        .embed(request(vec![cloud("many", read("too_many_points.xyz"), Some("xyz"))]))
+        .await
+        .expect_err("over the point limit");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "input \"many\" (point_cloud): point cloud has 101 points, more than the limit of 100"
+    );
+    // Taken from a PLY header, before any vertex is read.
+    let status = by_points
+        .client
+        .embed(request(vec![cloud("header", read("huge_count.ply"), Some("ply"))]))
+        .await
+        .expect_err("a header over the point limit");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "input \"header\" (point_cloud): point cloud has 4000000000 points, more than the limit of 100"
+    );
+    // 100 points pass.
+    let hundred: Vec<u8> = read("too_many_points.xyz").split_inclusive(|b| *b == b'\n').take(100).flatten().copied().collect();
+    let reply = by_points.client.embed(request(vec![cloud("ok", hundred, Some("xyz"))])).await;
+    assert!(reply.is_ok(), "{reply:?}");
+}
