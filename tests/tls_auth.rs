@@ -266,3 +266,91 @@ async fn health_and_reflection_need_no_key() {
         .into_inner();
     assert!(replies.message().await.expect("reply").is_some());
 }
+
+/// Runs the `bindery` binary with `args` and returns (success, stdout, stderr).
+async fn run_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
+        .args(args)
+        .env_remove("BINDERY_API_KEY")
+        .output()
+        .await
+        .expect("bindery runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (output.status.success(), text(&output.stdout), text(&output.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_subcommands_reach_a_mutual_tls_server_with_an_api_key() {
+    let dir = temp_dir("cli");
+    let (ca, client_ca) = (Ca::new("bindery test CA"), Ca::new("bindery client CA"));
+    let mut keys = ApiKeys::new();
+    keys.add_text(RW_KEY, "test keys").unwrap();
+    let mut options = fixture_options();
+    options.tls = Some(server_files(&dir, &ca, Some(&client_ca)));
+    options.api_keys = Some(Arc::new(keys));
+    let server = start_bare(options).await;
+
+    let (cert, key) = client_ca.leaf(false);
+    for (name, content) in [("ca.pem", &ca.pem), ("client.pem", &cert), ("client.key", &key)] {
+        std::fs::write(dir.join(name), content).unwrap();
+    }
+    let path = |name: &str| dir.join(name).to_str().expect("utf-8 path").to_string();
+    let server_url = format!("https://{}", server.addr);
+    let (ca_file, cert_file, key_file) = (path("ca.pem"), path("client.pem"), path("client.key"));
+    let tls: Vec<&str> = vec![
+        "--server",
+        &server_url,
+        "--tls-ca",
+        &ca_file,
+        "--tls-client-cert",
+        &cert_file,
+        "--tls-client-key",
+        &key_file,
+        // The certificate names localhost; the address is 127.0.0.1.
+        "--tls-domain",
+        "localhost",
+    ];
+    let with = |command: &'static str, extra: &[&'static str]| -> Vec<String> {
+        let mut args = vec![command.to_string()];
+        args.extend(tls.iter().map(|a| a.to_string()));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+
+    let (ok, stdout, stderr) = run_cli(&with("models", &["--api-key", RW_KEY])).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("\"imagebind-fixture\""), "{stdout}");
+
+    let (ok, stdout, stderr) = run_cli(&with("embed", &["--api-key", RW_KEY, "--text", "a red cube"])).await;
+    assert!(ok, "{stderr}");
+    let reply: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(reply["embeddings"][0]["dimension"], 32);
+
+    let load =
+        ["--api-key", RW_KEY, "--mix", "text", "--requests", "6", "--warmup", "0s", "--quiet", "--json", "-"];
+    let (ok, stdout, stderr) = run_cli(&with("load", &load)).await;
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!((report["ok"].as_f64(), report["errors"].as_f64()), (Some(6.0), Some(0.0)), "{report:#}");
+
+    // Without the key the server answers UNAUTHENTICATED; without the client certificate the
+    // handshake fails; without https:// the TLS options are refused before connecting.
+    let (ok, _, stderr) = run_cli(&with("models", &[])).await;
+    assert!(!ok && stderr.contains("Unauthenticated"), "{stderr}");
+    let no_identity = [
+        "models",
+        "--server",
+        &server_url,
+        "--tls-ca",
+        &ca_file,
+        "--tls-domain",
+        "localhost",
+        "--api-key",
+        RW_KEY,
+    ];
+    let (ok, _, stderr) = run_cli(&no_identity).await;
+    assert!(!ok, "{stderr}");
+    let plain_url = format!("http://{}", server.addr);
+    let (ok, _, stderr) = run_cli(&["models", "--server", &plain_url, "--tls-ca", &ca_file]).await;
+    assert!(!ok && stderr.contains("TLS options need an https:// server address"), "{stderr}");
+}

@@ -5,16 +5,8 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::json;
 
+use super::connect::ConnectArgs;
 use crate::api::pb;
-use crate::api::pb::embedder_client::EmbedderClient;
-
-/// Where the server is.
-#[derive(Debug, Args)]
-pub struct ConnectArgs {
-    /// Server address.
-    #[arg(long, env = "BINDERY_SERVER", default_value = "http://127.0.0.1:50051")]
-    pub server: String,
-}
 
 /// Options of `bindery embed`.
 #[derive(Debug, Args)]
@@ -40,12 +32,6 @@ pub struct EmbedArgs {
     pub raw: bool,
 }
 
-async fn connect(args: &ConnectArgs) -> anyhow::Result<EmbedderClient<tonic::transport::Channel>> {
-    EmbedderClient::connect(args.server.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", args.server))
-}
-
 fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
 }
@@ -69,7 +55,7 @@ pub async fn embed(args: EmbedArgs) -> anyhow::Result<()> {
             payload: Some(pb::input::Payload::Audio(pb::Audio { data: read(path)?, format_hint })),
         });
     }
-    let mut client = connect(&args.connect).await?;
+    let mut client = args.connect.client().await?;
     let request =
         pb::EmbedRequest { model: args.model.clone(), inputs, normalize: Some(!args.raw), cache: None };
     let reply =
@@ -94,7 +80,7 @@ pub async fn embed(args: EmbedArgs) -> anyhow::Result<()> {
 
 /// `bindery models`.
 pub async fn models(args: ConnectArgs) -> anyhow::Result<()> {
-    let mut client = connect(&args).await?;
+    let mut client = args.client().await?;
     let reply = client
         .list_models(pb::ListModelsRequest {})
         .await

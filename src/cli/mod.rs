@@ -1,6 +1,7 @@
 //! The `bindery` command line: `serve` and the client subcommands.
 
 mod client;
+pub mod connect;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,7 +29,7 @@ pub enum Command {
     /// Embed a text or an image with a running server and print JSON.
     Embed(client::EmbedArgs),
     /// List the models of a running server as JSON.
-    Models(client::ConnectArgs),
+    Models(connect::ConnectArgs),
     /// Drive a running server with a configurable load and report throughput and latency.
     Load(crate::load::LoadArgs),
 }

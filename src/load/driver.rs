@@ -8,7 +8,6 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
-use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
 use super::in_process::InProcess;
@@ -17,7 +16,7 @@ use super::workload::{self, Workload};
 use super::{LoadError, Mode};
 use crate::api::TIMING_KEYS;
 use crate::api::pb;
-use crate::api::pb::embedder_client::EmbedderClient;
+use crate::cli::connect::Client;
 
 /// How requests are paced.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -89,7 +88,7 @@ struct StreamConn {
 /// Sends requests over the chosen RPC and turns replies into outcomes.
 #[derive(Clone)]
 pub struct Caller {
-    clients: Arc<Vec<EmbedderClient<Channel>>>,
+    clients: Arc<Vec<Client>>,
     /// Set for the in-process baseline: requests go straight to the encoders.
     local: Option<Arc<InProcess>>,
     mode: Mode,
@@ -112,7 +111,7 @@ fn stage_micros(metadata: &MetadataMap) -> Option<StageMicros> {
 
 impl Caller {
     /// A caller spreading requests over `clients` (one per connection).
-    pub fn new(clients: Vec<EmbedderClient<Channel>>, mode: Mode) -> Self {
+    pub fn new(clients: Vec<Client>, mode: Mode) -> Self {
         Caller { clients: Arc::new(clients), local: None, mode, streams: Arc::default() }
     }
 
@@ -126,7 +125,7 @@ impl Caller {
         }
     }
 
-    fn client(&self, lane: usize) -> Option<EmbedderClient<Channel>> {
+    fn client(&self, lane: usize) -> Option<Client> {
         self.clients.get(lane % self.clients.len().max(1)).cloned()
     }
 
@@ -150,7 +149,7 @@ impl Caller {
     }
 
     async fn unary(
-        mut client: EmbedderClient<Channel>,
+        mut client: Client,
         request: pb::EmbedRequest,
         items: u64,
         remaining: Duration,
@@ -164,7 +163,7 @@ impl Caller {
 
     async fn stream(
         &self,
-        mut client: EmbedderClient<Channel>,
+        mut client: Client,
         request: pb::EmbedRequest,
         items: u64,
         remaining: Duration,

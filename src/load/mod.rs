@@ -19,16 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use tonic::transport::{Channel, Endpoint};
-
-use crate::api::pb::embedder_client::EmbedderClient;
 use driver::{Caller, LoadModel, RunPlan};
 pub use report::RunReport;
 use workload::Workload;
 pub use workload::{GeneratorOptions, Mix};
 
-/// Largest message the load client sends or accepts (matches the server's default).
-const MAX_MESSAGE_BYTES: usize = crate::server::DEFAULT_MAX_MESSAGE_BYTES;
+use crate::cli::connect::{ConnectArgs, ConnectError};
 
 /// Exit status when a run misses one of the `--max-*` objectives.
 const SLO_MISSED_EXIT: u8 = 2;
@@ -43,9 +39,9 @@ while --max-in-flight holds it back. A comma-separated list of levels runs a swe
 Exit status: 0 when every run meets the objectives, 2 when one misses --max-p99 or \
 --max-error-rate, 1 on any other failure.")]
 pub struct LoadArgs {
-    /// Server address.
-    #[arg(long, env = "BINDERY_SERVER", default_value = "http://127.0.0.1:50051")]
-    pub server: String,
+    /// Server to call, and how.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// Model to call (default: the server's default model).
     #[arg(long, default_value = "")]
     pub model: String,
@@ -151,14 +147,9 @@ pub enum LoadError {
     /// A command-line value is out of range.
     #[error("invalid option: {0}")]
     Invalid(String),
-    /// The server address is malformed or unreachable.
-    #[error("cannot connect to {server}: {source}")]
-    Connect {
-        /// Address given.
-        server: String,
-        /// Cause.
-        source: tonic::transport::Error,
-    },
+    /// The server address or TLS settings are unusable, or the server is unreachable.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     /// A payload file or folder cannot be read.
     #[error("cannot read {path}: {source}")]
     Read {
@@ -226,7 +217,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
                 tokio::task::spawn_blocking(move || in_process::InProcess::load(&models, &model)).await??,
             )
         }
-        None => Caller::new(connect(&args.server, args.connections).await?, args.mode),
+        None => Caller::new(args.connect.clients(args.connections).await?, args.mode),
     };
     let workload = Arc::new(workload);
     let json_to_stdout = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
@@ -324,20 +315,4 @@ fn plans(args: &LoadArgs) -> Result<Vec<RunPlan>, LoadError> {
             seed: args.generator.seed,
         })
         .collect())
-}
-
-/// Opens `n` separate HTTP/2 connections to `server`.
-async fn connect(server: &str, n: usize) -> Result<Vec<EmbedderClient<Channel>>, LoadError> {
-    let failed = |source| LoadError::Connect { server: server.to_string(), source };
-    let endpoint = Endpoint::from_shared(server.to_string()).map_err(failed)?.tcp_nodelay(true);
-    let mut clients = Vec::with_capacity(n);
-    for _ in 0..n {
-        let channel = endpoint.connect().await.map_err(failed)?;
-        clients.push(
-            EmbedderClient::new(channel)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        );
-    }
-    Ok(clients)
 }
