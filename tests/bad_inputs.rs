@@ -491,7 +491,10 @@ async fn every_bad_input_class_gets_its_status_and_the_server_keeps_serving() {
         if let (Code::InvalidArgument, Some(id)) = (code, &input_id) {
             let named = format!("input {id:?} ({}): ", case.modality);
             if !message.starts_with(&named) {
-                failures.push(format!("{} / {}: message does not start with {named:?}: {message}", case.class, case.what));
+                failures.push(format!(
+                    "{} / {}: message does not start with {named:?}: {message}",
+                    case.class, case.what
+                ));
             }
         }
         // The next good request of the same modality, on the same connection, is served.
@@ -518,7 +521,9 @@ async fn every_bad_input_class_gets_its_status_and_the_server_keeps_serving() {
     let doc = std::fs::read_to_string(repo().join("RELIABILITY.md")).expect("RELIABILITY.md");
     for row in &table {
         if !doc.contains(row.as_str()) {
-            failures.push(format!("RELIABILITY.md lacks this row (rerun with --nocapture and copy the table):\n{row}"));
+            failures.push(format!(
+                "RELIABILITY.md lacks this row (rerun with --nocapture and copy the table):\n{row}"
+            ));
         }
     }
     println!("{}", table.join("\n"));

@@ -97,7 +97,9 @@ async fn audio_limits_are_enforced_with_a_precise_error() {
     assert_eq!(status.code(), Code::InvalidArgument);
     // The declared length (10 min) is over the limit: refused before decoding.
     assert!(
-        status.message().starts_with("input \"long\" (audio): audio is longer than the limit of 3 s (at least 600"),
+        status
+            .message()
+            .starts_with("input \"long\" (audio): audio is longer than the limit of 3 s (at least 600"),
         "{}",
         status.message()
     );
@@ -105,5 +107,8 @@ async fn audio_limits_are_enforced_with_a_precise_error() {
     let big = vec![0u8; 400_001];
     let status = server.client.embed(request(vec![audio("big", big, "wav")])).await.expect_err("too big");
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert_eq!(status.message(), "input \"big\" (audio): audio is 400001 bytes, more than the limit of 400000 bytes");
+    assert_eq!(
+        status.message(),
+        "input \"big\" (audio): audio is 400001 bytes, more than the limit of 400000 bytes"
+    );
 }

@@ -216,7 +216,8 @@ async fn point_cloud_byte_and_point_limits_name_the_input_and_the_limit() {
         "input \"header\" (point_cloud): point cloud has 4000000000 points, more than the limit of 100"
     );
     // 100 points pass.
-    let hundred: Vec<u8> = read("too_many_points.xyz").split_inclusive(|b| *b == b'\n').take(100).flatten().copied().collect();
+    let hundred: Vec<u8> =
+        read("too_many_points.xyz").split_inclusive(|b| *b == b'\n').take(100).flatten().copied().collect();
     let reply = by_points.client.embed(request(vec![cloud("ok", hundred, Some("xyz"))])).await;
     assert!(reply.is_ok(), "{reply:?}");
 }

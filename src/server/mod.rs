@@ -142,7 +142,11 @@ pub fn load_engine(options: &ServerOptions) -> Result<Engine, LoadError> {
 
 /// Sets each encoder's health entry (`<model>/<modality>`) from the engine, or to NOT_SERVING
 /// for all of them when the server is `stopping`.
-async fn report_encoder_health(engine: &Engine, health: &tonic_health::server::HealthReporter, stopping: bool) {
+async fn report_encoder_health(
+    engine: &Engine,
+    health: &tonic_health::server::HealthReporter,
+    stopping: bool,
+) {
     for encoder in engine.encoder_health() {
         let serving = encoder.serving && !stopping;
         let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
