@@ -6,10 +6,14 @@
 //! *runner* feeds staged batches to the ONNX tower and hands each row back to its request. The
 //! two are joined by a one-slot channel, so one batch is being preprocessed while the previous one
 //! runs, and no more than that piles up.
+//!
+//! A panic on either thread fails only the inputs it touched (one input when its preprocessing
+//! panics, the whole batch otherwise) with an internal error; the threads go on serving.
 
 use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SendError, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,9 +22,8 @@ use rayon::prelude::*;
 use tokio::sync::oneshot;
 
 use super::cache::{CacheKey, CachedEmbedding, EmbeddingCache};
-use super::encoder::{Batch, EncodedItem, StageTimes, l2_normalize};
-use super::error::EngineError;
-use super::registry::LoadedModel;
+use super::encoder::{Batch, EncodedItem, StageTimes, Stages, l2_normalize};
+use super::error::{EngineError, panic_reason};
 use super::{Item, LoadError};
 use crate::metrics::{EncoderLabels, Metrics};
 use crate::modality::Modality;
@@ -229,6 +232,22 @@ impl EncoderQueue {
         lock(&self.state).closed = true;
         self.ready.notify_all();
     }
+
+    /// Closes the queue and fails every job still in it with `error()`. Returns whether the queue
+    /// was still open, i.e. whether the encoder stopped without being shut down.
+    fn abandon(&self, error: impl Fn() -> EngineError) -> bool {
+        let (was_open, pending) = {
+            let mut state = lock(&self.state);
+            let was_open = !std::mem::replace(&mut state.closed, true);
+            state.queued = 0;
+            (was_open, std::mem::take(&mut state.pending))
+        };
+        self.ready.notify_all();
+        for (job, _) in pending {
+            job.fail(error());
+        }
+        was_open
+    }
 }
 
 /// A batch preprocessed and waiting for the tower.
@@ -242,8 +261,11 @@ struct Staged {
 
 /// Shared state the encoder threads need.
 pub(crate) struct EncoderContext {
-    pub model: Arc<LoadedModel>,
+    /// Model name.
+    pub model: String,
     pub modality: Modality,
+    /// The encoder's preprocessor and tower.
+    pub stages: Arc<dyn Stages>,
     pub pool: Arc<rayon::ThreadPool>,
     pub cache: Option<Arc<EmbeddingCache>>,
     pub metrics: Arc<Metrics>,
@@ -255,14 +277,19 @@ pub(crate) struct EncoderContext {
 
 impl EncoderContext {
     fn labels(&self) -> EncoderLabels {
-        EncoderLabels::new(&self.model.name, self.modality.as_str())
+        EncoderLabels::new(&self.model, self.modality.as_str())
+    }
+
+    /// An internal error saying that this encoder `what` ("stopped", "failed while ...").
+    fn internal(&self, what: &str) -> EngineError {
+        EngineError::Internal(format!("the {}/{} encoder {what}", self.model, self.modality))
     }
 
     fn set_health(&self, up: bool) {
         self.metrics.encoder_up.get_or_create(&self.labels()).set(i64::from(up));
         if self.healthy.swap(up, Ordering::Relaxed) != up {
             if up {
-                tracing::info!(model = %self.model.name, modality = %self.modality, "encoder serving again");
+                tracing::info!(model = %self.model, modality = %self.modality, "encoder serving again");
             }
             self.health_changed.send_modify(|generation| *generation += 1);
         }
@@ -279,10 +306,10 @@ pub(crate) struct EncoderWorkers {
 impl EncoderWorkers {
     /// Starts the assembler and runner threads of one encoder.
     pub(crate) fn start(context: EncoderContext, settings: BatchSettings) -> Result<Self, LoadError> {
-        let queue = Arc::new(EncoderQueue::new(&context.model.name, context.modality, settings));
+        let queue = Arc::new(EncoderQueue::new(&context.model, context.modality, settings));
         let (staged_tx, staged_rx) = sync_channel::<Staged>(1);
         let context = Arc::new(context);
-        let name = format!("{}/{}", context.model.name, context.modality);
+        let name = format!("{}/{}", context.model, context.modality);
         let spawn_err = |e: std::io::Error| LoadError::Threads(format!("cannot start {name} threads: {e}"));
         let assembler = {
             let (context, queue) = (Arc::clone(&context), Arc::clone(&queue));
@@ -311,104 +338,153 @@ impl Drop for EncoderWorkers {
     }
 }
 
-/// The assembler thread: queue -> cache -> preprocessing -> staged batch.
-fn assemble(context: &EncoderContext, queue: &EncoderQueue, staged: &SyncSender<Staged>) {
-    let labels = context.labels();
-    let Some(encoder) = context.model.encoder(context.modality) else { return };
-    while let Some((taken, depth)) = queue.take() {
-        context.metrics.queue_depth.get_or_create(&labels).set(depth as i64);
-        let taken_at = Instant::now();
-        // Inputs whose caller left or whose deadline passed are dropped here, unprocessed.
-        let mut entries = Vec::with_capacity(taken.len());
-        for (job, index) in taken {
-            if !job.is_live() {
-                continue;
-            }
-            if job.expired(taken_at) {
-                job.fail(EngineError::DeadlineExceeded { stage: "in the queue" });
-                continue;
-            }
-            entries.push((job, index));
-        }
-        if entries.is_empty() {
-            continue;
-        }
-        let keys: Vec<Option<CacheKey>> = match &context.cache {
-            Some(_) => context.pool.install(|| {
-                entries
-                    .par_iter()
-                    .map(|(job, i)| {
-                        job.use_cache
-                            .then(|| CacheKey::of(&context.model.name, context.modality, &job.items[*i]))
-                    })
-                    .collect()
-            }),
-            None => vec![None; entries.len()],
-        };
-        // Cache hits are answered now and take no slot in the batch.
-        let mut misses = Vec::with_capacity(entries.len());
-        let mut miss_keys = Vec::with_capacity(entries.len());
-        for ((job, index), key) in entries.into_iter().zip(keys) {
-            let hit = key.and_then(|k| context.cache.as_ref().and_then(|c| c.get(&k)));
-            match (key, hit) {
-                (Some(_), Some(cached)) => {
-                    context.metrics.cache_hits.get_or_create(&labels).inc();
-                    let mut vector = cached.vector.to_vec();
-                    if job.normalize {
-                        l2_normalize(&mut vector);
-                    }
-                    let times = StageTimes { queue: taken_at - job.admitted, ..StageTimes::default() };
-                    job.complete(
-                        index,
-                        EncodedItem { vector, dropped_points: cached.dropped_points },
-                        &times,
-                    );
-                }
-                _ => {
-                    if key.is_some() {
-                        context.metrics.cache_misses.get_or_create(&labels).inc();
-                    }
-                    misses.push((job, index));
-                    miss_keys.push(key);
-                }
-            }
-        }
-        if misses.is_empty() {
-            continue;
-        }
-        let items: Vec<&Item> = misses.iter().map(|(job, i)| &job.items[*i]).collect();
-        let mut batch = context.pool.install(|| encoder.preprocessor.batch(&items));
-        drop(items);
-        let preprocessed_at = Instant::now();
-        context
-            .metrics
-            .preprocess_seconds
-            .get_or_create(&labels)
-            .observe((preprocessed_at - taken_at).as_secs_f64());
-        // A bad input fails its own request; the rest of the batch goes on without it.
-        let mut keep = vec![true; batch.len()];
-        for (slot, outcome) in batch.outcomes.iter_mut().enumerate() {
-            if outcome.is_err()
-                && let Err(source) = std::mem::replace(outcome, Ok(0))
-            {
-                let (job, index) = &misses[slot];
-                job.fail(EngineError::InvalidInput {
-                    id: job.items[*index].id.clone(),
-                    modality: context.modality,
-                    source,
-                });
-                keep[slot] = false;
-            }
-        }
-        let (entries, keys) = retain_entries(&mut batch, misses, miss_keys, &keep);
-        if batch.is_empty() {
-            continue;
-        }
-        let staged_batch = Staged { entries, keys, batch, taken_at, preprocessed_at };
-        if staged.send(staged_batch).is_err() {
-            return;
+/// Fails whatever is left in the queue when the assembler stops, for whatever reason, so no
+/// caller waits on work that will never run.
+struct AbandonOnExit<'a> {
+    context: &'a EncoderContext,
+    queue: &'a EncoderQueue,
+}
+
+impl Drop for AbandonOnExit<'_> {
+    fn drop(&mut self) {
+        if self.queue.abandon(|| self.context.internal("stopped")) {
+            tracing::error!(model = %self.context.model, modality = %self.context.modality,
+                "encoder threads stopped; the encoder no longer serves");
+            self.context.set_health(false);
         }
     }
+}
+
+/// The jobs of `entries`, each once per entry: what to fail when their batch is lost.
+fn jobs_of(entries: &Entries) -> Vec<Arc<Job>> {
+    entries.iter().map(|(job, _)| Arc::clone(job)).collect()
+}
+
+/// The assembler thread: queue -> cache -> preprocessing -> staged batch.
+fn assemble(context: &EncoderContext, queue: &EncoderQueue, staged: &SyncSender<Staged>) {
+    let _abandon = AbandonOnExit { context, queue };
+    let labels = context.labels();
+    while let Some((taken, depth)) = queue.take() {
+        context.metrics.queue_depth.get_or_create(&labels).set(depth as i64);
+        let jobs = jobs_of(&taken);
+        // Preprocessing catches panics per input; this catches any other panic in assembling,
+        // which loses the whole batch but not the thread.
+        match catch_unwind(AssertUnwindSafe(|| stage(context, &labels, taken))) {
+            Ok(Some(batch)) => {
+                if let Err(SendError(batch)) = staged.send(batch) {
+                    let error = context.internal("stopped");
+                    for (job, _) in &batch.entries {
+                        job.fail(EngineError::Internal(error.to_string()));
+                    }
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(payload) => {
+                tracing::error!(model = %context.model, modality = %context.modality,
+                    panic = panic_reason(&*payload), "assembling a batch panicked; its inputs fail");
+                for job in jobs {
+                    job.fail(context.internal("failed while preparing a batch"));
+                }
+            }
+        }
+    }
+}
+
+/// Answers cache hits among `taken` and preprocesses the rest into a batch for the runner;
+/// `None` when nothing is left to run.
+fn stage(context: &EncoderContext, labels: &EncoderLabels, taken: Entries) -> Option<Staged> {
+    let taken_at = Instant::now();
+    // Inputs whose caller left or whose deadline passed are dropped here, unprocessed.
+    let mut entries = Vec::with_capacity(taken.len());
+    for (job, index) in taken {
+        if !job.is_live() {
+            continue;
+        }
+        if job.expired(taken_at) {
+            job.fail(EngineError::DeadlineExceeded { stage: "in the queue" });
+            continue;
+        }
+        entries.push((job, index));
+    }
+    if entries.is_empty() {
+        return None;
+    }
+    let keys: Vec<Option<CacheKey>> = match &context.cache {
+        Some(_) => context.pool.install(|| {
+            entries
+                .par_iter()
+                .map(|(job, i)| {
+                    job.use_cache.then(|| CacheKey::of(&context.model, context.modality, &job.items[*i]))
+                })
+                .collect()
+        }),
+        None => vec![None; entries.len()],
+    };
+    // Cache hits are answered now and take no slot in the batch.
+    let mut misses = Vec::with_capacity(entries.len());
+    let mut miss_keys = Vec::with_capacity(entries.len());
+    for ((job, index), key) in entries.into_iter().zip(keys) {
+        let hit = key.and_then(|k| context.cache.as_ref().and_then(|c| c.get(&k)));
+        match (key, hit) {
+            (Some(_), Some(cached)) => {
+                context.metrics.cache_hits.get_or_create(labels).inc();
+                let mut vector = cached.vector.to_vec();
+                if job.normalize {
+                    l2_normalize(&mut vector);
+                }
+                let times = StageTimes { queue: taken_at - job.admitted, ..StageTimes::default() };
+                job.complete(index, EncodedItem { vector, dropped_points: cached.dropped_points }, &times);
+            }
+            _ => {
+                if key.is_some() {
+                    context.metrics.cache_misses.get_or_create(labels).inc();
+                }
+                misses.push((job, index));
+                miss_keys.push(key);
+            }
+        }
+    }
+    if misses.is_empty() {
+        return None;
+    }
+    let items: Vec<&Item> = misses.iter().map(|(job, i)| &job.items[*i]).collect();
+    let mut batch = context.pool.install(|| context.stages.preprocess(&items));
+    drop(items);
+    let preprocessed_at = Instant::now();
+    context
+        .metrics
+        .preprocess_seconds
+        .get_or_create(labels)
+        .observe((preprocessed_at - taken_at).as_secs_f64());
+    if batch.len() != misses.len() {
+        // Results that cannot be matched to their inputs; failing them all beats a caller
+        // waiting forever for a row that never comes.
+        let error = format!("gave {} preprocessing results for {} inputs", batch.len(), misses.len());
+        for (job, _) in &misses {
+            job.fail(context.internal(&error));
+        }
+        return None;
+    }
+    // A bad input fails its own request; the rest of the batch goes on without it.
+    let mut keep = vec![true; batch.len()];
+    for ((slot, outcome), (job, index)) in batch.outcomes.iter_mut().enumerate().zip(&misses) {
+        if outcome.is_err()
+            && let Err(source) = std::mem::replace(outcome, Ok(0))
+        {
+            job.fail(EngineError::InvalidInput {
+                id: job.items[*index].id.clone(),
+                modality: context.modality,
+                source,
+            });
+            keep[slot] = false;
+        }
+    }
+    let (entries, keys) = retain_entries(&mut batch, misses, miss_keys, &keep);
+    if batch.is_empty() {
+        return None;
+    }
+    Some(Staged { entries, keys, batch, taken_at, preprocessed_at })
 }
 
 /// Keeps the batch slots, entries and keys whose `keep` flag is set.
@@ -425,77 +501,101 @@ fn retain_entries(
 /// The runner thread: staged batch -> tower -> each caller.
 fn run(context: &EncoderContext, staged: &Receiver<Staged>) {
     let labels = context.labels();
-    let Some(encoder) = context.model.encoder(context.modality) else { return };
-    for Staged { entries, keys, mut batch, taken_at, preprocessed_at } in staged.iter() {
-        let started = Instant::now();
-        // Last check before the expensive part: callers that left or ran out of time.
-        let keep: Vec<bool> = entries
-            .iter()
-            .map(|(job, _)| {
-                if job.expired(started) {
-                    job.fail(EngineError::DeadlineExceeded { stage: "before inference" });
-                }
-                job.is_live()
-            })
-            .collect();
-        let (entries, keys) = retain_entries(&mut batch, entries, keys, &keep);
-        if entries.is_empty() {
-            continue;
+    for batch in staged.iter() {
+        let jobs = jobs_of(&batch.entries);
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| run_batch(context, &labels, batch))) {
+            context.set_health(false);
+            tracing::error!(model = %context.model, modality = %context.modality,
+                panic = panic_reason(&*payload), "running a batch panicked; its inputs fail");
+            for job in jobs {
+                job.fail(context.internal("failed while running a batch"));
+            }
         }
-        context.metrics.batch_size.get_or_create(&labels).observe(entries.len() as f64);
-        let outcome = encoder.run(&context.model.name, &batch);
-        let finished = Instant::now();
-        context.metrics.inference_seconds.get_or_create(&labels).observe((finished - started).as_secs_f64());
-        let flat = match outcome {
-            Ok(flat) => {
-                context.set_health(true);
-                flat
+    }
+}
+
+/// Runs one staged batch through the tower and hands each row to its caller.
+fn run_batch(context: &EncoderContext, labels: &EncoderLabels, staged: Staged) {
+    let Staged { entries, keys, mut batch, taken_at, preprocessed_at } = staged;
+    let started = Instant::now();
+    // Last check before the expensive part: callers that left or ran out of time.
+    let keep: Vec<bool> = entries
+        .iter()
+        .map(|(job, _)| {
+            if job.expired(started) {
+                job.fail(EngineError::DeadlineExceeded { stage: "before inference" });
             }
-            Err(error) => {
-                context.set_health(false);
-                tracing::warn!(model = %context.model.name, modality = %context.modality, error = %error, "batch failed");
-                let message = error.to_string();
-                for (job, _) in &entries {
-                    job.fail(match &error {
-                        EngineError::Inference { model, modality, source } => EngineError::Inference {
-                            model: model.clone(),
-                            modality: *modality,
-                            source: source.clone(),
-                        },
-                        _ => EngineError::Internal(message.clone()),
-                    });
-                }
-                continue;
-            }
-        };
-        context.metrics.items.get_or_create(&labels).inc_by(entries.len() as u64);
-        for (((job, index), key), (row, outcome)) in
-            entries.iter().zip(&keys).zip(flat.chunks(encoder.dim).zip(&batch.outcomes))
-        {
-            let dropped_points = *outcome.as_ref().unwrap_or(&0);
-            if let (Some(key), Some(cache)) = (key, &context.cache) {
-                cache.insert(*key, CachedEmbedding { vector: row.into(), dropped_points });
-            }
-            let mut vector = row.to_vec();
-            if job.normalize {
-                l2_normalize(&mut vector);
-            }
-            let queue = (taken_at - job.admitted.min(taken_at)) + (started - preprocessed_at);
-            context.metrics.queue_seconds.get_or_create(&labels).observe(queue.as_secs_f64());
-            let times =
-                StageTimes { queue, preprocess: preprocessed_at - taken_at, inference: finished - started };
-            job.complete(*index, EncodedItem { vector, dropped_points }, &times);
+            job.is_live()
+        })
+        .collect();
+    let (entries, keys) = retain_entries(&mut batch, entries, keys, &keep);
+    if entries.is_empty() {
+        return;
+    }
+    context.metrics.batch_size.get_or_create(labels).observe(entries.len() as f64);
+    let outcome = context.stages.run(&context.model, &batch);
+    let finished = Instant::now();
+    context.metrics.inference_seconds.get_or_create(labels).observe((finished - started).as_secs_f64());
+    let dim = context.stages.dim();
+    let flat = match outcome {
+        Ok(flat) if dim > 0 && flat.len() == entries.len() * dim => {
+            context.set_health(true);
+            flat
         }
-        if let Some(cache) = &context.cache {
-            context.metrics.cache_bytes.set(cache.bytes() as i64);
+        outcome => {
+            let error = outcome.map_or_else(
+                |e| e,
+                |flat| {
+                    context.internal(&format!(
+                        "returned {} floats for {} inputs of dimension {dim}",
+                        flat.len(),
+                        entries.len()
+                    ))
+                },
+            );
+            context.set_health(false);
+            tracing::warn!(model = %context.model, modality = %context.modality, error = %error, "batch failed");
+            let message = error.to_string();
+            for (job, _) in &entries {
+                job.fail(match &error {
+                    EngineError::Inference { model, modality, source } => EngineError::Inference {
+                        model: model.clone(),
+                        modality: *modality,
+                        source: source.clone(),
+                    },
+                    _ => EngineError::Internal(message.clone()),
+                });
+            }
+            return;
         }
+    };
+    context.metrics.items.get_or_create(labels).inc_by(entries.len() as u64);
+    for (((job, index), key), (row, outcome)) in
+        entries.iter().zip(&keys).zip(flat.chunks(dim).zip(&batch.outcomes))
+    {
+        let dropped_points = *outcome.as_ref().unwrap_or(&0);
+        if let (Some(key), Some(cache)) = (key, &context.cache) {
+            cache.insert(*key, CachedEmbedding { vector: row.into(), dropped_points });
+        }
+        let mut vector = row.to_vec();
+        if job.normalize {
+            l2_normalize(&mut vector);
+        }
+        let queue = (taken_at - job.admitted.min(taken_at)) + (started - preprocessed_at);
+        context.metrics.queue_seconds.get_or_create(labels).observe(queue.as_secs_f64());
+        let times =
+            StageTimes { queue, preprocess: preprocessed_at - taken_at, inference: finished - started };
+        job.complete(*index, EncodedItem { vector, dropped_points }, &times);
+    }
+    if let Some(cache) = &context.cache {
+        context.metrics.cache_bytes.set(cache.bytes() as i64);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Payload;
+    use crate::engine::{Payload, PreprocessError};
 
     fn job(n: usize) -> (Arc<Job>, oneshot::Receiver<JobResult>) {
         let items =
@@ -565,6 +665,171 @@ mod tests {
         let (j, _rx) = job(1);
         j.cancel();
         assert!(!j.is_live());
+    }
+
+    #[test]
+    fn abandoning_the_queue_answers_every_waiting_job() {
+        let q = queue(4, 100);
+        let (a, ra) = job(2);
+        let (b, rb) = job(1);
+        q.admit(a).unwrap();
+        q.admit(b).unwrap();
+        assert!(q.abandon(|| EngineError::Internal("stopped".into())), "the queue was open");
+        for rx in [ra, rb] {
+            assert!(matches!(rx.blocking_recv().unwrap(), Err(EngineError::Internal(_))));
+        }
+        let (late, _r) = job(1);
+        assert!(matches!(q.admit(late), Err(EngineError::ShuttingDown { .. })));
+        assert!(!q.abandon(|| EngineError::Internal("stopped".into())), "already closed");
+    }
+
+    /// Stages that panic on demand. Text "panic" panics while being preprocessed, "panic-batch"
+    /// panics outside the per-input guard, and the tower panics once when `panic_next_run` is
+    /// set. Each row is [text length, 1].
+    #[derive(Default)]
+    struct Fragile {
+        panic_next_run: AtomicBool,
+    }
+
+    impl Stages for Fragile {
+        fn preprocess(&self, items: &[&Item]) -> Batch {
+            if items.iter().any(|i| matches!(&i.payload, Payload::Text(t) if t == "panic-batch")) {
+                panic!("injected panic while assembling");
+            }
+            Batch::fill_f32(1, items, |payload, slot| match payload {
+                Payload::Text(t) if t == "panic" => panic!("injected panic while preprocessing"),
+                Payload::Text(t) => {
+                    slot[0] = t.len() as f32;
+                    Ok(())
+                }
+                _ => Err(PreprocessError::Internal("not text".into())),
+            })
+        }
+
+        fn run(&self, _model: &str, batch: &Batch) -> Result<Vec<f32>, EngineError> {
+            if self.panic_next_run.swap(false, Ordering::SeqCst) {
+                panic!("injected panic while running");
+            }
+            let values = batch.f32_tensor(0).ok_or_else(|| EngineError::Internal("no tensor".into()))?;
+            Ok(values.iter().flat_map(|v| [*v, 1.0]).collect())
+        }
+
+        fn dim(&self) -> usize {
+            2
+        }
+    }
+
+    /// Text workers over `stages` whose batches are exactly `batch` inputs (the delay is long
+    /// enough that a batch always fills).
+    fn fragile_workers(stages: &Arc<Fragile>, batch: usize) -> (EncoderWorkers, Arc<AtomicBool>) {
+        let healthy = Arc::new(AtomicBool::new(true));
+        let context = EncoderContext {
+            model: "m".into(),
+            modality: Modality::Text,
+            stages: Arc::clone(stages) as Arc<dyn Stages>,
+            pool: Arc::new(rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap()),
+            cache: None,
+            metrics: Arc::new(Metrics::new()),
+            healthy: Arc::clone(&healthy),
+            health_changed: Arc::new(tokio::sync::watch::channel(0u64).0),
+        };
+        let settings = BatchSettings {
+            max_batch_size: batch,
+            max_batch_delay: Duration::from_secs(60),
+            queue_capacity: 100,
+        };
+        (EncoderWorkers::start(context, settings).unwrap(), healthy)
+    }
+
+    /// Admits one single-text job per entry of `texts`, all before any can be batched alone.
+    fn submit(workers: &EncoderWorkers, texts: &[&str]) -> Vec<oneshot::Receiver<JobResult>> {
+        texts
+            .iter()
+            .map(|t| {
+                let item = Item { id: (*t).into(), payload: Payload::Text((*t).into()) };
+                let (job, rx) = Job::new(vec![item], false, false, None);
+                workers.queue.admit(job).unwrap();
+                rx
+            })
+            .collect()
+    }
+
+    /// The job's answer; fails the test instead of hanging when none comes.
+    fn answer(mut rx: oneshot::Receiver<JobResult>) -> JobResult {
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            match rx.try_recv() {
+                Ok(result) => return result,
+                Err(oneshot::error::TryRecvError::Empty) if Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("the job got no answer: {e:?}"),
+            }
+        }
+    }
+
+    fn vector(result: JobResult) -> Vec<f32> {
+        let (mut items, _) = result.expect("embedded");
+        items.remove(0).vector
+    }
+
+    #[test]
+    fn a_panic_preprocessing_one_input_fails_only_that_input() {
+        let stages = Arc::new(Fragile::default());
+        let (workers, _) = fragile_workers(&stages, 3);
+        let mut answers = submit(&workers, &["ab", "panic", "abcd"]).into_iter().map(answer);
+        assert_eq!(vector(answers.next().unwrap()), vec![2.0, 1.0]);
+        match answers.next().unwrap() {
+            Err(e @ EngineError::InvalidInput { source: PreprocessError::Panicked, .. }) => {
+                assert!(!matches!(&e, EngineError::InvalidInput { source, .. } if source.is_input_error()));
+                assert_eq!(
+                    e.to_string(),
+                    "input \"panic\" (text): internal error while preprocessing this input"
+                );
+            }
+            other => panic!("expected an internal preprocessing error, got {other:?}"),
+        }
+        assert_eq!(vector(answers.next().unwrap()), vec![4.0, 1.0], "its batch neighbours are served");
+        let later: Vec<Vec<f32>> =
+            submit(&workers, &["a", "bb", "ccc"]).into_iter().map(answer).map(vector).collect();
+        assert_eq!(later, vec![vec![1.0, 1.0], vec![2.0, 1.0], vec![3.0, 1.0]], "the encoder still serves");
+    }
+
+    #[test]
+    fn a_panic_while_assembling_fails_that_batch_and_the_encoder_goes_on() {
+        let stages = Arc::new(Fragile::default());
+        let (workers, _) = fragile_workers(&stages, 2);
+        for result in submit(&workers, &["a", "panic-batch"]).into_iter().map(answer) {
+            match result {
+                Err(EngineError::Internal(message)) => {
+                    assert_eq!(message, "the m/text encoder failed while preparing a batch");
+                }
+                other => panic!("expected an internal error, got {other:?}"),
+            }
+        }
+        let later: Vec<Vec<f32>> =
+            submit(&workers, &["a", "bb"]).into_iter().map(answer).map(vector).collect();
+        assert_eq!(later, vec![vec![1.0, 1.0], vec![2.0, 1.0]]);
+    }
+
+    #[test]
+    fn a_panicking_tower_run_fails_its_batch_and_later_batches_are_served() {
+        let stages = Arc::new(Fragile::default());
+        let (workers, healthy) = fragile_workers(&stages, 2);
+        stages.panic_next_run.store(true, Ordering::SeqCst);
+        for result in submit(&workers, &["a", "bb"]).into_iter().map(answer) {
+            match result {
+                Err(EngineError::Internal(message)) => {
+                    assert_eq!(message, "the m/text encoder failed while running a batch");
+                }
+                other => panic!("expected an internal error, got {other:?}"),
+            }
+        }
+        assert!(!healthy.load(Ordering::Relaxed), "a panicking run marks the encoder not serving");
+        let later: Vec<Vec<f32>> =
+            submit(&workers, &["ccc", "d"]).into_iter().map(answer).map(vector).collect();
+        assert_eq!(later, vec![vec![3.0, 1.0], vec![1.0, 1.0]]);
+        assert!(healthy.load(Ordering::Relaxed), "the next good batch marks it serving again");
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! One encoder: a modality's preprocessor feeding one ONNX tower.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use super::error::{EngineError, PreprocessError};
+use super::error::{EngineError, PreprocessError, panic_reason};
 use super::{Item, Payload};
 use crate::modality::Modality;
 use crate::modality::audio::AudioPreprocessor;
@@ -77,6 +78,27 @@ impl Batch {
         Self { tensors: vec![buffer], outcomes: results.into_iter().map(|r| r.map(|()| 0)).collect() }
     }
 
+    /// A batch of one float tensor, `len` values per item, each item written by `write` straight
+    /// into its slot (in parallel on the current rayon pool). A failed or panicking item leaves
+    /// its slot zeroed and its error in `outcomes`.
+    pub(crate) fn fill_f32(
+        len: usize,
+        items: &[&Item],
+        write: impl Fn(&Payload, &mut [f32]) -> Result<(), PreprocessError> + Sync,
+    ) -> Self {
+        let (buf, results) = fill(len, items, write);
+        Self::single(BatchBuffer::F32(buf), results)
+    }
+
+    /// The values of float input `input` (tests check what reached the tower).
+    #[cfg(test)]
+    pub(crate) fn f32_tensor(&self, input: usize) -> Option<&[f32]> {
+        match self.tensors.get(input)? {
+            BatchBuffer::F32(b) => Some(b),
+            BatchBuffer::I64(_) => None,
+        }
+    }
+
     /// Items in the batch.
     pub fn len(&self) -> usize {
         self.outcomes.len()
@@ -124,23 +146,17 @@ impl Preprocessor {
                 });
                 Batch::single(BatchBuffer::I64(buf), results)
             }
-            Preprocessor::Image(p) => {
-                let (buf, results) = fill(len, items, |payload, slot: &mut [f32]| match payload {
-                    Payload::Image(bytes) => p.preprocess_into(bytes, slot).map_err(PreprocessError::from),
-                    _ => unreachable_payload(),
-                });
-                Batch::single(BatchBuffer::F32(buf), results)
-            }
-            Preprocessor::Audio(p) => {
-                let (buf, results) = fill(len, items, |payload, slot: &mut [f32]| match payload {
-                    Payload::Audio { data, format_hint } => {
-                        let hint = (!format_hint.is_empty()).then_some(format_hint.as_str());
-                        p.preprocess_into(data, hint, slot).map_err(PreprocessError::from)
-                    }
-                    _ => unreachable_payload(),
-                });
-                Batch::single(BatchBuffer::F32(buf), results)
-            }
+            Preprocessor::Image(p) => Batch::fill_f32(len, items, |payload, slot| match payload {
+                Payload::Image(bytes) => p.preprocess_into(bytes, slot).map_err(PreprocessError::from),
+                _ => unreachable_payload(),
+            }),
+            Preprocessor::Audio(p) => Batch::fill_f32(len, items, |payload, slot| match payload {
+                Payload::Audio { data, format_hint } => {
+                    let hint = (!format_hint.is_empty()).then_some(format_hint.as_str());
+                    p.preprocess_into(data, hint, slot).map_err(PreprocessError::from)
+                }
+                _ => unreachable_payload(),
+            }),
             Preprocessor::PointCloud(p) => {
                 let center_len = p.center_len();
                 let mut neighborhoods = vec![0f32; len * items.len()];
@@ -149,12 +165,14 @@ impl Preprocessor {
                     .par_chunks_mut(len)
                     .zip(centers.par_chunks_mut(center_len))
                     .zip(items.par_iter())
-                    .map(|((neighborhood, center), item)| match &item.payload {
-                        Payload::PointCloud(cloud) => p
-                            .preprocess_into(cloud.as_input(), neighborhood, center)
-                            .map(|stats| stats.dropped_points)
-                            .map_err(PreprocessError::from),
-                        _ => unreachable_payload().map(|()| 0),
+                    .map(|((neighborhood, center), item)| {
+                        guarded(item, || match &item.payload {
+                            Payload::PointCloud(cloud) => p
+                                .preprocess_into(cloud.as_input(), neighborhood, center)
+                                .map(|stats| stats.dropped_points)
+                                .map_err(PreprocessError::from),
+                            _ => unreachable_payload().map(|()| 0),
+                        })
                     })
                     .collect();
                 Batch { tensors: vec![BatchBuffer::F32(neighborhoods), BatchBuffer::F32(centers)], outcomes }
@@ -207,9 +225,23 @@ fn fill<T: Default + Clone + Send>(
     let results = buf
         .par_chunks_mut(len)
         .zip(items.par_iter())
-        .map(|(slot, item)| write(&item.payload, slot))
+        .map(|(slot, item)| guarded(item, || write(&item.payload, slot)))
         .collect();
     (buf, results)
+}
+
+/// Runs the preprocessing of one `item`, turning a panic into an error for that item alone: the
+/// rest of its batch and the encoder thread go on. The slot the item was writing is discarded
+/// with it, so whatever the panic left there never reaches the tower.
+fn guarded<T>(
+    item: &Item,
+    preprocess: impl FnOnce() -> Result<T, PreprocessError>,
+) -> Result<T, PreprocessError> {
+    catch_unwind(AssertUnwindSafe(preprocess)).unwrap_or_else(|payload| {
+        tracing::error!(input = %item.id, modality = %item.payload.modality(), panic = panic_reason(&*payload),
+            "preprocessing panicked; the input fails with an internal error");
+        Err(PreprocessError::Panicked)
+    })
 }
 
 // Items are grouped by `Payload::modality` before they reach an encoder, so a payload of another
@@ -239,6 +271,32 @@ pub struct Encoder {
     /// The tower's inputs: name and the shape of one item's tensor (without the batch axis), in
     /// the order the preprocessor fills them.
     pub inputs: Vec<(String, Vec<usize>)>,
+}
+
+/// What an encoder's batching threads drive: preprocessing, then the tower. The loaded
+/// [`Encoder`] in the server; tests substitute fakes that fail in chosen ways.
+pub(crate) trait Stages: Send + Sync {
+    /// Preprocesses `items` into one batch (on the current rayon pool). A failed item leaves its
+    /// error in `outcomes`.
+    fn preprocess(&self, items: &[&Item]) -> Batch;
+    /// Runs the tower on `batch` (of model `model`): `batch.len() * dim()` floats, row-major.
+    fn run(&self, model: &str, batch: &Batch) -> Result<Vec<f32>, EngineError>;
+    /// Embedding dimension.
+    fn dim(&self) -> usize;
+}
+
+impl Stages for Encoder {
+    fn preprocess(&self, items: &[&Item]) -> Batch {
+        self.preprocessor.batch(items)
+    }
+
+    fn run(&self, model: &str, batch: &Batch) -> Result<Vec<f32>, EngineError> {
+        Encoder::run(self, model, batch)
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
 }
 
 /// Time a request spent in each stage (summed over its batches).

@@ -37,6 +37,9 @@ pub enum PreprocessError {
     /// A bug in routing inputs; never caused by the input itself.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Preprocessing this input panicked: a server bug. The panic is logged, not sent.
+    #[error("internal error while preprocessing this input")]
+    Panicked,
 }
 
 impl PreprocessError {
@@ -44,7 +47,7 @@ impl PreprocessError {
     pub fn is_input_error(&self) -> bool {
         match self {
             PreprocessError::Audio(e) => e.is_input_error(),
-            PreprocessError::Internal(_) => false,
+            PreprocessError::Internal(_) | PreprocessError::Panicked => false,
             _ => true,
         }
     }
@@ -150,6 +153,15 @@ pub enum EngineError {
     /// A bug or an unexpected runtime failure.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// The message of a caught panic, for the log.
+pub(crate) fn panic_reason(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("non-string panic payload")
 }
 
 /// Why the models could not be loaded at start-up.

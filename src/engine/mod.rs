@@ -22,7 +22,7 @@ pub use cache::{CacheKey, CachedEmbedding, EmbeddingCache};
 
 pub use encoder::{EncodedItem, Encoder, PointCloudPayload, Preprocessor, StageTimes};
 pub use error::{EngineError, LoadError, PreprocessError};
-pub use limits::{ItemLimitError, Limits, check_count};
+pub use limits::Limits;
 pub use registry::{LoadedModel, Registry};
 
 use crate::modality::Modality;
@@ -198,7 +198,7 @@ impl Engine {
         let health_changed = Arc::new(health_changed);
         let mut encoders = HashMap::new();
         for model in registry.models() {
-            for encoder in model.encoders() {
+            for encoder in model.shared_encoders() {
                 let labels = EncoderLabels::new(&model.name, encoder.modality.as_str());
                 let serving = !options.warm_up
                     || match encoder.warm_up(&model.name) {
@@ -218,8 +218,9 @@ impl Engine {
                     queue_capacity: options.queue_capacity.unwrap_or(encoder.queue_capacity).max(1),
                 };
                 let context = EncoderContext {
-                    model: Arc::clone(model),
+                    model: model.name.clone(),
                     modality: encoder.modality,
+                    stages: Arc::clone(encoder) as Arc<dyn encoder::Stages>,
                     pool: Arc::clone(&pool),
                     cache: cache.clone(),
                     metrics: Arc::clone(&metrics),

@@ -26,7 +26,8 @@ pub struct LoadedModel {
     pub description: String,
     /// Embedding dimension.
     pub dim: usize,
-    encoders: BTreeMap<Modality, Encoder>,
+    // Shared with each encoder's batching threads.
+    encoders: BTreeMap<Modality, Arc<Encoder>>,
 }
 
 impl LoadedModel {
@@ -48,7 +49,7 @@ impl LoadedModel {
             let names: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
             let tower = Tower::load(runtime, &model.file(onnx), &names, output, dim, options)
                 .map_err(|source| LoadError::Tower { model: model.name.clone(), modality, source })?;
-            Ok::<_, LoadError>(Encoder {
+            Ok::<_, LoadError>(Arc::new(Encoder {
                 modality,
                 preprocessor,
                 tower,
@@ -58,7 +59,7 @@ impl LoadedModel {
                 queue_capacity: batching.queue_capacity,
                 dim,
                 inputs,
-            })
+            }))
         };
         if let Some(spec) = &m.text {
             let text = TextPreprocessor::new(&spec.preprocess, &model.dir)
@@ -110,7 +111,7 @@ impl LoadedModel {
 
     /// The encoder for `modality`, if this model has one.
     pub fn encoder(&self, modality: Modality) -> Option<&Encoder> {
-        self.encoders.get(&modality)
+        self.encoders.get(&modality).map(Arc::as_ref)
     }
 
     /// Modalities served, in a stable order.
@@ -120,6 +121,11 @@ impl LoadedModel {
 
     /// Every encoder.
     pub fn encoders(&self) -> impl Iterator<Item = &Encoder> {
+        self.encoders.values().map(Arc::as_ref)
+    }
+
+    /// Every encoder, as handles its batching threads can keep.
+    pub(crate) fn shared_encoders(&self) -> impl Iterator<Item = &Arc<Encoder>> {
         self.encoders.values()
     }
 }
