@@ -22,7 +22,7 @@ pub use cache::{CacheKey, CachedEmbedding, EmbeddingCache};
 
 pub use encoder::{EncodedItem, Encoder, PointCloudPayload, Preprocessor, StageTimes};
 pub use error::{EngineError, LoadError, PreprocessError};
-pub use limits::Limits;
+pub use limits::{ItemLimitError, Limits, check_count};
 pub use registry::{LoadedModel, Registry};
 
 use crate::modality::Modality;
