@@ -271,13 +271,28 @@ async fn repeated_labels_come_from_the_cache() {
         top_k: 0,
         logit_scale: None,
     };
+    // Texts handed to the text encoder, as the engine counts them (run through the tower, or
+    // answered from its embedding cache), so this sees re-encoding independently of the Classify
+    // reply's own counters.
+    let text_items = |metrics: String| {
+        let labels = [("model", "imagebind-fixture"), ("modality", "text")];
+        ["bindery_items_total", "bindery_cache_hits_total"]
+            .iter()
+            .map(|name| metric(&metrics, name, &labels).unwrap_or(0.0))
+            .sum::<f64>()
+    };
+    let before = text_items(scrape(server.metrics).await);
     let first =
         server.client.classify(call(vec!["a photo of a {}".into()])).await.expect("first").into_inner();
     assert_eq!((first.label_cache_hits, first.label_cache_misses), (0, 3));
     assert_eq!(first.results[0].top.len(), 3, "top_k 0 lists every label");
+    let after_first = text_items(scrape(server.metrics).await);
+    assert_eq!(after_first - before, 4.0, "the input and three label prompts");
     let second =
         server.client.classify(call(vec!["a photo of a {}".into()])).await.expect("second").into_inner();
     assert_eq!((second.label_cache_hits, second.label_cache_misses), (3, 0));
+    let after_second = text_items(scrape(server.metrics).await);
+    assert_eq!(after_second - after_first, 1.0, "only the input: no label prompt reached the encoder");
     assert_eq!(
         first.results[0].probabilities, second.results[0].probabilities,
         "cached labels give the same answer"
