@@ -200,3 +200,56 @@ async fn concurrent_streams_per_connection_are_capped() {
         .unwrap()
         .expect("served");
 }
+
+/// The "retry in N ms" hint of a refusal message.
+fn hint_in_message(message: &str) -> u64 {
+    let rest = message.split("retry in ").nth(1).unwrap_or_else(|| panic!("no retry hint: {message}"));
+    rest.trim_end_matches(" ms").parse().unwrap_or_else(|_| panic!("no retry hint: {message}"))
+}
+
+#[tokio::test]
+async fn every_stream_message_counts_against_the_rate_and_the_stream_goes_on() {
+    let mut options = fixture_options();
+    options.rate_limit = Some(RateLimit::new(2.0, Some(2)).unwrap());
+    let mut server = start(options).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    for i in 0..5 {
+        tx.send(request(vec![text(&format!("m{i}"), "a red cube")])).await.unwrap();
+    }
+    let mut replies = server
+        .client
+        .embed_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("the call itself is within the rate")
+        .into_inner();
+    let (mut served, mut hints) = (0, Vec::new());
+    for _ in 0..5 {
+        let reply = replies.message().await.expect("a reply per message").expect("a message");
+        match reply.error {
+            None => {
+                assert_eq!(reply.embeddings.len(), 1);
+                served += 1;
+            }
+            Some(error) => {
+                assert_eq!(error.code, Code::ResourceExhausted as i32, "{}", error.message);
+                assert!(error.message.contains("limit of 2 per second (burst 2)"), "{}", error.message);
+                let hint = hint_in_message(&error.message);
+                assert!((1..=500).contains(&hint), "refill every 500 ms, hint {hint} ms");
+                hints.push(hint);
+            }
+        }
+    }
+    // The burst covers two messages (the call's token pays for the first); back to back, the
+    // rest arrive before the next refill.
+    assert!(served >= 2, "served {served} of 5");
+    assert!(!hints.is_empty(), "5 messages at once exceed a burst of 2");
+
+    // Same stream, after the hinted delay: served again.
+    tokio::time::sleep(Duration::from_millis(*hints.last().unwrap())).await;
+    tx.send(request(vec![text("later", "a blue sphere")])).await.unwrap();
+    let reply = replies.message().await.expect("reply after the wait").expect("a message");
+    assert!(reply.error.is_none(), "{:?}", reply.error);
+    assert_eq!(reply.embeddings.len(), 1);
+    drop(tx);
+    while replies.message().await.expect("stream ends cleanly").is_some() {}
+}

@@ -13,6 +13,7 @@ use super::pb::embedder_server::Embedder;
 use super::{convert, pb, status};
 use crate::engine::{EmbedOptions, Embedded, Engine, EngineError, StageTimes};
 use crate::metrics::{EncoderLabels, StatusLabels};
+use crate::server::rate_limit::RateBudget;
 
 /// How many stream requests may be in flight (embedding) at once per `EmbedStream` call; the
 /// stream stops reading from the client while they are, which is its flow control.
@@ -197,6 +198,16 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 
 type EmbedStreamOut = Pin<Box<dyn Stream<Item = Result<pb::EmbedResponse, Status>> + Send>>;
 
+/// The reply to one stream message that failed: the stream goes on, so the error travels in the
+/// message rather than as the call's status.
+fn error_reply(status: &Status) -> pb::EmbedResponse {
+    pb::EmbedResponse {
+        embeddings: Vec::new(),
+        model: String::new(),
+        error: Some(pb::Error { code: status.code() as i32, message: status.message().to_string() }),
+    }
+}
+
 #[tonic::async_trait]
 impl Embedder for EmbedderService {
     async fn embed(&self, request: Request<pb::EmbedRequest>) -> Result<Response<pb::EmbedResponse>, Status> {
@@ -225,25 +236,27 @@ impl Embedder for EmbedderService {
         let engine = Arc::clone(&self.engine);
         // A stream's deadline covers the whole call, so every message shares it.
         let deadline = deadline_of(request.metadata());
+        // Each message is a request and pays for itself; the call already paid for the first.
+        let budget = request.extensions().get::<RateBudget>().cloned();
+        let mut first_covered = true;
         let incoming = request.into_inner();
         let out = incoming
             .map(move |message| {
+                // Charged as each message is read, so in arrival order.
+                let refused = match (&message, &budget) {
+                    (Ok(_), Some(budget)) if !std::mem::take(&mut first_covered) => budget.charge().err(),
+                    _ => None,
+                };
                 let engine = Arc::clone(&engine);
                 async move {
                     let request = message?;
+                    if let Some(refusal) = refused {
+                        tracing::debug!("stream message over the rate limit");
+                        return Ok(error_reply(&Status::from(refusal)));
+                    }
                     Ok(match embed(&engine, request, deadline).await {
                         Ok((reply, _)) => reply,
-                        Err(e) => {
-                            let s = status::to_status(&e);
-                            pb::EmbedResponse {
-                                embeddings: Vec::new(),
-                                model: String::new(),
-                                error: Some(pb::Error {
-                                    code: s.code() as i32,
-                                    message: s.message().to_string(),
-                                }),
-                            }
-                        }
+                        Err(e) => error_reply(&status::to_status(&e)),
                     })
                 }
             })

@@ -1,6 +1,9 @@
 //! Per-caller request rate: a token bucket per API key (or per client IP address when no keys
 //! are configured). A request over the rate gets `RESOURCE_EXHAUSTED`, a message saying when to
 //! retry, and the same delay in `retry-after-ms` metadata.
+//!
+//! A call pays one token when it starts. Streaming handlers that serve many requests per call
+//! find the caller's [`RateBudget`] in the request extensions and charge it per message.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -74,6 +77,34 @@ impl RateLimit {
     }
 }
 
+/// A call or stream message over its caller's rate.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "request rate limit of {per_second} per second (burst {burst}) exceeded for {caller}; retry in {retry_ms} ms"
+)]
+pub struct RateExceeded {
+    per_second: f64,
+    burst: u32,
+    caller: String,
+    retry_ms: u64,
+}
+
+impl RateExceeded {
+    /// How long to wait before the caller's next request is accepted.
+    pub fn retry_after(&self) -> Duration {
+        Duration::from_millis(self.retry_ms)
+    }
+}
+
+impl From<RateExceeded> for Status {
+    /// `RESOURCE_EXHAUSTED` with the retry hint in the message and in `retry-after-ms` metadata.
+    fn from(refusal: RateExceeded) -> Self {
+        let mut status = Status::resource_exhausted(refusal.to_string());
+        status.metadata_mut().insert(RETRY_AFTER_KEY, refusal.retry_ms.into());
+        status
+    }
+}
+
 /// Whose bucket a request draws from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Caller {
@@ -111,21 +142,48 @@ struct Limiter {
 }
 
 impl Limiter {
-    /// `None` when the request may go on, else the refusal.
-    fn check(&self, caller: &Caller) -> Option<Status> {
+    /// Takes one token from `caller`'s bucket, or says when one will be there.
+    fn check(&self, caller: &Caller) -> Result<(), RateExceeded> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % CLEANUP_EVERY == CLEANUP_EVERY - 1 {
             self.buckets.retain_recent();
         }
-        let not_until = self.buckets.check_key(caller).err()?;
+        let Err(not_until) = self.buckets.check_key(caller) else { return Ok(()) };
         let wait = not_until.wait_time_from(self.buckets.clock().now());
         // Rounded up: retrying after the hint must succeed.
-        let millis = u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX).max(1);
-        let mut status = Status::resource_exhausted(format!(
-            "request rate limit of {} per second (burst {}) exceeded for {caller}; retry in {millis} ms",
-            self.limit.per_second, self.limit.burst
-        ));
-        status.metadata_mut().insert(RETRY_AFTER_KEY, millis.into());
-        Some(status)
+        let retry_ms = u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX).max(1);
+        Err(RateExceeded {
+            per_second: self.limit.per_second,
+            burst: self.limit.burst.get(),
+            caller: caller.to_string(),
+            retry_ms,
+        })
+    }
+}
+
+/// The bucket of one call's caller, found in the request extensions of every call the
+/// [`RateLimitLayer`] let through (when a limit is set). The call itself paid one token; a
+/// streaming handler charges each further message here, so a long-lived stream cannot send more
+/// than the caller's rate.
+#[derive(Clone)]
+pub struct RateBudget {
+    limiter: Arc<Limiter>,
+    caller: Caller,
+}
+
+impl std::fmt::Debug for RateBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateBudget")
+            .field("caller", &self.caller)
+            .field("limit", &self.limiter.limit)
+            .finish()
+    }
+}
+
+impl RateBudget {
+    /// Takes one token for one more request of this call, or refuses it with the same message
+    /// and retry hint a refused call gets.
+    pub fn charge(&self) -> Result<(), RateExceeded> {
+        self.limiter.check(&self.caller)
     }
 }
 
@@ -184,13 +242,16 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         if let Some(limiter) = &self.limiter
             && !is_open_path(request.uri().path())
-            && let Some(status) = limiter.check(&caller(&request))
         {
-            tracing::debug!(path = request.uri().path(), "request over the rate limit");
-            return Either::Left(ready(Ok(status.into_http())));
+            let caller = caller(&request);
+            if let Err(refusal) = limiter.check(&caller) {
+                tracing::debug!(path = request.uri().path(), "request over the rate limit");
+                return Either::Left(ready(Ok(Status::from(refusal).into_http())));
+            }
+            request.extensions_mut().insert(RateBudget { limiter: Arc::clone(limiter), caller });
         }
         Either::Right(self.inner.call(request))
     }
@@ -217,14 +278,39 @@ mod tests {
             checks: AtomicU64::new(0),
         };
         let a = Caller::Key(0);
-        assert!(limiter.check(&a).is_none());
-        assert!(limiter.check(&a).is_none());
-        let status = limiter.check(&a).expect("third request within a second is refused");
+        assert!(limiter.check(&a).is_ok());
+        assert!(limiter.check(&a).is_ok());
+        let refusal = limiter.check(&a).expect_err("third request within a second is refused");
+        let retry_ms = refusal.retry_after().as_millis();
+        let status = Status::from(refusal);
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
-        let hint: u64 = status.metadata().get(RETRY_AFTER_KEY).unwrap().to_str().unwrap().parse().unwrap();
+        let hint: u128 = status.metadata().get(RETRY_AFTER_KEY).unwrap().to_str().unwrap().parse().unwrap();
+        assert_eq!(hint, retry_ms);
         assert!((1..=1000).contains(&hint), "{hint}");
-        assert!(status.message().contains(&format!("retry in {hint} ms")), "{}", status.message());
+        assert_eq!(
+            status.message(),
+            format!(
+                "request rate limit of 1 per second (burst 2) exceeded for this API key; retry in {hint} ms"
+            )
+        );
         // Another caller has its own bucket.
-        assert!(limiter.check(&Caller::Key(1)).is_none());
+        assert!(limiter.check(&Caller::Key(1)).is_ok());
+    }
+
+    #[test]
+    fn a_budget_charges_the_bucket_of_its_caller() {
+        let limit = RateLimit::new(1.0, Some(2)).unwrap();
+        let limiter = Arc::new(Limiter {
+            limit,
+            buckets: DefaultKeyedRateLimiter::keyed(limit.quota()),
+            checks: AtomicU64::new(0),
+        });
+        let budget = RateBudget { limiter: Arc::clone(&limiter), caller: Caller::Key(0) };
+        assert!(limiter.check(&Caller::Key(0)).is_ok(), "the call's own token");
+        assert!(budget.charge().is_ok(), "a second message");
+        let refusal = budget.charge().expect_err("a third message within a second");
+        assert!(refusal.to_string().contains("retry in"), "{refusal}");
+        assert!(limiter.check(&Caller::Key(0)).is_err(), "messages and calls share the bucket");
+        assert!(RateBudget { limiter, caller: Caller::Key(1) }.charge().is_ok());
     }
 }
