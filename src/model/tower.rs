@@ -153,9 +153,13 @@ impl Tower {
     }
 
     fn lock(&self, index: usize) -> Result<std::sync::MutexGuard<'_, Session>, TowerError> {
-        self.sessions[index % self.sessions.len()]
-            .lock()
-            .map_err(|_| TowerError::Run("session lock poisoned by an earlier failure".into()))
+        let session = self
+            .sessions
+            .get(index % self.sessions.len().max(1))
+            .ok_or_else(|| TowerError::Run("the tower has no session".into()))?;
+        // A run that panicked leaves no half-done state in the session (ONNX Runtime keeps none
+        // between runs), so a poisoned lock is taken over instead of failing every later batch.
+        Ok(session.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// Runs one batch of `batch` items. Returns `batch * dim` floats.
