@@ -3,18 +3,26 @@
 //! Rows live in one contiguous row-major `Vec<f32>` so exact search streams through memory.
 //! Replacing or deleting an item leaves its row as a tombstone (skipped by every search); rows
 //! are repacked, and the graph rebuilt, once tombstones outnumber live rows.
+//!
+//! A write becomes visible only once its log record is on disk, and writes become visible in
+//! log order: a writer appends its record under a short lock that fixes its sequence number,
+//! flushes the log without holding any lock (concurrent writers share one fsync), then waits
+//! for its turn and applies the change. The HNSW graph takes new rows after the change is
+//! applied, outside the state lock, so searches keep running while a batch is inserted. If the
+//! log fails, nothing unflushed is applied and the collection refuses every later write.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use super::hnsw::HnswIndex;
 use super::manifest::{CollectionManifest, IndexSpec, Metric};
 use super::record::{DeleteOp, Op, StoredRow, UpsertOp, WalRecord};
 use super::search::{self, Hit};
 use super::vector::{self, VectorError};
-use super::wal::{self, Wal};
+use super::wal::{self, LogFailure, Wal};
 use super::{StoreError, snapshot};
 use crate::modality::Modality;
 
@@ -146,7 +154,8 @@ struct State {
     by_id: HashMap<String, usize>,
     dead: usize,
     last_seq: u64,
-    index: Option<HnswIndex>,
+    /// Shared so a writer can insert into it without holding the state lock.
+    index: Option<Arc<HnswIndex>>,
 }
 
 impl State {
@@ -177,18 +186,16 @@ impl State {
         }
     }
 
-    /// Applies a logged change. The change was validated before it was logged (or, in replay,
-    /// by [`check_op`]).
-    fn apply(&mut self, op: Op) {
+    /// Applies a logged change and returns the rows it added. The change was validated before
+    /// it was logged (or, in replay, by [`check_op`]). The graph is left to the caller.
+    fn apply(&mut self, op: Op) -> Range<usize> {
+        let first = self.meta.len();
         match op {
             Op::Upsert(UpsertOp { rows }) => {
                 for r in rows {
                     self.kill(&r.id);
                     let row = self.meta.len();
                     self.data.extend_from_slice(&r.vector);
-                    if let Some(index) = &self.index {
-                        index.insert(row, &r.vector);
-                    }
                     self.by_id.insert(r.id.clone(), row);
                     self.meta.push(RowMeta {
                         id: r.id,
@@ -204,17 +211,23 @@ impl State {
                 }
             }
         }
+        first..self.meta.len()
     }
 
-    /// Drops tombstones from storage when they outnumber live rows, rebuilding the graph.
-    fn repack_if_sparse(&mut self, manifest: &CollectionManifest) {
-        if self.dead < REPACK_MIN_DEAD || self.dead < self.by_id.len() {
-            return;
-        }
-        self.repack(manifest);
+    /// Whether tombstones outnumber live rows enough to repack.
+    fn is_sparse(&self) -> bool {
+        self.dead >= REPACK_MIN_DEAD && self.dead >= self.by_id.len()
     }
 
+    /// Drops tombstones from storage and rebuilds the graph.
     fn repack(&mut self, manifest: &CollectionManifest) {
+        self.repack_rows();
+        self.index = build_index(manifest, self).map(Arc::new);
+    }
+
+    /// Drops tombstones from storage, renumbering rows; the graph, keyed by the old numbers, is
+    /// dropped with them.
+    fn repack_rows(&mut self) {
         let live = self.by_id.len();
         let mut data = Vec::with_capacity(live * self.dim);
         let mut meta = Vec::with_capacity(live);
@@ -230,17 +243,7 @@ impl State {
         self.meta = meta;
         self.by_id = by_id;
         self.dead = 0;
-        self.rebuild_index(manifest);
-    }
-
-    fn rebuild_index(&mut self, manifest: &CollectionManifest) {
-        self.index = match manifest.index {
-            IndexSpec::Exact => None,
-            IndexSpec::Hnsw(params) => {
-                let meta = &self.meta;
-                Some(HnswIndex::build(params, manifest.metric, &self.data, self.dim, |row| meta[row].live))
-            }
-        };
+        self.index = None;
     }
 
     fn stored_row(&self, row: usize) -> StoredRow {
@@ -262,6 +265,81 @@ impl State {
             vector: with_vector.then(|| self.row(row).to_vec()),
         }
     }
+}
+
+/// A graph over the live rows of `state`, for collections with an HNSW index.
+fn build_index(manifest: &CollectionManifest, state: &State) -> Option<HnswIndex> {
+    match manifest.index {
+        IndexSpec::Exact => None,
+        IndexSpec::Hnsw(params) => {
+            let meta = &state.meta;
+            Some(HnswIndex::build(params, manifest.metric, &state.data, state.dim, |row| meta[row].live))
+        }
+    }
+}
+
+/// Where writes stand between the log and memory.
+#[derive(Debug, Default)]
+struct Commit {
+    /// Sequence number of the last write applied to memory; writes apply in sequence order.
+    applied: u64,
+    /// Writes logged whose writer has not finished (applied them, or failed).
+    in_flight: usize,
+    /// Per id, the effect of the latest write in flight that touches it: its sequence number
+    /// and whether the id exists after it. A delete checks these before memory, so it sees the
+    /// writes logged ahead of it.
+    pending: HashMap<String, (u64, bool)>,
+    /// A writer panicked between logging and applying: the writes after it cannot apply.
+    halted: bool,
+}
+
+/// A write between its log append and the end of its apply step. Dropping it unfinished
+/// (failure or panic) takes it off the in-flight count and wakes whoever waits on it.
+struct Ticket<'a> {
+    collection: &'a Collection,
+    seq: u64,
+    ids: Vec<String>,
+    /// Its turn to apply came: the writes after it wait for this one.
+    in_turn: bool,
+    finished: bool,
+}
+
+impl Ticket<'_> {
+    fn release(&mut self, applied: bool) {
+        self.finished = true;
+        let mut commit = self.collection.commit();
+        if applied {
+            commit.applied = self.seq;
+        } else if self.in_turn || std::thread::panicking() {
+            // The writes queued behind this one would wait forever.
+            commit.halted = true;
+        }
+        commit.in_flight -= 1;
+        for id in &self.ids {
+            if commit.pending.get(id).is_some_and(|(seq, _)| *seq == self.seq) {
+                commit.pending.remove(id);
+            }
+        }
+        drop(commit);
+        self.collection.committed.notify_all();
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.release(false);
+        }
+    }
+}
+
+/// Graph work left to a writer once its change is applied.
+enum GraphWork {
+    None,
+    /// Insert these rows (`row`, then its vector, row-major) into this graph.
+    Insert(Arc<HnswIndex>, Range<usize>, Vec<f32>),
+    /// Rows were repacked: build a new graph.
+    Rebuild,
 }
 
 /// The modality stored under `name` (`Modality::as_str`); `None` for an empty or unknown name.
@@ -286,6 +364,12 @@ pub struct Collection {
     dir: PathBuf,
     state: RwLock<State>,
     wal: Wal,
+    /// Sequence number of the last record appended to the log. Held while a writer picks its
+    /// sequence number and appends its record, and by compaction and deletion to stop writes.
+    appended: Mutex<u64>,
+    commit: Mutex<Commit>,
+    /// Signalled whenever `commit` changes.
+    committed: Condvar,
     /// Held while a snapshot is written, so only one runs at a time.
     compaction: Mutex<()>,
     compactions: AtomicU64,
@@ -311,7 +395,7 @@ impl Collection {
                     reason,
                 })?;
             }
-            state.apply(Op::Upsert(UpsertOp { rows: loaded.rows }));
+            let _rows = state.apply(Op::Upsert(UpsertOp { rows: loaded.rows }));
         }
         let wal_path = dir.join(WAL_FILE);
         let bytes = match std::fs::read(&wal_path) {
@@ -346,7 +430,7 @@ impl Collection {
                 corruption = Some(format!("record {} is invalid: {reason}", record.seq));
                 break;
             }
-            state.apply(op);
+            let _rows = state.apply(op);
             state.last_seq = record.seq;
             recovery.records += 1;
         }
@@ -378,13 +462,17 @@ impl Collection {
         if state.dead > 0 {
             state.repack(&manifest);
         } else {
-            state.rebuild_index(&manifest);
+            state.index = build_index(&manifest, &state).map(Arc::new);
         }
+        let last_seq = state.last_seq;
         Self {
             manifest,
             dir: dir.to_path_buf(),
             state: RwLock::new(state),
             wal,
+            appended: Mutex::new(last_seq),
+            commit: Mutex::new(Commit { applied: last_seq, ..Commit::default() }),
+            committed: Condvar::new(),
             compaction: Mutex::new(()),
             compactions: AtomicU64::new(0),
             snapshot_bytes: AtomicU64::new(snapshot_bytes),
@@ -411,17 +499,133 @@ impl Collection {
         Ok(state)
     }
 
-    fn write(&self) -> Result<RwLockWriteGuard<'_, State>, StoreError> {
-        let state = self.state.write().map_err(|_| self.poisoned())?;
-        self.alive()?;
-        Ok(state)
-    }
-
     fn poisoned(&self) -> StoreError {
         StoreError::Internal(format!(
             "collection {:?} is unusable after an internal error; restart the server",
             self.manifest.name
         ))
+    }
+
+    fn commit(&self) -> MutexGuard<'_, Commit> {
+        // Plain counters and a map that every holder leaves consistent: poisoning is ignored.
+        self.commit.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn log_failed(&self, failure: LogFailure) -> StoreError {
+        StoreError::LogUnusable {
+            collection: self.manifest.name.clone(),
+            path: self.wal.path().to_path_buf(),
+            reason: failure.reason,
+        }
+    }
+
+    /// Why the collection refuses writes, if it does: its log failed and only a restart, which
+    /// rebuilds it from the log, makes it writable again.
+    pub fn log_failure(&self) -> Option<String> {
+        self.wal.failure().map(|f| f.reason)
+    }
+
+    /// The append lock, for a write: fails if the collection was deleted or its log failed.
+    fn lock_for_write(&self) -> Result<MutexGuard<'_, u64>, StoreError> {
+        let appended = self.appended.lock().unwrap_or_else(|e| e.into_inner());
+        self.alive()?;
+        if let Some(failure) = self.wal.failure() {
+            return Err(self.log_failed(failure));
+        }
+        Ok(appended)
+    }
+
+    /// Waits until no write is between its log append and the end of its apply step. Callers
+    /// hold the append lock, so none starts meanwhile.
+    fn wait_idle(&self) {
+        let mut commit = self.commit();
+        while commit.in_flight > 0 {
+            commit = self.committed.wait(commit).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Logs `op` (whose effect on each id is `effects`) as the next record and returns its
+    /// sequence number once it is durable and applied. `appended` is the append lock, taken
+    /// before the change was checked against the collection.
+    fn log_and_apply(
+        &self,
+        mut appended: MutexGuard<'_, u64>,
+        op: Op,
+        effects: Vec<(String, bool)>,
+    ) -> Result<u64, StoreError> {
+        let seq = *appended + 1;
+        let record = WalRecord { seq, op: Some(op) };
+        self.wal.append(&record).map_err(|e| self.log_failed(e))?;
+        *appended = seq;
+        let mut ticket = {
+            let mut commit = self.commit();
+            commit.in_flight += 1;
+            let mut ids = Vec::with_capacity(effects.len());
+            for (id, exists) in effects {
+                commit.pending.insert(id.clone(), (seq, exists));
+                ids.push(id);
+            }
+            Ticket { collection: self, seq, ids, in_turn: false, finished: false }
+        };
+        drop(appended);
+
+        // Outside every lock: writers that append meanwhile share this flush or the next.
+        self.wal.sync_through(seq).map_err(|e| self.log_failed(e))?;
+
+        // The records whose flush succeeded form a prefix of the log, so every write before
+        // this one is durable too and will take its turn.
+        {
+            let mut commit = self.commit();
+            while commit.applied + 1 < seq {
+                if commit.halted {
+                    return Err(self.poisoned());
+                }
+                commit = self.committed.wait(commit).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        ticket.in_turn = true;
+        let Some(op) = record.op else {
+            return Err(StoreError::Internal("a logged record lost its change".into()));
+        };
+        let work = {
+            // Only the writer whose turn it is takes the write lock.
+            let mut state = self.state.write().map_err(|_| self.poisoned())?;
+            let added = state.apply(op);
+            state.last_seq = seq;
+            if state.is_sparse() {
+                state.repack_rows();
+                GraphWork::Rebuild
+            } else {
+                match &state.index {
+                    Some(index) if !added.is_empty() => {
+                        let values = state.data[added.start * state.dim..added.end * state.dim].to_vec();
+                        GraphWork::Insert(Arc::clone(index), added, values)
+                    }
+                    _ => GraphWork::None,
+                }
+            }
+        };
+        match work {
+            GraphWork::None => ticket.release(true),
+            GraphWork::Insert(index, rows, values) => {
+                // The next writer may apply meanwhile; the rows are visible to exact search
+                // already and join the graph before this write is acknowledged.
+                ticket.release(true);
+                let dim = self.manifest.dim;
+                index.insert_batch(rows.zip(values.chunks_exact(dim)));
+            }
+            GraphWork::Rebuild => {
+                // Searches run exactly while the graph is rebuilt. The next writer waits for
+                // this turn to end, so nothing asks for the write lock while the read lock is held.
+                let built = {
+                    let state = self.state.read().map_err(|_| self.poisoned())?;
+                    build_index(&self.manifest, &state)
+                };
+                self.state.write().map_err(|_| self.poisoned())?.index = built.map(Arc::new);
+                ticket.release(true);
+            }
+        }
+        Ok(seq)
     }
 
     fn alive(&self) -> Result<(), StoreError> {
@@ -499,8 +703,9 @@ impl Collection {
         Ok(v)
     }
 
-    /// Inserts or replaces `items`, all or nothing, and returns once the write is on disk.
-    /// Returns the write's sequence number.
+    /// Inserts or replaces `items`, all or nothing, and returns once the write is on disk and
+    /// visible. Returns the write's sequence number. A call that fails changes nothing in
+    /// memory; when its log write or flush failed, the collection refuses later writes too.
     pub fn upsert(&self, items: Vec<NewItem>) -> Result<u64, StoreError> {
         self.check_items(items.iter().map(|i| (i.id.as_str(), &i.metadata)))?;
         let mut rows = Vec::with_capacity(items.len());
@@ -514,31 +719,24 @@ impl Collection {
                 vector,
             });
         }
-        let seq = {
-            let mut state = self.write()?;
-            let seq = state.last_seq + 1;
-            let record = WalRecord { seq, op: Some(Op::Upsert(UpsertOp { rows })) };
-            self.wal.append(&record)?;
-            if let Some(op) = record.op {
-                state.apply(op);
-            }
-            state.last_seq = seq;
-            state.repack_if_sparse(&self.manifest);
-            seq
-        };
-        self.wal.sync_through(seq)?;
-        Ok(seq)
+        let effects = rows.iter().map(|r| (r.id.clone(), true)).collect();
+        let appended = self.lock_for_write()?;
+        self.log_and_apply(appended, Op::Upsert(UpsertOp { rows }), effects)
     }
 
-    /// Removes the items of `ids` that exist and returns once the removal is on disk.
+    /// Removes the items of `ids` that exist and returns once the removal is on disk and
+    /// visible. Items of writes logged before this one count as existing.
     /// Returns the number removed, the ids not found, and the write's sequence number (0 when
     /// nothing was removed and nothing written).
     pub fn delete(&self, ids: &[String]) -> Result<(usize, Vec<String>, u64), StoreError> {
         if ids.is_empty() {
             return Err(StoreError::NoIds);
         }
-        let (count, missing, seq) = {
-            let mut state = self.write()?;
+        let appended = self.lock_for_write()?;
+        let (present, missing) = {
+            // Writes logged but not yet applied decide first; the append lock keeps new ones out.
+            let commit = self.commit();
+            let state = self.read()?;
             let mut seen = HashSet::new();
             let mut present = Vec::new();
             let mut missing = Vec::new();
@@ -546,27 +744,24 @@ impl Collection {
                 if !seen.insert(id.as_str()) {
                     continue;
                 }
-                if state.by_id.contains_key(id) {
+                let exists = match commit.pending.get(id) {
+                    Some(&(_, exists)) => exists,
+                    None => state.by_id.contains_key(id),
+                };
+                if exists {
                     present.push(id.clone());
                 } else {
                     missing.push(id.clone());
                 }
             }
-            if present.is_empty() {
-                return Ok((0, missing, 0));
-            }
-            let seq = state.last_seq + 1;
-            let count = present.len();
-            let record = WalRecord { seq, op: Some(Op::Delete(DeleteOp { ids: present })) };
-            self.wal.append(&record)?;
-            if let Some(op) = record.op {
-                state.apply(op);
-            }
-            state.last_seq = seq;
-            state.repack_if_sparse(&self.manifest);
-            (count, missing, seq)
+            (present, missing)
         };
-        self.wal.sync_through(seq)?;
+        if present.is_empty() {
+            return Ok((0, missing, 0));
+        }
+        let count = present.len();
+        let effects = present.iter().map(|id| (id.clone(), false)).collect();
+        let seq = self.log_and_apply(appended, Op::Delete(DeleteOp { ids: present }), effects)?;
         Ok((count, missing, seq))
     }
 
@@ -613,7 +808,7 @@ impl Collection {
         let query = self.prepare_vector("query vector", query)?;
         let state = self.read()?;
         let meta = &state.meta;
-        let accept = |row: usize| meta[row].live && filter.matches(&meta[row]);
+        let accept = |row: usize| meta.get(row).is_some_and(|m| m.live && filter.matches(m));
         let metric = self.manifest.metric;
         let mut approximate: Option<Vec<Hit>> = None;
         if !exact && let Some(index) = &state.index {
@@ -671,9 +866,15 @@ impl Collection {
         self.wal.len()
     }
 
-    /// Writes a snapshot of the current content and empties the log. Writers wait while it runs;
-    /// readers do not. With `wait` false, returns `Ok(false)` at once if another compaction is
-    /// running. Returns whether a snapshot was written (not when the log is already empty).
+    /// Whether the log holds no record (everything is in the snapshot).
+    pub fn wal_is_empty(&self) -> bool {
+        self.wal.is_empty()
+    }
+
+    /// Writes a snapshot of the current content and empties the log. Writers wait while it runs
+    /// (after the writes already logged are applied); readers do not. With `wait` false, returns
+    /// `Ok(false)` at once if another compaction is running. Returns whether a snapshot was
+    /// written (not when the log is already empty). Fails once the log has failed.
     pub fn compact(&self, wait: bool) -> Result<bool, StoreError> {
         let _running = if wait {
             self.compaction.lock().unwrap_or_else(|e| e.into_inner())
@@ -684,6 +885,12 @@ impl Collection {
                 Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
             }
         };
+        // Holding the append lock with nothing in flight, memory holds exactly what the log does.
+        let _appended = self.lock_for_write()?;
+        self.wait_idle();
+        if let Some(failure) = self.wal.failure() {
+            return Err(self.log_failed(failure));
+        }
         let state = self.read()?;
         if self.wal.is_empty() {
             return Ok(false);
@@ -697,7 +904,7 @@ impl Collection {
             live.len(),
             live.iter().map(|&row| state.stored_row(row)),
         )?;
-        self.wal.reset(state.last_seq)?;
+        self.wal.reset(state.last_seq).map_err(|e| self.log_failed(e))?;
         self.snapshot_bytes.store(size, Ordering::Relaxed);
         self.compactions.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(collection = %self.manifest.name, items = live.len(), bytes = size, "snapshot written");
@@ -705,10 +912,11 @@ impl Collection {
     }
 
     /// Marks the collection deleted: every later call on this handle fails with NOT_FOUND.
-    /// Waits for in-flight writes so none lands after it.
+    /// Waits for in-flight writes and a running compaction so none lands after it.
     pub(super) fn mark_dropped(&self) {
-        let _state = self.state.write().unwrap_or_else(|e| e.into_inner());
         let _compaction = self.compaction.lock().unwrap_or_else(|e| e.into_inner());
+        let _appended = self.appended.lock().unwrap_or_else(|e| e.into_inner());
+        self.wait_idle();
         self.dropped.store(true, Ordering::Release);
     }
 }
@@ -738,4 +946,343 @@ pub fn check_id(id: &str) -> Result<(), StoreError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::manifest::{HnswParams, MANIFEST_FORMAT};
+    use crate::store::wal::{FaultHook, FaultPoint};
+    use crate::store::{Store, StoreOptions};
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    /// A scratch folder removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(what: &str) -> Self {
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!("bindery-unit-{what}-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn open_store(dir: &Scratch) -> Store {
+        Store::open(&dir.0, StoreOptions::default()).unwrap()
+    }
+
+    fn create(store: &Store, name: &str, index: IndexSpec, dim: usize) -> Arc<Collection> {
+        store
+            .create(CollectionManifest {
+                format: MANIFEST_FORMAT,
+                name: name.into(),
+                model: "m".into(),
+                dim,
+                metric: Metric::L2,
+                index,
+                schema: None,
+            })
+            .unwrap()
+    }
+
+    fn item(id: &str, vector: Vec<f32>, tag: &str) -> NewItem {
+        NewItem {
+            id: id.into(),
+            modality: None,
+            metadata: [("tag".to_string(), tag.to_string())].into(),
+            vector,
+        }
+    }
+
+    fn ids(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// A hook that holds the next flush until `release` is sent, after telling `entered`.
+    fn pause_next_sync() -> (FaultHook, mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (entered_tx, entered) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let entered_tx = Mutex::new(entered_tx);
+        let release_rx = Mutex::new(release_rx);
+        let hook: FaultHook = Arc::new(move |point| {
+            if point == FaultPoint::Sync {
+                let _ = entered_tx.lock().unwrap().send(());
+                let _ = release_rx.lock().unwrap().recv_timeout(WAIT);
+            }
+            Ok(())
+        });
+        (hook, entered, release)
+    }
+
+    fn search_ids(c: &Collection, query: Vec<f32>, exact: bool) -> Vec<String> {
+        let outcome = c.search(query, 10, &Filter::default(), exact, None, false).unwrap();
+        outcome.hits.into_iter().map(|h| h.item.id).collect()
+    }
+
+    #[test]
+    fn a_write_is_invisible_until_its_record_is_flushed() {
+        let dir = Scratch::new("visible");
+        let store = open_store(&dir);
+        let c = create(&store, "c", IndexSpec::Exact, 2);
+        c.upsert(vec![item("a", vec![1.0, 0.0], "1")]).unwrap();
+        let (hook, entered, release) = pause_next_sync();
+        c.wal.set_fault_hook(Some(hook));
+        let writer = {
+            let c = Arc::clone(&c);
+            std::thread::spawn(move || c.upsert(vec![item("b", vec![0.0, 1.0], "2")]))
+        };
+        entered.recv_timeout(WAIT).unwrap();
+        // A second writer logs its record behind the paused flush.
+        let before = c.wal_bytes();
+        let second = {
+            let c = Arc::clone(&c);
+            std::thread::spawn(move || c.upsert(vec![item("c", vec![1.0, 1.0], "3")]))
+        };
+        let started = std::time::Instant::now();
+        while c.wal_bytes() == before {
+            assert!(started.elapsed() < WAIT, "the second write was not logged");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+
+        // Reads run meanwhile and see neither write.
+        let (_, missing) = c.get(&ids(&["a", "b", "c"]), false).unwrap();
+        assert_eq!(missing, ["b", "c"]);
+        assert_eq!(search_ids(&c, vec![0.0, 1.0], true), ["a"]);
+        let stats = c.stats().unwrap();
+        assert_eq!((stats.count, stats.last_seq), (1, 1));
+        assert!(!writer.is_finished() && !second.is_finished());
+
+        c.wal.set_fault_hook(None);
+        release.send(()).unwrap();
+        assert_eq!(writer.join().unwrap().unwrap(), 2);
+        assert_eq!(second.join().unwrap().unwrap(), 3);
+        let (items, missing) = c.get(&ids(&["a", "b", "c"]), false).unwrap();
+        assert!(missing.is_empty());
+        assert_eq!(items.len(), 3);
+        assert_eq!(c.stats().unwrap().last_seq, 3);
+    }
+
+    #[test]
+    fn a_delete_counts_writes_logged_ahead_of_it() {
+        let dir = Scratch::new("pending-delete");
+        let store = open_store(&dir);
+        let c = create(&store, "c", IndexSpec::Exact, 2);
+        let (hook, entered, release) = pause_next_sync();
+        c.wal.set_fault_hook(Some(hook));
+        let writer = {
+            let c = Arc::clone(&c);
+            std::thread::spawn(move || c.upsert(vec![item("b", vec![0.0, 1.0], "2")]))
+        };
+        entered.recv_timeout(WAIT).unwrap();
+        c.wal.set_fault_hook(None);
+        let logged = c.wal_bytes();
+        let deleter = {
+            let c = Arc::clone(&c);
+            std::thread::spawn(move || c.delete(&ids(&["b", "ghost"])))
+        };
+        // The delete logs its record (it counts "b" as present) and waits behind the upsert.
+        let started = std::time::Instant::now();
+        while !deleter.is_finished() && c.wal_bytes() == logged {
+            assert!(started.elapsed() < WAIT, "the delete neither returned nor logged");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        release.send(()).unwrap();
+        assert_eq!(writer.join().unwrap().unwrap(), 1);
+        let (count, missing, seq) = deleter.join().unwrap().unwrap();
+        assert_eq!((count, missing.as_slice(), seq), (1, ["ghost".to_string()].as_slice(), 2));
+        assert_eq!(c.get(&ids(&["b"]), false).unwrap().1, ["b"]);
+    }
+
+    fn assert_refuses_writes(c: &Collection, injected: &str) {
+        let check = |e: StoreError| match &e {
+            StoreError::LogUnusable { collection, reason, .. } => {
+                assert_eq!(collection, "c");
+                assert!(reason.contains(injected), "{e}");
+                assert!(e.to_string().contains("restarts"), "{e}");
+            }
+            other => panic!("expected LogUnusable, got {other:?}"),
+        };
+        check(c.upsert(vec![item("later", vec![1.0, 1.0], "9")]).unwrap_err());
+        check(c.delete(&ids(&["a"])).unwrap_err());
+        check(c.compact(true).unwrap_err());
+        assert_eq!(c.log_failure().map(|r| r.contains(injected)), Some(true));
+    }
+
+    fn failing(at: FaultPoint) -> FaultHook {
+        Arc::new(move |point| {
+            if point == at {
+                Err(std::io::Error::other(format!("injected {point:?} failure")))
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    #[test]
+    fn a_failed_flush_changes_nothing_and_refuses_later_writes() {
+        let dir = Scratch::new("failed-sync");
+        let store = open_store(&dir);
+        let c = create(&store, "c", IndexSpec::Exact, 2);
+        c.upsert(vec![item("a", vec![1.0, 0.0], "1")]).unwrap();
+        c.wal.set_fault_hook(Some(failing(FaultPoint::Sync)));
+        let e = c.upsert(vec![item("b", vec![0.0, 1.0], "2"), item("a", vec![5.0, 5.0], "x")]).unwrap_err();
+        assert!(matches!(&e, StoreError::LogUnusable { collection, .. } if collection == "c"), "{e:?}");
+        c.wal.set_fault_hook(None);
+
+        // Nothing of the failed write is visible; reads work.
+        let (items, missing) = c.get(&ids(&["a", "b"]), true).unwrap();
+        assert_eq!(missing, ["b"]);
+        assert_eq!(items[0].vector.as_deref(), Some([1.0, 0.0].as_slice()));
+        assert_eq!(items[0].metadata["tag"], "1");
+        assert_eq!(search_ids(&c, vec![0.0, 1.0], true), ["a"]);
+        let stats = c.stats().unwrap();
+        assert_eq!((stats.count, stats.last_seq), (1, 1));
+        assert_refuses_writes(&c, "injected Sync failure");
+        assert_eq!(c.stats().unwrap().last_seq, 1);
+
+        // Shutdown leaves it to the log; a restart recovers it and takes writes again.
+        store.close().unwrap();
+        drop((c, store));
+        let store = open_store(&dir);
+        let c = store.get("c").unwrap();
+        assert!(c.log_failure().is_none());
+        assert!(c.get(&ids(&["a"]), false).unwrap().1.is_empty());
+        c.upsert(vec![item("d", vec![2.0, 2.0], "4")]).unwrap();
+    }
+
+    #[test]
+    fn a_failed_log_write_changes_nothing_and_refuses_later_writes() {
+        let dir = Scratch::new("failed-append");
+        let store = open_store(&dir);
+        let c = create(&store, "c", IndexSpec::Hnsw(HnswParams::default()), 2);
+        c.upsert(vec![item("a", vec![1.0, 0.0], "1")]).unwrap();
+        let bytes = c.wal_bytes();
+        c.wal.set_fault_hook(Some(failing(FaultPoint::Append)));
+        assert!(matches!(
+            c.upsert(vec![item("b", vec![0.0, 1.0], "2")]),
+            Err(StoreError::LogUnusable { .. })
+        ));
+        c.wal.set_fault_hook(None);
+        assert_eq!(c.wal_bytes(), bytes, "nothing was logged");
+        assert_eq!(c.get(&ids(&["b"]), false).unwrap().1, ["b"]);
+        assert_eq!(search_ids(&c, vec![0.0, 1.0], false), ["a"]);
+        assert_refuses_writes(&c, "injected Append failure");
+    }
+
+    #[test]
+    fn concurrent_writes_apply_in_log_order() {
+        let dir = Scratch::new("order");
+        let store = open_store(&dir);
+        let c = create(&store, "c", IndexSpec::Exact, 2);
+        let (writers, each) = (6, 40);
+        let threads: Vec<_> = (0..writers)
+            .map(|w| {
+                let c = Arc::clone(&c);
+                std::thread::spawn(move || {
+                    let mut last = Vec::new();
+                    for n in 0..each {
+                        let tag = format!("{w}-{n}");
+                        let own = item(&format!("w{w}-{n}"), vec![w as f32, n as f32], &tag);
+                        let seq = c.upsert(vec![item("x", vec![w as f32, n as f32], &tag), own]).unwrap();
+                        last.push((seq, tag));
+                    }
+                    last
+                })
+            })
+            .collect();
+        let mut all: Vec<(u64, String)> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        all.sort();
+        let seqs: Vec<u64> = all.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (1..=(writers * each) as u64).collect::<Vec<_>>(), "one sequence number each");
+        let winner = &all.last().unwrap().1;
+        let x = |c: &Collection| c.get(&ids(&["x"]), false).unwrap().0[0].metadata["tag"].clone();
+        assert_eq!(&x(&c), winner, "the last write in the log is the one visible");
+        assert_eq!(c.len(), writers * each + 1);
+        drop((c, store));
+        let store = open_store(&dir);
+        assert_eq!(&x(&store.get("c").unwrap()), winner, "replay agrees");
+    }
+
+    #[test]
+    fn searches_run_while_batches_join_the_graph() {
+        let dir = Scratch::new("graph");
+        let store = open_store(&dir);
+        let dim = 16;
+        let c = create(&store, "g", IndexSpec::Hnsw(HnswParams::default()), dim);
+        let vector = move |n: usize| -> Vec<f32> {
+            (0..dim).map(|d| ((n * 31 + d * 7) % 17) as f32 + (n as f32) * 0.01 * (d as f32)).collect()
+        };
+        let (batches, size) = (12, 40);
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (c, done) = (Arc::clone(&c), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut searches = 0;
+                while !done.load(Ordering::Acquire) || searches == 0 {
+                    let hits =
+                        c.search(vector(searches % 400), 5, &Filter::default(), false, None, true).unwrap();
+                    for hit in hits.hits {
+                        let n: usize = hit.item.id[1..].parse().unwrap();
+                        assert_eq!(hit.item.metadata["tag"], n.to_string());
+                        assert_eq!(hit.item.vector, Some(vector(n)), "hit {} is its own row", hit.item.id);
+                        assert!(c.get(std::slice::from_ref(&hit.item.id), false).unwrap().1.is_empty());
+                    }
+                    searches += 1;
+                }
+                searches
+            })
+        };
+        for b in 0..batches {
+            let items = (b * size..(b + 1) * size).map(|n| item(&format!("v{n}"), vector(n), &n.to_string()));
+            c.upsert(items.collect()).unwrap();
+            // Acknowledged rows are in the graph: each finds itself first.
+            let first = b * size;
+            let hits = c.search(vector(first), 1, &Filter::default(), false, None, false).unwrap();
+            assert!(!hits.exact);
+            assert_eq!(hits.hits[0].item.id, format!("v{first}"));
+        }
+        done.store(true, Ordering::Release);
+        assert!(reader.join().unwrap() > 0);
+        let stats = c.stats().unwrap();
+        assert_eq!((stats.count, stats.index_tombstones), ((batches * size) as u64, 0));
+    }
+
+    #[test]
+    fn many_deletes_repack_rows_and_rebuild_the_graph() {
+        let dir = Scratch::new("repack");
+        let store = open_store(&dir);
+        let c = create(&store, "g", IndexSpec::Hnsw(HnswParams::default()), 2);
+        let n = REPACK_MIN_DEAD + 100;
+        let items = (0..n).map(|i| item(&format!("v{i}"), vec![i as f32, 1.0], "t")).collect();
+        c.upsert(items).unwrap();
+        let doomed: Vec<String> = (0..n - 50).map(|i| format!("v{i}")).collect();
+        let (count, _, _) = c.delete(&doomed).unwrap();
+        assert_eq!(count, n - 50);
+        let stats = c.stats().unwrap();
+        assert_eq!((stats.count, stats.index_tombstones), (50, 0), "rows repacked, graph rebuilt");
+        let hits = c.search(vec![(n - 1) as f32, 1.0], 3, &Filter::default(), false, None, false).unwrap();
+        assert!(!hits.exact);
+        let got: Vec<_> = hits.hits.iter().map(|h| h.item.id.as_str()).collect();
+        assert_eq!(got, [format!("v{}", n - 1), format!("v{}", n - 2), format!("v{}", n - 3)]);
+        // Writes after the repack land in the new graph.
+        let near_last = vec![n as f32 - 0.75, 1.0];
+        c.upsert(vec![item("new", near_last.clone(), "t")]).unwrap();
+        let hits = c.search(near_last, 1, &Filter::default(), false, None, false).unwrap();
+        assert!(!hits.exact);
+        assert_eq!(hits.hits[0].item.id, "new");
+        assert_eq!(c.stats().unwrap().index_tombstones, 0);
+    }
 }

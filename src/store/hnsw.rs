@@ -2,7 +2,7 @@
 //!
 //! Graph nodes are keyed by row index. Rows are never removed from the graph: deleted and
 //! replaced items are tombstones that the search filter skips, and the graph is rebuilt when the
-//! collection's storage is compacted.
+//! collection's rows are repacked (tombstones outnumbering live rows) and when it is opened.
 
 use hnsw_rs::anndists::dist::Distance;
 use hnsw_rs::prelude::Hnsw;
@@ -78,6 +78,17 @@ impl HnswIndex {
     /// Adds one row.
     pub fn insert(&self, row: usize, vector: &[f32]) {
         self.graph.insert_slice((vector, row));
+    }
+
+    /// Adds rows, in parallel on the current rayon pool when there are several. Safe while
+    /// other threads search or insert: the graph locks its own nodes.
+    pub fn insert_batch<'a>(&self, rows: impl IntoIterator<Item = (usize, &'a [f32])>) {
+        let batch: Vec<(&[f32], usize)> = rows.into_iter().map(|(row, v)| (v, row)).collect();
+        match batch.as_slice() {
+            [] => {}
+            [(vector, row)] => self.graph.insert_slice((vector, *row)),
+            _ => self.graph.parallel_insert_slice(&batch),
+        }
     }
 
     /// Nodes in the graph, tombstones included.

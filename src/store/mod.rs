@@ -135,9 +135,16 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
-    /// The log failed in a way that leaves its disk state unknown; writes stop until restart.
-    #[error("write-ahead log {path} refuses writes until the server restarts: {reason}")]
+    /// A write to the collection's log failed, leaving its disk state unknown: this write and
+    /// every later one to the collection fail until a restart rebuilds it from the log. Reads
+    /// keep working on what was acknowledged.
+    #[error(
+        "collection {collection:?} accepts no writes until the server restarts and recovers it from \
+         its write-ahead log {path}: {reason}"
+    )]
     LogUnusable {
+        /// The collection.
+        collection: String,
         /// The log file.
         path: PathBuf,
         /// What failed.
@@ -333,13 +340,17 @@ impl Store {
         collection.compact(false)
     }
 
-    /// Snapshots every collection with a non-empty log, so the next start replays nothing.
+    /// Snapshots every collection with a non-empty log, so the next start replays nothing. A
+    /// collection whose log failed is left to be recovered from its log at the next start.
     /// Returns the first error after trying them all.
     pub fn close(&self) -> Result<(), StoreError> {
         let mut first = None;
         for collection in self.list() {
             match collection.compact(true) {
                 Ok(_) | Err(StoreError::CollectionNotFound { .. }) => {}
+                Err(e @ StoreError::LogUnusable { .. }) => {
+                    tracing::warn!(collection = %collection.manifest().name, error = %e, "no snapshot at shutdown");
+                }
                 Err(e) => {
                     tracing::error!(collection = %collection.manifest().name, error = %e, "snapshot at shutdown failed");
                     first.get_or_insert(e);

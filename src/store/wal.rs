@@ -192,6 +192,39 @@ pub fn scan(bytes: &[u8]) -> Scan {
     out
 }
 
+/// Why the log refused or failed a write. Once one write failed, every later one is refused: what
+/// is on disk is no longer known to match memory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct LogFailure {
+    /// What failed.
+    pub reason: String,
+}
+
+/// A step of the log where tests inject faults and pauses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FaultPoint {
+    /// Before a record is written.
+    Append,
+    /// Before the file is flushed.
+    Sync,
+}
+
+/// A test's stand-in for a step: runs before it, and an error replaces the step's outcome.
+#[cfg(test)]
+pub(crate) type FaultHook = Arc<dyn Fn(FaultPoint) -> std::io::Result<()> + Send + Sync>;
+
+#[cfg(test)]
+#[derive(Default)]
+struct Faults(Mutex<Option<FaultHook>>);
+
+#[cfg(test)]
+impl std::fmt::Debug for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Faults")
+    }
+}
+
 /// What the appending side knows about the file.
 #[derive(Debug)]
 struct Tail {
@@ -209,6 +242,10 @@ struct Tail {
 /// [`Wal::sync_through`] with its sequence number. One fsync covers every record written
 /// before it started, so writers that queue behind a running fsync often find their record
 /// already durable and return without one of their own.
+///
+/// A failed write or fsync breaks the log for good: that call and every later append, flush
+/// and reset fail with a [`LogFailure`]. Records flushed before the failure stay durable, so the
+/// records whose [`Wal::sync_through`] succeeded always form a prefix of the log.
 #[derive(Debug)]
 pub struct Wal {
     path: PathBuf,
@@ -216,6 +253,8 @@ pub struct Wal {
     tail: Mutex<Tail>,
     /// Sequence number known durable; held across the fsync so only one runs at a time.
     synced: Mutex<u64>,
+    #[cfg(test)]
+    faults: Faults,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -263,7 +302,37 @@ impl Wal {
             file: Arc::new(file),
             tail: Mutex::new(Tail { len, appended: seq, broken: None }),
             synced: Mutex::new(seq),
+            #[cfg(test)]
+            faults: Faults::default(),
         }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Why the log refuses writes, if it does.
+    pub fn failure(&self) -> Option<LogFailure> {
+        lock(&self.tail).broken.clone().map(|reason| LogFailure { reason })
+    }
+
+    /// Makes `hook` run before every append and flush (`None` removes it).
+    #[cfg(test)]
+    pub(crate) fn set_fault_hook(&self, hook: Option<FaultHook>) {
+        *lock(&self.faults.0) = hook;
+    }
+
+    #[cfg(test)]
+    fn fault(&self, point: FaultPoint) -> std::io::Result<()> {
+        // Cloned out so a hook that blocks does not hold up the other steps' hooks.
+        let hook = lock(&self.faults.0).clone();
+        hook.map_or(Ok(()), |hook| hook(point))
+    }
+
+    #[cfg(not(test))]
+    fn fault(&self, _point: FaultPoint) -> std::io::Result<()> {
+        Ok(())
     }
 
     /// Current file length in bytes.
@@ -276,27 +345,28 @@ impl Wal {
         self.len() <= WAL_MAGIC.len() as u64
     }
 
-    fn broken(&self, why: String) -> StoreError {
-        StoreError::LogUnusable { path: self.path.clone(), reason: why }
-    }
-
     /// Writes `record` at the end of the log (not yet flushed). Callers serialise appends and
-    /// pass increasing sequence numbers. On failure the file is cut back to its previous length;
-    /// if even that fails the log refuses every later write.
-    pub fn append(&self, record: &WalRecord) -> Result<(), StoreError> {
+    /// pass increasing sequence numbers. A failed write is cut off the file where possible, and
+    /// the log refuses every later write either way.
+    pub fn append(&self, record: &WalRecord) -> Result<(), LogFailure> {
         let mut frame = Vec::with_capacity(record.encoded_len() + FRAME_HEADER);
         encode_frame(&record.encode_to_vec(), &mut frame);
         let mut tail = lock(&self.tail);
-        if let Some(why) = &tail.broken {
-            return Err(self.broken(why.clone()));
+        if let Some(reason) = &tail.broken {
+            return Err(LogFailure { reason: reason.clone() });
         }
         let mut file = &*self.file;
-        let written = file.seek(SeekFrom::Start(tail.len)).and_then(|_| file.write_all(&frame));
+        let written = self
+            .fault(FaultPoint::Append)
+            .and_then(|()| file.seek(SeekFrom::Start(tail.len)))
+            .and_then(|_| file.write_all(&frame));
         if let Err(source) = written {
+            let mut reason = format!("writing a record failed: {source}");
             if let Err(e) = self.file.set_len(tail.len) {
-                tail.broken = Some(format!("could not undo a failed append: {e}"));
+                reason.push_str(&format!("; cutting it off failed too: {e}"));
             }
-            return Err(StoreError::Io { path: self.path.clone(), source });
+            tail.broken = Some(reason.clone());
+            return Err(LogFailure { reason });
         }
         tail.len += frame.len() as u64;
         tail.appended = record.seq;
@@ -305,41 +375,43 @@ impl Wal {
 
     /// Returns once every record up to `seq` is on disk, flushing the file if no other writer
     /// already did.
-    pub fn sync_through(&self, seq: u64) -> Result<(), StoreError> {
+    pub fn sync_through(&self, seq: u64) -> Result<(), LogFailure> {
         let mut synced = lock(&self.synced);
         if *synced >= seq {
             return Ok(());
         }
         let target = {
             let tail = lock(&self.tail);
-            if let Some(why) = &tail.broken {
-                return Err(self.broken(why.clone()));
+            if let Some(reason) = &tail.broken {
+                return Err(LogFailure { reason: reason.clone() });
             }
             tail.appended
         };
-        if let Err(source) = self.file.sync_data() {
+        if let Err(source) = self.fault(FaultPoint::Sync).and_then(|()| self.file.sync_data()) {
             // After a failed fsync the kernel may have dropped the dirty pages: what is on disk
             // is unknown, so stop accepting writes rather than acknowledge on top of it.
-            lock(&self.tail).broken = Some(format!("fsync failed: {source}"));
-            return Err(StoreError::Io { path: self.path.clone(), source });
+            let reason = format!("flushing it to disk failed: {source}");
+            lock(&self.tail).broken = Some(reason.clone());
+            return Err(LogFailure { reason });
         }
         *synced = target;
         Ok(())
     }
 
     /// Empties the log after a snapshot holding every record through `seq` was made durable.
-    /// Callers hold the collection's lock so no append runs concurrently.
-    pub fn reset(&self, seq: u64) -> Result<(), StoreError> {
+    /// Callers hold the collection's append lock so no append runs concurrently.
+    pub fn reset(&self, seq: u64) -> Result<(), LogFailure> {
         let mut synced = lock(&self.synced);
         let mut tail = lock(&self.tail);
-        if let Some(why) = &tail.broken {
-            return Err(self.broken(why.clone()));
+        if let Some(reason) = &tail.broken {
+            return Err(LogFailure { reason: reason.clone() });
         }
         let header = WAL_MAGIC.len() as u64;
         let result = self.file.set_len(header).and_then(|()| self.file.sync_all());
         if let Err(source) = result {
-            tail.broken = Some(format!("could not empty the log after a snapshot: {source}"));
-            return Err(StoreError::Io { path: self.path.clone(), source });
+            let reason = format!("emptying it after a snapshot failed: {source}");
+            tail.broken = Some(reason.clone());
+            return Err(LogFailure { reason });
         }
         tail.len = header;
         tail.appended = seq;
@@ -428,6 +500,27 @@ mod tests {
         }
         assert!(scan(b"").corruption.is_some());
         assert!(scan(b"BNDWAL0").corruption.is_some());
+    }
+
+    #[test]
+    fn a_failed_flush_refuses_later_writes_but_keeps_what_was_flushed() {
+        let path = std::env::temp_dir().join(format!("bindery-unit-wal-{}", std::process::id()));
+        let wal = Wal::create(&path).unwrap();
+        wal.append(&record(1)).unwrap();
+        wal.sync_through(1).unwrap();
+        wal.append(&record(2)).unwrap();
+        wal.set_fault_hook(Some(Arc::new(|point| {
+            if point == FaultPoint::Sync { Err(std::io::Error::other("injected")) } else { Ok(()) }
+        })));
+        let failure = wal.sync_through(2).unwrap_err();
+        assert!(failure.reason.contains("injected"), "{failure}");
+        wal.set_fault_hook(None);
+        assert_eq!(wal.sync_through(1), Ok(()), "flushed before the failure");
+        assert_eq!(wal.sync_through(2), Err(failure.clone()));
+        assert_eq!(wal.append(&record(3)), Err(failure.clone()));
+        assert_eq!(wal.reset(2), Err(failure.clone()));
+        assert_eq!(wal.failure(), Some(failure));
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
