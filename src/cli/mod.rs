@@ -156,6 +156,15 @@ pub struct ServeArgs {
     /// A collection's write-ahead log is folded into a snapshot once it exceeds this many bytes.
     #[arg(long, default_value_t = crate::store::StoreOptions::default().compact_wal_bytes)]
     pub wal_compact_bytes: u64,
+    /// Every this many seconds, each collection whose write-ahead log holds records is folded
+    /// into a snapshot (0: only --wal-compact-bytes and shutdown trigger compaction).
+    #[arg(
+        long,
+        env = "BINDERY_COMPACT_INTERVAL",
+        value_name = "SECONDS",
+        default_value_t = crate::store::StoreOptions::default().compact_interval.as_secs()
+    )]
+    pub compact_interval: u64,
 }
 
 impl ServeArgs {
@@ -223,6 +232,7 @@ impl ServeArgs {
         options.drain_timeout = self.drain_timeout;
         options.data_dir = self.data_dir.clone().or_else(crate::store::default_data_dir);
         options.store.compact_wal_bytes = self.wal_compact_bytes;
+        options.store.compact_interval = std::time::Duration::from_secs(self.compact_interval);
         options
     }
 }

@@ -4,8 +4,9 @@
 //! Layout: `<data_dir>/collections/<name>/` holds `manifest.json` (settings fixed at creation),
 //! `wal` (the write-ahead log, see [`wal`]) and `snapshot` (see [`snapshot`]). Every write is
 //! appended to the log and flushed before it is acknowledged; when the log grows past a
-//! threshold its content is folded into a new snapshot and the log emptied. Opening replays the
-//! snapshot, then the log up to its first damaged record.
+//! threshold, every compaction interval, and at shutdown its content is folded into a new
+//! snapshot and the log emptied. Opening replays the snapshot, then the log up to its first
+//! damaged record.
 
 pub mod collection;
 pub mod hnsw;
@@ -17,7 +18,9 @@ pub mod vector;
 pub mod wal;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
@@ -180,11 +183,81 @@ pub fn check_name(name: &str) -> Result<(), StoreError> {
 pub struct StoreOptions {
     /// A collection's log is folded into a snapshot once it is larger than this.
     pub compact_wal_bytes: u64,
+    /// Every this often, each collection whose log holds records is folded into a snapshot, so
+    /// a quiet collection does not keep a long log to replay; zero turns it off.
+    pub compact_interval: Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { compact_wal_bytes: 64 << 20 }
+        Self { compact_wal_bytes: 64 << 20, compact_interval: Duration::from_secs(300) }
+    }
+}
+
+type Collections = Arc<DashMap<String, Arc<Collection>>>;
+
+/// The thread that compacts collections every [`StoreOptions::compact_interval`].
+#[derive(Debug)]
+struct Compactor {
+    /// Set to stop the thread; the condition variable wakes it.
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: JoinHandle<()>,
+}
+
+impl Compactor {
+    fn start(collections: Collections, interval: Duration) -> Result<Self, StoreError> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("bindery-compact".into())
+            .spawn(move || compact_periodically(&collections, interval, &signal))
+            .map_err(|e| StoreError::Internal(format!("cannot start the compaction thread: {e}")))?;
+        Ok(Self { stop, thread })
+    }
+
+    /// Stops the thread, waiting for a compaction it is running.
+    fn stop(self) {
+        let (stopped, wake) = &*self.stop;
+        *stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
+        if self.thread.join().is_err() {
+            tracing::error!("the compaction thread panicked");
+        }
+    }
+}
+
+fn compact_periodically(collections: &Collections, interval: Duration, stop: &(Mutex<bool>, Condvar)) {
+    let (stopped, wake) = stop;
+    let is_stopped = || *stopped.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let deadline = Instant::now() + interval;
+        let mut guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
+        while !*guard {
+            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+                break;
+            };
+            guard = wake.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        if *guard {
+            return;
+        }
+        drop(guard);
+        let due: Vec<Arc<Collection>> = collections
+            .iter()
+            .filter(|c| !c.wal_is_empty() && c.log_failure().is_none())
+            .map(|c| Arc::clone(c.value()))
+            .collect();
+        for collection in due {
+            if is_stopped() {
+                return;
+            }
+            match collection.compact(false) {
+                Ok(_) | Err(StoreError::CollectionNotFound { .. }) => {}
+                Err(e) => {
+                    tracing::error!(collection = %collection.manifest().name, error = %e, "periodic compaction failed");
+                }
+            }
+        }
     }
 }
 
@@ -193,17 +266,35 @@ impl Default for StoreOptions {
 pub struct Store {
     root: PathBuf,
     options: StoreOptions,
-    collections: DashMap<String, Arc<Collection>>,
+    collections: Collections,
     /// Serialises creation and deletion (which rename folders).
     admin: Mutex<()>,
+    /// Running while the store is open and the compaction interval is not zero.
+    compactor: Mutex<Option<Compactor>>,
 }
 
 impl Store {
     /// Opens every collection under `data_dir/collections`, recovering each from its snapshot
-    /// and log. Nothing is created on disk until the first collection is.
+    /// and log, and starts the periodic compaction (stopped by [`Store::close`] or on drop).
+    /// Nothing is created on disk until the first collection is.
     pub fn open(data_dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        let store = Self::load(data_dir, options)?;
+        if !store.options.compact_interval.is_zero() {
+            let compactor = Compactor::start(Arc::clone(&store.collections), store.options.compact_interval)?;
+            *store.compactor.lock().unwrap_or_else(|e| e.into_inner()) = Some(compactor);
+        }
+        Ok(store)
+    }
+
+    fn load(data_dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         let root = data_dir.join(COLLECTIONS_DIR);
-        let store = Self { root, options, collections: DashMap::new(), admin: Mutex::new(()) };
+        let store = Self {
+            root,
+            options,
+            collections: Arc::new(DashMap::new()),
+            admin: Mutex::new(()),
+            compactor: Mutex::new(None),
+        };
         let entries = match std::fs::read_dir(&store.root) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(store),
@@ -340,10 +431,18 @@ impl Store {
         collection.compact(false)
     }
 
-    /// Snapshots every collection with a non-empty log, so the next start replays nothing. A
-    /// collection whose log failed is left to be recovered from its log at the next start.
-    /// Returns the first error after trying them all.
+    fn stop_compactor(&self) {
+        let compactor = self.compactor.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(compactor) = compactor {
+            compactor.stop();
+        }
+    }
+
+    /// Stops the periodic compaction and snapshots every collection with a non-empty log, so
+    /// the next start replays nothing. A collection whose log failed is left to be recovered
+    /// from its log at the next start. Returns the first error after trying them all.
     pub fn close(&self) -> Result<(), StoreError> {
+        self.stop_compactor();
         let mut first = None;
         for collection in self.list() {
             match collection.compact(true) {
@@ -361,8 +460,69 @@ impl Store {
     }
 }
 
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.stop_compactor();
+    }
+}
+
 /// The default data folder: `bindery` under the platform's local data folder (e.g.
 /// `~/.local/share/bindery` on Linux); `None` when the platform has none.
 pub fn default_data_dir() -> Option<PathBuf> {
     dirs::data_local_dir().map(|d| d.join("bindery"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_are_compacted_periodically_until_the_store_closes() {
+        let dir = std::env::temp_dir().join(format!("bindery-unit-periodic-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let options = StoreOptions { compact_interval: Duration::from_millis(50), ..StoreOptions::default() };
+        let store = Store::open(&dir, options).unwrap();
+        let collection = store
+            .create(CollectionManifest {
+                format: manifest::MANIFEST_FORMAT,
+                name: "quiet".into(),
+                model: "m".into(),
+                dim: 2,
+                metric: Metric::Dot,
+                index: IndexSpec::Exact,
+                schema: None,
+            })
+            .unwrap();
+        let header = wal::WAL_MAGIC.len() as u64;
+        for round in 1..=2u64 {
+            let item = NewItem {
+                id: format!("a{round}"),
+                modality: None,
+                metadata: Default::default(),
+                vector: vec![1.0, 0.0],
+            };
+            let seq = collection.upsert(vec![item]).unwrap();
+            // Far below the size threshold: only the timer compacts.
+            assert!(collection.wal_bytes() > header);
+            let started = Instant::now();
+            while collection.stats().unwrap().compactions < round {
+                assert!(started.elapsed() < Duration::from_secs(20), "no periodic compaction");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let stats = collection.stats().unwrap();
+            assert_eq!((stats.wal_bytes, stats.last_seq), (header, seq));
+            assert!(stats.snapshot_bytes > 0);
+        }
+        // Nothing to do: an empty log is left alone.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(collection.stats().unwrap().compactions, 2);
+        store.close().unwrap();
+        assert!(store.compactor.lock().unwrap().is_none(), "close stops the thread");
+        drop(store);
+        let reopened = Store::open(&dir, StoreOptions::default()).unwrap();
+        let stats = reopened.get("quiet").unwrap().stats().unwrap();
+        assert_eq!((stats.count, stats.recovery.records), (2, 0));
+        drop(reopened);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
