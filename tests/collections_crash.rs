@@ -1,11 +1,12 @@
 //! Crash safety: a `bindery serve` child process takes a stream of upserts and deletes from
 //! concurrent writers and is killed with SIGKILL at a random moment, over and over on the same
-//! data folder. After each restart every acknowledged write is present and intact, and every
-//! unacknowledged write is either wholly present or wholly absent.
+//! data folder. After each restart every acknowledged write is present and intact, every
+//! acknowledged delete stays deleted, and every unacknowledged write is either wholly present or
+//! wholly absent. A writer stops only when the server is gone; any other error fails the test.
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,7 @@ use bindery::api::pb;
 use bindery::api::pb::collections_client::CollectionsClient;
 use common::{TempDir, repo};
 use tonic::transport::Channel;
+use tonic::{Code, Status};
 
 const ROUNDS: usize = 20;
 const WRITERS: usize = 3;
@@ -155,7 +157,17 @@ fn item(id: &str, text: bool) -> pb::Item {
     }
 }
 
-/// Sends writes until the server dies, recording each as pending, then acknowledged.
+/// Whether `status` means the server went away (killed mid-call or before it) rather than that
+/// it answered with an error.
+fn server_gone(status: &Status) -> bool {
+    // Statuses built on the client from a broken connection carry the transport error as their
+    // source; statuses the server sent do not.
+    matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled)
+        || std::error::Error::source(status).is_some()
+}
+
+/// Sends writes until the server dies, recording each as pending, then acknowledged. Any error
+/// other than the server going away fails the test.
 async fn writer(
     mut client: CollectionsClient<Channel>,
     round: usize,
@@ -182,21 +194,27 @@ async fn writer(
             l.pending.insert(slot, write.clone());
             slot
         };
-        let ok = match &write {
+        let reply = match &write {
             Write::Upsert(items) => {
                 let req = pb::UpsertRequest {
                     collection: COLLECTION.into(),
                     items: items.iter().map(|(id, text)| item(id, *text)).collect(),
                 };
-                client.upsert(req).await.is_ok()
+                client.upsert(req).await.map(|_| ())
             }
             Write::Delete(ids) => {
                 let req = pb::DeleteRequest { collection: COLLECTION.into(), ids: ids.clone() };
-                client.delete(req).await.map(|r| r.into_inner().deleted == 1).unwrap_or(false)
+                client.delete(req).await.map(|r| {
+                    let r = r.into_inner();
+                    // The victim's upsert was acknowledged by this server and nothing else deletes it.
+                    assert_eq!((r.deleted, r.missing_ids.len()), (1, 0), "delete {ids:?} removed nothing");
+                })
             }
         };
-        if !ok {
-            return; // the server is gone: this write stays pending
+        match reply {
+            Ok(()) => {}
+            Err(status) if server_gone(&status) => return, // this write stays pending
+            Err(status) => panic!("round {round}, writer {w}: {write:?} failed: {status:?}"),
         }
         let mut l = ledger.lock().unwrap();
         let done = l.pending.remove(&slot).expect("pending write");
@@ -221,9 +239,26 @@ fn acked_state(ledger: &Ledger) -> BTreeMap<String, bool> {
     state
 }
 
+/// Ids whose last acknowledged write was a delete.
+fn acked_deletes(ledger: &Ledger) -> BTreeSet<String> {
+    let mut deleted = BTreeSet::new();
+    for w in &ledger.acked {
+        match w {
+            Write::Upsert(items) => items.iter().for_each(|(id, _)| {
+                deleted.remove(id);
+            }),
+            Write::Delete(ids) => deleted.extend(ids.iter().cloned()),
+        }
+    }
+    deleted
+}
+
+/// Ids per Get call: within the server's default per-request limit.
+const GET_CHUNK: usize = 200;
+
 async fn fetch(client: &mut CollectionsClient<Channel>, ids: Vec<String>) -> HashMap<String, pb::StoredItem> {
     let mut out = HashMap::new();
-    for chunk in ids.chunks(500) {
+    for chunk in ids.chunks(GET_CHUNK) {
         let reply = client
             .get(pb::GetRequest { collection: COLLECTION.into(), ids: chunk.to_vec(), include_vectors: true })
             .await
@@ -252,6 +287,31 @@ fn intact(item: &pb::StoredItem, text: bool, text_vectors: &HashMap<String, Vec<
 async fn verify(server: &mut Server, ledger: &mut Ledger) {
     let mut embedder = pb::embedder_client::EmbedderClient::new(server.channel.clone());
     let expected = acked_state(ledger);
+    // Acknowledged deletes stay deleted, unless an unacknowledged upsert may have re-added the id.
+    let mut deleted = acked_deletes(ledger);
+    for w in ledger.pending.values() {
+        if let Write::Upsert(items) = w {
+            items.iter().for_each(|(id, _)| {
+                deleted.remove(id);
+            });
+        }
+    }
+    let deleted: Vec<String> = deleted.into_iter().collect();
+    for chunk in deleted.chunks(GET_CHUNK) {
+        let reply = server
+            .client
+            .get(pb::GetRequest {
+                collection: COLLECTION.into(),
+                ids: chunk.to_vec(),
+                include_vectors: false,
+            })
+            .await
+            .expect("get deleted ids")
+            .into_inner();
+        let back: Vec<&str> = reply.items.iter().map(|i| i.id.as_str()).collect();
+        assert!(back.is_empty(), "acknowledged deletes came back: {back:?}");
+        assert_eq!(reply.missing_ids, chunk, "every deleted id is reported missing");
+    }
     let mut candidates: HashSet<String> = expected.keys().cloned().collect();
     for w in ledger.pending.values() {
         match w {
@@ -391,5 +451,6 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
         started.elapsed().as_secs_f64()
     );
     assert!(acked_total >= ROUNDS * 5, "too few writes to mean anything: {acked_total}");
+    assert!(!acked_deletes(&ledger).is_empty(), "acknowledged deletes were checked");
     assert!(restarts_from_snapshot > 0 && replayed > 0, "both recovery paths ran");
 }
