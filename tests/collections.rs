@@ -256,12 +256,12 @@ async fn hnsw_agrees_with_exact_search_and_skips_deleted_items() {
     let info = c.create_collection(req).await.expect("create").into_inner().collection.expect("info");
     assert_eq!(info.hnsw.as_ref().map(|h| h.m), Some(16));
     let data = clustered(3000, 32, 30, 7);
-    for (chunk_index, chunk) in data.chunks(500).enumerate() {
+    for (chunk_index, chunk) in data.chunks(250).enumerate() {
         let items = chunk
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                let n = chunk_index * 500 + i;
+                let n = chunk_index * 250 + i;
                 vector_item(
                     &format!("v{n}"),
                     v.clone(),
@@ -316,7 +316,9 @@ fn expect<T: std::fmt::Debug>(result: Result<tonic::Response<T>, tonic::Status>,
 
 #[tokio::test]
 async fn bad_requests_get_precise_errors_and_change_nothing() {
-    let mut server = start_fixture().await;
+    let options = fixture_options();
+    let data_dir = options.data_dir.clone().expect("a data folder");
+    let mut server = start(options).await;
     let mut c = collections_client(&server);
     let mut with_schema = create("strict");
     with_schema.schema = Some(pb::MetadataSchema {
@@ -358,6 +360,10 @@ async fn bad_requests_get_precise_errors_and_change_nothing() {
         Code::NotFound,
         "nope",
     );
+    let listed = c.list_collections(pb::ListCollectionsRequest {}).await.expect("list").into_inner();
+    let names: Vec<&str> = listed.collections.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["strict"], "calls on an unknown collection create nothing");
+    assert!(!data_dir.join("collections/nope").exists());
 
     // Creation errors.
     expect(c.create_collection(create("strict")).await, Code::AlreadyExists, "already exists");
@@ -459,13 +465,141 @@ async fn bad_requests_get_precise_errors_and_change_nothing() {
     // Deleting a collection removes it and its files.
     let dir = stats(&mut c, "strict").await;
     assert!(dir.wal_bytes > 0);
+    let folder = data_dir.join("collections/strict");
+    assert!(folder.join("wal").is_file());
     c.delete_collection(pb::DeleteCollectionRequest { name: "strict".into() })
         .await
         .expect("delete collection");
     expect(c.stats(pb::StatsRequest { collection: "strict".into() }).await, Code::NotFound, "strict");
+    assert!(!folder.exists(), "the collection's folder is gone");
+    let left: Vec<_> = std::fs::read_dir(data_dir.join("collections"))
+        .expect("collections folder")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing of it is left behind: {left:?}");
     c.create_collection(create("strict")).await.expect("the name is free again");
     assert_eq!(stats(&mut c, "strict").await.collection.map(|c| c.count), Some(0));
     let _ = &mut server;
+}
+
+/// The vector stored under item `n` of the concurrency test: derived from `n`, so any reader
+/// can check a hit against it.
+fn vector_of(n: usize) -> Vec<f32> {
+    (0..32u64)
+        .map(|d| {
+            // splitmix64 of (n, d): scattered values, so the graph sees no degenerate layout.
+            let mut x = ((n as u64) << 8 | d).wrapping_add(0x9E37_79B9_7F4A_7C15);
+            x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            x ^= x >> 31;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_running_alongside_writes_see_only_whole_items_and_never_fail() {
+    let server = start_fixture().await;
+    let mut c = collections_client(&server);
+    let mut req = create("busy");
+    req.index = pb::IndexKind::Hnsw as i32;
+    // L2 keeps vectors as given, so a reader can compare them exactly.
+    req.metric = pb::Metric::L2 as i32;
+    c.create_collection(req).await.expect("create");
+    let (writers, batches, batch) = (2, 25, 20);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    let write_tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let mut c = c.clone();
+            tokio::spawn(async move {
+                for b in 0..batches {
+                    let items = (0..batch)
+                        .map(|i| {
+                            let n = (w * batches + b) * batch + i;
+                            let tag = n.to_string();
+                            vector_item(
+                                &format!("n{n}"),
+                                vector_of(n),
+                                meta(&[("n", &tag), ("writer", &w.to_string())]),
+                            )
+                        })
+                        .collect();
+                    c.upsert(pb::UpsertRequest { collection: "busy".into(), items }).await.expect("upsert");
+                    // Rewrite an earlier item with the same content: replacing must not expose a gap.
+                    if b > 0 {
+                        let n = (w * batches + b - 1) * batch;
+                        let again = vector_item(
+                            &format!("n{n}"),
+                            vector_of(n),
+                            meta(&[("n", &n.to_string()), ("writer", &w.to_string())]),
+                        );
+                        c.upsert(pb::UpsertRequest { collection: "busy".into(), items: vec![again] })
+                            .await
+                            .expect("replace");
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let check = move |id: &str, metadata: &HashMap<String, String>, vector: &[f32]| {
+        let n: usize = id.strip_prefix('n').and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("id {id}"));
+        assert_eq!(metadata.get("n"), Some(&n.to_string()), "{id}: metadata {metadata:?}");
+        assert_eq!(metadata.get("writer"), Some(&(n / (batches * batch)).to_string()), "{id}");
+        assert_eq!(vector, vector_of(n).as_slice(), "{id}: stored vector");
+    };
+    let read_tasks: Vec<_> = (0..2)
+        .map(|r| {
+            let (mut c, done) = (c.clone(), Arc::clone(&done));
+            tokio::spawn(async move {
+                let mut calls = 0usize;
+                while !done.load(std::sync::atomic::Ordering::Acquire) || calls < 10 {
+                    let target = (calls * 13 + r * 101) % (writers * batches * batch);
+                    let mut search = by_vector("busy", vector_of(target), 10);
+                    search.include_vectors = true;
+                    search.exact = calls.is_multiple_of(3);
+                    let reply = c.search(search).await.expect("search").into_inner();
+                    for hit in &reply.hits {
+                        check(&hit.id, &hit.metadata, &hit.vector);
+                    }
+                    assert!(reply.hits.windows(2).all(|w| w[0].score <= w[1].score), "nearest first");
+                    let ids: Vec<String> = (0..8).map(|i| format!("n{}", (target + i * 37) % 1000)).collect();
+                    let got = c
+                        .get(pb::GetRequest {
+                            collection: "busy".into(),
+                            ids: ids.clone(),
+                            include_vectors: true,
+                        })
+                        .await
+                        .expect("get")
+                        .into_inner();
+                    assert_eq!(got.items.len() + got.missing_ids.len(), ids.len());
+                    for item in &got.items {
+                        check(&item.id, &item.metadata, &item.vector);
+                    }
+                    calls += 1;
+                }
+                calls
+            })
+        })
+        .collect();
+
+    for t in write_tasks {
+        t.await.expect("writer");
+    }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    for t in read_tasks {
+        assert!(t.await.expect("reader") >= 10);
+    }
+    let s = stats(&mut c, "busy").await;
+    assert_eq!(s.collection.map(|c| c.count), Some((writers * batches * batch) as u64));
+    // Every acknowledged item is in the graph: its own vector finds it first.
+    for n in [0, 499, 500, 999] {
+        let reply = c.search(by_vector("busy", vector_of(n), 1)).await.expect("search").into_inner();
+        assert!(!reply.exact);
+        assert_eq!(reply.hits[0].id, format!("n{n}"));
+    }
 }
 
 /// A server whose shutdown can be awaited, so the next one can open the same data folder.
