@@ -136,8 +136,14 @@ pub fn read(dir: &Path, dim: usize) -> Result<Option<Loaded>, StoreError> {
         Err(source) => return Err(StoreError::Io { path, source }),
     };
     let bytes = file.metadata().map_err(|source| StoreError::Io { path: path.clone(), source })?.len();
-    let corrupt = |reason: String| StoreError::Corrupt { path: path.clone(), reason };
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    decode(BufReader::with_capacity(1 << 20, file), &path, bytes, dim).map(Some)
+}
+
+/// Decodes the snapshot that `reader` yields (`bytes` long, `path` names it in errors) for a
+/// collection of dimension `dim`. Public for the fuzz targets.
+#[doc(hidden)]
+pub fn decode(mut reader: impl Read, path: &Path, bytes: u64, dim: usize) -> Result<Loaded, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { path: path.to_path_buf(), reason };
     let mut magic = [0u8; 8];
     reader.read_exact(&mut magic).map_err(|e| corrupt(format!("no header: {e}")))?;
     if &magic != SNAPSHOT_MAGIC {
@@ -165,5 +171,5 @@ pub fn read(dir: &Path, dim: usize) -> Result<Option<Loaded>, StoreError> {
     if rows.len() != count {
         return Err(corrupt(format!("{} rows of the {count} announced", rows.len())));
     }
-    Ok(Some(Loaded { last_seq: header.last_seq, rows, bytes }))
+    Ok(Loaded { last_seq: header.last_seq, rows, bytes })
 }
