@@ -5,9 +5,10 @@
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). libFuzzer needs nightly compiler flags;
 # RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them. Each target starts from the committed
-# test fixtures of its format (copied into fuzz/seeds/) plus whatever earlier runs left in
-# fuzz/corpus/. Crashes, timeouts and out-of-memory inputs land in fuzz/artifacts/<target>/;
-# the script exits 1 when a run leaves one. Logs: target/fuzz-logs/<target>.log, and a summary
+# test fixtures of its format and its kept regression inputs in tests/fixtures/fuzz/<target>/
+# (both copied into fuzz/seeds/) plus whatever earlier runs left in fuzz/corpus/. Crashes,
+# timeouts and out-of-memory inputs land in fuzz/artifacts/<target>/; the script exits 1 when a
+# run leaves one. Logs: target/fuzz-logs/<target>.log, and a summary
 # table (executions, rate, corpus size, findings) at the end: target/fuzz-logs/summary.txt.
 #
 # Environment: FUZZ_TIMEOUT_S (longest run of one input, default 10), FUZZ_RSS_MB (default 2048),
@@ -48,12 +49,13 @@ seed() {
         point_cloud_obj) cp tests/fixtures/point_cloud/{cases,bad}/*.obj "$dir"/ ;;
         point_cloud_text)
             cp tests/fixtures/point_cloud/{cases,bad}/*.{xyz,csv,pts} "$dir"/ 2>/dev/null || true ;;
-        point_cloud_sniff)
+        point_cloud_sniff | point_cloud_preprocess)
             find tests/fixtures/point_cloud/cases tests/fixtures/point_cloud/bad -type f -size -600k -exec cp {} "$dir"/ \; ;;
         manifest) for m in models/*/model.toml; do cp "$m" "$dir/$(basename "$(dirname "$m")").toml"; done ;;
-        wal) [[ -d tests/fixtures/fuzz/wal ]] && cp tests/fixtures/fuzz/wal/* "$dir"/ ;;
+        # wal, snapshot, collection_manifest, api_keys: only their kept inputs (below), valid
+        # files among them.
     esac
-    # Earlier regressions are seeds too.
+    # Kept regression inputs are seeds too.
     if [[ -d tests/fixtures/fuzz/$t ]]; then cp tests/fixtures/fuzz/"$t"/* "$dir"/; fi
     true
 }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod engine;
+pub mod fuzzing;
 pub mod load;
 pub mod metrics;
 pub mod modality;

@@ -1,21 +1,4 @@
-//! What the targets share: the fixture model's preprocessing settings and fuzzing-size limits.
-#![allow(dead_code)]
-
-use std::path::Path;
-use std::sync::OnceLock;
-
-use bindery::modality::point_cloud::{PointCloudInput, PointCloudLimits, PointCloudPreprocessor};
-use bindery::model::manifest::{Manifest, ModelDir};
-
-/// The committed fixture model's manifest (the preprocessing parameters of ImageBind).
-pub fn manifest() -> &'static Manifest {
-    static MODEL: OnceLock<ModelDir> = OnceLock::new();
-    let model = MODEL.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/imagebind-fixture");
-        ModelDir::load(&dir).unwrap_or_else(|e| panic!("fixture manifest: {e}"))
-    });
-    &model.manifest
-}
+//! What the harnesses share besides `bindery::fuzzing`, which holds the target bodies.
 
 /// The image and audio decoders catch panics raised inside third-party decoder crates and report
 /// them as decode errors (that is their contract), but libFuzzer's panic hook aborts on every
@@ -32,15 +15,4 @@ pub fn crash_only_on_own_panics() {
             }
         }));
     });
-}
-
-/// Reads `data` as a point-cloud file with `hint` through the server's reader (limits as a
-/// deployment might set them, small enough that one input stays within libFuzzer's budget).
-pub fn read_cloud(data: &[u8], hint: Option<&str>) {
-    static PRE: OnceLock<PointCloudPreprocessor> = OnceLock::new();
-    let pre = PRE.get_or_init(|| {
-        let spec = &manifest().point_cloud.as_ref().expect("point cloud section").preprocess;
-        PointCloudPreprocessor::new(spec, PointCloudLimits { max_bytes: 16 << 20, max_points: 1_000_000 })
-    });
-    let _ = pre.read(PointCloudInput::File { data, format_hint: hint });
 }

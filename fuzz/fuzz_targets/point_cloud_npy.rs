@@ -1,7 +1,4 @@
 //! NPY point clouds (the reader chosen by the `npy` hint).
 #![no_main]
 
-#[path = "common.rs"]
-mod common;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| common::read_cloud(data, Some("npy")));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bindery::fuzzing::point_cloud_npy(data));

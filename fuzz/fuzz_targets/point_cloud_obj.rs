@@ -1,7 +1,4 @@
 //! OBJ point clouds (the reader chosen by the `obj` hint).
 #![no_main]
 
-#[path = "common.rs"]
-mod common;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| common::read_cloud(data, Some("obj")));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bindery::fuzzing::point_cloud_obj(data));

@@ -1,7 +1,4 @@
 //! PCD point clouds (the reader chosen by the `pcd` hint).
 #![no_main]
 
-#[path = "common.rs"]
-mod common;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| common::read_cloud(data, Some("pcd")));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bindery::fuzzing::point_cloud_pcd(data));

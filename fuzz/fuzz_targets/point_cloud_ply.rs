@@ -1,7 +1,4 @@
 //! PLY point clouds (the reader chosen by the `ply` hint).
 #![no_main]
 
-#[path = "common.rs"]
-mod common;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| common::read_cloud(data, Some("ply")));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bindery::fuzzing::point_cloud_ply(data));

@@ -1,7 +1,4 @@
 //! XYZ/PTS/CSV text point clouds.
 #![no_main]
 
-#[path = "common.rs"]
-mod common;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| common::read_cloud(data, Some("csv")));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bindery::fuzzing::point_cloud_text(data));
