@@ -94,7 +94,11 @@ impl Metrics {
         let requests = Family::<StatusLabels, Counter>::default();
         registry.register("requests", "Requests by model, modality and gRPC status", requests.clone());
         let items = Family::<EncoderLabels, Counter>::default();
-        registry.register("items", "Inputs run through the encoder (cache hits are counted in cache_hits)", items.clone());
+        registry.register(
+            "items",
+            "Inputs run through the encoder (cache hits are counted in cache_hits)",
+            items.clone(),
+        );
         let histogram = || HistogramFamily::<EncoderLabels>::new_with_constructor(latency_histogram);
         let queue_seconds = histogram();
         registry.register_with_unit(

@@ -44,13 +44,12 @@ pub fn store_status(error: &StoreError) -> Status {
         | StoreError::InvalidItem { .. }
         | StoreError::Vector { .. }
         | StoreError::TopK { .. } => Code::InvalidArgument,
-        StoreError::Disabled | StoreError::ModelUnavailable { .. } | StoreError::ModelDimension { .. } => {
-            Code::FailedPrecondition
-        }
-        StoreError::Io { .. }
-        | StoreError::Corrupt { .. }
-        | StoreError::LogUnusable { .. }
-        | StoreError::Internal(_) => Code::Internal,
+        // A collection whose log failed takes no writes until a restart: retrying cannot help.
+        StoreError::Disabled
+        | StoreError::ModelUnavailable { .. }
+        | StoreError::ModelDimension { .. }
+        | StoreError::LogUnusable { .. } => Code::FailedPrecondition,
+        StoreError::Io { .. } | StoreError::Corrupt { .. } | StoreError::Internal(_) => Code::Internal,
     };
     Status::new(code, error.to_string())
 }
