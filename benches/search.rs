@@ -128,6 +128,15 @@ fn exact_group(c: &mut Criterion, n: usize, label: &str) {
     group.finish();
 }
 
+/// `100k`, `1M` or the plain count.
+fn size_label(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1000 && n % 1000 == 0 => format!("{}k", n / 1000),
+        n => n.to_string(),
+    }
+}
+
 fn exact_100k(c: &mut Criterion) {
     exact_group(c, 100_000, "100k");
 }
@@ -177,9 +186,9 @@ fn hnsw_100k(c: &mut Criterion) {
             found as f64 / (RECALL_QUERIES * K) as f64
         );
     }
-    let mut group = c.benchmark_group(format!("hnsw_100kx{DIM}"));
+    let mut group = c.benchmark_group(format!("hnsw_{}x{DIM}", size_label(n)));
     group.throughput(Throughput::Elements(1));
-    for ef in [64, params.ef_search] {
+    for ef in [32, 64, params.ef_search, 256] {
         let mut q = 0;
         group.bench_function(format!("top{K}_ef_{ef}"), |b| {
             b.iter(|| {
