@@ -680,10 +680,19 @@ async fn collections_survive_a_restart_and_compaction() {
     assert_eq!(after.recovered_records, 0);
     let info = after.collection.expect("info");
     assert_eq!((info.metric, info.index), (pb::Metric::L2 as i32, pb::IndexKind::Hnsw as i32));
-    let hits_after = server.collections.search(query).await.expect("search").into_inner().hits;
+    // The server answers while the graph is built in the background (exactly until it is ready).
+    let hits_after = server.collections.search(query.clone()).await.expect("search").into_inner().hits;
     assert_eq!(hits_before, hits_after);
     assert_eq!(hits_after[0].id, "k7");
     assert_eq!(hits_after[0].score, 0.0, "l2 distance to itself");
+    let started = std::time::Instant::now();
+    while !stats(&mut server.collections, "kept-graph").await.index_ready {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the graph was never built");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let reply = server.collections.search(query).await.expect("search").into_inner();
+    assert!(!reply.exact, "the graph answers once ready");
+    assert_eq!(reply.hits, hits_before);
     let got = server
         .collections
         .get(pb::GetRequest {

@@ -356,6 +356,7 @@ impl CollectionsService {
             truncated_bytes: stats.recovery.truncated_bytes,
             recovery_report: stats.recovery.report,
             index_tombstones: stats.index_tombstones,
+            index_ready: stats.index_ready,
         })
     }
 }

@@ -4,6 +4,10 @@
 //! Replacing or deleting an item leaves its row as a tombstone (skipped by every search); rows
 //! are repacked, and the graph rebuilt, once tombstones outnumber live rows.
 //!
+//! Opening a collection does not wait for its graph: a background thread builds it from the rows
+//! loaded, a chunk at a time under short read locks, while writers add their new rows to it as
+//! they would to a finished graph. Searches are exact until the graph is installed.
+//!
 //! A write becomes visible only once its log record is on disk, and writes become visible in
 //! log order: a writer appends its record under a short lock that fixes its sequence number,
 //! flushes the log without holding any lock (concurrent writers share one fsync), then waits
@@ -15,7 +19,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
+use std::time::Instant;
 
 use super::hnsw::HnswIndex;
 use super::manifest::{CollectionManifest, IndexSpec, Metric};
@@ -37,6 +42,9 @@ pub const MAX_TOP_K: usize = 10_000;
 
 /// Tombstones tolerated before rows are repacked (and at least as many as live rows).
 const REPACK_MIN_DEAD: usize = 1024;
+
+/// Vector components copied per step of a graph build (4 MiB), so each read lock is short.
+const GRAPH_CHUNK_VALUES: usize = 1 << 20;
 
 /// An item to write: validated by [`Collection::upsert`] before anything is stored.
 #[derive(Debug, Clone)]
@@ -135,6 +143,9 @@ pub struct Stats {
     pub recovery: Recovery,
     /// Graph nodes that are tombstones.
     pub index_tombstones: u64,
+    /// False while an HNSW collection's graph is being built (searches are exact meanwhile);
+    /// always true for an exact collection.
+    pub index_ready: bool,
 }
 
 #[derive(Debug)]
@@ -156,6 +167,11 @@ struct State {
     last_seq: u64,
     /// Shared so a writer can insert into it without holding the state lock.
     index: Option<Arc<HnswIndex>>,
+    /// A graph being built (never set together with `index`): not searched yet, but writers
+    /// insert their new rows into it so none is missing once it is installed.
+    building: Option<Arc<HnswIndex>>,
+    /// Bumped whenever rows are renumbered, which makes a graph built over the old numbers stale.
+    generation: u64,
 }
 
 impl State {
@@ -168,6 +184,8 @@ impl State {
             dead: 0,
             last_seq: 0,
             index: None,
+            building: None,
+            generation: 0,
         }
     }
 
@@ -219,14 +237,8 @@ impl State {
         self.dead >= REPACK_MIN_DEAD && self.dead >= self.by_id.len()
     }
 
-    /// Drops tombstones from storage and rebuilds the graph.
-    fn repack(&mut self, manifest: &CollectionManifest) {
-        self.repack_rows();
-        self.index = build_index(manifest, self).map(Arc::new);
-    }
-
     /// Drops tombstones from storage, renumbering rows; the graph, keyed by the old numbers, is
-    /// dropped with them.
+    /// dropped with them (and a graph being built is made stale).
     fn repack_rows(&mut self) {
         let live = self.by_id.len();
         let mut data = Vec::with_capacity(live * self.dim);
@@ -244,6 +256,29 @@ impl State {
         self.by_id = by_id;
         self.dead = 0;
         self.index = None;
+        self.building = None;
+        self.generation += 1;
+    }
+
+    /// The graph that new rows join: the installed one, or the one being built.
+    fn graph_for_inserts(&self) -> Option<&Arc<HnswIndex>> {
+        self.index.as_ref().or(self.building.as_ref())
+    }
+
+    /// Starts a new graph for collections with an HNSW index: a graph that takes the rows
+    /// writers add from now on, and the job of inserting the rows present now.
+    fn start_graph(&mut self, manifest: &CollectionManifest) -> Option<GraphJob> {
+        let IndexSpec::Hnsw(params) = manifest.index else { return None };
+        let graph = Arc::new(HnswIndex::build(params, manifest.metric, &[], self.dim, |_| true));
+        // The first live row goes in now, before anyone else can insert: see `insert_rows`.
+        let first = self.meta.iter().position(|m| m.live);
+        if let Some(row) = first {
+            graph.insert(row, self.row(row));
+        }
+        self.index = None;
+        self.building = Some(Arc::clone(&graph));
+        let rows = self.meta.len();
+        Some(GraphJob { graph, start: first.map_or(rows, |row| row + 1), rows, generation: self.generation })
     }
 
     fn stored_row(&self, row: usize) -> StoredRow {
@@ -267,15 +302,136 @@ impl State {
     }
 }
 
-/// A graph over the live rows of `state`, for collections with an HNSW index.
-fn build_index(manifest: &CollectionManifest, state: &State) -> Option<HnswIndex> {
-    match manifest.index {
-        IndexSpec::Exact => None,
-        IndexSpec::Hnsw(params) => {
-            let meta = &state.meta;
-            Some(HnswIndex::build(params, manifest.metric, &state.data, state.dim, |row| meta[row].live))
+/// A graph to fill with rows `start..rows` (those before are in it, or tombstones) and
+/// install, if rows were not renumbered meanwhile.
+#[derive(Debug, Clone)]
+struct GraphJob {
+    graph: Arc<HnswIndex>,
+    start: usize,
+    rows: usize,
+    /// [`State::generation`] when the job started.
+    generation: u64,
+}
+
+/// Rows copied out of the state for a graph build, so they are inserted without a lock held.
+struct GraphChunk {
+    /// First row after the chunk.
+    end: usize,
+    /// The chunk's live rows (tombstones are left out: they would only be filtered out).
+    rows: Vec<usize>,
+    /// Their vectors, row-major.
+    values: Vec<f32>,
+}
+
+/// What one step of a graph build did.
+enum GraphStep {
+    Chunk(GraphChunk),
+    Installed,
+    /// Rows were renumbered since the job started: its graph is worthless.
+    Stale,
+}
+
+/// Inserts `rows` (their vectors row-major in `values`) into `graph`. The graph library links
+/// a point to others only once the graph has an entry point, so points inserted in parallel
+/// into an empty graph may all find none and stay unreachable: the first goes in alone.
+fn insert_rows(graph: &HnswIndex, rows: impl Iterator<Item = usize>, values: &[f32], dim: usize) {
+    let mut batch = rows.zip(values.chunks_exact(dim));
+    if graph.is_empty()
+        && let Some((row, vector)) = batch.next()
+    {
+        graph.insert(row, vector);
+    }
+    graph.insert_batch(batch);
+}
+
+/// How a background graph build ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BuildEnd {
+    Installed,
+    /// Rows were repacked meanwhile; the repack built its own graph.
+    Stale,
+    /// The collection was deleted or dropped.
+    Dropped,
+    /// The state lock was poisoned.
+    Failed,
+}
+
+/// Points of a background graph build at which a test's hook runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BuildStep {
+    Start,
+    /// Every row present at the start is in the graph; it is about to be installed.
+    Install,
+    End(BuildEnd),
+}
+
+/// A test's observer of background graph builds, run at each [`BuildStep`] (it may block).
+#[cfg(test)]
+type BuildHook = Arc<dyn Fn(BuildStep) + Send + Sync>;
+
+/// Hooks by collection folder: builds start inside `open`, before a test could reach the
+/// collection, and keying by folder keeps tests running in parallel apart.
+#[cfg(test)]
+static BUILD_HOOKS: Mutex<Vec<(PathBuf, BuildHook)>> = Mutex::new(Vec::new());
+
+#[cfg(test)]
+fn build_hook(dir: &Path, step: BuildStep) {
+    let hook = {
+        let hooks = BUILD_HOOKS.lock().unwrap_or_else(|e| e.into_inner());
+        hooks.iter().find(|(d, _)| d == dir).map(|(_, h)| Arc::clone(h))
+    };
+    if let Some(hook) = hook {
+        hook(step);
+    }
+}
+
+#[cfg(not(test))]
+fn build_hook(_dir: &Path, _step: BuildStep) {}
+
+/// Fills `job`'s graph and installs it, unless the collection goes away or its rows are
+/// renumbered first. Holds only a weak reference between steps, so a dropped collection is
+/// freed and its build abandoned at the next chunk.
+fn build_in_background(collection: &Weak<Collection>, job: &GraphJob, dir: &Path, name: &str) {
+    let started = Instant::now();
+    tracing::info!(collection = %name, rows = job.rows, "building the HNSW graph in the background; searches are exact until it is ready");
+    build_hook(dir, BuildStep::Start);
+    let mut next = job.start;
+    let end = loop {
+        if next >= job.rows {
+            build_hook(dir, BuildStep::Install);
+        }
+        let Some(c) = collection.upgrade() else { break BuildEnd::Dropped };
+        if c.dropped.load(Ordering::Acquire) {
+            break BuildEnd::Dropped;
+        }
+        match c.graph_step(job, next) {
+            Ok(GraphStep::Chunk(chunk)) => {
+                let dim = c.manifest.dim;
+                drop(c);
+                next = chunk.end;
+                insert_rows(&job.graph, chunk.rows.into_iter(), &chunk.values, dim);
+            }
+            Ok(GraphStep::Installed) => break BuildEnd::Installed,
+            Ok(GraphStep::Stale) => break BuildEnd::Stale,
+            Err(_) => break BuildEnd::Failed,
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    match end {
+        BuildEnd::Installed => {
+            tracing::info!(collection = %name, rows = job.rows, seconds, "HNSW graph ready");
+        }
+        BuildEnd::Stale => {
+            tracing::info!(collection = %name, rows = job.rows, seconds, "HNSW graph discarded: rows were repacked meanwhile");
+        }
+        BuildEnd::Dropped => {
+            tracing::info!(collection = %name, rows = job.rows, seconds, "HNSW graph discarded: the collection is gone");
+        }
+        BuildEnd::Failed => {
+            tracing::error!(collection = %name, rows = job.rows, seconds, "HNSW graph build stopped: the collection is unusable");
         }
     }
+    build_hook(dir, BuildStep::End(end));
 }
 
 /// Where writes stand between the log and memory.
@@ -338,8 +494,8 @@ enum GraphWork {
     None,
     /// Insert these rows (`row`, then its vector, row-major) into this graph.
     Insert(Arc<HnswIndex>, Range<usize>, Vec<f32>),
-    /// Rows were repacked: build a new graph.
-    Rebuild,
+    /// Rows were repacked: fill and install the new graph.
+    Rebuild(GraphJob),
 }
 
 /// The modality stored under `name` (`Modality::as_str`); `None` for an empty or unknown name.
@@ -379,9 +535,11 @@ pub struct Collection {
 }
 
 impl Collection {
-    /// Opens the collection in `dir`: reads the manifest, loads the snapshot, replays the log
-    /// up to its first damaged record (cutting the damage off) and builds the graph.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    /// Opens the collection in `dir`: reads the manifest, loads the snapshot and replays the log
+    /// up to its first damaged record (cutting the damage off). An HNSW collection's graph is
+    /// built on a background thread; searches are exact until it is ready
+    /// ([`Stats::index_ready`]).
+    pub fn open(dir: &Path) -> Result<Arc<Self>, StoreError> {
         let manifest = CollectionManifest::read(dir)?;
         let dim = manifest.dim;
         let mut state = State::empty(dim);
@@ -458,14 +616,18 @@ impl Collection {
         wal: Wal,
         snapshot_bytes: u64,
         recovery: Recovery,
-    ) -> Self {
+    ) -> Arc<Self> {
         if state.dead > 0 {
-            state.repack(&manifest);
-        } else {
-            state.index = build_index(&manifest, &state).map(Arc::new);
+            state.repack_rows();
+        }
+        let mut job = state.start_graph(&manifest);
+        if job.as_ref().is_some_and(|j| j.start >= j.rows) {
+            // Nothing left to build: the graph is ready.
+            state.index = state.building.take();
+            job = None;
         }
         let last_seq = state.last_seq;
-        Self {
+        let collection = Arc::new(Self {
             manifest,
             dir: dir.to_path_buf(),
             state: RwLock::new(state),
@@ -478,7 +640,56 @@ impl Collection {
             snapshot_bytes: AtomicU64::new(snapshot_bytes),
             recovery,
             dropped: AtomicBool::new(false),
+        });
+        if let Some(job) = job {
+            collection.spawn_build(job);
         }
+        collection
+    }
+
+    /// Runs `job` on a thread of its own, so opening (and the server's start) does not wait
+    /// for it; nothing joins the thread, so closing does not either.
+    fn spawn_build(self: &Arc<Self>, job: GraphJob) {
+        let weak = Arc::downgrade(self);
+        let dir = self.dir.clone();
+        let name = self.manifest.name.clone();
+        let spawned = std::thread::Builder::new().name("bindery-graph".into()).spawn({
+            let (weak, job, dir, name) = (weak.clone(), job.clone(), dir.clone(), name.clone());
+            move || build_in_background(&weak, &job, &dir, &name)
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(collection = %name, error = %e, "cannot start a thread for the HNSW graph; building it now");
+            build_in_background(&weak, &job, &dir, &name);
+        }
+    }
+
+    /// One step of `job`: copies the next chunk of rows from `next` on, or installs the graph
+    /// once every row is in it. Locks are held only to copy and to install.
+    fn graph_step(&self, job: &GraphJob, next: usize) -> Result<GraphStep, StoreError> {
+        {
+            let state = self.state.read().map_err(|_| self.poisoned())?;
+            if state.generation != job.generation {
+                return Ok(GraphStep::Stale);
+            }
+            if next < job.rows {
+                let end = job.rows.min(next + (GRAPH_CHUNK_VALUES / state.dim.max(1)).max(1));
+                let rows: Vec<usize> = (next..end).filter(|&row| state.meta[row].live).collect();
+                let mut values = Vec::with_capacity(rows.len() * state.dim);
+                for &row in &rows {
+                    values.extend_from_slice(state.row(row));
+                }
+                return Ok(GraphStep::Chunk(GraphChunk { end, rows, values }));
+            }
+        }
+        // Rows added since the job started went into the graph through their writers; one still
+        // inserting has not acknowledged its write, as with an installed graph.
+        let mut state = self.state.write().map_err(|_| self.poisoned())?;
+        if state.generation != job.generation {
+            return Ok(GraphStep::Stale);
+        }
+        state.building = None;
+        state.index = Some(Arc::clone(&job.graph));
+        Ok(GraphStep::Installed)
     }
 
     /// The collection's settings.
@@ -594,9 +805,9 @@ impl Collection {
             state.last_seq = seq;
             if state.is_sparse() {
                 state.repack_rows();
-                GraphWork::Rebuild
+                state.start_graph(&self.manifest).map_or(GraphWork::None, GraphWork::Rebuild)
             } else {
-                match &state.index {
+                match state.graph_for_inserts() {
                     Some(index) if !added.is_empty() => {
                         let values = state.data[added.start * state.dim..added.end * state.dim].to_vec();
                         GraphWork::Insert(Arc::clone(index), added, values)
@@ -611,17 +822,16 @@ impl Collection {
                 // The next writer may apply meanwhile; the rows are visible to exact search
                 // already and join the graph before this write is acknowledged.
                 ticket.release(true);
-                let dim = self.manifest.dim;
-                index.insert_batch(rows.zip(values.chunks_exact(dim)));
+                insert_rows(&index, rows, &values, self.manifest.dim);
             }
-            GraphWork::Rebuild => {
+            GraphWork::Rebuild(job) => {
                 // Searches run exactly while the graph is rebuilt. The next writer waits for
-                // this turn to end, so nothing asks for the write lock while the read lock is held.
-                let built = {
-                    let state = self.state.read().map_err(|_| self.poisoned())?;
-                    build_index(&self.manifest, &state)
-                };
-                self.state.write().map_err(|_| self.poisoned())?.index = built.map(Arc::new);
+                // this turn to end, so no row is added or renumbered meanwhile.
+                let mut next = job.start;
+                while let GraphStep::Chunk(chunk) = self.graph_step(&job, next)? {
+                    next = chunk.end;
+                    insert_rows(&job.graph, chunk.rows.into_iter(), &chunk.values, self.manifest.dim);
+                }
                 ticket.release(true);
             }
         }
@@ -848,6 +1058,7 @@ impl Collection {
             compactions: self.compactions.load(Ordering::Relaxed),
             recovery: self.recovery.clone(),
             index_tombstones: index_tombstones as u64,
+            index_ready: matches!(self.manifest.index, IndexSpec::Exact) || state.index.is_some(),
         })
     }
 
@@ -1284,5 +1495,146 @@ mod tests {
         assert!(!hits.exact);
         assert_eq!(hits.hits[0].item.id, "new");
         assert_eq!(c.stats().unwrap().index_tombstones, 0);
+    }
+
+    /// Holds background graph builds of the collection in `dir` at step `pause` until `release`
+    /// is sent, and reports each step on `steps`. Removed when dropped.
+    struct BuildGate {
+        dir: PathBuf,
+        steps: mpsc::Receiver<BuildStep>,
+        release: mpsc::Sender<()>,
+    }
+
+    impl BuildGate {
+        fn new(dir: PathBuf, pause: BuildStep) -> Self {
+            let (steps_tx, steps) = mpsc::channel();
+            let (release, release_rx) = mpsc::channel::<()>();
+            let (steps_tx, release_rx) = (Mutex::new(steps_tx), Mutex::new(release_rx));
+            let hook: BuildHook = Arc::new(move |step| {
+                let _ = steps_tx.lock().unwrap().send(step);
+                if step == pause {
+                    let _ = release_rx.lock().unwrap().recv_timeout(WAIT);
+                }
+            });
+            BUILD_HOOKS.lock().unwrap().push((dir.clone(), hook));
+            Self { dir, steps, release }
+        }
+
+        fn expect(&self, step: BuildStep) {
+            assert_eq!(self.steps.recv_timeout(WAIT).unwrap(), step);
+        }
+    }
+
+    impl Drop for BuildGate {
+        fn drop(&mut self) {
+            BUILD_HOOKS.lock().unwrap_or_else(|e| e.into_inner()).retain(|(d, _)| d != &self.dir);
+        }
+    }
+
+    /// A store whose HNSW collection "g" holds rows `v0..v{n}` (`vector(i)`), written and
+    /// snapshotted by an earlier store, so opening it again builds the graph in the background.
+    fn stored_graph(
+        dir: &Scratch,
+        n: usize,
+        vector: impl Fn(usize) -> Vec<f32>,
+        pause: BuildStep,
+    ) -> BuildGate {
+        let store = open_store(dir);
+        let dim = vector(0).len();
+        let c = create(&store, "g", IndexSpec::Hnsw(HnswParams::default()), dim);
+        c.upsert((0..n).map(|i| item(&format!("v{i}"), vector(i), "t")).collect()).unwrap();
+        store.close().unwrap();
+        drop((c, store));
+        BuildGate::new(dir.0.join(crate::store::COLLECTIONS_DIR).join("g"), pause)
+    }
+
+    fn nearest(c: &Collection, query: Vec<f32>) -> (String, bool) {
+        let outcome = c.search(query, 1, &Filter::default(), false, None, false).unwrap();
+        (outcome.hits[0].item.id.clone(), outcome.exact)
+    }
+
+    #[test]
+    fn the_graph_is_built_in_the_background_and_takes_rows_written_meanwhile() {
+        let dir = Scratch::new("background");
+        // Spread-out points (a hash of row and dimension), so the nearest row is clear.
+        let vector = |i: usize| -> Vec<f32> {
+            (0..8u64)
+                .map(|d| {
+                    ((i as u64 * 8 + d).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f32
+                        / (1u64 << 24) as f32
+                })
+                .collect()
+        };
+        let gate = stored_graph(&dir, 300, vector, BuildStep::Start);
+        let store = open_store(&dir);
+        let c = store.get("g").unwrap();
+        gate.expect(BuildStep::Start);
+
+        // The build is held: searches are exact and correct, writes go on.
+        let stats = c.stats().unwrap();
+        assert_eq!((stats.count, stats.index_ready), (300, false));
+        assert_eq!(nearest(&c, vector(42)), ("v42".to_string(), true));
+        c.upsert((300..340).map(|i| item(&format!("v{i}"), vector(i), "t")).collect()).unwrap();
+        c.delete(&ids(&["v7"])).unwrap();
+        assert_eq!(nearest(&c, vector(320)), ("v320".to_string(), true));
+        // Snapshots do not wait for the graph.
+        assert!(c.compact(true).unwrap());
+
+        gate.release.send(()).unwrap();
+        gate.expect(BuildStep::Install);
+        gate.expect(BuildStep::End(BuildEnd::Installed));
+        let stats = c.stats().unwrap();
+        assert_eq!((stats.count, stats.index_ready, stats.index_tombstones), (339, true, 0));
+        for i in [0, 150, 299, 300, 320, 339] {
+            assert_eq!(nearest(&c, vector(i)), (format!("v{i}"), false), "row {i} is in the graph");
+        }
+        assert_ne!(nearest(&c, vector(7)).0, "v7");
+        // Writes after the graph is installed join it as before.
+        c.upsert(vec![item("late", vector(1000), "t")]).unwrap();
+        assert_eq!(nearest(&c, vector(1000)), ("late".to_string(), false));
+    }
+
+    #[test]
+    fn a_repack_during_a_build_discards_the_stale_graph() {
+        let dir = Scratch::new("stale-build");
+        let n = REPACK_MIN_DEAD + 100;
+        let gate = stored_graph(&dir, n, |i| vec![i as f32, 1.0], BuildStep::Install);
+        let store = open_store(&dir);
+        let c = store.get("g").unwrap();
+        gate.expect(BuildStep::Start);
+        // Held with every row in its graph, just before installing it.
+        gate.expect(BuildStep::Install);
+        assert!(!c.stats().unwrap().index_ready);
+
+        // Enough deletes to repack: the rows are renumbered and the delete builds a new graph.
+        let doomed: Vec<String> = (0..n - 50).map(|i| format!("v{i}")).collect();
+        assert_eq!(c.delete(&doomed).unwrap().0, n - 50);
+        let stats = c.stats().unwrap();
+        assert_eq!((stats.count, stats.index_ready, stats.index_tombstones), (50, true, 0));
+
+        gate.release.send(()).unwrap();
+        gate.expect(BuildStep::End(BuildEnd::Stale));
+        // The graph over the old row numbers (all of them) was not installed.
+        let stats = c.stats().unwrap();
+        assert_eq!((stats.index_ready, stats.index_tombstones), (true, 0));
+        for i in [n - 50, n - 1] {
+            assert_eq!(nearest(&c, vec![i as f32, 1.0]), (format!("v{i}"), false));
+        }
+    }
+
+    #[test]
+    fn closing_or_deleting_does_not_wait_for_a_build() {
+        let dir = Scratch::new("dropped-build");
+        let gate = stored_graph(&dir, 200, |i| vec![i as f32, 0.5], BuildStep::Start);
+        let store = open_store(&dir);
+        let c = store.get("g").unwrap();
+        gate.expect(BuildStep::Start);
+        c.upsert(vec![item("new", vec![-1.0, 0.5], "t")]).unwrap();
+        // While the build is held, the snapshot at shutdown and the deletion go through.
+        store.close().unwrap();
+        assert!(c.wal_is_empty());
+        store.delete("g").unwrap();
+        gate.release.send(()).unwrap();
+        gate.expect(BuildStep::End(BuildEnd::Dropped));
     }
 }

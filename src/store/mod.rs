@@ -276,6 +276,7 @@ pub struct Store {
 impl Store {
     /// Opens every collection under `data_dir/collections`, recovering each from its snapshot
     /// and log, and starts the periodic compaction (stopped by [`Store::close`] or on drop).
+    /// HNSW graphs are built in the background afterwards, so this does not wait for them.
     /// Nothing is created on disk until the first collection is.
     pub fn open(data_dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         let store = Self::load(data_dir, options)?;
@@ -335,7 +336,7 @@ impl Store {
                 replayed = collection.stats().map(|s| s.recovery.records).unwrap_or(0),
                 "collection opened"
             );
-            store.collections.insert(name, Arc::new(collection));
+            store.collections.insert(name, collection);
         }
         Ok(store)
     }
@@ -380,7 +381,7 @@ impl Store {
         snapshot::sync_dir(&tmp)?;
         std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
         snapshot::sync_dir(&self.root)?;
-        let collection = Arc::new(Collection::open(&dest)?);
+        let collection = Collection::open(&dest)?;
         self.collections.insert(name, Arc::clone(&collection));
         Ok(collection)
     }
