@@ -100,7 +100,8 @@ pub struct Loaded {
     pub bytes: u64,
 }
 
-fn read_frame(reader: &mut impl Read, offset: usize) -> Result<Option<Vec<u8>>, String> {
+/// Reads the frame at `offset` of a file `file_len` bytes long.
+fn read_frame(reader: &mut impl Read, offset: usize, file_len: u64) -> Result<Option<Vec<u8>>, String> {
     let mut header = [0u8; FRAME_HEADER];
     let mut got = 0;
     while got < FRAME_HEADER {
@@ -115,6 +116,13 @@ fn read_frame(reader: &mut impl Read, offset: usize) -> Result<Option<Vec<u8>>, 
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     if len == 0 || len > wal::MAX_RECORD_BYTES {
         return Err(format!("bad record length {len} at byte {offset}"));
+    }
+    // Checked against the file before allocating, so a damaged length costs no memory.
+    let end = (offset + FRAME_HEADER) as u64 + len as u64;
+    if end > file_len {
+        return Err(format!(
+            "torn record at byte {offset}: {len} bytes declared, the file ends at {file_len}"
+        ));
     }
     let mut frame = Vec::with_capacity(FRAME_HEADER + len);
     frame.extend_from_slice(&header);
@@ -150,7 +158,7 @@ pub fn decode(mut reader: impl Read, path: &Path, bytes: u64, dim: usize) -> Res
         return Err(corrupt("bad file header".into()));
     }
     let mut offset = SNAPSHOT_MAGIC.len();
-    let header = read_frame(&mut reader, offset)
+    let header = read_frame(&mut reader, offset, bytes)
         .map_err(&corrupt)?
         .ok_or_else(|| corrupt("no header record".into()))?;
     offset += FRAME_HEADER + header.len();
@@ -159,8 +167,10 @@ pub fn decode(mut reader: impl Read, path: &Path, bytes: u64, dim: usize) -> Res
         return Err(corrupt(format!("dimension {} differs from the manifest's {dim}", header.dim)));
     }
     let count = usize::try_from(header.count).map_err(|e| corrupt(e.to_string()))?;
-    let mut rows = Vec::with_capacity(count.min(1 << 20));
-    while let Some(payload) = read_frame(&mut reader, offset).map_err(&corrupt)? {
+    // Every row holds at least `dim` floats, which bounds what a damaged count can reserve.
+    let fit = usize::try_from(bytes).unwrap_or(usize::MAX) / (dim * 4).max(1);
+    let mut rows = Vec::with_capacity(count.min(fit).min(1 << 20));
+    while let Some(payload) = read_frame(&mut reader, offset, bytes).map_err(&corrupt)? {
         offset += FRAME_HEADER + payload.len();
         let chunk = SnapshotChunk::decode(payload.as_slice()).map_err(|e| corrupt(e.to_string()))?;
         rows.extend(chunk.rows);
@@ -172,4 +182,24 @@ pub fn decode(mut reader: impl Read, path: &Path, bytes: u64, dim: usize) -> Res
         return Err(corrupt(format!("{} rows of the {count} announced", rows.len())));
     }
     Ok(Loaded { last_seq: header.last_seq, rows, bytes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_longer_than_the_file_is_torn_without_allocating_it() {
+        let mut bytes = SNAPSHOT_MAGIC.to_vec();
+        // A header frame declaring 512 MiB, then nothing.
+        bytes.extend_from_slice(&(512u32 << 20).to_le_bytes());
+        bytes.resize(SNAPSHOT_MAGIC.len() + FRAME_HEADER, 0);
+        let len = bytes.len() as u64;
+        match decode(bytes.as_slice(), Path::new("s"), len, 4) {
+            Err(StoreError::Corrupt { reason, .. }) => {
+                assert!(reason.contains("536870912 bytes declared, the file ends at"), "{reason}");
+            }
+            other => panic!("expected a torn-record error, got {other:?}"),
+        }
+    }
 }
