@@ -7,7 +7,9 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "bindery=info,warn".into()),
+                // The media decoders log a client's undecodable input at error level; the client
+                // already gets that error, so it is no operator's concern.
+                .unwrap_or_else(|_| "bindery=info,warn,symphonia=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();
