@@ -11,6 +11,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::{Request, Status};
 
 use crate::api::pb::embedder_client::EmbedderClient;
+use crate::server::tls::error_chain;
 
 /// Largest message a client sends or accepts (the server's default limit).
 pub const MAX_MESSAGE_BYTES: usize = crate::server::DEFAULT_MAX_MESSAGE_BYTES;
@@ -83,18 +84,6 @@ fn read(path: &Path) -> Result<Vec<u8>, ConnectError> {
     std::fs::read(path).map_err(|source| ConnectError::Read { path: path.to_path_buf(), source })
 }
 
-/// The chain of causes of `error`, so that TLS failures say what the handshake disliked.
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
-
 impl ConnectArgs {
     /// The endpoint to dial, with TLS configured for an `https://` address.
     fn endpoint(&self) -> Result<Endpoint, ConnectError> {
@@ -122,7 +111,9 @@ impl ConnectArgs {
         if let Some(domain) = &self.tls_domain {
             tls = tls.domain_name(domain.clone());
         }
-        endpoint.tls_config(tls).map_err(|e| ConnectError::Config(format!("TLS settings: {}", causes(&e))))
+        endpoint
+            .tls_config(tls)
+            .map_err(|e| ConnectError::Config(format!("TLS settings: {}", error_chain(&e))))
     }
 
     fn bearer(&self) -> Result<BearerKey, ConnectError> {
@@ -138,10 +129,10 @@ impl ConnectArgs {
         let (endpoint, bearer) = (self.endpoint()?, self.bearer()?);
         let mut clients = Vec::with_capacity(n);
         for _ in 0..n {
-            let channel = endpoint
-                .connect()
-                .await
-                .map_err(|e| ConnectError::Connect { server: self.server.clone(), reason: causes(&e) })?;
+            let channel = endpoint.connect().await.map_err(|e| ConnectError::Connect {
+                server: self.server.clone(),
+                reason: error_chain(&e),
+            })?;
             clients.push(
                 EmbedderClient::with_interceptor(channel, bearer.clone())
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
