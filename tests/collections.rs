@@ -252,7 +252,10 @@ async fn hnsw_agrees_with_exact_search_and_skips_deleted_items() {
     let mut c = collections_client(&server);
     let mut req = create("graph");
     req.index = pb::IndexKind::Hnsw as i32;
-    req.hnsw = Some(pb::HnswParams { m: 16, ef_construction: 100, ef_search: 64 });
+    // A batch's rows enter the graph in parallel, so the graph differs from run to run. At the
+    // default ef_search (128) recall@10 on this data stays near 0.99; at 64 it sits at 0.95 and
+    // dipped under it on a loaded machine.
+    req.hnsw = Some(pb::HnswParams { m: 16, ef_construction: 100, ef_search: 128 });
     let info = c.create_collection(req).await.expect("create").into_inner().collection.expect("info");
     assert_eq!(info.hnsw.as_ref().map(|h| h.m), Some(16));
     let data = clustered(3000, 32, 30, 7);
