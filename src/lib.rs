@@ -9,5 +9,6 @@ pub mod load;
 pub mod metrics;
 pub mod modality;
 pub mod model;
+mod panic;
 pub mod server;
 pub mod store;

@@ -23,10 +23,11 @@ use tokio::sync::oneshot;
 
 use super::cache::{CacheKey, CachedEmbedding, EmbeddingCache};
 use super::encoder::{Batch, EncodedItem, StageTimes, Stages, l2_normalize};
-use super::error::{EngineError, panic_reason};
+use super::error::EngineError;
 use super::{Item, LoadError};
 use crate::metrics::{EncoderLabels, Metrics};
 use crate::modality::Modality;
+use crate::panic::reason as panic_reason;
 
 /// What a finished job hands back: one embedding per item, in order, and its stage times.
 pub(crate) type JobResult = Result<(Vec<EncodedItem>, StageTimes), EngineError>;
@@ -372,9 +373,8 @@ fn assemble(context: &EncoderContext, queue: &EncoderQueue, staged: &SyncSender<
         match catch_unwind(AssertUnwindSafe(|| stage(context, &labels, taken))) {
             Ok(Some(batch)) => {
                 if let Err(SendError(batch)) = staged.send(batch) {
-                    let error = context.internal("stopped");
                     for (job, _) in &batch.entries {
-                        job.fail(EngineError::Internal(error.to_string()));
+                        job.fail(context.internal("stopped"));
                     }
                     return;
                 }

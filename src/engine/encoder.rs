@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use super::error::{EngineError, PreprocessError, panic_reason};
+use super::error::{EngineError, PreprocessError};
 use super::{Item, Payload};
 use crate::modality::Modality;
 use crate::modality::audio::AudioPreprocessor;
@@ -13,6 +13,7 @@ use crate::modality::image::ImagePreprocessor;
 use crate::modality::point_cloud::{Colors, PointCloudInput, PointCloudPreprocessor};
 use crate::modality::text::TextPreprocessor;
 use crate::model::tower::{NamedInput, Tower, TowerInput};
+use crate::panic::reason as panic_reason;
 
 /// Whether bindery has a preprocessing pipeline for `modality` at all.
 pub(crate) fn has_pipeline(modality: Modality) -> bool {

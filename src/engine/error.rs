@@ -155,15 +155,6 @@ pub enum EngineError {
     Internal(String),
 }
 
-/// The message of a caught panic, for the log.
-pub(crate) fn panic_reason(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| payload.downcast_ref::<&str>().copied())
-        .unwrap_or("non-string panic payload")
-}
-
 /// Why the models could not be loaded at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

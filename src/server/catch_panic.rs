@@ -22,11 +22,7 @@ use tower::{Layer, Service};
 pub const PANIC_MESSAGE: &str = "internal error: the server failed while handling this request";
 
 fn panic_status(method: &str, payload: &(dyn Any + Send)) -> Status {
-    let reason = payload
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| payload.downcast_ref::<&str>().copied())
-        .unwrap_or("non-string panic payload");
+    let reason = crate::panic::reason(payload);
     tracing::error!(method, panic = reason, "request handler panicked; the request gets INTERNAL");
     Status::internal(PANIC_MESSAGE)
 }

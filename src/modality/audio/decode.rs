@@ -57,12 +57,8 @@ pub fn decode(bytes: &[u8], hint: Option<&str>, limits: &AudioLimits) -> Result<
     match catch_unwind(AssertUnwindSafe(|| decode_inner(bytes, hint, limits))) {
         Ok(result) => result,
         Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(AudioError::DecoderPanic(msg))
+            let msg = crate::panic::message(&*payload).unwrap_or("unknown panic");
+            Err(AudioError::DecoderPanic(msg.to_owned()))
         }
     }
 }

@@ -118,11 +118,7 @@ impl ImagePreprocessor {
         // Decoders are fed untrusted bytes and some can panic on malformed input; a panic
         // anywhere below is reported as a decode error instead of taking the worker down.
         catch_unwind(AssertUnwindSafe(|| self.run(bytes, out))).unwrap_or_else(|payload| {
-            let reason = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("decoder panicked");
+            let reason = crate::panic::message(&*payload).unwrap_or("decoder panicked");
             Err(ImageError::Decode(reason.to_string()))
         })
     }
