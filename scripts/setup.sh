@@ -43,16 +43,25 @@ echo "setup: fetching $package==$version from PyPI"
   "$package==$version" -d "$tmp"
 wheel=$(ls "$tmp"/*.whl)
 mkdir -p "$dest"
-# The wheel is a zip; extract only the shared libraries from onnxruntime/capi/.
-"$python" - "$wheel" "$dest" <<'PY'
+# The wheel is a zip; extract only the shared libraries from onnxruntime/capi/. Each is written
+# under a temporary name and renamed when complete, the main library last: an interrupted setup
+# leaves no half-written library that a later run would take as installed.
+"$python" - "$wheel" "$dest" "$(basename "$lib")" <<'PY'
 import sys, zipfile, os, shutil
-wheel, dest = sys.argv[1], sys.argv[2]
+wheel, dest, main = sys.argv[1], sys.argv[2], sys.argv[3]
+done = []
 with zipfile.ZipFile(wheel) as z:
     for name in z.namelist():
         base = os.path.basename(name)
         if name.startswith("onnxruntime/capi/") and base.startswith("libonnxruntime"):
-            with z.open(name) as src, open(os.path.join(dest, base), "wb") as out:
+            partial = os.path.join(dest, base + ".partial")
+            with z.open(name) as src, open(partial, "wb") as out:
                 shutil.copyfileobj(src, out)
+                out.flush()
+                os.fsync(out.fileno())
+            done.append(base)
+for base in sorted(done, key=lambda b: b == main):
+    os.replace(os.path.join(dest, base + ".partial"), os.path.join(dest, base))
 PY
 [ -f "$lib" ] || { echo "setup: $lib not found in $wheel" >&2; exit 1; }
 echo "setup: installed $lib"
