@@ -27,6 +27,44 @@ impl EncoderLabels {
     }
 }
 
+/// Labels of a refusal at admission: the encoder and why (`queue_full`: the queue was at its
+/// capacity; `deadline`: the inputs queued ahead could not be done before the request's deadline).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// Model name.
+    pub model: String,
+    /// Modality.
+    pub modality: String,
+    /// Why the request was refused.
+    pub reason: String,
+}
+
+/// Labels of inputs dropped unprocessed: the encoder and where (`queue`: when their batch was
+/// taken, before preprocessing; `inference`: after preprocessing, before the tower).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    /// Model name.
+    pub model: String,
+    /// Modality.
+    pub modality: String,
+    /// Where the inputs were dropped.
+    pub stage: String,
+}
+
+impl StageLabels {
+    /// `encoder`'s labels at `stage`.
+    pub fn new(encoder: &EncoderLabels, stage: &str) -> Self {
+        Self { model: encoder.model.clone(), modality: encoder.modality.clone(), stage: stage.to_string() }
+    }
+}
+
+/// Labels of connections the server closed: why (`idle`, `handshake`, `evicted`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Why.
+    pub reason: String,
+}
+
 /// Labels of a request count: the encoder and the gRPC status the request ended with.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
@@ -69,8 +107,15 @@ pub struct Metrics {
     pub batch_size: HistogramFamily<EncoderLabels>,
     /// Inputs admitted and not yet taken into a batch.
     pub queue_depth: Family<EncoderLabels, Gauge>,
-    /// Requests refused because the encoder's queue was full.
-    pub rejected: Family<EncoderLabels, Counter>,
+    /// Requests admitted to an encoder's queue (a mixed request once per modality).
+    pub admitted: Family<EncoderLabels, Counter>,
+    /// Requests refused at admission, by reason.
+    pub rejected: Family<RejectLabels, Counter>,
+    /// Inputs dropped unprocessed because their deadline had passed or could not be met.
+    pub expired: Family<StageLabels, Counter>,
+    /// Admitted requests that did not finish before their deadline (failed with
+    /// DEADLINE_EXCEEDED, were dropped, or finished late): how often admission misjudged.
+    pub late: Family<EncoderLabels, Counter>,
     /// Inputs answered from the embedding cache.
     pub cache_hits: Family<EncoderLabels, Counter>,
     /// Inputs looked up in the cache and not found.
@@ -79,6 +124,14 @@ pub struct Metrics {
     pub cache_bytes: Gauge,
     /// 1 while the encoder's last tower run (or its warm-up) succeeded, else 0.
     pub encoder_up: Family<EncoderLabels, Gauge>,
+    /// Client connections open.
+    pub connections: Gauge,
+    /// Connections the server closed, by reason.
+    pub connections_closed: Family<ReasonLabels, Counter>,
+    /// Connections refused at the cap because every open one had a call in flight.
+    pub connections_refused: Counter,
+    /// Failed `accept` calls (descriptor shortages among them).
+    pub accept_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -132,8 +185,28 @@ impl Metrics {
         registry.register("batch_size", "Inputs per tower run", batch_size.clone());
         let queue_depth = Family::<EncoderLabels, Gauge>::default();
         registry.register("queue_depth", "Inputs admitted and waiting for a batch", queue_depth.clone());
-        let rejected = Family::<EncoderLabels, Counter>::default();
-        registry.register("rejected", "Requests refused because the queue was full", rejected.clone());
+        let admitted = Family::<EncoderLabels, Counter>::default();
+        registry.register("admitted", "Requests admitted to the encoder's queue", admitted.clone());
+        let rejected = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "rejected",
+            "Requests refused at admission: queue_full, or deadline (the work queued ahead could not be \
+             done before the request's deadline)",
+            rejected.clone(),
+        );
+        let expired = Family::<StageLabels, Counter>::default();
+        registry.register(
+            "expired",
+            "Inputs dropped unprocessed because their deadline had passed or could not be met, by stage \
+             (queue: before preprocessing; inference: before the tower)",
+            expired.clone(),
+        );
+        let late = Family::<EncoderLabels, Counter>::default();
+        registry.register(
+            "late",
+            "Admitted requests that did not finish before their deadline",
+            late.clone(),
+        );
         let cache_hits = Family::<EncoderLabels, Counter>::default();
         registry.register("cache_hits", "Inputs answered from the embedding cache", cache_hits.clone());
         let cache_misses = Family::<EncoderLabels, Counter>::default();
@@ -142,6 +215,23 @@ impl Metrics {
         registry.register("cache_bytes", "Bytes held by the embedding cache", cache_bytes.clone());
         let encoder_up = Family::<EncoderLabels, Gauge>::default();
         registry.register("encoder_up", "1 while the encoder's last tower run succeeded", encoder_up.clone());
+        let connections = Gauge::default();
+        registry.register("connections", "Client connections open", connections.clone());
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections closed by the server: idle (idle timeout), handshake (no TLS handshake or \
+             HTTP/2 preface in time), evicted (longest-idle connection closed for a new one at the cap)",
+            connections_closed.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections refused at the cap because every open one had a call in flight",
+            connections_refused.clone(),
+        );
+        let accept_errors = Counter::default();
+        registry.register("accept_errors", "Failed accept calls", accept_errors.clone());
         Self {
             registry,
             requests,
@@ -152,11 +242,18 @@ impl Metrics {
             request_seconds,
             batch_size,
             queue_depth,
+            admitted,
             rejected,
+            expired,
+            late,
             cache_hits,
             cache_misses,
             cache_bytes,
             encoder_up,
+            connections,
+            connections_closed,
+            connections_refused,
+            accept_errors,
         }
     }
 

@@ -275,3 +275,77 @@ async fn missed_objective_gives_a_nonzero_exit_status() {
     let svg = std::fs::read_to_string(&chart).expect("chart written");
     assert!(svg.starts_with("<svg") && svg.contains("p99") && svg.contains("concurrency 2"));
 }
+
+/// Runs `bindery load` in-process against `url` with image requests and returns the report.
+async fn image_load(name: &str, url: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["--server", url, "--mix", "image", "--image-size", "160x120", "--no-cache"];
+    args.extend_from_slice(extra);
+    run_json(name, &args).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goodput_holds_when_offered_well_over_capacity_with_short_deadlines() {
+    let server = common::start_fixture().await;
+    let url = format!("http://{}", server.addr);
+    // The deadline is short relative to the service time of one image (as 50 ms is for the
+    // release build on this model), whatever the build's speed.
+    let alone = image_load(
+        "goodput-alone.json",
+        &url,
+        &["--concurrency", "1", "--duration", "1s", "--warmup", "300ms", "--timeout", "60s"],
+    )
+    .await;
+    let deadline_ms = (10.0 * f(&alone, "/latency_ms/p50")).max(50.0);
+    let capacity = f(
+        &image_load(
+            "goodput-capacity.json",
+            &url,
+            &["--concurrency", "64", "--duration", "2s", "--warmup", "500ms", "--timeout", "60s"],
+        )
+        .await,
+        "/requests_per_s",
+    );
+    assert!(capacity > 0.0);
+    let metrics_before = common::scrape(server.metrics).await;
+    let rate = format!("{:.1}", 2.5 * capacity);
+    let timeout = format!("{deadline_ms:.0}ms");
+    let overload = image_load(
+        "goodput-overload.json",
+        &url,
+        &[
+            "--rate",
+            &rate,
+            "--max-in-flight",
+            "20000",
+            "--connections",
+            "8",
+            "--timeout",
+            &timeout,
+            "--duration",
+            "4s",
+            "--warmup",
+            "1s",
+        ],
+    )
+    .await;
+    let goodput = f(&overload, "/requests_per_s");
+    // Before deadline-aware admission this fell to nearly zero: the queue filled with work that
+    // expired before the tower reached it.
+    assert!(
+        goodput >= 0.5 * capacity,
+        "goodput {goodput:.1}/s at 2.5x a capacity of {capacity:.1}/s, deadline {timeout}: {overload:#}"
+    );
+    assert!(
+        overload.pointer("/errors_by_code/ResourceExhausted").and_then(Value::as_u64).unwrap_or(0) > 0,
+        "the excess is shed at the door: {overload:#}"
+    );
+    let metrics_after = common::scrape(server.metrics).await;
+    let delta = |name: &str| {
+        let labels = [("model", "imagebind-fixture"), ("modality", "image")];
+        common::metric(&metrics_after, name, &labels).unwrap_or(0.0)
+            - common::metric(&metrics_before, name, &labels).unwrap_or(0.0)
+    };
+    let (late, admitted) = (delta("bindery_late_total"), delta("bindery_admitted_total"));
+    assert!(admitted > 0.0);
+    assert!(late <= 0.05 * admitted, "{late} of {admitted} admitted requests missed their deadline");
+}

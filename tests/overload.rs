@@ -1,5 +1,6 @@
 //! Backpressure and deadlines: a full admission queue refuses the excess with RESOURCE_EXHAUSTED
-//! and serves the rest; requests whose deadline passes in the queue are dropped unrun.
+//! and serves the rest; a request whose deadline the queue ahead makes unmeetable is refused at
+//! once, or dropped unrun if admitted before the encoder's pace was known.
 //!
 //! The tests in this file share one lock: the overload test samples the process's resident
 //! memory, which another test running beside it would disturb.
@@ -126,10 +127,13 @@ async fn requests_whose_deadline_passes_in_the_queue_are_not_run() {
     for task in late {
         let status = task.await.unwrap().expect_err("a 1 ms deadline behind a backlog cannot be met");
         // A tonic client reports its own expired deadline as CANCELLED "Timeout expired" when it
-        // gives up first; any other client library reports DEADLINE_EXCEEDED.
+        // gives up first; any other client library reports DEADLINE_EXCEEDED. Once the encoder's
+        // pace is known the server refuses such a request at the door instead.
         let client_side =
             status.code() == tonic::Code::Cancelled && status.message().contains("Timeout expired");
-        assert!(status.code() == tonic::Code::DeadlineExceeded || client_side, "{status:?}");
+        let shed = status.code() == tonic::Code::ResourceExhausted
+            && status.message().contains("cannot finish this request before its deadline");
+        assert!(status.code() == tonic::Code::DeadlineExceeded || client_side || shed, "{status:?}");
     }
     for task in backlog {
         task.await.unwrap().expect("the backlog is served");
@@ -172,8 +176,18 @@ async fn the_engine_answers_deadline_exceeded_for_work_expiring_in_its_queue() {
     let Err(error) = engine.embed(MODEL, vec![item("late", png(4000, 64))], late).await else {
         panic!("a 1 ms deadline behind a backlog was met");
     };
-    assert!(matches!(error, EngineError::DeadlineExceeded { .. }), "{error:?}");
-    assert_eq!(tonic::Status::from(error).code(), tonic::Code::DeadlineExceeded);
+    // Refused at the door once the encoder's pace is known, else dropped in the queue.
+    match &error {
+        EngineError::DeadlineExceeded { .. } => {
+            assert_eq!(tonic::Status::from(error).code(), tonic::Code::DeadlineExceeded);
+        }
+        EngineError::DeadlineUnmeetable { .. } => {
+            let status = tonic::Status::from(error);
+            assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+            assert!(status.metadata().get("retry-after-ms").is_some(), "{status:?}");
+        }
+        other => panic!("expected a deadline refusal, got {other:?}"),
+    }
     for task in backlog {
         task.await.unwrap().expect("the backlog is served");
     }
@@ -181,4 +195,68 @@ async fn the_engine_answers_deadline_exceeded_for_work_expiring_in_its_queue() {
     let text = engine.metrics().render();
     let labels = [("model", MODEL), ("modality", "image")];
     assert_eq!(metric(&text, "bindery_items_total", &labels), Some(24.0), "the late image was not run");
+}
+
+/// Sends `n` uncached requests of `per_request` distinct PNGs (`size` pixels square) at once,
+/// without deadlines, and returns their tasks.
+fn backlog(
+    addr: std::net::SocketAddr,
+    n: u32,
+    per_request: u32,
+    size: u32,
+) -> Vec<tokio::task::JoinHandle<Result<tonic::Response<pb::EmbedResponse>, tonic::Status>>> {
+    (0..n)
+        .map(|i| {
+            let inputs: Vec<pb::Input> =
+                (0..per_request).map(|j| image("backlog", png(5000 + i * per_request + j, size))).collect();
+            tokio::spawn(async move { connect(addr).await.embed(uncached(inputs)).await })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_the_queue_ahead_makes_unmeetable_is_refused_at_once_with_a_retry_hint() {
+    let _serial = SERIAL.lock().await;
+    let server = start(common::fixture_options()).await;
+    let mut client = server.client.clone();
+    // A few batches first, so the image encoder's pace is known.
+    for i in 0..3 {
+        let inputs = (0..4).map(|j| image("pace", png(6000 + 4 * i + j, 700))).collect();
+        client.embed(uncached(inputs)).await.expect("pace batches are served");
+    }
+    // 64 large images: one batch of at most 32 is taken, the rest wait in the queue.
+    let queued = backlog(server.addr, 16, 4, 500);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut tight = tonic::Request::new(uncached(vec![image("tight", png(7000, 64))]));
+    tight.set_timeout(Duration::from_millis(20));
+    let status = client.embed(tight).await.expect_err("20 ms behind dozens of queued images");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("imagebind-fixture/image encoder cannot finish this request before its deadline")
+            && status.message().contains("inputs are ahead of it"),
+        "{}",
+        status.message()
+    );
+    let hint: u64 =
+        status.metadata().get("retry-after-ms").expect("retry hint").to_str().unwrap().parse().unwrap();
+    assert!(hint >= 1 && status.message().contains(&format!("retry in {hint} ms")), "{}", status.message());
+
+    // The same queue with a deadline it can meet: admitted and served.
+    let mut roomy = tonic::Request::new(uncached(vec![image("roomy", png(7001, 64))]));
+    roomy.set_timeout(Duration::from_secs(60));
+    client.embed(roomy).await.expect("a generous deadline is admitted behind the same queue");
+    for task in queued {
+        task.await.unwrap().expect("the backlog is served");
+    }
+    let text = scrape(server.metrics).await;
+    let labels = [("model", MODEL), ("modality", "image")];
+    let deadline_refusals = [("model", MODEL), ("modality", "image"), ("reason", "deadline")];
+    assert_eq!(metric(&text, "bindery_rejected_total", &deadline_refusals), Some(1.0));
+    // 12 pace images, 64 queued, the roomy one: the refused image never reached the tower.
+    assert_eq!(metric(&text, "bindery_items_total", &labels), Some(77.0));
+    assert_eq!(metric(&text, "bindery_admitted_total", &labels), Some(3.0 + 16.0 + 1.0));
+    assert_eq!(metric(&text, "bindery_late_total", &labels), None, "nothing admitted missed its deadline");
 }

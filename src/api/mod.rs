@@ -12,7 +12,7 @@ pub use collections::CollectionsService;
 pub(crate) use convert::items as convert_items;
 pub use embedder::{EmbedderService, TIMING_KEYS};
 pub use similarity::SimilarityError;
-pub use status::to_status;
+pub use status::{RETRY_AFTER_KEY, to_status};
 
 /// Generated `bindery.v1` types, client and server.
 pub mod pb {

@@ -6,7 +6,11 @@ use super::similarity::SimilarityError;
 use crate::engine::{EngineError, ItemLimitError};
 use crate::store::StoreError;
 
-/// The gRPC status a client receives for `error`.
+/// Metadata key of a refusal's retry hint, in milliseconds (in the trailers of a refused call).
+pub const RETRY_AFTER_KEY: &str = "retry-after-ms";
+
+/// The gRPC status a client receives for `error`; a refusal that knows when a retry could
+/// succeed carries that hint in [`RETRY_AFTER_KEY`] metadata as well as in its message.
 pub fn to_status(error: &EngineError) -> Status {
     let code = match error {
         EngineError::ModelNotFound { .. } => Code::NotFound,
@@ -18,11 +22,16 @@ pub fn to_status(error: &EngineError) -> Status {
         | EngineError::ModalityNotServed { .. } => Code::InvalidArgument,
         EngineError::ModalityUnimplemented { .. } => Code::Unimplemented,
         EngineError::Inference { .. } | EngineError::Internal(_) => Code::Internal,
-        EngineError::Overloaded { .. } => Code::ResourceExhausted,
+        EngineError::Overloaded { .. } | EngineError::DeadlineUnmeetable { .. } => Code::ResourceExhausted,
         EngineError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
         EngineError::ShuttingDown { .. } => Code::Unavailable,
     };
-    Status::new(code, error.to_string())
+    let mut status = Status::new(code, error.to_string());
+    if let Some(retry) = error.retry_after() {
+        let millis = u64::try_from(retry.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+        status.metadata_mut().insert(RETRY_AFTER_KEY, millis.into());
+    }
+    status
 }
 
 impl From<EngineError> for Status {

@@ -4,15 +4,19 @@
 //! up to `max_batch_size` queued inputs from any number of requests, answers cache hits, and
 //! preprocesses the rest on the shared CPU pool straight into the slots of one batch tensor. The
 //! *runner* feeds staged batches to the ONNX tower and hands each row back to its request. The
-//! two are joined by a one-slot channel, so one batch is being preprocessed while the previous one
-//! runs, and no more than that piles up.
+//! two are joined by a rendezvous channel, so one batch is being preprocessed while the previous
+//! one runs, and no more than that is prepared ahead: inputs preprocessed further ahead would age
+//! past their deadlines before the tower reached them.
+//!
+//! Which requests are admitted and which inputs are dropped unprocessed is decided from the
+//! encoder's recent pace (see `admission`).
 //!
 //! A panic on either thread fails only the inputs it touched (one input when its preprocessing
 //! panics, the whole batch otherwise) with an internal error; the threads go on serving.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SendError, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -21,11 +25,12 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use tokio::sync::oneshot;
 
+use super::admission::PaceMeter;
 use super::cache::{CacheKey, CachedEmbedding, EmbeddingCache};
 use super::encoder::{Batch, EncodedItem, StageTimes, Stages, l2_normalize};
 use super::error::EngineError;
 use super::{Item, LoadError};
-use crate::metrics::{EncoderLabels, Metrics};
+use crate::metrics::{EncoderLabels, Metrics, StageLabels};
 use crate::modality::Modality;
 use crate::panic::reason as panic_reason;
 
@@ -96,8 +101,9 @@ impl Job {
         !self.cancelled.load(Ordering::Relaxed) && lock(&self.state).reply.is_some()
     }
 
-    fn expired(&self, now: Instant) -> bool {
-        self.deadline.is_some_and(|d| now >= d)
+    /// Whether the job's deadline falls at or before `finish`: work that would end then is late.
+    fn expired(&self, finish: Instant) -> bool {
+        self.deadline.is_some_and(|d| finish >= d)
     }
 
     /// Fails the whole job (first failure wins; later results are ignored).
@@ -154,6 +160,35 @@ pub(crate) struct EncoderQueue {
     settings: BatchSettings,
     state: Mutex<QueueState>,
     ready: Condvar,
+    /// Inputs taken into a batch whose tower run has not ended.
+    in_flight: Arc<AtomicUsize>,
+    /// The encoder's recent pace, recorded by its runner and fed back by the engine.
+    pub(crate) pace: PaceMeter,
+}
+
+/// Inputs taken into one batch, counted in flight until this is dropped (after the batch's
+/// tower run, or when nothing of it is left to run).
+struct InFlight {
+    count: Arc<AtomicUsize>,
+    items: usize,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.count.fetch_sub(self.items, Ordering::AcqRel);
+    }
+}
+
+/// What one take hands the assembler.
+struct Taken {
+    /// The inputs of the batch.
+    entries: Entries,
+    /// Inputs still queued after the take.
+    left: usize,
+    /// Jobs dropped because they could not finish before their deadline even in a batch of
+    /// their own, with the inputs of each that were dropped.
+    expired: Vec<(Arc<Job>, usize)>,
+    in_flight: InFlight,
 }
 
 impl EncoderQueue {
@@ -164,13 +199,18 @@ impl EncoderQueue {
             settings,
             state: Mutex::new(QueueState { pending: VecDeque::new(), queued: 0, closed: false }),
             ready: Condvar::new(),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            pace: PaceMeter::default(),
         }
     }
 
-    /// Queues `job`, or refuses it when the queue is full. A job larger than the whole capacity
-    /// is still admitted into an empty queue, so no valid request is refused forever.
+    /// Queues `job`, or refuses it when the queue is full or, for a job with a deadline, when
+    /// the inputs ahead of it cannot be done in time at the encoder's recent pace. A job larger
+    /// than the whole capacity is still admitted into an empty queue, so no valid request is
+    /// refused forever.
     pub(crate) fn admit(&self, job: Arc<Job>) -> Result<usize, EngineError> {
         let n = job.items.len();
+        let pace = self.pace.pace();
         let mut state = lock(&self.state);
         if state.closed {
             return Err(EngineError::ShuttingDown { model: self.model.clone(), modality: self.modality });
@@ -181,7 +221,21 @@ impl EncoderQueue {
                 modality: self.modality,
                 queued: state.queued,
                 capacity: self.settings.queue_capacity,
+                retry_after: pace.map(|p| p.drain_time(state.queued + n - self.settings.queue_capacity)),
             });
+        }
+        if let (Some(deadline), Some(pace)) = (job.deadline, pace) {
+            let ahead = state.queued + self.in_flight.load(Ordering::Acquire);
+            pace.check_deadline(Instant::now(), deadline, ahead, n).map_err(|refusal| {
+                EngineError::DeadlineUnmeetable {
+                    model: self.model.clone(),
+                    modality: self.modality,
+                    ahead,
+                    wait: refusal.wait,
+                    remaining: refusal.remaining,
+                    retry_after: refusal.retry_after,
+                }
+            })?;
         }
         state.pending.push_back((job, 0));
         state.queued += n;
@@ -192,8 +246,11 @@ impl EncoderQueue {
     }
 
     /// Waits for inputs and takes up to `max_batch_size` of them, waiting up to `max_batch_delay`
-    /// after the oldest input's admission for the batch to fill. `None` once closed and drained.
-    fn take(&self) -> Option<(Entries, usize)> {
+    /// after the oldest input's admission for the batch to fill. Once the encoder's pace is
+    /// known, the batch is kept small enough to finish before the tightest deadline among its
+    /// inputs, and jobs that could not finish even alone are dropped. Jobs whose caller left are
+    /// skipped. `None` once closed and drained.
+    fn take(&self) -> Option<Taken> {
         let mut state = lock(&self.state);
         while state.pending.is_empty() {
             if state.closed {
@@ -214,19 +271,62 @@ impl EncoderQueue {
                 state = self.ready.wait_timeout(state, until - now).unwrap_or_else(|p| p.into_inner()).0;
             }
         }
-        let mut taken = Vec::with_capacity(self.settings.max_batch_size.min(state.queued));
-        while taken.len() < self.settings.max_batch_size {
-            let Some((job, next)) = state.pending.front_mut() else { break };
-            let job = Arc::clone(job);
-            let end = job.items.len().min(*next + self.settings.max_batch_size - taken.len());
-            taken.extend((*next..end).map(|i| (Arc::clone(&job), i)));
-            *next = end;
-            if end == job.items.len() {
+        let pace = self.pace.pace();
+        let now = Instant::now();
+        let max = self.settings.max_batch_size;
+        let mut taken: Entries = Vec::with_capacity(max.min(state.queued));
+        let mut expired = Vec::new();
+        // Time left to the tightest deadline among the inputs taken so far.
+        let mut tightest: Option<Duration> = None;
+        while taken.len() < max {
+            let Some((job, next)) = state.pending.front() else { break };
+            let (job, next) = (Arc::clone(job), *next);
+            let left_in_job = job.items.len() - next;
+            let remaining = job.deadline.map(|d| d.saturating_duration_since(now));
+            let skip = if !job.is_live() {
+                Some(false)
+            } else {
+                let alone_too_slow = match (&pace, remaining) {
+                    (Some(pace), Some(remaining)) => !pace.batch_fits(1, remaining),
+                    _ => remaining.is_some_and(|r| r.is_zero()),
+                };
+                alone_too_slow.then_some(true)
+            };
+            if let Some(is_expired) = skip {
                 state.pending.pop_front();
+                state.queued -= left_in_job;
+                if is_expired {
+                    expired.push((job, left_in_job));
+                }
+                continue;
+            }
+            let tight = match (tightest, remaining) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let mut count = left_in_job.min(max - taken.len());
+            if let (Some(pace), Some(tight)) = (&pace, tight) {
+                while count > 0 && !pace.batch_fits(taken.len() + count, tight) {
+                    count -= 1;
+                }
+            }
+            if count == 0 {
+                break;
+            }
+            tightest = tight;
+            taken.extend((next..next + count).map(|i| (Arc::clone(&job), i)));
+            state.queued -= count;
+            if count == left_in_job {
+                state.pending.pop_front();
+            } else if let Some(front) = state.pending.front_mut() {
+                front.1 = next + count;
+                // The rest of this job does not fit before the batch's deadline.
+                break;
             }
         }
-        state.queued -= taken.len();
-        Some((taken, state.queued))
+        self.in_flight.fetch_add(taken.len(), Ordering::AcqRel);
+        let in_flight = InFlight { count: Arc::clone(&self.in_flight), items: taken.len() };
+        Some(Taken { entries: taken, left: state.queued, expired, in_flight })
     }
 
     fn close(&self) {
@@ -258,6 +358,8 @@ struct Staged {
     batch: Batch,
     taken_at: Instant,
     preprocessed_at: Instant,
+    /// Keeps the batch's inputs counted in flight until it is dropped.
+    _in_flight: InFlight,
 }
 
 /// Shared state the encoder threads need.
@@ -308,7 +410,8 @@ impl EncoderWorkers {
     /// Starts the assembler and runner threads of one encoder.
     pub(crate) fn start(context: EncoderContext, settings: BatchSettings) -> Result<Self, LoadError> {
         let queue = Arc::new(EncoderQueue::new(&context.model, context.modality, settings));
-        let (staged_tx, staged_rx) = sync_channel::<Staged>(1);
+        // Rendezvous: the assembler prepares one batch while the runner runs the one before.
+        let (staged_tx, staged_rx) = sync_channel::<Staged>(0);
         let context = Arc::new(context);
         let name = format!("{}/{}", context.model, context.modality);
         let spawn_err = |e: std::io::Error| LoadError::Threads(format!("cannot start {name} threads: {e}"));
@@ -320,10 +423,10 @@ impl EncoderWorkers {
                 .map_err(spawn_err)?
         };
         let runner = {
-            let context = Arc::clone(&context);
+            let (context, queue) = (Arc::clone(&context), Arc::clone(&queue));
             std::thread::Builder::new()
                 .name(format!("bindery-run-{}", context.modality))
-                .spawn(move || run(&context, &staged_rx))
+                .spawn(move || run(&context, &queue.pace, &staged_rx))
                 .map_err(spawn_err)?
         };
         Ok(Self { queue, threads: vec![assembler, runner] })
@@ -365,12 +468,22 @@ fn jobs_of(entries: &Entries) -> Vec<Arc<Job>> {
 fn assemble(context: &EncoderContext, queue: &EncoderQueue, staged: &SyncSender<Staged>) {
     let _abandon = AbandonOnExit { context, queue };
     let labels = context.labels();
-    while let Some((taken, depth)) = queue.take() {
-        context.metrics.queue_depth.get_or_create(&labels).set(depth as i64);
-        let jobs = jobs_of(&taken);
+    while let Some(Taken { entries, left, expired, in_flight }) = queue.take() {
+        context.metrics.queue_depth.get_or_create(&labels).set(left as i64);
+        if !expired.is_empty() {
+            let inputs: usize = expired.iter().map(|(_, n)| n).sum();
+            context.metrics.expired.get_or_create(&StageLabels::new(&labels, "queue")).inc_by(inputs as u64);
+            for (job, _) in expired {
+                job.fail(EngineError::DeadlineExceeded { stage: "in the queue" });
+            }
+        }
+        if entries.is_empty() {
+            continue;
+        }
+        let jobs = jobs_of(&entries);
         // Preprocessing catches panics per input; this catches any other panic in assembling,
         // which loses the whole batch but not the thread.
-        match catch_unwind(AssertUnwindSafe(|| stage(context, &labels, taken))) {
+        match catch_unwind(AssertUnwindSafe(|| stage(context, &labels, entries, in_flight))) {
             Ok(Some(batch)) => {
                 if let Err(SendError(batch)) = staged.send(batch) {
                     for (job, _) in &batch.entries {
@@ -393,9 +506,14 @@ fn assemble(context: &EncoderContext, queue: &EncoderQueue, staged: &SyncSender<
 
 /// Answers cache hits among `taken` and preprocesses the rest into a batch for the runner;
 /// `None` when nothing is left to run.
-fn stage(context: &EncoderContext, labels: &EncoderLabels, taken: Entries) -> Option<Staged> {
+fn stage(
+    context: &EncoderContext,
+    labels: &EncoderLabels,
+    taken: Entries,
+    in_flight: InFlight,
+) -> Option<Staged> {
     let taken_at = Instant::now();
-    // Inputs whose caller left or whose deadline passed are dropped here, unprocessed.
+    // Callers may have left or run out of time since the take.
     let mut entries = Vec::with_capacity(taken.len());
     for (job, index) in taken {
         if !job.is_live() {
@@ -403,6 +521,7 @@ fn stage(context: &EncoderContext, labels: &EncoderLabels, taken: Entries) -> Op
         }
         if job.expired(taken_at) {
             job.fail(EngineError::DeadlineExceeded { stage: "in the queue" });
+            context.metrics.expired.get_or_create(&StageLabels::new(labels, "queue")).inc();
             continue;
         }
         entries.push((job, index));
@@ -484,7 +603,7 @@ fn stage(context: &EncoderContext, labels: &EncoderLabels, taken: Entries) -> Op
     if batch.is_empty() {
         return None;
     }
-    Some(Staged { entries, keys, batch, taken_at, preprocessed_at })
+    Some(Staged { entries, keys, batch, taken_at, preprocessed_at, _in_flight: in_flight })
 }
 
 /// Keeps the batch slots, entries and keys whose `keep` flag is set.
@@ -499,11 +618,11 @@ fn retain_entries(
 }
 
 /// The runner thread: staged batch -> tower -> each caller.
-fn run(context: &EncoderContext, staged: &Receiver<Staged>) {
+fn run(context: &EncoderContext, pace: &PaceMeter, staged: &Receiver<Staged>) {
     let labels = context.labels();
     for batch in staged.iter() {
         let jobs = jobs_of(&batch.entries);
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| run_batch(context, &labels, batch))) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| run_batch(context, &labels, pace, batch))) {
             context.set_health(false);
             tracing::error!(model = %context.model, modality = %context.modality,
                 panic = panic_reason(&*payload), "running a batch panicked; its inputs fail");
@@ -515,19 +634,26 @@ fn run(context: &EncoderContext, staged: &Receiver<Staged>) {
 }
 
 /// Runs one staged batch through the tower and hands each row to its caller.
-fn run_batch(context: &EncoderContext, labels: &EncoderLabels, staged: Staged) {
-    let Staged { entries, keys, mut batch, taken_at, preprocessed_at } = staged;
+fn run_batch(context: &EncoderContext, labels: &EncoderLabels, pace: &PaceMeter, staged: Staged) {
+    let Staged { entries, keys, mut batch, taken_at, preprocessed_at, _in_flight } = staged;
     let started = Instant::now();
-    // Last check before the expensive part: callers that left or ran out of time.
+    // Last check before the expensive part: callers that left, or whose deadline falls before
+    // the tower run could end.
+    let earliest_finish = started + pace.pace().map_or(Duration::ZERO, |p| p.inference(entries.len()));
+    let mut expired = 0;
     let keep: Vec<bool> = entries
         .iter()
         .map(|(job, _)| {
-            if job.expired(started) {
+            if job.is_live() && job.expired(earliest_finish) {
                 job.fail(EngineError::DeadlineExceeded { stage: "before inference" });
+                expired += 1;
             }
             job.is_live()
         })
         .collect();
+    if expired > 0 {
+        context.metrics.expired.get_or_create(&StageLabels::new(labels, "inference")).inc_by(expired);
+    }
     let (entries, keys) = retain_entries(&mut batch, entries, keys, &keep);
     if entries.is_empty() {
         return;
@@ -535,6 +661,7 @@ fn run_batch(context: &EncoderContext, labels: &EncoderLabels, staged: Staged) {
     context.metrics.batch_size.get_or_create(labels).observe(entries.len() as f64);
     let outcome = context.stages.run(&context.model, &batch);
     let finished = Instant::now();
+    pace.record(taken_at, started, finished, entries.len());
     context.metrics.inference_seconds.get_or_create(labels).observe((finished - started).as_secs_f64());
     let dim = context.stages.dim();
     let flat = match outcome {
@@ -615,11 +742,11 @@ mod tests {
         let (b, _rb) = job(3);
         q.admit(Arc::clone(&a)).unwrap();
         q.admit(Arc::clone(&b)).unwrap();
-        let (first, left) = q.take().unwrap();
+        let Taken { entries: first, left, .. } = q.take().unwrap();
         let positions: Vec<(bool, usize)> = first.iter().map(|(j, i)| (Arc::ptr_eq(j, &a), *i)).collect();
         assert_eq!(positions, vec![(true, 0), (true, 1), (true, 2), (false, 0)]);
         assert_eq!(left, 2);
-        let (second, left) = q.take().unwrap();
+        let Taken { entries: second, left, .. } = q.take().unwrap();
         let positions: Vec<usize> = second.iter().map(|(_, i)| *i).collect();
         assert_eq!(positions, vec![1, 2]);
         assert!(second.iter().all(|(j, _)| Arc::ptr_eq(j, &b)));
@@ -640,9 +767,73 @@ mod tests {
         let (late, _r) = job(1);
         assert!(matches!(q.admit(late), Err(EngineError::ShuttingDown { .. })));
         // Closing still lets the admitted work drain, then ends.
-        assert_eq!(q.take().unwrap().0.len(), 4);
-        assert_eq!(q.take().unwrap().0.len(), 4);
+        assert_eq!(q.take().unwrap().entries.len(), 4);
+        assert_eq!(q.take().unwrap().entries.len(), 4);
         assert!(q.take().is_none());
+    }
+
+    /// Queues `job` without the admission checks.
+    fn enqueue(q: &EncoderQueue, job: &Arc<Job>) {
+        let mut state = lock(&q.state);
+        state.queued += job.items.len();
+        state.pending.push_back((Arc::clone(job), 0));
+    }
+
+    fn job_due_in(n: usize, millis: Option<u64>) -> (Arc<Job>, oneshot::Receiver<JobResult>) {
+        let items = (0..n).map(|i| Item { id: format!("#{i}"), payload: Payload::Text(format!("t{i}")) });
+        let deadline = millis.map(|ms| Instant::now() + Duration::from_millis(ms));
+        Job::new(items.collect(), true, true, deadline)
+    }
+
+    #[test]
+    fn a_batch_is_kept_small_enough_for_its_tightest_deadline_and_hopeless_jobs_are_dropped() {
+        let q = queue(32, 100);
+        // A known pace: a batch takes 10 ms per input from take to tower end.
+        let t0 = Instant::now();
+        q.pace.record(t0, t0 + Duration::from_millis(30), t0 + Duration::from_millis(40), 4);
+        let (hopeless, _r1) = job_due_in(2, Some(5));
+        let (tight, _r2) = job_due_in(3, Some(35));
+        let (loose, _r3) = job_due_in(5, None);
+        for job in [&hopeless, &tight, &loose] {
+            enqueue(&q, job);
+        }
+        let Taken { entries, left, expired, in_flight } = q.take().unwrap();
+        assert_eq!(expired.len(), 1, "a job that cannot finish even alone is dropped");
+        assert!(Arc::ptr_eq(&expired[0].0, &hopeless) && expired[0].1 == 2);
+        assert!(
+            entries.iter().all(|(j, _)| Arc::ptr_eq(j, &tight)),
+            "3 inputs take 30 ms: one more would miss"
+        );
+        assert_eq!((entries.len(), left), (3, 5));
+        assert_eq!(q.in_flight.load(Ordering::Relaxed), 3, "taken inputs count as in flight");
+        drop(in_flight);
+        assert_eq!(q.in_flight.load(Ordering::Relaxed), 0);
+        // Without a deadline in the batch, the rest goes together.
+        let Taken { entries, left, .. } = q.take().unwrap();
+        assert!(entries.iter().all(|(j, _)| Arc::ptr_eq(j, &loose)));
+        assert_eq!((entries.len(), left), (5, 0));
+    }
+
+    #[test]
+    fn a_request_behind_work_it_cannot_outwait_is_refused_and_the_refusal_says_when_to_retry() {
+        let q = queue(32, 100);
+        let t0 = Instant::now();
+        q.pace.record(t0, t0 + Duration::from_millis(30), t0 + Duration::from_millis(40), 4);
+        let (ahead, _r) = job_due_in(10, None);
+        q.admit(ahead).unwrap();
+        let (late, _r) = job_due_in(1, Some(50));
+        match q.admit(late) {
+            Err(EngineError::DeadlineUnmeetable { ahead, wait, remaining, retry_after, .. }) => {
+                assert_eq!(ahead, 10);
+                assert!(
+                    wait > remaining && retry_after >= wait - remaining,
+                    "{wait:?} {remaining:?} {retry_after:?}"
+                );
+            }
+            other => panic!("expected DeadlineUnmeetable, got {other:?}"),
+        }
+        let (patient, _r) = job_due_in(1, Some(10_000));
+        assert_eq!(q.admit(patient).unwrap(), 11, "a deadline the queue allows is admitted");
     }
 
     #[test]
@@ -852,7 +1043,7 @@ mod tests {
             })
         };
         let started = Instant::now();
-        let (taken, _) = q.take().unwrap();
+        let taken = q.take().unwrap().entries;
         let _rb = feeder.join().unwrap();
         assert_eq!(taken.len(), 3, "inputs arriving within the delay join the batch");
         assert!(started.elapsed() < Duration::from_secs(5));

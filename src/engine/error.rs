@@ -1,6 +1,7 @@
 //! Engine errors: what went wrong with a request, and what went wrong loading models.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::modality::Modality;
 use crate::modality::audio::AudioError;
@@ -124,7 +125,8 @@ pub enum EngineError {
     /// The encoder's admission queue is full.
     #[error(
         "the {model}/{modality} encoder is saturated: {queued} inputs queued, capacity {capacity}; \
-         retry later or with fewer inputs"
+         retry {} or with fewer inputs",
+        retry_after.map_or("later".to_string(), |d| format!("in {} ms", millis_up(d)))
     )]
     Overloaded {
         /// Model name.
@@ -135,6 +137,32 @@ pub enum EngineError {
         queued: usize,
         /// Queue capacity, in inputs.
         capacity: usize,
+        /// When enough of the queue will have drained, at the encoder's recent pace (unknown
+        /// before its first batch).
+        retry_after: Option<Duration>,
+    },
+    /// The inputs queued ahead of the request cannot be done before its deadline: it is refused
+    /// at once rather than admitted to expire in the queue (load shedding).
+    #[error(
+        "the {model}/{modality} encoder cannot finish this request before its deadline: {ahead} inputs \
+         are ahead of it, about {} ms of work, and the deadline is {} ms away; retry in {} ms",
+        millis_up(*wait),
+        remaining.as_millis(),
+        millis_up(*retry_after)
+    )]
+    DeadlineUnmeetable {
+        /// Model name.
+        model: String,
+        /// Modality.
+        modality: Modality,
+        /// Inputs ahead of it: queued, or taken into a batch that has not finished.
+        ahead: usize,
+        /// Predicted time until the request would be done.
+        wait: Duration,
+        /// Time left before its deadline.
+        remaining: Duration,
+        /// When a retry could be admitted if nothing else arrived meanwhile.
+        retry_after: Duration,
     },
     /// The caller's deadline passed before the work was done; the remaining work was dropped.
     #[error("deadline exceeded {stage}; the request's remaining work was dropped")]
@@ -153,6 +181,22 @@ pub enum EngineError {
     /// A bug or an unexpected runtime failure.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl EngineError {
+    /// When a retry of the refused request could succeed, for the refusals that know it.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            EngineError::Overloaded { retry_after, .. } => *retry_after,
+            EngineError::DeadlineUnmeetable { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+/// `d` in whole milliseconds, rounded up: a retry after the hint must not come too early.
+pub(crate) fn millis_up(d: Duration) -> u128 {
+    d.as_nanos().div_ceil(1_000_000)
 }
 
 /// Why the models could not be loaded at start-up.

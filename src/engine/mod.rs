@@ -2,6 +2,7 @@
 //! to its encoder's queue, where the encoder batches inputs across requests (see `batcher`);
 //! then reassembles the vectors in request order.
 
+mod admission;
 mod batcher;
 mod cache;
 mod encoder;
@@ -16,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::metrics::{EncoderLabels, Metrics};
-use batcher::{BatchSettings, EncoderContext, EncoderWorkers, Job};
+use crate::metrics::{EncoderLabels, Metrics, RejectLabels};
+use batcher::{BatchSettings, EncoderContext, EncoderQueue, EncoderWorkers, Job};
 pub use cache::{CacheKey, CachedEmbedding, EmbeddingCache};
 
 pub use encoder::{EncodedItem, Encoder, PointCloudPayload, Preprocessor, StageTimes};
@@ -177,6 +178,62 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// How an admitted request with a deadline ended, as far as its deadline is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeadlineOutcome {
+    /// Still running (or abandoned by its caller).
+    Pending,
+    /// Finished before its deadline.
+    Met,
+    /// Failed with DEADLINE_EXCEEDED, or finished after its deadline.
+    Missed,
+    /// Failed for another reason.
+    Failed,
+}
+
+/// When a request with a deadline ends, tells each encoder that admitted it whether the deadline
+/// was met (so admission can correct its estimates), and counts each miss in
+/// `bindery_late_total`: the share of admitted work that admission let in but could not serve in
+/// time. A request abandoned by its caller counts only once its deadline has passed (gRPC
+/// servers drop a call's handler at its deadline).
+struct LateWatch<'a> {
+    metrics: &'a Metrics,
+    deadline: Option<Instant>,
+    admitted: Vec<(EncoderLabels, Arc<EncoderQueue>)>,
+    outcome: DeadlineOutcome,
+}
+
+impl LateWatch<'_> {
+    fn settle(&mut self, result: &Result<(Vec<Option<ItemEmbedding>>, StageTimes), EngineError>) {
+        let late = self.deadline.is_some_and(|d| Instant::now() >= d);
+        self.outcome = match result {
+            Ok(_) if late => DeadlineOutcome::Missed,
+            Ok(_) => DeadlineOutcome::Met,
+            Err(EngineError::DeadlineExceeded { .. }) => DeadlineOutcome::Missed,
+            Err(_) => DeadlineOutcome::Failed,
+        };
+    }
+}
+
+impl Drop for LateWatch<'_> {
+    fn drop(&mut self) {
+        let Some(deadline) = self.deadline else { return };
+        let met = match self.outcome {
+            DeadlineOutcome::Met => true,
+            DeadlineOutcome::Missed => false,
+            DeadlineOutcome::Pending if Instant::now() >= deadline => false,
+            // Failed for another reason, or abandoned early: says nothing about the estimates.
+            DeadlineOutcome::Pending | DeadlineOutcome::Failed => return,
+        };
+        for (labels, queue) in &self.admitted {
+            queue.pace.feedback(met);
+            if !met {
+                self.metrics.late.get_or_create(labels).inc();
+            }
+        }
+    }
+}
+
 impl Engine {
     /// Starts the CPU pool and every encoder's batching threads over `registry`, after warming up
     /// each tower when `options.warm_up` is set. An encoder whose warm-up fails still starts, but
@@ -318,6 +375,12 @@ impl Engine {
         }
         let mut waiting = Vec::with_capacity(groups.len());
         let mut guards = Vec::with_capacity(groups.len());
+        let mut late = LateWatch {
+            metrics: &self.metrics,
+            deadline: options.deadline,
+            admitted: Vec::with_capacity(groups.len()),
+            outcome: DeadlineOutcome::Pending,
+        };
         for (modality, positions, group) in groups {
             let slot = self
                 .encoders
@@ -329,11 +392,26 @@ impl Engine {
             match slot.workers.queue.admit(job) {
                 Ok(depth) => {
                     self.metrics.queue_depth.get_or_create(&labels).set(depth as i64);
+                    self.metrics.admitted.get_or_create(&labels).inc();
+                    late.admitted.push((labels, Arc::clone(&slot.workers.queue)));
                 }
                 Err(e) => {
-                    if matches!(e, EngineError::Overloaded { .. }) {
+                    let reason = match e {
+                        EngineError::Overloaded { .. } => Some("queue_full"),
+                        EngineError::DeadlineUnmeetable { .. } => Some("deadline"),
+                        _ => None,
+                    };
+                    if let Some(reason) = reason {
+                        let labels = RejectLabels {
+                            model: labels.model,
+                            modality: labels.modality,
+                            reason: reason.to_string(),
+                        };
                         self.metrics.rejected.get_or_create(&labels).inc();
                     }
+                    // The groups admitted before this one are cancelled by their guards; they
+                    // did not miss a deadline.
+                    late.outcome = DeadlineOutcome::Failed;
                     return Err(e);
                 }
             }
@@ -355,12 +433,14 @@ impl Engine {
             }
             Ok::<_, EngineError>((slots, times))
         };
-        let (slots, times) = match options.deadline {
+        let result = match options.deadline {
             Some(deadline) => tokio::time::timeout_at(deadline.into(), collect)
                 .await
-                .map_err(|_| EngineError::DeadlineExceeded { stage: "in the queue" })??,
-            None => collect.await?,
+                .unwrap_or(Err(EngineError::DeadlineExceeded { stage: "in the queue" })),
+            None => collect.await,
         };
+        late.settle(&result);
+        let (slots, times) = result?;
         drop(guards);
         let embeddings = slots
             .into_iter()

@@ -154,6 +154,10 @@ impl Caller {
         items: u64,
         remaining: Duration,
     ) -> Outcome {
+        // The deadline travels with the call (grpc-timeout), as any gRPC client's does, so the
+        // server can refuse or drop what it cannot finish in time.
+        let mut request = tonic::Request::new(request);
+        request.set_timeout(remaining);
         match tokio::time::timeout(remaining, client.embed(request)).await {
             Err(_) => Outcome::Failed(code_name(Code::DeadlineExceeded)),
             Ok(Err(status)) => Outcome::Failed(code_name(status.code())),
