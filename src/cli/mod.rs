@@ -10,6 +10,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 
 use crate::engine::{EngineOptions, Limits};
+use crate::server::connections::ConnectionOptions;
 use crate::server::{self, ServerOptions};
 
 /// bindery: one embedding space for text, images, audio and 3D point clouds, served over gRPC.
@@ -120,6 +121,30 @@ pub struct ServeArgs {
     /// Most concurrent calls (HTTP/2 streams) one client connection may have open.
     #[arg(long, default_value_t = server::DEFAULT_MAX_CONCURRENT_STREAMS)]
     pub max_concurrent_streams: u32,
+    /// Most client connections open at once (lowered at start when the open-file limit leaves
+    /// less room). At the cap, a new connection replaces the one idle the longest.
+    #[arg(long, env = "BINDERY_MAX_CONNECTIONS", default_value_t = ConnectionOptions::default().max_connections)]
+    pub max_connections: usize,
+    /// File descriptors kept free of client connections, for collection files, models and logs.
+    #[arg(long, default_value_t = ConnectionOptions::default().reserved_fds)]
+    pub reserved_fds: u64,
+    /// Close a connection that has had no call in flight for this long (0 keeps idle
+    /// connections open).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub idle_timeout: std::time::Duration,
+    /// A connection must finish its TLS handshake, or send the HTTP/2 preface, within this.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: std::time::Duration,
+    /// Pending connections the kernel may queue before they are accepted (capped by the kernel's
+    /// net.core.somaxconn).
+    #[arg(long, default_value_t = ConnectionOptions::default().listen_backlog)]
+    pub listen_backlog: u32,
+    /// Interval of the HTTP/2 PINGs that find dead clients (0 disables them).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub keepalive_interval: std::time::Duration,
+    /// How long a PING may go unanswered before its connection is closed.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub keepalive_timeout: std::time::Duration,
     /// Server certificate chain (PEM); enables TLS on the gRPC port, with --tls-key.
     #[arg(long, env = "BINDERY_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -233,6 +258,15 @@ impl ServeArgs {
         options.data_dir = self.data_dir.clone().or_else(crate::store::default_data_dir);
         options.store.compact_wal_bytes = self.wal_compact_bytes;
         options.store.compact_interval = std::time::Duration::from_secs(self.compact_interval);
+        options.connections = ConnectionOptions {
+            max_connections: self.max_connections,
+            reserved_fds: self.reserved_fds,
+            idle_timeout: self.idle_timeout,
+            handshake_timeout: self.handshake_timeout,
+            listen_backlog: self.listen_backlog,
+            keepalive_interval: self.keepalive_interval,
+            keepalive_timeout: self.keepalive_timeout,
+        };
         options
     }
 }
@@ -275,6 +309,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // instead of killing the process with the default action.
     let mut shutdown = std::pin::pin!(shutdown_signal()?);
     tracing::info!("bindery starting");
+    match server::connections::raise_open_file_limit() {
+        Ok(limit) => tracing::info!(
+            soft = limit.soft,
+            hard = limit.hard,
+            soft_at_start = limit.soft_before,
+            "open-file limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
     let mut options = args.options();
     args.security(&mut options)?;
     let load_options = options.clone();
@@ -287,7 +330,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let engine = Arc::new(engine);
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let listener = server::connections::bind(args.listen, options.connections.listen_backlog)?;
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(addr) = options.metrics_addr {
         let metrics_listener = tokio::net::TcpListener::bind(addr).await?;

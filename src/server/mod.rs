@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod catch_panic;
+pub mod connections;
 mod metrics_http;
 pub mod rate_limit;
 pub mod tls;
@@ -16,7 +17,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::api::pb::FILE_DESCRIPTOR_SET;
@@ -71,6 +71,8 @@ pub struct ServerOptions {
     pub data_dir: Option<PathBuf>,
     /// Collection store settings.
     pub store: StoreOptions,
+    /// Connection cap, timeouts and listen backlog of the gRPC listener.
+    pub connections: connections::ConnectionOptions,
 }
 
 impl ServerOptions {
@@ -92,6 +94,7 @@ impl ServerOptions {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             data_dir: None,
             store: StoreOptions::default(),
+            connections: connections::ConnectionOptions::default(),
         }
     }
 }
@@ -191,15 +194,38 @@ pub async fn serve(
     });
     let shutdown_health = health.clone();
     let (shutdown_engine, stop_health_watcher) = (Arc::clone(&engine), health_watcher.abort_handle());
-    let mut builder = Server::builder().max_concurrent_streams(options.max_concurrent_streams);
+    let conn = &options.connections;
+    let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+    let mut builder = Server::builder()
+        .max_concurrent_streams(options.max_concurrent_streams)
+        .http2_keepalive_interval(nonzero(conn.keepalive_interval))
+        .http2_keepalive_timeout(nonzero(conn.keepalive_timeout));
     if let Some(tls_options) = &options.tls {
         builder = builder
-            .tls_config(tls::server_config(tls_options)?)
+            .tls_config(tls::server_config(tls_options)?.timeout(conn.handshake_timeout))
             .map_err(|e| tls::TlsError::Config(tls::error_chain(&e)))?;
     }
+    let max_connections = connections::effective_max_connections(conn);
+    if max_connections < conn.max_connections {
+        tracing::warn!(
+            max_connections,
+            requested = conn.max_connections,
+            reserved_fds = conn.reserved_fds,
+            "the open-file limit leaves room for fewer connections than requested"
+        );
+    }
+    tracing::info!(
+        max_connections,
+        reserved_fds = conn.reserved_fds,
+        idle_timeout = ?conn.idle_timeout,
+        handshake_timeout = ?conn.handshake_timeout,
+        "connection limits"
+    );
+    let tracker = connections::Tracker::new(conn.clone(), max_connections, Arc::clone(engine.metrics()));
     // Outermost first: panics anywhere below are caught; keys are checked before the rate, which
     // draws from the bucket of the key the auth layer found.
     let layers = tower::ServiceBuilder::new()
+        .layer(connections::ActivityLayer)
         .layer(catch_panic::CatchPanicLayer)
         .layer(auth::AuthLayer::new(options.api_keys.clone()))
         .layer(rate_limit::RateLimitLayer::new(options.rate_limit))
@@ -211,8 +237,7 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(embedder)
         .add_service(collections)
-        // Without TCP_NODELAY small replies wait on Nagle + delayed ACK (~40 ms per call).
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
+        .serve_with_incoming_shutdown(connections::incoming(listener, tracker), async move {
             shutdown.await;
             // NOT_SERVING before the listener closes, so balancers stop routing here first.
             shutdown_health.set_not_serving::<EmbedderServer<EmbedderService>>().await;

@@ -17,13 +17,12 @@ use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use http::{Request, Response};
 use tonic::Status;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
 use super::auth::{Principal, is_open_path};
 
-/// Metadata key of the retry hint, in milliseconds.
-pub const RETRY_AFTER_KEY: &str = "retry-after-ms";
+/// Metadata key of the retry hint, in milliseconds (the same key the engine's refusals use).
+pub use crate::api::RETRY_AFTER_KEY;
 
 /// Buckets untouched for longer than they take to refill are dropped every this many requests,
 /// so that callers seen once do not pile up.
@@ -128,11 +127,7 @@ fn caller<B>(request: &Request<B>) -> Caller {
     if let Some(p) = ext.get::<Principal>() {
         return Caller::Key(p.key_index);
     }
-    let addr = ext
-        .get::<TcpConnectInfo>()
-        .and_then(TcpConnectInfo::remote_addr)
-        .or_else(|| ext.get::<TlsConnectInfo<TcpConnectInfo>>().and_then(|i| i.get_ref().remote_addr()));
-    addr.map_or(Caller::Unknown, |a| Caller::Peer(a.ip()))
+    super::connections::peer_addr(request).map_or(Caller::Unknown, |a| Caller::Peer(a.ip()))
 }
 
 struct Limiter {

@@ -1,13 +1,8 @@
 //! TLS on the gRPC port, and mutual TLS when a client CA is configured.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-
-/// Longest a client may take to finish the TLS handshake; a stalled handshake holds a socket and
-/// a task, so it must not last forever.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the server's TLS material lives (PEM files).
 #[derive(Debug, Clone)]
@@ -57,12 +52,12 @@ fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     Ok(bytes)
 }
 
-/// Reads the PEM files named by `options` into tonic's server TLS settings.
+/// Reads the PEM files named by `options` into tonic's server TLS settings (the server adds its
+/// handshake timeout).
 pub fn server_config(options: &TlsOptions) -> Result<ServerTlsConfig, TlsError> {
     let cert = read_pem("certificate", &options.cert)?;
     let key = read_pem("private key", &options.key)?;
-    let mut config =
-        ServerTlsConfig::new().identity(Identity::from_pem(cert, key)).timeout(HANDSHAKE_TIMEOUT);
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
     if let Some(ca) = &options.client_ca {
         // Client authentication is mandatory once a CA is given (tonic's default).
         config = config.client_ca_root(Certificate::from_pem(read_pem("client CA", ca)?));

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod process;
+
 use bindery::api::pb;
 use bindery::api::pb::embedder_client::EmbedderClient;
 use bindery::server::{self, ServerOptions};
