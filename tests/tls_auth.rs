@@ -153,11 +153,9 @@ fn unreadable_tls_files_stop_the_server_before_loading_models() {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
             .args(["serve", "--listen", "127.0.0.1:0", "--models"])
             .arg(repo().join("models"))
-            // Collections go to a scratch folder, never the user's data dir.
-            .env(
-                "BINDERY_DATA_DIR",
-                std::env::temp_dir().join(format!("bindery-test-data-{}", std::process::id())),
-            )
+            // Collections go to a scratch folder of this server's own (a data folder takes one
+            // server), never the user's data dir.
+            .env("BINDERY_DATA_DIR", scratch_path("data"))
             .args(extra)
             .output()
             .unwrap();

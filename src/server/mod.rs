@@ -111,8 +111,9 @@ pub enum ServeError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    /// The collection store could not be opened or closed.
-    #[error("collection store: {0}")]
+    /// The collection store could not be opened or closed (its messages name the folder or file;
+    /// transparent, so an error chain does not print them twice).
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 

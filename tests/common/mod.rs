@@ -26,7 +26,7 @@ pub fn fixture_options() -> ServerOptions {
     let mut options = ServerOptions::new(repo().join("models"));
     options.default_model = Some("imagebind-fixture".into());
     options.towers.intra_threads = 1;
-    // Never the user's real data folder; nothing is written there until a collection is created.
+    // Never the user's real data folder, and one of its own per server: the server locks it.
     options.data_dir = Some(scratch_path("data"));
     options
 }
