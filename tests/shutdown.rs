@@ -1,7 +1,8 @@
-//! Graceful shutdown: on SIGTERM or SIGINT the server reports NOT_SERVING, stops accepting, lets
-//! the in-flight call finish, folds the collection logs into snapshots and exits 0; a call still
-//! running at the drain timeout is abandoned; a signal during start-up stops it cleanly. One server
-//! per data folder: a second one is refused, and the restart of a killed one is not.
+//! Graceful shutdown: on SIGTERM or SIGINT the server reports NOT_SERVING, ends health watches,
+//! stops accepting, lets the in-flight call finish, folds the collection logs into snapshots and
+//! exits 0; a call still running at the drain timeout is abandoned; a signal during start-up stops
+//! it cleanly. One server per data folder: a second one is refused, and the restart of a killed
+//! one is not.
 
 mod common;
 
@@ -142,7 +143,7 @@ async fn sigterm_drains_in_flight_calls_refuses_new_ones_and_exits_zero() {
     assert!(!slow.is_finished(), "the slow request must still be running when SIGTERM arrives");
     sigterm(&server.child);
 
-    // Health turns NOT_SERVING; the watch is then closed so it does not hold the drain.
+    // Health turns NOT_SERVING, then the server ends the watch so it does not hold the drain.
     let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
         .await
         .expect("health update")
@@ -190,14 +191,17 @@ async fn the_drain_timeout_bounds_the_wait_for_calls_that_do_not_finish() {
         })
         .await
     });
-    // A health watch never ends on its own: it is the call that outlives the drain.
+    // A request stream the client never ends: the call that outlives the drain. One reply shows
+    // the call is open on the server before the stop.
     let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    let mut watch = HealthClient::new(channel)
-        .watch(HealthCheckRequest { service: String::new() })
+    let (requests, outgoing) = tokio::sync::mpsc::channel(1);
+    requests.send(request(vec![text("t", "a red cube")])).await.unwrap();
+    let mut replies = EmbedderClient::new(channel)
+        .embed_stream(tokio_stream::wrappers::ReceiverStream::new(outgoing))
         .await
         .unwrap()
         .into_inner();
-    watch.message().await.unwrap().unwrap();
+    assert_eq!(replies.message().await.unwrap().unwrap().embeddings.len(), 1);
 
     let asked = Instant::now();
     stop.send(()).unwrap();
@@ -206,6 +210,7 @@ async fn the_drain_timeout_bounds_the_wait_for_calls_that_do_not_finish() {
     result.expect("a drain timeout is a clean stop");
     let waited = asked.elapsed();
     assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(5), "{waited:?}");
+    drop(requests);
 }
 
 fn unit_item(id: &str, axis: usize) -> pb::Item {
@@ -292,6 +297,42 @@ async fn sigterm_while_the_models_load_stops_cleanly() {
     let lines: Vec<String> = log.try_iter().collect();
     assert!(lines.iter().any(|l| l.contains("bindery stopped before serving")), "{lines:?}");
     assert!(!lines.iter().any(|l| l.contains("bindery serving")), "{lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_health_watches_so_an_idle_server_exits_at_once() {
+    // The default 30 s drain timeout: only the watches could make the exit wait.
+    let mut server = spawn_server(&[]);
+    let channel = Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
+    let mut watches = Vec::new();
+    for service in ["", "imagebind-fixture/text"] {
+        let mut watch = HealthClient::new(channel.clone())
+            .watch(HealthCheckRequest { service: service.into() })
+            .await
+            .expect("watch")
+            .into_inner();
+        assert_eq!(watch.message().await.unwrap().unwrap().status, ServingStatus::Serving as i32);
+        watches.push(watch);
+    }
+
+    let signalled = Instant::now();
+    sigterm(&server.child);
+    for watch in &mut watches {
+        let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
+            .await
+            .expect("health update")
+            .expect("watch stream")
+            .expect("a status");
+        assert_eq!(next.status, ServingStatus::NotServing as i32);
+        // Then the stream ends with OK (an error would be `Err`, an open stream the timeout).
+        let end = tokio::time::timeout(Duration::from_secs(10), watch.message()).await.expect("watch ends");
+        assert!(matches!(end, Ok(None)), "{end:?}");
+    }
+    let status = exit_status(&mut server.child).await;
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit status {status:?}");
+    eprintln!("exit {:.0} ms after SIGTERM with two health watches open", took.as_secs_f64() * 1000.0);
+    assert!(took < Duration::from_secs(1), "the watches held the exit for {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod catch_panic;
+mod health;
 mod metrics_http;
 pub mod rate_limit;
 pub mod tls;
@@ -163,7 +164,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let max_message_bytes = options.max_message_bytes;
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let health = tonic_health::server::HealthReporter::new();
+    let (health_watches, end_health_watches) = health::ShutdownAwareHealth::new(health.clone());
+    let health_service = tonic_health::pb::health_server::HealthServer::new(health_watches);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -222,6 +225,8 @@ pub async fn serve(
             // Per-encoder entries too; the watcher would otherwise report a batch's success.
             stop_health_watcher.abort();
             report_encoder_health(&shutdown_engine, &shutdown_health, true).await;
+            // Watch streams never end on their own and would hold the drain until its timeout.
+            end_health_watches.fire();
             let _ = draining_tx.send(());
         });
     // Once shutdown starts, tonic stops accepting and waits for every open call; this bounds
