@@ -1,5 +1,5 @@
-//! Generates the gRPC code from `proto/` with the vendored `protoc`, plus the file descriptor set
-//! that server reflection serves.
+//! Generates the gRPC code from `proto/` with the vendored `protoc` (using bindery's own codec,
+//! `api::codec`), plus the file descriptor set that server reflection serves.
 
 use std::path::PathBuf;
 
@@ -9,9 +9,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe { std::env::set_var("PROTOC", protoc) };
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     println!("cargo:rerun-if-changed=proto");
+    // Every message knows its protobuf name (`prost::Name`), so the codec can say which message
+    // a malformed request failed to be.
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("bindery_descriptor.bin"))
-        .compile_protos(
+        .codec_path("crate::api::codec::ProtoCodec")
+        .compile_with_config(
+            config,
             &["proto/bindery/v1/embedder.proto", "proto/bindery/v1/collections.proto"],
             &["proto"],
         )?;

@@ -291,3 +291,29 @@ async fn every_rpc_counts_its_entries_against_the_request_limits() {
     let after = c.stats(stats_request()).await.expect("stats").into_inner();
     assert_eq!(after.collection.map(|i| i.count), Some(3));
 }
+
+#[tokio::test]
+async fn malformed_protobuf_is_invalid_argument_naming_the_message_and_the_server_goes_on() {
+    let mut server = start_fixture().await;
+    // A length prefix (32 bytes) running past the end of the message, sent to RPCs of both
+    // services: the status names the message type and where decoding stopped.
+    let cut = vec![0x12, 0x20, 0x0a, 0x01, b't'];
+    for (path, message) in [
+        ("/bindery.v1.Embedder/Embed", "bindery.v1.EmbedRequest"),
+        ("/bindery.v1.Embedder/Similarity", "bindery.v1.SimilarityRequest"),
+        ("/bindery.v1.Collections/Upsert", "bindery.v1.UpsertRequest"),
+    ] {
+        let status = raw_unary(&server.channel, path, cut.clone()).await.expect_err("malformed");
+        assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
+        let expected = format!("not a valid {message} message: ");
+        assert!(status.message().starts_with(&expected), "{path}: {}", status.message());
+        assert!(status.message().ends_with("buffer underflow"), "{path}: {}", status.message());
+    }
+    // Bytes that are no protobuf at all (wire type 7 does not exist).
+    let status = raw_unary(&server.channel, "/bindery.v1.Embedder/Embed", vec![0xff; 16]).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+
+    // The same connection then serves a well-formed request.
+    let reply = server.client.embed(request(vec![text("t", "a red cube")])).await.expect("served");
+    assert_eq!(reply.into_inner().embeddings.len(), 1);
+}

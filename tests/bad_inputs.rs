@@ -7,50 +7,9 @@
 mod common;
 
 use bindery::api::pb;
-use bytes::{Buf, BufMut};
 use common::*;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
-
-/// Sends message bytes as they are, so that malformed protobuf reaches the server.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = Status;
-
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
-    }
-}
 
 /// What a case sends.
 enum Send {
@@ -158,7 +117,7 @@ fn cases() -> Vec<Case> {
             modality: "text",
             what: "protobuf cut inside the input (length prefix beyond the end)",
             send: Send::Raw(vec![0x12, 0x20, 0x0a, 0x01, b't', 0x12, 0x05, b'a']),
-            expect: Internal,
+            expect: InvalidArgument,
         },
         Case {
             class: "truncated",
@@ -187,7 +146,7 @@ fn cases() -> Vec<Case> {
             modality: "text",
             what: "text field holding invalid UTF-8",
             send: Send::Raw(raw_request(&[0x0a, 0x01, b't', 0x12, 0x03, b'a', 0xe2, 0x82])),
-            expect: Internal,
+            expect: InvalidArgument,
         },
         Case {
             class: "corrupt",
@@ -208,6 +167,13 @@ fn cases() -> Vec<Case> {
             modality: "point_cloud",
             what: "binary garbage",
             send: Send::Request(one(cloud_file("p", read("point_cloud/bad/not_a_cloud.bin"), ""))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "corrupt",
+            modality: "any",
+            what: "random bytes as the whole message (not protobuf)",
+            send: Send::Raw(read("images/not_an_image.bin")),
             expect: InvalidArgument,
         },
         // Oversized (limits of the server below).
@@ -252,7 +218,7 @@ fn cases() -> Vec<Case> {
             modality: "text",
             what: "text field sent as a varint (protobuf wire type)",
             send: Send::Raw(raw_request(&[0x0a, 0x01, b't', 0x10, 0x05])),
-            expect: Internal,
+            expect: InvalidArgument,
         },
         Case {
             class: "wrong type",
@@ -442,12 +408,7 @@ async fn send(channel: &Channel, send: Send) -> Result<(), Status> {
             request.metadata_mut().insert(name, value.parse().unwrap());
             client.embed(request).await.map(|_| ())
         }
-        Send::Raw(bytes) => {
-            let mut grpc = tonic::client::Grpc::new(channel.clone());
-            grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
-            let path = PathAndQuery::from_static("/bindery.v1.Embedder/Embed");
-            grpc.unary(Request::new(bytes), path, RawCodec).await.map(|_| ())
-        }
+        Send::Raw(bytes) => raw_unary(channel, "/bindery.v1.Embedder/Embed", bytes).await.map(|_| ()),
     }
 }
 

@@ -1,6 +1,8 @@
-//! Graceful shutdown: on SIGTERM or SIGINT the server reports NOT_SERVING, stops accepting, lets
-//! the in-flight call finish, folds the collection logs into snapshots and exits 0; a call still
-//! running at the drain timeout is abandoned; a signal during start-up stops it cleanly.
+//! Graceful shutdown: on SIGTERM or SIGINT the server reports NOT_SERVING, ends health watches,
+//! stops accepting, lets the in-flight call finish, folds the collection logs into snapshots and
+//! exits 0; a call still running at the drain timeout is abandoned; a signal during start-up stops
+//! it cleanly. One server per data folder: a second one is refused, and the restart of a killed
+//! one is not.
 
 mod common;
 
@@ -26,6 +28,8 @@ struct ServerProcess {
     child: Child,
     addr: SocketAddr,
     log: mpsc::Receiver<String>,
+    /// Its default data folder, removed after the process is killed.
+    _data: TempDir,
 }
 
 impl Drop for ServerProcess {
@@ -35,18 +39,18 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Starts `bindery serve` with `extra` arguments, without waiting for it.
-fn spawn_process(extra: &[&str]) -> (Child, mpsc::Receiver<String>) {
+/// Starts `bindery serve` with `extra` arguments, without waiting for it. Its data folder is the
+/// returned scratch folder unless `extra` names another.
+fn spawn_process(extra: &[&str]) -> (Child, mpsc::Receiver<String>, TempDir) {
+    let data = TempDir::new("data");
     let mut child = Command::new(env!("CARGO_BIN_EXE_bindery"))
         .args(["serve", "--listen", "127.0.0.1:0", "--default-model", "imagebind-fixture"])
         .args(["--intra-threads", "1", "--max-message-bytes", "268435456", "--models"])
         .arg(repo().join("models"))
         .args(extra)
-        // Collections go to a scratch folder, never the user's data dir (--data-dir overrides).
-        .env(
-            "BINDERY_DATA_DIR",
-            std::env::temp_dir().join(format!("bindery-test-data-{}", std::process::id())),
-        )
+        // Collections go to a scratch folder of this server's own (tests run in parallel, and a
+        // data folder takes one server), never the user's data dir (--data-dir overrides).
+        .env("BINDERY_DATA_DIR", data.path())
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "bindery=info")
         .stderr(Stdio::piped())
@@ -60,7 +64,7 @@ fn spawn_process(extra: &[&str]) -> (Child, mpsc::Receiver<String>) {
             let _ = tx.send(line);
         }
     });
-    (child, log)
+    (child, log, data)
 }
 
 /// Reads `log` until a line contains `needle` and returns that line.
@@ -76,10 +80,10 @@ fn wait_for_line(log: &mpsc::Receiver<String>, needle: &str) -> String {
 }
 
 fn spawn_server(extra: &[&str]) -> ServerProcess {
-    let (child, log) = spawn_process(extra);
+    let (child, log, data) = spawn_process(extra);
     let line = wait_for_line(&log, "bindery serving");
     let field = line.split_whitespace().find_map(|w| w.strip_prefix("listen=")).expect("listen= field");
-    ServerProcess { child, addr: field.parse().expect("address"), log }
+    ServerProcess { child, addr: field.parse().expect("address"), log, _data: data }
 }
 
 fn signal(child: &Child, signal: libc::c_int) {
@@ -139,7 +143,7 @@ async fn sigterm_drains_in_flight_calls_refuses_new_ones_and_exits_zero() {
     assert!(!slow.is_finished(), "the slow request must still be running when SIGTERM arrives");
     sigterm(&server.child);
 
-    // Health turns NOT_SERVING; the watch is then closed so it does not hold the drain.
+    // Health turns NOT_SERVING, then the server ends the watch so it does not hold the drain.
     let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
         .await
         .expect("health update")
@@ -187,14 +191,17 @@ async fn the_drain_timeout_bounds_the_wait_for_calls_that_do_not_finish() {
         })
         .await
     });
-    // A health watch never ends on its own: it is the call that outlives the drain.
+    // A request stream the client never ends: the call that outlives the drain. One reply shows
+    // the call is open on the server before the stop.
     let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    let mut watch = HealthClient::new(channel)
-        .watch(HealthCheckRequest { service: String::new() })
+    let (requests, outgoing) = tokio::sync::mpsc::channel(1);
+    requests.send(request(vec![text("t", "a red cube")])).await.unwrap();
+    let mut replies = EmbedderClient::new(channel)
+        .embed_stream(tokio_stream::wrappers::ReceiverStream::new(outgoing))
         .await
         .unwrap()
         .into_inner();
-    watch.message().await.unwrap().unwrap();
+    assert_eq!(replies.message().await.unwrap().unwrap().embeddings.len(), 1);
 
     let asked = Instant::now();
     stop.send(()).unwrap();
@@ -203,6 +210,7 @@ async fn the_drain_timeout_bounds_the_wait_for_calls_that_do_not_finish() {
     result.expect("a drain timeout is a clean stop");
     let waited = asked.elapsed();
     assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(5), "{waited:?}");
+    drop(requests);
 }
 
 fn unit_item(id: &str, axis: usize) -> pb::Item {
@@ -280,7 +288,7 @@ async fn sigint_flushes_the_collection_logs_and_marks_every_encoder_not_serving(
 
 #[tokio::test]
 async fn sigterm_while_the_models_load_stops_cleanly() {
-    let (mut child, log) = spawn_process(&[]);
+    let (mut child, log, _data) = spawn_process(&[]);
     // Logged once the signal handlers are in place, before any model is read.
     wait_for_line(&log, "bindery starting");
     signal(&child, libc::SIGTERM);
@@ -289,4 +297,81 @@ async fn sigterm_while_the_models_load_stops_cleanly() {
     let lines: Vec<String> = log.try_iter().collect();
     assert!(lines.iter().any(|l| l.contains("bindery stopped before serving")), "{lines:?}");
     assert!(!lines.iter().any(|l| l.contains("bindery serving")), "{lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_health_watches_so_an_idle_server_exits_at_once() {
+    // The default 30 s drain timeout: only the watches could make the exit wait.
+    let mut server = spawn_server(&[]);
+    let channel = Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
+    let mut watches = Vec::new();
+    for service in ["", "imagebind-fixture/text"] {
+        let mut watch = HealthClient::new(channel.clone())
+            .watch(HealthCheckRequest { service: service.into() })
+            .await
+            .expect("watch")
+            .into_inner();
+        assert_eq!(watch.message().await.unwrap().unwrap().status, ServingStatus::Serving as i32);
+        watches.push(watch);
+    }
+
+    let signalled = Instant::now();
+    sigterm(&server.child);
+    for watch in &mut watches {
+        let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
+            .await
+            .expect("health update")
+            .expect("watch stream")
+            .expect("a status");
+        assert_eq!(next.status, ServingStatus::NotServing as i32);
+        // Then the stream ends with OK (an error would be `Err`, an open stream the timeout).
+        let end = tokio::time::timeout(Duration::from_secs(10), watch.message()).await.expect("watch ends");
+        assert!(matches!(end, Ok(None)), "{end:?}");
+    }
+    let status = exit_status(&mut server.child).await;
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit status {status:?}");
+    eprintln!("exit {:.0} ms after SIGTERM with two health watches open", took.as_secs_f64() * 1000.0);
+    assert!(took < Duration::from_secs(1), "the watches held the exit for {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_a_data_folder_is_refused_and_a_killed_ones_restart_is_not() {
+    let data = TempDir::new("one-server");
+    let data_arg = data.path().to_str().expect("utf-8 path").to_string();
+    let mut first = spawn_server(&["--data-dir", &data_arg]);
+    let channel = Channel::from_shared(format!("http://{}", first.addr)).unwrap().connect().await.unwrap();
+    let mut collections = CollectionsClient::new(channel);
+    // A Collections answer means the store is open, so the folder is locked.
+    collections
+        .create_collection(pb::CreateCollectionRequest { name: "mine".into(), ..Default::default() })
+        .await
+        .expect("create");
+
+    let (mut second, log, _) = spawn_process(&["--data-dir", &data_arg]);
+    let status = exit_status(&mut second).await;
+    assert!(!status.success(), "the second server must not run: {status:?}");
+    // The reader thread ends at the closed pipe, so this is the whole stderr.
+    let stderr = log.iter().collect::<Vec<_>>().join("\n");
+    let expected =
+        format!("data folder {data_arg} is in use by another bindery server (PID {})", first.child.id());
+    assert!(stderr.contains(&expected), "{stderr}");
+    // The first server is unaffected.
+    let listed = collections.list_collections(pb::ListCollectionsRequest {}).await.expect("list");
+    assert_eq!(listed.into_inner().collections.len(), 1);
+
+    // SIGKILL leaves the lock file behind, but not the lock: the restart serves the folder.
+    first.child.kill().expect("SIGKILL");
+    first.child.wait().expect("reap");
+    let restarted = spawn_server(&["--data-dir", &data_arg]);
+    let channel =
+        Channel::from_shared(format!("http://{}", restarted.addr)).unwrap().connect().await.unwrap();
+    let mut collections = CollectionsClient::new(channel);
+    collections
+        .create_collection(pb::CreateCollectionRequest { name: "after".into(), ..Default::default() })
+        .await
+        .expect("the restarted server writes");
+    let listed = collections.list_collections(pb::ListCollectionsRequest {}).await.expect("list");
+    let names: Vec<String> = listed.into_inner().collections.into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["after", "mine"]);
 }

@@ -15,11 +15,9 @@ fn serve(models: &Path, extra: &[&str]) -> (bool, String) {
         .arg(models)
         .args(["--listen", "127.0.0.1:0"])
         .args(extra)
-        // Collections go to a scratch folder, never the user's data dir.
-        .env(
-            "BINDERY_DATA_DIR",
-            std::env::temp_dir().join(format!("bindery-test-data-{}", std::process::id())),
-        )
+        // Collections go to a scratch folder of this server's own (a data folder takes one
+        // server), never the user's data dir.
+        .env("BINDERY_DATA_DIR", common::scratch_path("data"))
         .env_remove("ORT_DYLIB_PATH")
         .output()
         .expect("run bindery");

@@ -153,11 +153,9 @@ fn unreadable_tls_files_stop_the_server_before_loading_models() {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
             .args(["serve", "--listen", "127.0.0.1:0", "--models"])
             .arg(repo().join("models"))
-            // Collections go to a scratch folder, never the user's data dir.
-            .env(
-                "BINDERY_DATA_DIR",
-                std::env::temp_dir().join(format!("bindery-test-data-{}", std::process::id())),
-            )
+            // Collections go to a scratch folder of this server's own (a data folder takes one
+            // server), never the user's data dir.
+            .env("BINDERY_DATA_DIR", scratch_path("data"))
             .args(extra)
             .output()
             .unwrap();
@@ -239,6 +237,30 @@ async fn api_keys_are_required_and_read_only_keys_cannot_write_collections() {
             "{method}: {status:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_call_with_two_authorization_headers_is_refused() {
+    let (_server, channel) = keyed_server().await;
+    let embed = |keys: [&'static str; 2]| {
+        let mut client = EmbedderClient::new(channel.clone());
+        let mut call = Request::new(request(vec![text("t", "a red cube")]));
+        for key in keys {
+            call.metadata_mut().append("authorization", format!("Bearer {key}").parse().unwrap());
+        }
+        async move { client.embed(call).await }
+    };
+    // A valid key next to an unknown one, in either order, and two valid keys: none is chosen.
+    let unknown = "unknown-0123456789abcdef";
+    for keys in [[RW_KEY, unknown], [unknown, RW_KEY], [RW_KEY, RO_KEY], [RW_KEY, RW_KEY]] {
+        let status = embed(keys).await.expect_err("two authorization headers");
+        assert_eq!(status.code(), Code::Unauthenticated, "{keys:?}: {status:?}");
+        assert!(status.message().contains("more than one authorization header"), "{}", status.message());
+    }
+    // One key, on the same connection, still works.
+    let mut client = EmbedderClient::with_interceptor(channel, with_key(Some(RW_KEY)));
+    let reply = client.embed(request(vec![text("t", "a red cube")])).await.expect("one key embeds");
+    assert_eq!(reply.into_inner().embeddings.len(), 1);
 }
 
 #[tokio::test]

@@ -307,7 +307,8 @@ def bindery_server(binary: Path, model_dir: Path, scratch: Path) -> Iterator[str
     log_path = scratch / "serve.log"
     with open(log_path, "wb") as log:
         child = subprocess.Popen(
-            [str(binary), "serve", "--models", str(models), "--listen", f"127.0.0.1:{port}"],
+            [str(binary), "serve", "--models", str(models), "--listen", f"127.0.0.1:{port}",
+             "--data-dir", str(scratch / "data")],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         )
         try:

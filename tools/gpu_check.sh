@@ -48,7 +48,8 @@ PY
 measure() { # label, serve flags...
   local label=$1; shift
   local port=50099
-  "$dir/bindery" serve --models "$dir/models" --listen 127.0.0.1:$port "$@" > "$dir/serve-$label.log" 2>&1 &
+  "$dir/bindery" serve --models "$dir/models" --listen 127.0.0.1:$port --data-dir "$dir/data-$label" "$@" \
+    > "$dir/serve-$label.log" 2>&1 &
   local server=$!
   for _ in $(seq 600); do
     (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break

@@ -22,7 +22,8 @@ $py tools/bench_point_reference.py --threads 1 2>&1 | tee "$out/point_reference.
 $py tools/bench_reference.py --duration 5 --warmup 1 --out "$out/reference.json" | tee "$out/reference.md"
 
 # Concurrency sweep with the mixed workload, and its chart.
-$bin serve --default-model imagebind-fixture --listen 127.0.0.1:50077 > "$out/serve.log" 2>&1 &
+$bin serve --default-model imagebind-fixture --listen 127.0.0.1:50077 --data-dir "$(mktemp -d)" \
+  > "$out/serve.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/50077) 2>/dev/null && break; sleep 0.2; done

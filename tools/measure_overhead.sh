@@ -27,6 +27,7 @@ run_model() { # label, models dir, model name, batch, duration, served levels, i
   local label=$1 models=$2 model=$3 batch=$4 duration=$5 served=$6 local=$7
   local port=50088
   $bin serve --models "$models" --default-model "$model" --listen 127.0.0.1:$port --cache-mib 0 --no-warm-up \
+    --data-dir "$(mktemp -d)" \
     > "$out/$label-serve.log" 2>&1 &
   local server=$!
   for _ in $(seq 900); do

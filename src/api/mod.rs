@@ -1,6 +1,7 @@
 //! The gRPC edge: generated protobuf types, the service implementations and the mapping of
 //! internal errors to gRPC statuses.
 
+pub mod codec;
 mod collections;
 mod convert;
 mod embedder;

@@ -58,7 +58,10 @@ pub fn store_status(error: &StoreError) -> Status {
         | StoreError::ModelUnavailable { .. }
         | StoreError::ModelDimension { .. }
         | StoreError::LogUnusable { .. } => Code::FailedPrecondition,
-        StoreError::Io { .. } | StoreError::Corrupt { .. } | StoreError::Internal(_) => Code::Internal,
+        StoreError::Io { .. }
+        | StoreError::Corrupt { .. }
+        | StoreError::InUse { .. }
+        | StoreError::Internal(_) => Code::Internal,
     };
     Status::new(code, error.to_string())
 }

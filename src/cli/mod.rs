@@ -320,6 +320,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut options = args.options();
     args.security(&mut options)?;
+    // The data folder first: a folder in use by another server is refused before the models load.
+    let store = tokio::select! {
+        store = server::open_store(&options) => store?,
+        () = &mut shutdown => {
+            tracing::info!("bindery stopped before serving");
+            return Ok(());
+        }
+    };
     let load_options = options.clone();
     let loading = tokio::task::spawn_blocking(move || server::load_engine(&load_options));
     let engine = tokio::select! {
@@ -353,7 +361,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir = %options.data_dir.as_deref().map_or("none".into(), |d| d.display().to_string()),
         "bindery serving"
     );
-    server::serve(engine, listener, &options, shutdown).await?;
+    server::serve_with_store(engine, listener, &options, store, shutdown).await?;
     let _ = stop_metrics.send(());
     tracing::info!("bindery stopped");
     Ok(())

@@ -202,11 +202,20 @@ impl ApiKeys {
         if is_open_path(path) {
             return Ok(None);
         }
-        let Some(value) = request.headers().get(http::header::AUTHORIZATION) else {
+        let mut values = request.headers().get_all(http::header::AUTHORIZATION).iter();
+        let Some(value) = values.next() else {
             return Err(Status::unauthenticated(
                 "missing API key: send metadata `authorization: Bearer <key>`",
             ));
         };
+        // Proxies and clients disagree on which of several values counts; picking one would let
+        // a caller's identity depend on that choice.
+        if values.next().is_some() {
+            return Err(Status::unauthenticated(
+                "the call carries more than one authorization header: send exactly one \
+                 `authorization: Bearer <key>`",
+            ));
+        }
         let token = value
             .to_str()
             .ok()
@@ -300,9 +309,14 @@ mod tests {
     }
 
     fn call(path: &str, auth: Option<&str>) -> Result<Option<Principal>, Status> {
+        call_with(path, auth.as_slice())
+    }
+
+    /// A call carrying one `authorization` header per entry of `auth`.
+    fn call_with(path: &str, auth: &[&str]) -> Result<Option<Principal>, Status> {
         let mut request = Request::builder().uri(format!("http://localhost{path}"));
-        if let Some(a) = auth {
-            request = request.header("authorization", a);
+        for a in auth {
+            request = request.header("authorization", *a);
         }
         keys().check(&request.body(()).unwrap())
     }
@@ -361,5 +375,19 @@ mod tests {
         assert!(call("/bindery.v1.Collections/Search", Some(&format!("Bearer {RO}"))).is_ok());
         assert_eq!(call("/grpc.health.v1.Health/Check", None).unwrap(), None);
         assert_eq!(call("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", None).unwrap(), None);
+    }
+
+    #[test]
+    fn two_authorization_headers_are_refused_whatever_they_hold() {
+        let embed = "/bindery.v1.Embedder/Embed";
+        let (rw, ro) = (format!("Bearer {RW}"), format!("Bearer {RO}"));
+        let unknown = "Bearer nope-nope-nope-nope";
+        for pair in [[rw.as_str(), unknown], [unknown, rw.as_str()], [rw.as_str(), ro.as_str()], [&rw, &rw]] {
+            let status = call_with(embed, &pair).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::Unauthenticated, "{pair:?}");
+            assert!(status.message().contains("more than one authorization header"), "{}", status.message());
+        }
+        // Probes stay open whatever they carry.
+        assert_eq!(call_with("/grpc.health.v1.Health/Check", &[&rw, unknown]).unwrap(), None);
     }
 }

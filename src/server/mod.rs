@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod catch_panic;
 pub mod connections;
+mod health;
 mod metrics_http;
 pub mod rate_limit;
 pub mod tls;
@@ -114,14 +115,15 @@ pub enum ServeError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    /// The collection store could not be opened or closed.
-    #[error("collection store: {0}")]
+    /// The collection store could not be opened or closed (its messages name the folder or file;
+    /// transparent, so an error chain does not print them twice).
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Opens the collection store under `options.data_dir` (recovering every collection), off the
-/// async workers; `None` without a data folder.
-async fn open_store(options: &ServerOptions) -> Result<Option<Arc<Store>>, StoreError> {
+/// Opens the collection store under `options.data_dir` (locking the folder and recovering every
+/// collection), off the async workers; `None` without a data folder.
+pub async fn open_store(options: &ServerOptions) -> Result<Option<Arc<Store>>, StoreError> {
     let Some(dir) = options.data_dir.clone() else { return Ok(None) };
     let store_options = options.store.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&dir, store_options))
@@ -157,15 +159,31 @@ async fn report_encoder_health(
     }
 }
 
-/// Serves `engine` on `listener` until `shutdown` resolves, then drains in-flight calls.
+/// Serves `engine` on `listener` until `shutdown` resolves, then drains in-flight calls; opens
+/// the collection store first.
 pub async fn serve(
     engine: Arc<Engine>,
     listener: TcpListener,
     options: &ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let store = open_store(options).await?;
+    serve_with_store(engine, listener, options, store, shutdown).await
+}
+
+/// [`serve`] with a store opened beforehand (by [`open_store`]): `bindery serve` opens it before
+/// loading the models, so a data folder in use is refused before minutes of loading.
+pub async fn serve_with_store(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    options: &ServerOptions,
+    store: Option<Arc<Store>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
     let max_message_bytes = options.max_message_bytes;
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let health = tonic_health::server::HealthReporter::new();
+    let (health_watches, end_health_watches) = health::ShutdownAwareHealth::new(health.clone());
+    let health_service = tonic_health::pb::health_server::HealthServer::new(health_watches);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -174,7 +192,6 @@ pub async fn serve(
     let embedder = EmbedderServer::new(EmbedderService::new(Arc::clone(&engine)))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
-    let store = open_store(options).await?;
     let collections = CollectionsServer::new(CollectionsService::new(Arc::clone(&engine), store.clone()))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
@@ -246,6 +263,8 @@ pub async fn serve(
             // Per-encoder entries too; the watcher would otherwise report a batch's success.
             stop_health_watcher.abort();
             report_encoder_health(&shutdown_engine, &shutdown_health, true).await;
+            // Watch streams never end on their own and would hold the drain until its timeout.
+            end_health_watches.fire();
             let _ = draining_tx.send(());
         });
     // Once shutdown starts, tonic stops accepting and waits for every open call; this bounds

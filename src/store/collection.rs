@@ -535,12 +535,26 @@ pub struct Collection {
 }
 
 impl Collection {
-    /// Opens the collection in `dir`: reads the manifest, loads the snapshot and replays the log
-    /// up to its first damaged record (cutting the damage off). An HNSW collection's graph is
-    /// built on a background thread; searches are exact until it is ready
-    /// ([`Stats::index_ready`]).
+    /// Opens the collection in `dir`: reads the manifest, removes the temporary file of an
+    /// interrupted snapshot, loads the snapshot and replays the log up to its first damaged
+    /// record (cutting the damage off). An HNSW collection's graph is built on a background
+    /// thread; searches are exact until it is ready ([`Stats::index_ready`]).
     pub fn open(dir: &Path) -> Result<Arc<Self>, StoreError> {
         let manifest = CollectionManifest::read(dir)?;
+        match snapshot::remove_leftover(dir) {
+            Ok(None) => {}
+            Ok(Some(bytes)) => tracing::warn!(
+                collection = %manifest.name,
+                bytes,
+                "removed the temporary file of an interrupted snapshot"
+            ),
+            // Only disk space is at stake: the next compaction overwrites the file.
+            Err(e) => tracing::warn!(
+                collection = %manifest.name,
+                error = %e,
+                "cannot remove the temporary file of an interrupted snapshot"
+            ),
+        }
         let dim = manifest.dim;
         let mut state = State::empty(dim);
         let mut snapshot_bytes = 0;
@@ -1372,6 +1386,37 @@ mod tests {
         assert!(c.log_failure().is_none());
         assert!(c.get(&ids(&["a"]), false).unwrap().1.is_empty());
         c.upsert(vec![item("d", vec![2.0, 2.0], "4")]).unwrap();
+    }
+
+    #[test]
+    fn an_interrupted_snapshot_file_is_removed_at_open_and_the_data_is_intact() {
+        let dir = Scratch::new("stale-tmp");
+        let store = open_store(&dir);
+        let c = create(&store, "c", IndexSpec::Exact, 2);
+        c.upsert(vec![item("a", vec![1.0, 0.0], "1")]).unwrap();
+        // "a" goes into the snapshot, "b" stays in the log.
+        store.close().unwrap();
+        c.upsert(vec![item("b", vec![0.0, 1.0], "2")]).unwrap();
+        drop((c, store));
+        // What a compaction killed before its rename leaves: a partial snapshot under the
+        // temporary name.
+        let folder = dir.0.join(crate::store::COLLECTIONS_DIR).join("c");
+        let tmp = folder.join(snapshot::SNAPSHOT_TMP_FILE);
+        std::fs::write(&tmp, &snapshot::SNAPSHOT_MAGIC[..5]).unwrap();
+
+        let store = open_store(&dir);
+        assert!(!tmp.exists(), "the leftover is removed");
+        assert!(folder.join(snapshot::SNAPSHOT_FILE).exists());
+        let c = store.get("c").unwrap();
+        let (items, missing) = c.get(&ids(&["a", "b"]), true).unwrap();
+        assert!(missing.is_empty(), "{missing:?}");
+        assert_eq!(items[0].vector.as_deref(), Some([1.0, 0.0].as_slice()));
+        assert_eq!(items[1].vector.as_deref(), Some([0.0, 1.0].as_slice()));
+        let stats = c.stats().unwrap();
+        assert_eq!((stats.count, stats.last_seq, stats.recovery.records), (2, 2, 1));
+        // The next compaction writes its own temporary file and renames it as usual.
+        assert!(c.compact(true).unwrap());
+        assert!(!tmp.exists());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Durable collections: named sets of vectors with string metadata, kept under a data folder
 //! and searchable exactly or through an HNSW graph.
 //!
-//! Layout: `<data_dir>/collections/<name>/` holds `manifest.json` (settings fixed at creation),
+//! Layout: `<data_dir>/LOCK` is held locked by the one server using the folder and names its
+//! process; `<data_dir>/collections/<name>/` holds `manifest.json` (settings fixed at creation),
 //! `wal` (the write-ahead log, see [`wal`]) and `snapshot` (see [`snapshot`]). Every write is
 //! appended to the log and flushed before it is acknowledged; when the log grows past a
 //! threshold, every compaction interval, and at shutdown its content is folded into a new
@@ -17,6 +18,8 @@ pub mod snapshot;
 pub mod vector;
 pub mod wal;
 
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -31,6 +34,10 @@ pub use vector::VectorError;
 /// Folder under the data folder that holds one subfolder per collection.
 pub const COLLECTIONS_DIR: &str = "collections";
 
+/// File in the data folder that the server using it holds locked; it contains that server's
+/// process id.
+pub const LOCK_FILE: &str = "LOCK";
+
 /// Longest collection name.
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -43,6 +50,20 @@ pub enum StoreError {
     /// The server runs without a data folder.
     #[error("collections are disabled: the server has no data directory")]
     Disabled,
+    /// Another process holds the data folder's lock: two servers writing one folder would
+    /// each acknowledge writes the other overwrites.
+    #[error(
+        "data folder {} is in use by another bindery server ({}); only one server may use a data \
+         folder at a time",
+        .dir.display(),
+        .pid.map_or("unknown PID".to_string(), |pid| format!("PID {pid}"))
+    )]
+    InUse {
+        /// The data folder.
+        dir: PathBuf,
+        /// Process id of the holder, as it wrote it into the lock file; `None` if unreadable.
+        pid: Option<u32>,
+    },
     /// No collection of that name.
     #[error("collection {name:?} not found")]
     CollectionNotFound {
@@ -261,9 +282,44 @@ fn compact_periodically(collections: &Collections, interval: Duration, stop: &(M
     }
 }
 
+/// Takes the exclusive lock on `data_dir` (creating the folder if needed) and writes this
+/// process's id into the lock file. The lock is `flock`-style: the kernel releases it when the
+/// file is closed or the process dies, so a killed server never blocks its restart. The lock
+/// file is never deleted: a process that opened it before the deletion could then lock a file
+/// that a third one no longer sees.
+fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StoreError::Io { path, source }
+    };
+    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+    let path = data_dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io(&path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let pid = file.read_to_string(&mut text).ok().and_then(|_| text.trim().parse().ok());
+            return Err(StoreError::InUse { dir: data_dir.to_path_buf(), pid });
+        }
+        Err(TryLockError::Error(source)) => return Err(StoreError::Io { path, source }),
+    }
+    file.set_len(0).map_err(io(&path))?;
+    writeln!(file, "{}", std::process::id()).map_err(io(&path))?;
+    Ok(file)
+}
+
 /// Every collection under one data folder.
 #[derive(Debug)]
 pub struct Store {
+    /// The data folder's lock file, locked for as long as the store exists.
+    _lock: File,
     root: PathBuf,
     options: StoreOptions,
     collections: Collections,
@@ -277,7 +333,9 @@ impl Store {
     /// Opens every collection under `data_dir/collections`, recovering each from its snapshot
     /// and log, and starts the periodic compaction (stopped by [`Store::close`] or on drop).
     /// HNSW graphs are built in the background afterwards, so this does not wait for them.
-    /// Nothing is created on disk until the first collection is.
+    /// The data folder is created if missing and locked for the store's lifetime
+    /// ([`LOCK_FILE`]): a second store on the same folder, in this process or another, fails
+    /// with [`StoreError::InUse`].
     pub fn open(data_dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         let store = Self::load(data_dir, options)?;
         if !store.options.compact_interval.is_zero() {
@@ -288,8 +346,10 @@ impl Store {
     }
 
     fn load(data_dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        let lock = lock_data_dir(data_dir)?;
         let root = data_dir.join(COLLECTIONS_DIR);
         let store = Self {
+            _lock: lock,
             root,
             options,
             collections: Arc::new(DashMap::new()),
@@ -476,6 +536,33 @@ pub fn default_data_dir() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_store_on_the_same_folder_is_refused_until_the_first_is_gone() {
+        let dir = std::env::temp_dir().join(format!("bindery-unit-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // The folder does not exist yet: taking the lock creates it.
+        let first = Store::open(&dir, StoreOptions::default()).unwrap();
+        let written = std::fs::read_to_string(dir.join(LOCK_FILE)).unwrap();
+        assert_eq!(written.trim(), std::process::id().to_string());
+
+        // flock locks belong to the open file, so a second open in this process conflicts too.
+        let e = Store::open(&dir, StoreOptions::default()).unwrap_err();
+        let pid = std::process::id();
+        assert!(matches!(&e, StoreError::InUse { pid: Some(p), .. } if *p == pid), "{e:?}");
+        let message = e.to_string();
+        assert!(message.contains(&dir.display().to_string()), "{message}");
+        assert!(message.contains(&format!("PID {pid}")), "{message}");
+        drop(first);
+
+        // A lock file holding no process id (e.g. left by another tool) is reported as such.
+        let reopened = Store::open(&dir, StoreOptions::default()).unwrap();
+        std::fs::write(dir.join(LOCK_FILE), "").unwrap();
+        let message = Store::open(&dir, StoreOptions::default()).unwrap_err().to_string();
+        assert!(message.contains("unknown PID"), "{message}");
+        drop(reopened);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn logs_are_compacted_periodically_until_the_store_closes() {

@@ -21,6 +21,9 @@ pub const SNAPSHOT_MAGIC: &[u8; 8] = b"BNDSNAP1";
 /// File name of the snapshot inside a collection folder.
 pub const SNAPSHOT_FILE: &str = "snapshot";
 
+/// File name a snapshot is written under before it replaces [`SNAPSHOT_FILE`].
+pub const SNAPSHOT_TMP_FILE: &str = "snapshot.tmp";
+
 /// Rows per chunk frame.
 const ROWS_PER_CHUNK: usize = 512;
 
@@ -46,7 +49,7 @@ pub fn write<'a>(
     count: usize,
     rows: impl Iterator<Item = StoredRow> + 'a,
 ) -> Result<u64, StoreError> {
-    let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+    let tmp = dir.join(SNAPSHOT_TMP_FILE);
     let io = |path: &PathBuf| {
         let path = path.clone();
         move |source| StoreError::Io { path, source }
@@ -87,6 +90,20 @@ pub fn write<'a>(
     std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
     sync_dir(dir)?;
     Ok(size)
+}
+
+/// Removes a temporary snapshot left in `dir` by a compaction that was interrupted (a crash or
+/// a kill before the rename): it was never the collection's snapshot, and it can be as large as
+/// the collection. Returns its size when there was one.
+pub fn remove_leftover(dir: &Path) -> Result<Option<u64>, StoreError> {
+    let tmp = dir.join(SNAPSHOT_TMP_FILE);
+    let size = match std::fs::metadata(&tmp) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StoreError::Io { path: tmp, source }),
+    };
+    std::fs::remove_file(&tmp).map_err(|source| StoreError::Io { path: tmp, source })?;
+    Ok(Some(size))
 }
 
 /// A snapshot read back.

@@ -28,7 +28,7 @@ pub fn fixture_options() -> ServerOptions {
     let mut options = ServerOptions::new(repo().join("models"));
     options.default_model = Some("imagebind-fixture".into());
     options.towers.intra_threads = 1;
-    // Never the user's real data folder; nothing is written there until a collection is created.
+    // Never the user's real data folder, and one of its own per server: the server locks it.
     options.data_dir = Some(scratch_path("data"));
     options
 }
@@ -251,4 +251,56 @@ pub fn point_cloud(id: &str, bytes: Vec<u8>, hint: &str) -> pb::Input {
             ..Default::default()
         })),
     }
+}
+
+/// Sends message bytes as they are (and reads replies as bytes), so that malformed protobuf
+/// reaches the server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// Calls the unary method `path` (`/package.Service/Method`) with `message` as raw bytes.
+pub async fn raw_unary(
+    channel: &Channel,
+    path: &'static str,
+    message: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    grpc.unary(tonic::Request::new(message), path, RawCodec).await.map(tonic::Response::into_inner)
 }
