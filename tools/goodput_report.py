@@ -33,7 +33,7 @@ def main() -> None:
     rounds = max(len(v) for v in runs.values())
 
     lines = [
-        f"Capacity (closed loop, 128 in flight, no deadline; median of {rounds} rounds): "
+        f"Capacity (best closed-loop throughput at 32, 64 or 128 in flight, no deadline; median of {rounds} rounds): "
         f"before {capacity['before']:.1f}, after {capacity['after']:.1f} requests/s. Offered rates are "
         f"multiples of the after build's capacity. Goodput = successful requests/s as `bindery load` "
         f"counts them (median of {rounds} alternated rounds), and in brackets as a share of capacity. "

@@ -4,9 +4,10 @@
 //! up to `max_batch_size` queued inputs from any number of requests, answers cache hits, and
 //! preprocesses the rest on the shared CPU pool straight into the slots of one batch tensor. The
 //! *runner* feeds staged batches to the ONNX tower and hands each row back to its request. The
-//! two are joined by a rendezvous channel, so one batch is being preprocessed while the previous
-//! one runs, and no more than that is prepared ahead: inputs preprocessed further ahead would age
-//! past their deadlines before the tower reached them.
+//! two are joined by a rendezvous channel, so one batch is preprocessed while the previous one
+//! runs and no more is prepared ahead, and each batch is sized against what the tower still has
+//! to run: inputs prepared further ahead would age past their deadlines before the tower reached
+//! them.
 //!
 //! Which requests are admitted and which inputs are dropped unprocessed is decided from the
 //! encoder's recent pace (see `admission`).
@@ -160,17 +161,31 @@ pub(crate) struct EncoderQueue {
     settings: BatchSettings,
     state: Mutex<QueueState>,
     ready: Condvar,
-    /// Inputs taken into a batch whose tower run has not ended.
-    in_flight: Arc<AtomicUsize>,
+    /// Inputs taken into a batch that is still being preprocessed.
+    preprocessing: Arc<AtomicUsize>,
+    /// Inputs preprocessed whose tower run has not ended.
+    running: Arc<AtomicUsize>,
     /// The encoder's recent pace, recorded by its runner and fed back by the engine.
     pub(crate) pace: PaceMeter,
 }
 
-/// Inputs taken into one batch, counted in flight until this is dropped (after the batch's
-/// tower run, or when nothing of it is left to run).
+/// The inputs of one batch, counted in one of the queue's in-flight counters until this is
+/// dropped (after the batch's tower run, or when nothing of it is left to run) or moved on.
 struct InFlight {
     count: Arc<AtomicUsize>,
     items: usize,
+}
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>, items: usize) -> Self {
+        count.fetch_add(items, Ordering::AcqRel);
+        Self { count: Arc::clone(count), items }
+    }
+
+    /// The same `items` inputs, now counted in `count` instead.
+    fn move_to(self, count: &Arc<AtomicUsize>) -> Self {
+        Self::new(count, self.items)
+    }
 }
 
 impl Drop for InFlight {
@@ -199,7 +214,8 @@ impl EncoderQueue {
             settings,
             state: Mutex::new(QueueState { pending: VecDeque::new(), queued: 0, closed: false }),
             ready: Condvar::new(),
-            in_flight: Arc::new(AtomicUsize::new(0)),
+            preprocessing: Arc::new(AtomicUsize::new(0)),
+            running: Arc::new(AtomicUsize::new(0)),
             pace: PaceMeter::default(),
         }
     }
@@ -225,7 +241,11 @@ impl EncoderQueue {
             });
         }
         if let (Some(deadline), Some(pace)) = (job.deadline, pace) {
-            let ahead = state.queued + self.in_flight.load(Ordering::Acquire);
+            // Inputs past the slower stage no longer hold this request back.
+            let mut ahead = state.queued + self.preprocessing.load(Ordering::Acquire);
+            if pace.tower_bound() {
+                ahead += self.running.load(Ordering::Acquire);
+            }
             pace.check_deadline(Instant::now(), deadline, ahead, n).map_err(|refusal| {
                 EngineError::DeadlineUnmeetable {
                     model: self.model.clone(),
@@ -276,19 +296,19 @@ impl EncoderQueue {
         let max = self.settings.max_batch_size;
         let mut taken: Entries = Vec::with_capacity(max.min(state.queued));
         let mut expired = Vec::new();
-        // Time left to the tightest deadline among the inputs taken so far.
-        let mut tightest: Option<Duration> = None;
+        // The tightest deadline among the inputs taken so far.
+        let mut tightest: Option<Instant> = None;
         while taken.len() < max {
             let Some((job, next)) = state.pending.front() else { break };
             let (job, next) = (Arc::clone(job), *next);
             let left_in_job = job.items.len() - next;
-            let remaining = job.deadline.map(|d| d.saturating_duration_since(now));
             let skip = if !job.is_live() {
                 Some(false)
             } else {
-                let alone_too_slow = match (&pace, remaining) {
-                    (Some(pace), Some(remaining)) => !pace.batch_fits(1, remaining),
-                    _ => remaining.is_some_and(|r| r.is_zero()),
+                let alone_too_slow = match (&pace, job.deadline) {
+                    (Some(pace), Some(deadline)) => pace.hopeless(now, deadline),
+                    (None, Some(deadline)) => now >= deadline,
+                    (_, None) => false,
                 };
                 alone_too_slow.then_some(true)
             };
@@ -300,13 +320,16 @@ impl EncoderQueue {
                 }
                 continue;
             }
-            let tight = match (tightest, remaining) {
+            let tight = match (tightest, job.deadline) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
             let mut count = left_in_job.min(max - taken.len());
             if let (Some(pace), Some(tight)) = (&pace, tight) {
-                while count > 0 && !pace.batch_fits(taken.len() + count, tight) {
+                // The first input always goes (it is not hopeless: checked above); more join
+                // only while the batch would end in time even if slow.
+                let least = usize::from(taken.is_empty());
+                while count > least && pace.batch_end_high(now, taken.len() + count) > tight {
                     count -= 1;
                 }
             }
@@ -324,8 +347,7 @@ impl EncoderQueue {
                 break;
             }
         }
-        self.in_flight.fetch_add(taken.len(), Ordering::AcqRel);
-        let in_flight = InFlight { count: Arc::clone(&self.in_flight), items: taken.len() };
+        let in_flight = InFlight::new(&self.preprocessing, taken.len());
         Some(Taken { entries: taken, left: state.queued, expired, in_flight })
     }
 
@@ -358,7 +380,7 @@ struct Staged {
     batch: Batch,
     taken_at: Instant,
     preprocessed_at: Instant,
-    /// Keeps the batch's inputs counted in flight until it is dropped.
+    /// Keeps the batch's inputs counted as running until it is dropped.
     _in_flight: InFlight,
 }
 
@@ -410,7 +432,9 @@ impl EncoderWorkers {
     /// Starts the assembler and runner threads of one encoder.
     pub(crate) fn start(context: EncoderContext, settings: BatchSettings) -> Result<Self, LoadError> {
         let queue = Arc::new(EncoderQueue::new(&context.model, context.modality, settings));
-        // Rendezvous: the assembler prepares one batch while the runner runs the one before.
+        // Rendezvous: a preprocessed batch waits for the tower in the assembler's hands, and no
+        // further batch is taken meanwhile. A buffer of one more batch measured no more capacity
+        // on the fixture model, and held inputs past their deadlines about three times as often.
         let (staged_tx, staged_rx) = sync_channel::<Staged>(0);
         let context = Arc::new(context);
         let name = format!("{}/{}", context.model, context.modality);
@@ -483,8 +507,9 @@ fn assemble(context: &EncoderContext, queue: &EncoderQueue, staged: &SyncSender<
         let jobs = jobs_of(&entries);
         // Preprocessing catches panics per input; this catches any other panic in assembling,
         // which loses the whole batch but not the thread.
-        match catch_unwind(AssertUnwindSafe(|| stage(context, &labels, entries, in_flight))) {
+        match catch_unwind(AssertUnwindSafe(|| stage(context, queue, &labels, entries, in_flight))) {
             Ok(Some(batch)) => {
+                queue.pace.staged(batch.entries.len());
                 if let Err(SendError(batch)) = staged.send(batch) {
                     for (job, _) in &batch.entries {
                         job.fail(context.internal("stopped"));
@@ -508,6 +533,7 @@ fn assemble(context: &EncoderContext, queue: &EncoderQueue, staged: &SyncSender<
 /// `None` when nothing is left to run.
 fn stage(
     context: &EncoderContext,
+    queue: &EncoderQueue,
     labels: &EncoderLabels,
     taken: Entries,
     in_flight: InFlight,
@@ -603,7 +629,8 @@ fn stage(
     if batch.is_empty() {
         return None;
     }
-    Some(Staged { entries, keys, batch, taken_at, preprocessed_at, _in_flight: in_flight })
+    let running = in_flight.move_to(&queue.running);
+    Some(Staged { entries, keys, batch, taken_at, preprocessed_at, _in_flight: running })
 }
 
 /// Keeps the batch slots, entries and keys whose `keep` flag is set.
@@ -621,6 +648,7 @@ fn retain_entries(
 fn run(context: &EncoderContext, pace: &PaceMeter, staged: &Receiver<Staged>) {
     let labels = context.labels();
     for batch in staged.iter() {
+        pace.unstaged();
         let jobs = jobs_of(&batch.entries);
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| run_batch(context, &labels, pace, batch))) {
             context.set_health(false);
@@ -659,9 +687,10 @@ fn run_batch(context: &EncoderContext, labels: &EncoderLabels, pace: &PaceMeter,
         return;
     }
     context.metrics.batch_size.get_or_create(labels).observe(entries.len() as f64);
+    pace.tower_started(entries.len());
     let outcome = context.stages.run(&context.model, &batch);
     let finished = Instant::now();
-    pace.record(taken_at, started, finished, entries.len());
+    pace.record(taken_at, preprocessed_at, started, finished, entries.len());
     context.metrics.inference_seconds.get_or_create(labels).observe((finished - started).as_secs_f64());
     let dim = context.stages.dim();
     let flat = match outcome {
@@ -790,7 +819,8 @@ mod tests {
         let q = queue(32, 100);
         // A known pace: a batch takes 10 ms per input from take to tower end.
         let t0 = Instant::now();
-        q.pace.record(t0, t0 + Duration::from_millis(30), t0 + Duration::from_millis(40), 4);
+        let at = |ms| t0 + Duration::from_millis(ms);
+        q.pace.record(t0, at(30), at(30), at(40), 4);
         let (hopeless, _r1) = job_due_in(2, Some(5));
         let (tight, _r2) = job_due_in(3, Some(35));
         let (loose, _r3) = job_due_in(5, None);
@@ -805,9 +835,12 @@ mod tests {
             "3 inputs take 30 ms: one more would miss"
         );
         assert_eq!((entries.len(), left), (3, 5));
-        assert_eq!(q.in_flight.load(Ordering::Relaxed), 3, "taken inputs count as in flight");
-        drop(in_flight);
-        assert_eq!(q.in_flight.load(Ordering::Relaxed), 0);
+        assert_eq!(q.preprocessing.load(Ordering::Relaxed), 3, "taken inputs count as being preprocessed");
+        let running = in_flight.move_to(&q.running);
+        assert_eq!(q.preprocessing.load(Ordering::Relaxed), 0);
+        assert_eq!(q.running.load(Ordering::Relaxed), 3);
+        drop(running);
+        assert_eq!(q.running.load(Ordering::Relaxed), 0);
         // Without a deadline in the batch, the rest goes together.
         let Taken { entries, left, .. } = q.take().unwrap();
         assert!(entries.iter().all(|(j, _)| Arc::ptr_eq(j, &loose)));
@@ -818,7 +851,8 @@ mod tests {
     fn a_request_behind_work_it_cannot_outwait_is_refused_and_the_refusal_says_when_to_retry() {
         let q = queue(32, 100);
         let t0 = Instant::now();
-        q.pace.record(t0, t0 + Duration::from_millis(30), t0 + Duration::from_millis(40), 4);
+        let at = |ms| t0 + Duration::from_millis(ms);
+        q.pace.record(t0, at(30), at(30), at(40), 4);
         let (ahead, _r) = job_due_in(10, None);
         q.admit(ahead).unwrap();
         let (late, _r) = job_due_in(1, Some(50));
