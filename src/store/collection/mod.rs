@@ -15,6 +15,8 @@
 //! applied, outside the state lock, so searches keep running while a batch is inserted. If the
 //! log fails, nothing unflushed is applied and the collection refuses every later write.
 
+mod validate;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -23,22 +25,17 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
 use std::time::Instant;
 
 use super::hnsw::HnswIndex;
-use super::manifest::{CollectionManifest, IndexSpec, Metric};
+use super::manifest::{CollectionManifest, IndexSpec};
 use super::record::{DeleteOp, Op, StoredRow, UpsertOp, WalRecord};
 use super::search::{self, Hit};
-use super::vector::{self, VectorError};
 use super::wal::{self, LogFailure, Wal};
 use super::{StoreError, snapshot};
 use crate::modality::Modality;
+pub use validate::{MAX_ID_BYTES, MAX_TOP_K, check_id};
+use validate::{check_op, check_row, check_search_limits};
 
 /// File name of the log inside a collection folder.
 pub const WAL_FILE: &str = "wal";
-
-/// Longest item id, in bytes.
-pub const MAX_ID_BYTES: usize = 256;
-
-/// Most hits one search may ask for.
-pub const MAX_TOP_K: usize = 10_000;
 
 /// Tombstones tolerated before rows are repacked (and at least as many as live rows).
 const REPACK_MIN_DEAD: usize = 1024;
@@ -859,74 +856,6 @@ impl Collection {
         Ok(())
     }
 
-    /// Checks ids and metadata of items about to be written (cheap; run before embedding).
-    pub fn check_items<'a>(
-        &self,
-        items: impl IntoIterator<Item = (&'a str, &'a BTreeMap<String, String>)>,
-    ) -> Result<(), StoreError> {
-        let mut seen = HashSet::new();
-        let mut any = false;
-        for (id, metadata) in items {
-            any = true;
-            check_id(id)?;
-            if !seen.insert(id) {
-                return Err(StoreError::DuplicateId { id: id.to_string() });
-            }
-            self.check_metadata(id, metadata)?;
-        }
-        if !any {
-            return Err(StoreError::NoItems);
-        }
-        Ok(())
-    }
-
-    fn check_metadata(&self, id: &str, metadata: &BTreeMap<String, String>) -> Result<(), StoreError> {
-        if metadata.keys().any(|k| k.is_empty()) {
-            return Err(StoreError::InvalidItem {
-                id: id.to_string(),
-                reason: "metadata has an empty key".into(),
-            });
-        }
-        let Some(schema) = &self.manifest.schema else { return Ok(()) };
-        if let Some(missing) = schema.required.iter().find(|k| !metadata.contains_key(*k)) {
-            return Err(StoreError::InvalidItem {
-                id: id.to_string(),
-                reason: format!("metadata key {missing:?} is required by the collection's schema"),
-            });
-        }
-        if !schema.allowed.is_empty()
-            && let Some(extra) =
-                metadata.keys().find(|k| !schema.allowed.contains(*k) && !schema.required.contains(*k))
-        {
-            return Err(StoreError::InvalidItem {
-                id: id.to_string(),
-                reason: format!("metadata key {extra:?} is not allowed by the collection's schema"),
-            });
-        }
-        Ok(())
-    }
-
-    /// Checks a vector for this collection without changing it. `what` names it in errors.
-    pub fn check_vector(&self, what: &str, v: &[f32]) -> Result<(), StoreError> {
-        let wrap = |source: VectorError| StoreError::Vector { what: what.to_string(), source };
-        vector::check(v, self.manifest.dim).map_err(wrap)?;
-        if self.manifest.metric == Metric::Cosine && v.iter().all(|x| *x == 0.0) {
-            return Err(wrap(VectorError::Zero));
-        }
-        Ok(())
-    }
-
-    /// Checks a vector for this collection and brings it to the stored form (unit norm for
-    /// cosine). `what` names it in errors.
-    pub fn prepare_vector(&self, what: &str, mut v: Vec<f32>) -> Result<Vec<f32>, StoreError> {
-        let wrap = |source: VectorError| StoreError::Vector { what: what.to_string(), source };
-        vector::check(&v, self.manifest.dim).map_err(wrap)?;
-        if self.manifest.metric == Metric::Cosine {
-            vector::normalize(&mut v).map_err(wrap)?;
-        }
-        Ok(v)
-    }
-
     /// Inserts or replaces `items`, all or nothing, and returns once the write is on disk and
     /// visible. Returns the write's sequence number. A call that fails changes nothing in
     /// memory; when its log write or flush failed, the collection refuses later writes too.
@@ -1018,17 +947,7 @@ impl Collection {
         ef: Option<usize>,
         with_vectors: bool,
     ) -> Result<SearchOutcome, StoreError> {
-        if k == 0 || k > MAX_TOP_K {
-            return Err(StoreError::TopK { top_k: k, max: MAX_TOP_K });
-        }
-        if let Some(ef) = ef
-            && ef > super::manifest::HnswParams::MAX_EF
-        {
-            return Err(StoreError::InvalidSpec(format!(
-                "ef_search = {ef} is above {}",
-                super::manifest::HnswParams::MAX_EF
-            )));
-        }
+        check_search_limits(k, ef)?;
         let query = self.prepare_vector("query vector", query)?;
         let state = self.read()?;
         let meta = &state.meta;
@@ -1146,40 +1065,13 @@ impl Collection {
     }
 }
 
-fn check_row(row: &StoredRow, dim: usize) -> Result<(), String> {
-    check_id(&row.id).map_err(|e| e.to_string())?;
-    vector::check(&row.vector, dim).map_err(|e| format!("item {:?}: {e}", row.id))
-}
-
-/// Checks a replayed change as [`Collection::upsert`] checked it before logging it.
-fn check_op(op: &Op, dim: usize) -> Result<(), String> {
-    match op {
-        Op::Upsert(u) => u.rows.iter().try_for_each(|r| check_row(r, dim)),
-        Op::Delete(_) => Ok(()),
-    }
-}
-
-/// Checks an item id.
-pub fn check_id(id: &str) -> Result<(), StoreError> {
-    if id.is_empty() {
-        return Err(StoreError::InvalidItem { id: String::new(), reason: "item id is empty".into() });
-    }
-    if id.len() > MAX_ID_BYTES {
-        return Err(StoreError::InvalidItem {
-            id: format!("{}...", id.chars().take(32).collect::<String>()),
-            reason: format!("item id is {} bytes, more than the limit of {MAX_ID_BYTES}", id.len()),
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
     use super::*;
-    use crate::store::manifest::{HnswParams, MANIFEST_FORMAT};
+    use crate::store::manifest::{HnswParams, MANIFEST_FORMAT, Metric};
     use crate::store::wal::{FaultHook, FaultPoint};
     use crate::store::{Store, StoreOptions};
 
