@@ -15,6 +15,7 @@
 //! applied, outside the state lock, so searches keep running while a batch is inserted. If the
 //! log fails, nothing unflushed is applied and the collection refuses every later write.
 
+mod state;
 mod validate;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -31,14 +32,12 @@ use super::search::{self, Hit};
 use super::wal::{self, LogFailure, Wal};
 use super::{StoreError, snapshot};
 use crate::modality::Modality;
+use state::{RowMeta, State};
 pub use validate::{MAX_ID_BYTES, MAX_TOP_K, check_id};
 use validate::{check_op, check_row, check_search_limits};
 
 /// File name of the log inside a collection folder.
 pub const WAL_FILE: &str = "wal";
-
-/// Tombstones tolerated before rows are repacked (and at least as many as live rows).
-const REPACK_MIN_DEAD: usize = 1024;
 
 /// Vector components copied per step of a graph build (4 MiB), so each read lock is short.
 const GRAPH_CHUNK_VALUES: usize = 1 << 20;
@@ -143,160 +142,6 @@ pub struct Stats {
     /// False while an HNSW collection's graph is being built (searches are exact meanwhile);
     /// always true for an exact collection.
     pub index_ready: bool,
-}
-
-#[derive(Debug)]
-struct RowMeta {
-    id: String,
-    modality: Option<Modality>,
-    metadata: BTreeMap<String, String>,
-    live: bool,
-}
-
-/// The in-memory content: rows, their metadata, the id map and the graph.
-#[derive(Debug)]
-struct State {
-    dim: usize,
-    data: Vec<f32>,
-    meta: Vec<RowMeta>,
-    by_id: HashMap<String, usize>,
-    dead: usize,
-    last_seq: u64,
-    /// Shared so a writer can insert into it without holding the state lock.
-    index: Option<Arc<HnswIndex>>,
-    /// A graph being built (never set together with `index`): not searched yet, but writers
-    /// insert their new rows into it so none is missing once it is installed.
-    building: Option<Arc<HnswIndex>>,
-    /// Bumped whenever rows are renumbered, which makes a graph built over the old numbers stale.
-    generation: u64,
-}
-
-impl State {
-    fn empty(dim: usize) -> Self {
-        Self {
-            dim,
-            data: Vec::new(),
-            meta: Vec::new(),
-            by_id: HashMap::new(),
-            dead: 0,
-            last_seq: 0,
-            index: None,
-            building: None,
-            generation: 0,
-        }
-    }
-
-    fn row(&self, row: usize) -> &[f32] {
-        &self.data[row * self.dim..(row + 1) * self.dim]
-    }
-
-    fn kill(&mut self, id: &str) -> bool {
-        match self.by_id.remove(id) {
-            Some(row) => {
-                self.meta[row].live = false;
-                self.dead += 1;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Applies a logged change and returns the rows it added. The change was validated before
-    /// it was logged (or, in replay, by [`check_op`]). The graph is left to the caller.
-    fn apply(&mut self, op: Op) -> Range<usize> {
-        let first = self.meta.len();
-        match op {
-            Op::Upsert(UpsertOp { rows }) => {
-                for r in rows {
-                    self.kill(&r.id);
-                    let row = self.meta.len();
-                    self.data.extend_from_slice(&r.vector);
-                    self.by_id.insert(r.id.clone(), row);
-                    self.meta.push(RowMeta {
-                        id: r.id,
-                        modality: modality_from_name(&r.modality),
-                        metadata: r.metadata,
-                        live: true,
-                    });
-                }
-            }
-            Op::Delete(DeleteOp { ids }) => {
-                for id in ids {
-                    self.kill(&id);
-                }
-            }
-        }
-        first..self.meta.len()
-    }
-
-    /// Whether tombstones outnumber live rows enough to repack.
-    fn is_sparse(&self) -> bool {
-        self.dead >= REPACK_MIN_DEAD && self.dead >= self.by_id.len()
-    }
-
-    /// Drops tombstones from storage, renumbering rows; the graph, keyed by the old numbers, is
-    /// dropped with them (and a graph being built is made stale).
-    fn repack_rows(&mut self) {
-        let live = self.by_id.len();
-        let mut data = Vec::with_capacity(live * self.dim);
-        let mut meta = Vec::with_capacity(live);
-        let mut by_id = HashMap::with_capacity(live);
-        for (row, m) in std::mem::take(&mut self.meta).into_iter().enumerate() {
-            if m.live {
-                data.extend_from_slice(self.row(row));
-                by_id.insert(m.id.clone(), meta.len());
-                meta.push(m);
-            }
-        }
-        self.data = data;
-        self.meta = meta;
-        self.by_id = by_id;
-        self.dead = 0;
-        self.index = None;
-        self.building = None;
-        self.generation += 1;
-    }
-
-    /// The graph that new rows join: the installed one, or the one being built.
-    fn graph_for_inserts(&self) -> Option<&Arc<HnswIndex>> {
-        self.index.as_ref().or(self.building.as_ref())
-    }
-
-    /// Starts a new graph for collections with an HNSW index: a graph that takes the rows
-    /// writers add from now on, and the job of inserting the rows present now.
-    fn start_graph(&mut self, manifest: &CollectionManifest) -> Option<GraphJob> {
-        let IndexSpec::Hnsw(params) = manifest.index else { return None };
-        let graph = Arc::new(HnswIndex::build(params, manifest.metric, &[], self.dim, |_| true));
-        // The first live row goes in now, before anyone else can insert: see `insert_rows`.
-        let first = self.meta.iter().position(|m| m.live);
-        if let Some(row) = first {
-            graph.insert(row, self.row(row));
-        }
-        self.index = None;
-        self.building = Some(Arc::clone(&graph));
-        let rows = self.meta.len();
-        Some(GraphJob { graph, start: first.map_or(rows, |row| row + 1), rows, generation: self.generation })
-    }
-
-    fn stored_row(&self, row: usize) -> StoredRow {
-        let m = &self.meta[row];
-        StoredRow {
-            id: m.id.clone(),
-            modality: m.modality.map(|m| m.as_str().to_string()).unwrap_or_default(),
-            metadata: m.metadata.clone(),
-            vector: self.row(row).to_vec(),
-        }
-    }
-
-    fn item(&self, row: usize, with_vector: bool) -> Item {
-        let m = &self.meta[row];
-        Item {
-            id: m.id.clone(),
-            modality: m.modality,
-            metadata: m.metadata.clone(),
-            vector: with_vector.then(|| self.row(row).to_vec()),
-        }
-    }
 }
 
 /// A graph to fill with rows `start..rows` (those before are in it, or tombstones) and
@@ -1070,6 +915,7 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
+    use super::state::REPACK_MIN_DEAD;
     use super::*;
     use crate::store::manifest::{HnswParams, MANIFEST_FORMAT, Metric};
     use crate::store::wal::{FaultHook, FaultPoint};
