@@ -10,10 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::{GraphJob, Item, modality_from_name};
+use super::{Item, modality_from_name};
 use crate::modality::Modality;
 use crate::store::hnsw::HnswIndex;
-use crate::store::manifest::{CollectionManifest, IndexSpec};
 use crate::store::record::{DeleteOp, Op, StoredRow, UpsertOp};
 
 /// Tombstones tolerated before rows are repacked (and at least as many as live rows).
@@ -131,27 +130,6 @@ impl State {
         self.index = None;
         self.building = None;
         self.generation += 1;
-    }
-
-    /// The graph that new rows join: the installed one, or the one being built.
-    pub(super) fn graph_for_inserts(&self) -> Option<&Arc<HnswIndex>> {
-        self.index.as_ref().or(self.building.as_ref())
-    }
-
-    /// Starts a new graph for collections with an HNSW index: a graph that takes the rows
-    /// writers add from now on, and the job of inserting the rows present now.
-    pub(super) fn start_graph(&mut self, manifest: &CollectionManifest) -> Option<GraphJob> {
-        let IndexSpec::Hnsw(params) = manifest.index else { return None };
-        let graph = Arc::new(HnswIndex::build(params, manifest.metric, &[], self.dim, |_| true));
-        // The first live row goes in now, before anyone else can insert: see `insert_rows`.
-        let first = self.meta.iter().position(|m| m.live);
-        if let Some(row) = first {
-            graph.insert(row, self.row(row));
-        }
-        self.index = None;
-        self.building = Some(Arc::clone(&graph));
-        let rows = self.meta.len();
-        Some(GraphJob { graph, start: first.map_or(rows, |row| row + 1), rows, generation: self.generation })
     }
 
     pub(super) fn stored_row(&self, row: usize) -> StoredRow {
