@@ -1,4 +1,5 @@
-//! The approximate index: an HNSW graph (the `hnsw_rs` crate) over a collection's rows.
+//! The approximate index: an HNSW graph (the `hnsw_rs` crate) over a collection's rows, searched
+//! through [`VectorIndex`] like the exact scan.
 //!
 //! Graph nodes are keyed by row index. Rows are never removed from the graph: deleted and
 //! replaced items are tombstones that the search filter skips, and the graph is rebuilt when the
@@ -7,6 +8,7 @@
 use hnsw_rs::anndists::dist::Distance;
 use hnsw_rs::prelude::Hnsw;
 
+use super::index::VectorIndex;
 use super::manifest::{HnswParams, Metric};
 use super::search::{self, Hit};
 
@@ -142,5 +144,20 @@ impl HnswIndex {
             }
             fetch = (fetch * 4).min(nodes).min(MAX_FETCH);
         }
+    }
+}
+
+impl VectorIndex for HnswIndex {
+    /// [`HnswIndex::search`], at the graph's default candidate list size when `ef` is `None`.
+    fn search(
+        &self,
+        data: &[f32],
+        dim: usize,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        accept: &(dyn Fn(usize) -> bool + Sync),
+    ) -> Vec<Hit> {
+        HnswIndex::search(self, data, dim, query, k, ef.unwrap_or(self.ef_search()), accept)
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod collection;
 pub mod hnsw;
+pub mod index;
 pub mod manifest;
 pub mod record;
 pub mod search;
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 
 pub use collection::{Collection, Filter, Item, NewItem, Recovery, SearchHit, SearchOutcome, Stats};
+pub use index::VectorIndex;
 pub use manifest::{CollectionManifest, HnswParams, IndexSpec, MetadataSchema, Metric};
 pub use vector::VectorError;
 

@@ -1,11 +1,13 @@
 //! Exact search over contiguous row-major `f32` storage: vectorisable distance kernels, a
 //! bounded top-k heap, and a scan that runs in parallel over row chunks for large collections.
+//! [`ExactIndex`] offers the scan as a [`VectorIndex`], beside the HNSW graph.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 
+use super::index::VectorIndex;
 use super::manifest::Metric;
 
 /// Collections with fewer rows are scanned on the calling thread (splitting costs more).
@@ -223,6 +225,34 @@ pub fn exact(
         .map(|(chunk, rows)| scan_rows(rows, dim, chunk * CHUNK_ROWS, query, metric, k, accept))
         .reduce(|| TopK::new(k), TopK::merge)
         .into_sorted()
+}
+
+/// [`exact`] as a [`VectorIndex`]: it keeps nothing but the metric, so a collection makes one
+/// per search, and its answer is complete (every accepted row is scored).
+#[derive(Debug, Clone, Copy)]
+pub struct ExactIndex {
+    metric: Metric,
+}
+
+impl ExactIndex {
+    /// Exact search under `metric`.
+    pub fn new(metric: Metric) -> Self {
+        Self { metric }
+    }
+}
+
+impl VectorIndex for ExactIndex {
+    fn search(
+        &self,
+        data: &[f32],
+        dim: usize,
+        query: &[f32],
+        k: usize,
+        _ef: Option<usize>,
+        accept: &(dyn Fn(usize) -> bool + Sync),
+    ) -> Vec<Hit> {
+        exact(data, dim, query, self.metric, k, accept)
+    }
 }
 
 #[cfg(test)]

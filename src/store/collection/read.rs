@@ -2,8 +2,9 @@
 //!
 //! Readers take the state lock for reading only, so they never wait for a log flush: a write is
 //! applied to memory only once its record is durable, so whatever a reader sees is on disk.
-//! Search asks the HNSW graph when the collection has one installed and an exact answer was not
-//! requested, and falls back to scoring every row when the graph cannot fill `k` hits.
+//! Search goes through [`VectorIndex`]: the HNSW graph answers when the collection has one
+//! installed and an exact answer was not requested, and [`ExactIndex`] scores every row
+//! otherwise, or when the graph cannot fill `k` hits.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -13,8 +14,9 @@ use super::validate::check_search_limits;
 use super::{Collection, Recovery};
 use crate::modality::Modality;
 use crate::store::StoreError;
+use crate::store::index::VectorIndex;
 use crate::store::manifest::IndexSpec;
-use crate::store::search::{self, Hit};
+use crate::store::search::ExactIndex;
 
 /// An item as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,19 +130,14 @@ impl Collection {
         let meta = &state.meta;
         let accept = |row: usize| meta.get(row).is_some_and(|m| m.live && filter.matches(m));
         let metric = self.manifest.metric;
-        let mut approximate: Option<Vec<Hit>> = None;
-        if !exact && let Some(index) = &state.index {
-            let hits =
-                index.search(&state.data, state.dim, &query, k, ef.unwrap_or(index.ef_search()), &accept);
-            if hits.len() >= k.min(state.by_id.len()) {
-                approximate = Some(hits);
-            }
-        }
-        let used_index = approximate.is_some();
-        let hits = match approximate {
-            Some(hits) => hits,
-            None => search::exact(&state.data, state.dim, &query, metric, k, &accept),
+        let graph: Option<&dyn VectorIndex> = match &state.index {
+            Some(graph) if !exact => Some(graph.as_ref()),
+            _ => None,
         };
+        let ask = |index: &dyn VectorIndex| index.search(&state.data, state.dim, &query, k, ef, &accept);
+        let approximate = graph.map(ask).filter(|hits| hits.len() >= k.min(state.by_id.len()));
+        let used_index = approximate.is_some();
+        let hits = approximate.unwrap_or_else(|| ask(&ExactIndex::new(metric)));
         let hits = hits
             .into_iter()
             .map(|h| SearchHit { item: state.item(h.row, with_vectors), score: h.score(metric) })
