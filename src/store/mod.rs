@@ -10,6 +10,7 @@
 //! damaged record.
 
 pub mod collection;
+mod compactor;
 pub mod hnsw;
 pub mod index;
 pub mod manifest;
@@ -22,10 +23,10 @@ pub mod wal;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use compactor::Compactor;
 use dashmap::DashMap;
 
 pub use collection::{Collection, Filter, Item, NewItem, Recovery, SearchHit, SearchOutcome, Stats};
@@ -218,71 +219,6 @@ impl Default for StoreOptions {
 }
 
 type Collections = Arc<DashMap<String, Arc<Collection>>>;
-
-/// The thread that compacts collections every [`StoreOptions::compact_interval`].
-#[derive(Debug)]
-struct Compactor {
-    /// Set to stop the thread; the condition variable wakes it.
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: JoinHandle<()>,
-}
-
-impl Compactor {
-    fn start(collections: Collections, interval: Duration) -> Result<Self, StoreError> {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let signal = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("bindery-compact".into())
-            .spawn(move || compact_periodically(&collections, interval, &signal))
-            .map_err(|e| StoreError::Internal(format!("cannot start the compaction thread: {e}")))?;
-        Ok(Self { stop, thread })
-    }
-
-    /// Stops the thread, waiting for a compaction it is running.
-    fn stop(self) {
-        let (stopped, wake) = &*self.stop;
-        *stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        wake.notify_all();
-        if self.thread.join().is_err() {
-            tracing::error!("the compaction thread panicked");
-        }
-    }
-}
-
-fn compact_periodically(collections: &Collections, interval: Duration, stop: &(Mutex<bool>, Condvar)) {
-    let (stopped, wake) = stop;
-    let is_stopped = || *stopped.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let deadline = Instant::now() + interval;
-        let mut guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
-        while !*guard {
-            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
-                break;
-            };
-            guard = wake.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0;
-        }
-        if *guard {
-            return;
-        }
-        drop(guard);
-        let due: Vec<Arc<Collection>> = collections
-            .iter()
-            .filter(|c| !c.wal_is_empty() && c.log_failure().is_none())
-            .map(|c| Arc::clone(c.value()))
-            .collect();
-        for collection in due {
-            if is_stopped() {
-                return;
-            }
-            match collection.compact(false) {
-                Ok(_) | Err(StoreError::CollectionNotFound { .. }) => {}
-                Err(e) => {
-                    tracing::error!(collection = %collection.manifest().name, error = %e, "periodic compaction failed");
-                }
-            }
-        }
-    }
-}
 
 /// Takes the exclusive lock on `data_dir` (creating the folder if needed) and writes this
 /// process's id into the lock file. The lock is `flock`-style: the kernel releases it when the
@@ -562,56 +498,6 @@ mod tests {
         std::fs::write(dir.join(LOCK_FILE), "").unwrap();
         let message = Store::open(&dir, StoreOptions::default()).unwrap_err().to_string();
         assert!(message.contains("unknown PID"), "{message}");
-        drop(reopened);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn logs_are_compacted_periodically_until_the_store_closes() {
-        let dir = std::env::temp_dir().join(format!("bindery-unit-periodic-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let options = StoreOptions { compact_interval: Duration::from_millis(50), ..StoreOptions::default() };
-        let store = Store::open(&dir, options).unwrap();
-        let collection = store
-            .create(CollectionManifest {
-                format: manifest::MANIFEST_FORMAT,
-                name: "quiet".into(),
-                model: "m".into(),
-                dim: 2,
-                metric: Metric::Dot,
-                index: IndexSpec::Exact,
-                schema: None,
-            })
-            .unwrap();
-        let header = wal::WAL_MAGIC.len() as u64;
-        for round in 1..=2u64 {
-            let item = NewItem {
-                id: format!("a{round}"),
-                modality: None,
-                metadata: Default::default(),
-                vector: vec![1.0, 0.0],
-            };
-            let seq = collection.upsert(vec![item]).unwrap();
-            // Far below the size threshold: only the timer compacts.
-            assert!(collection.wal_bytes() > header);
-            let started = Instant::now();
-            while collection.stats().unwrap().compactions < round {
-                assert!(started.elapsed() < Duration::from_secs(20), "no periodic compaction");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let stats = collection.stats().unwrap();
-            assert_eq!((stats.wal_bytes, stats.last_seq), (header, seq));
-            assert!(stats.snapshot_bytes > 0);
-        }
-        // Nothing to do: an empty log is left alone.
-        std::thread::sleep(Duration::from_millis(200));
-        assert_eq!(collection.stats().unwrap().compactions, 2);
-        store.close().unwrap();
-        assert!(store.compactor.lock().unwrap().is_none(), "close stops the thread");
-        drop(store);
-        let reopened = Store::open(&dir, StoreOptions::default()).unwrap();
-        let stats = reopened.get("quiet").unwrap().stats().unwrap();
-        assert_eq!((stats.count, stats.recovery.records), (2, 0));
         drop(reopened);
         let _ = std::fs::remove_dir_all(&dir);
     }
