@@ -1,5 +1,5 @@
 //! Generates the gRPC code from `proto/` with the vendored `protoc` (using bindery's own codec,
-//! `api::codec`), plus the file descriptor set that server reflection serves.
+//! `shared::codec`), plus the file descriptor set that server reflection serves.
 
 use std::path::PathBuf;
 
@@ -15,7 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.enable_type_names();
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("bindery_descriptor.bin"))
-        .codec_path("crate::api::codec::ProtoCodec")
+        .codec_path("crate::shared::codec::ProtoCodec")
         .compile_with_config(
             config,
             &["proto/bindery/v1/embedder.proto", "proto/bindery/v1/collections.proto"],

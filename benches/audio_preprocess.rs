@@ -6,11 +6,11 @@
 
 use std::hint::black_box;
 
+use bindery::modality::audio::AudioPreprocess;
 use bindery::modality::audio::decode::decode;
 use bindery::modality::audio::fbank::KaldiFbank;
 use bindery::modality::audio::resample::Resampler;
 use bindery::modality::audio::{AudioLimits, AudioPreprocessor};
-use bindery::model::manifest::AudioPreprocess;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const RATE: u32 = 44_100;

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use bindery::modality::image::{ImageLimits, ImagePreprocessor};
-use bindery::model::manifest::{ImagePreprocess, ResizeFilter};
+use bindery::modality::image::{ImagePreprocess, ResizeFilter};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use image::codecs::jpeg::JpegEncoder;
 use image::{ExtendedColorType, ImageEncoder};

@@ -11,10 +11,10 @@ mod generated_cloud;
 
 use std::hint::black_box;
 
+use bindery::modality::point_cloud::PointCloudPreprocess;
 use bindery::modality::point_cloud::fps::farthest_point_sampling;
 use bindery::modality::point_cloud::group::{PointColors, group, normalize};
 use bindery::modality::point_cloud::{PointCloudInput, PointCloudLimits, PointCloudPreprocessor};
-use bindery::model::manifest::PointCloudPreprocess;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const POINTS: usize = 1_000_000;

@@ -4,8 +4,8 @@
 use std::hint::black_box;
 use std::path::Path;
 
+use bindery::modality::text::TextPreprocess;
 use bindery::modality::text::{TextPreprocessor, clean};
-use bindery::model::manifest::TextPreprocess;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const CAPTIONS: [&str; 32] = [

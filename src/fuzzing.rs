@@ -13,9 +13,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::modality::audio::{AudioLimits, AudioPreprocessor};
-use crate::modality::image::{ImageLimits, ImagePreprocessor};
-use crate::modality::point_cloud::{PointCloudInput, PointCloudLimits, PointCloudPreprocessor};
+use crate::modality::audio::{AudioLimits, AudioPreprocess, AudioPreprocessor};
+use crate::modality::image::{ImageLimits, ImagePreprocess, ImagePreprocessor};
+use crate::modality::point_cloud::{
+    PointCloudInput, PointCloudLimits, PointCloudPreprocess, PointCloudPreprocessor,
+};
+use crate::modality::{Modality, parse_section};
 use crate::model::manifest::{Manifest, ModelDir};
 use crate::server::auth::ApiKeys;
 use crate::store::manifest::{CollectionManifest, MANIFEST_FORMAT};
@@ -62,13 +65,19 @@ fn fixture_manifest() -> &'static Manifest {
     &model.manifest
 }
 
+/// The `preprocess` table of the fixture model's `modality` section, as that modality reads it.
+fn fixture_section<T: serde::de::DeserializeOwned>(modality: Modality) -> T {
+    let spec = fixture_manifest().encoders.get(&modality).unwrap_or_else(|| panic!("no {modality} section"));
+    parse_section(&spec.preprocess).unwrap_or_else(|e| panic!("fixture {modality} section: {e}"))
+}
+
 /// The point-cloud preprocessor, with limits as a deployment might set them but small enough
 /// that one input stays within libFuzzer's budget.
 fn cloud_preprocessor() -> &'static PointCloudPreprocessor {
     static PRE: OnceLock<PointCloudPreprocessor> = OnceLock::new();
     PRE.get_or_init(|| {
-        let spec = &fixture_manifest().point_cloud.as_ref().expect("point cloud section").preprocess;
-        PointCloudPreprocessor::new(spec, PointCloudLimits { max_bytes: 16 << 20, max_points: 1_000_000 })
+        let spec: PointCloudPreprocess = fixture_section(Modality::PointCloud);
+        PointCloudPreprocessor::new(&spec, PointCloudLimits { max_bytes: 16 << 20, max_points: 1_000_000 })
     })
 }
 
@@ -81,8 +90,8 @@ fn read_cloud(data: &[u8], hint: Option<&str>) {
 pub fn image(data: &[u8]) {
     static PRE: OnceLock<ImagePreprocessor> = OnceLock::new();
     let pre = PRE.get_or_init(|| {
-        let spec = &fixture_manifest().image.as_ref().expect("image section").preprocess;
-        ImagePreprocessor::new(spec, ImageLimits { max_bytes: 16 << 20, max_pixels: 16_000_000 })
+        let spec: ImagePreprocess = fixture_section(Modality::Image);
+        ImagePreprocessor::new(&spec, ImageLimits { max_bytes: 16 << 20, max_pixels: 16_000_000 })
     });
     let mut out = vec![0f32; pre.tensor_len()];
     let _ = pre.preprocess_into(data, &mut out);
@@ -92,8 +101,8 @@ pub fn image(data: &[u8]) {
 pub fn audio(data: &[u8]) {
     static PRE: OnceLock<AudioPreprocessor> = OnceLock::new();
     let pre = PRE.get_or_init(|| {
-        let spec = &fixture_manifest().audio.as_ref().expect("audio section").preprocess;
-        AudioPreprocessor::try_new(spec, AudioLimits { max_bytes: 16 << 20, max_duration_secs: 60.0 })
+        let spec: AudioPreprocess = fixture_section(Modality::Audio);
+        AudioPreprocessor::try_new(&spec, AudioLimits { max_bytes: 16 << 20, max_duration_secs: 60.0 })
             .expect("fixture audio settings")
     });
     let mut out = vec![0f32; pre.tensor_len()];

@@ -3,12 +3,15 @@
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod engine;
 pub mod fuzzing;
-pub mod load;
+#[cfg(test)]
+mod layering;
 pub mod metrics;
 pub mod modality;
 pub mod model;
-mod panic;
 pub mod server;
+pub mod service;
+pub mod shared;
 pub mod store;

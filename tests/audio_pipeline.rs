@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use bindery::modality::audio::AudioPreprocess;
 use bindery::modality::audio::decode::decode;
 use bindery::modality::audio::fbank::KaldiFbank;
 use bindery::modality::audio::resample::Resampler;
 use bindery::modality::audio::{AudioError, AudioLimits, AudioPreprocessor};
-use bindery::model::manifest::AudioPreprocess;
 use serde_json::Value;
 
 /// Resampler vs `torchaudio.functional.resample`, max abs difference.

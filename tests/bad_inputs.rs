@@ -415,10 +415,10 @@ async fn send(channel: &Channel, send: Send) -> Result<(), Status> {
 #[tokio::test]
 async fn every_bad_input_class_gets_its_status_and_the_server_keeps_serving() {
     let mut options = fixture_options();
-    options.limits.max_text_bytes = 1024;
-    options.limits.image.max_bytes = 100_000;
-    options.limits.audio.max_bytes = 200_000;
-    options.limits.point_cloud.max_points = 20_000;
+    options.limits.inputs.max_text_bytes = 1024;
+    options.limits.inputs.image.max_bytes = 100_000;
+    options.limits.inputs.audio.max_bytes = 200_000;
+    options.limits.inputs.point_cloud.max_points = 20_000;
     options.max_message_bytes = 4 << 20;
     let mut server = start(options).await;
     let (good_png, good_wav) = (read("images/png_rgb.png"), read("audio/cases/wav16k_mono_s16_5s.wav"));

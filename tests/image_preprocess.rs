@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use bindery::modality::image::{ImageError, ImageLimits, ImagePreprocessor};
-use bindery::model::manifest::{ImagePreprocess, ResizeFilter};
+use bindery::modality::image::{ImagePreprocess, ResizeFilter};
 use serde::Deserialize;
 
 /// ImageBind's vision transform constants (`imagebind/data.py`); torch rounds the Python

@@ -14,7 +14,7 @@ use bindery::api::pb;
 use bindery::api::pb::embedder_client::EmbedderClient;
 use bindery::api::pb::embedder_server::{Embedder, EmbedderServer};
 use bindery::cli::{Cli, Command};
-use bindery::load::LoadArgs;
+use bindery::client::load::LoadArgs;
 use clap::Parser;
 use futures::Stream;
 use serde_json::Value;
@@ -41,7 +41,7 @@ async fn run_json(name: &str, args: &[&str]) -> Value {
     let path_arg = path.to_str().expect("utf-8 path").to_string();
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--quiet", "--json", &path_arg]);
-    let code = bindery::load::run(load_args(&all)).await.expect("load run");
+    let code = bindery::client::load::run(load_args(&all)).await.expect("load run");
     assert_eq!(code, ExitCode::SUCCESS);
     serde_json::from_str(&std::fs::read_to_string(&path).expect("json written")).expect("valid json")
 }
@@ -125,7 +125,7 @@ async fn in_process_baseline_runs_the_same_work_without_a_server() {
     }
     // An unknown model is an error before anything runs.
     let args = load_args(&["--in-process", models, "--model", "nope", "--duration", "1s", "--quiet"]);
-    let err = bindery::load::run(args).await.expect_err("unknown model");
+    let err = bindery::client::load::run(args).await.expect_err("unknown model");
     assert!(err.to_string().contains("nope"), "{err}");
 }
 
@@ -300,7 +300,8 @@ async fn goodput_holds_when_offered_well_over_capacity_with_short_deadlines() {
         &image_load(
             "goodput-capacity.json",
             &url,
-            &["--concurrency", "64", "--duration", "2s", "--warmup", "500ms", "--timeout", "60s"],
+            // Long enough that several full batches finish even on a busy machine's debug build.
+            &["--concurrency", "64", "--duration", "4s", "--warmup", "1s", "--timeout", "60s"],
         )
         .await,
         "/requests_per_s",

@@ -10,7 +10,8 @@ mod common;
 use std::time::Duration;
 
 use bindery::api::pb;
-use bindery::engine::{EmbedOptions, EngineError, Item, Payload};
+use bindery::engine::{EmbedOptions, EngineError, Item};
+use bindery::modality::image;
 use common::{connect, cosine, image, metric, png, scrape, start, uncached};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -161,7 +162,7 @@ async fn the_engine_answers_deadline_exceeded_for_work_expiring_in_its_queue() {
     let _serial = SERIAL.lock().await;
     // The engine on its own, without gRPC timers racing it: its answer is deterministic.
     let engine = std::sync::Arc::new(bindery::server::load_engine(&common::fixture_options()).unwrap());
-    let item = |id: &str, bytes: Vec<u8>| Item { id: id.into(), payload: Payload::Image(bytes) };
+    let item = |id: &str, bytes: Vec<u8>| Item { id: id.into(), payload: image::payload(bytes) };
     let uncached = EmbedOptions { use_cache: false, ..EmbedOptions::default() };
     let backlog: Vec<_> = (0..6)
         .map(|i| {

@@ -7,11 +7,11 @@ mod generated_cloud;
 
 use std::path::{Path, PathBuf};
 
+use bindery::modality::point_cloud::PointCloudPreprocess;
 use bindery::modality::point_cloud::formats::Format;
 use bindery::modality::point_cloud::{
     Colors, PointCloudError, PointCloudInput, PointCloudLimits, PointCloudPreprocessor,
 };
-use bindery::model::manifest::PointCloudPreprocess;
 use serde_json::Value;
 
 /// Max abs difference of the grouped tensors against the reference.

@@ -1,83 +1,43 @@
-//! `bindery.v1.Collections`: durable, searchable collections of embeddings.
+//! `bindery.v1.Collections` at the edge: protobuf requests to the collections service's types,
+//! and its results back.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
 use super::pb::collections_server::Collections;
-use super::similarity::embed_unit;
 use super::{convert, pb};
-use crate::engine::{Engine, EngineError, LoadedModel};
+use crate::engine::Engine;
 use crate::modality::Modality;
-use crate::store::collection::MAX_TOP_K;
+use crate::service::collections::{SearchQuery, UpsertItem, blocking};
+use crate::service::{self, CollectionsError, Operand};
 use crate::store::{
-    Collection, CollectionManifest, Filter, HnswParams, IndexSpec, MetadataSchema, Metric, NewItem, Store,
-    StoreError, manifest::MANIFEST_FORMAT,
+    Collection, CollectionManifest, Filter, HnswParams, IndexSpec, MetadataSchema, Metric, Store, StoreError,
+    manifest::MANIFEST_FORMAT,
 };
 
-/// Implementation of the Collections service over a [`Store`] and the [`Engine`] that embeds
-/// inputs for it.
+/// Implementation of the Collections service over the collections service (a [`Store`] and the
+/// [`Engine`] that embeds inputs for it).
 #[derive(Clone)]
 pub struct CollectionsService {
-    engine: Arc<Engine>,
-    store: Option<Arc<Store>>,
+    collections: service::Collections,
 }
 
 impl CollectionsService {
     /// A service over `store`; with `None` every call fails with FAILED_PRECONDITION (the server
     /// runs without a data folder).
     pub fn new(engine: Arc<Engine>, store: Option<Arc<Store>>) -> Self {
-        Self { engine, store }
-    }
-
-    fn store(&self) -> Result<&Arc<Store>, StoreError> {
-        self.store.as_ref().ok_or(StoreError::Disabled)
-    }
-
-    fn collection(&self, name: &str) -> Result<Arc<Collection>, StoreError> {
-        self.store()?.get(name)
-    }
-
-    /// The loaded model of `collection`, checked against the collection's dimension.
-    fn model_of(&self, collection: &Collection) -> Result<Arc<LoadedModel>, StoreError> {
-        let m = collection.manifest();
-        let model = self.engine.registry().resolve(&m.model).map_err(|_| StoreError::ModelUnavailable {
-            collection: m.name.clone(),
-            model: m.model.clone(),
-        })?;
-        if model.dim != m.dim {
-            return Err(StoreError::ModelDimension {
-                collection: m.name.clone(),
-                model: m.model.clone(),
-                got: model.dim,
-                want: m.dim,
-            });
-        }
-        Ok(model)
-    }
-
-    /// Folds the collection's log into a snapshot in the background once it has grown enough.
-    fn compact_later(&self, collection: Arc<Collection>) {
-        let Some(store) = self.store.clone() else { return };
-        if collection.wal_bytes() <= store.options().compact_wal_bytes {
-            return;
-        }
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.compact_if_needed(&collection) {
-                tracing::error!(collection = %collection.manifest().name, error = %e, "compaction failed");
-            }
-        });
+        Self { collections: service::Collections::new(engine, store) }
     }
 }
 
-/// Runs blocking store work (file I/O, fsync, scans) off the async workers.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+/// The status of a failed collection call.
+fn status(error: CollectionsError) -> Status {
+    match error {
+        CollectionsError::Store(e) => e.into(),
+        CollectionsError::Engine(e) => e.into(),
+        CollectionsError::TooMany(e) => e.into(),
+    }
 }
 
 fn metric_from_pb(value: i32) -> Result<Metric, StoreError> {
@@ -99,22 +59,12 @@ fn metric_to_pb(metric: Metric) -> pb::Metric {
 
 /// The modality named by a protobuf enum value: `None` for unspecified.
 fn modality_from_pb(value: i32, what: &str) -> Result<Option<Modality>, StoreError> {
-    let modality = match pb::Modality::try_from(value) {
-        Ok(pb::Modality::Unspecified) => return Ok(None),
-        Ok(pb::Modality::Text) => Modality::Text,
-        Ok(pb::Modality::Image) => Modality::Image,
-        Ok(pb::Modality::Audio) => Modality::Audio,
-        Ok(pb::Modality::PointCloud) => Modality::PointCloud,
-        Ok(pb::Modality::Depth) => Modality::Depth,
-        Ok(pb::Modality::Thermal) => Modality::Thermal,
-        Ok(pb::Modality::Imu) => Modality::Imu,
-        Err(_) => return Err(StoreError::InvalidSpec(format!("{what}: unknown modality {value}"))),
-    };
-    Ok(Some(modality))
+    Modality::from_pb(value)
+        .map_err(|value| StoreError::InvalidSpec(format!("{what}: unknown modality {value}")))
 }
 
 fn modality_to_pb(modality: Option<Modality>) -> i32 {
-    modality.map_or(pb::Modality::Unspecified, convert::modality) as i32
+    modality.map_or(pb::Modality::Unspecified, Modality::to_pb) as i32
 }
 
 fn info(collection: &Collection) -> pb::CollectionInfo {
@@ -154,24 +104,11 @@ fn stored_item(item: crate::store::Item) -> pb::StoredItem {
     }
 }
 
-/// Maps an embedding failure for a collection: an unknown model means the collection's model is
-/// gone, anything else is about the input.
-fn embed_error(collection: &Collection, e: EngineError) -> Status {
-    match e {
-        EngineError::ModelNotFound { .. } => StoreError::ModelUnavailable {
-            collection: collection.manifest().name.clone(),
-            model: collection.manifest().model.clone(),
-        }
-        .into(),
-        e => e.into(),
-    }
-}
-
 impl CollectionsService {
     async fn run_create(&self, request: pb::CreateCollectionRequest) -> Result<pb::CollectionInfo, Status> {
-        let store = Arc::clone(self.store()?);
+        let store = Arc::clone(self.collections.store()?);
         crate::store::check_name(&request.name)?;
-        let model = self.engine.registry().resolve(&request.model)?;
+        let model = self.collections.engine().registry().resolve(&request.model)?;
         let metric = metric_from_pb(request.metric)?;
         let index = match pb::IndexKind::try_from(request.index) {
             Ok(pb::IndexKind::Unspecified | pb::IndexKind::Exact) => IndexSpec::Exact,
@@ -209,24 +146,15 @@ impl CollectionsService {
     }
 
     async fn run_upsert(&self, request: pb::UpsertRequest) -> Result<pb::UpsertResponse, Status> {
-        let collection = self.collection(&request.collection)?;
-        self.engine.limits().check_items("items", request.items.len())?;
         let mut items = Vec::with_capacity(request.items.len());
-        let mut inputs = Vec::new();
-        let mut raw = Vec::with_capacity(request.items.len());
-        for (position, item) in request.items.into_iter().enumerate() {
-            let metadata: BTreeMap<String, String> = item.metadata.into_iter().collect();
+        for item in request.items {
             let modality = modality_from_pb(item.modality, &format!("item {:?}", item.id))?;
-            let vector = match item.source {
-                Some(pb::item::Source::Vector(v)) => {
-                    raw.push(position);
-                    v.values
-                }
-                Some(pb::item::Source::Input(mut input)) => {
-                    input.id = item.id.clone();
-                    inputs.push((position, input));
-                    Vec::new()
-                }
+            let source = match item.source {
+                Some(pb::item::Source::Vector(v)) => Operand::Vector(v.values),
+                Some(pb::item::Source::Input(input)) => match convert::items(vec![input])?.pop() {
+                    Some(input) => Operand::Input(input),
+                    None => return Err(StoreError::Internal("an input got lost in conversion".into()).into()),
+                },
                 None => {
                     return Err(StoreError::InvalidItem {
                         id: item.id,
@@ -235,51 +163,19 @@ impl CollectionsService {
                     .into());
                 }
             };
-            items.push(NewItem { id: item.id, modality, metadata, vector });
+            items.push(UpsertItem {
+                id: item.id,
+                modality,
+                metadata: item.metadata.into_iter().collect(),
+                source,
+            });
         }
-        // Ids, metadata and raw vectors are checked before any input is embedded, so a bad item
-        // costs no inference.
-        collection.check_items(items.iter().map(|i| (i.id.as_str(), &i.metadata)))?;
-        for &position in &raw {
-            let item = &items[position];
-            collection.check_vector(&format!("item {:?}", item.id), &item.vector)?;
-        }
-        if !inputs.is_empty() {
-            let model = self.model_of(&collection)?;
-            let (positions, inputs): (Vec<usize>, Vec<pb::Input>) = inputs.into_iter().unzip();
-            let engine_items = convert::items(inputs)?;
-            let embedded = embed_unit(&self.engine, &model.name, engine_items)
-                .await
-                .map_err(|e| embed_error(&collection, e))?;
-            for (position, e) in positions.into_iter().zip(embedded.embeddings) {
-                let item = &mut items[position];
-                if item.modality.is_some_and(|m| m != e.modality) {
-                    return Err(StoreError::InvalidItem {
-                        id: item.id.clone(),
-                        reason: format!(
-                            "modality field says {:?} but the input is {}",
-                            item.modality, e.modality
-                        ),
-                    }
-                    .into());
-                }
-                item.modality = Some(e.modality);
-                item.vector = e.vector;
-            }
-        }
-        let count = items.len();
-        let writer = Arc::clone(&collection);
-        let sequence = blocking(move || writer.upsert(items)).await?;
-        self.compact_later(collection);
-        Ok(pb::UpsertResponse { upserted: count as u32, sequence })
+        let (upserted, sequence) =
+            self.collections.upsert(&request.collection, items).await.map_err(status)?;
+        Ok(pb::UpsertResponse { upserted: upserted as u32, sequence })
     }
 
     async fn run_search(&self, request: pb::SearchRequest) -> Result<pb::SearchResponse, Status> {
-        let collection = self.collection(&request.collection)?;
-        let k = request.top_k as usize;
-        if k == 0 || k > MAX_TOP_K {
-            return Err(StoreError::TopK { top_k: k, max: MAX_TOP_K }.into());
-        }
         let filter = match request.filter {
             Some(f) => Filter {
                 modalities: f
@@ -295,21 +191,17 @@ impl CollectionsService {
             None => Filter::default(),
         };
         let query = match request.query {
-            Some(pb::search_request::Query::Vector(v)) => v.values,
+            Some(pb::search_request::Query::Vector(v)) => Operand::Vector(v.values),
             Some(pb::search_request::Query::Input(mut input)) => {
-                let model = self.model_of(&collection)?;
                 if input.id.is_empty() {
                     input.id = "query".into();
                 }
-                let embedded = embed_unit(&self.engine, &model.name, convert::items(vec![input])?)
-                    .await
-                    .map_err(|e| embed_error(&collection, e))?;
-                embedded
-                    .embeddings
-                    .into_iter()
-                    .next()
-                    .map(|e| e.vector)
-                    .ok_or_else(|| StoreError::Internal("the query got no embedding".into()))?
+                match convert::items(vec![input])?.pop() {
+                    Some(input) => Operand::Input(input),
+                    None => {
+                        return Err(StoreError::Internal("the query got lost in conversion".into()).into());
+                    }
+                }
             }
             None => {
                 return Err(StoreError::InvalidItem {
@@ -319,9 +211,15 @@ impl CollectionsService {
                 .into());
             }
         };
-        let ef = (request.ef_search > 0).then_some(request.ef_search as usize);
-        let (exact, with_vectors) = (request.exact, request.include_vectors);
-        let outcome = blocking(move || collection.search(query, k, &filter, exact, ef, with_vectors)).await?;
+        let search = SearchQuery {
+            query,
+            top_k: request.top_k as usize,
+            filter,
+            exact: request.exact,
+            ef_search: (request.ef_search > 0).then_some(request.ef_search as usize),
+            include_vectors: request.include_vectors,
+        };
+        let outcome = self.collections.search(&request.collection, search).await.map_err(status)?;
         Ok(pb::SearchResponse {
             hits: outcome
                 .hits
@@ -342,7 +240,7 @@ impl CollectionsService {
     }
 
     async fn run_stats(&self, request: pb::StatsRequest) -> Result<pb::StatsResponse, Status> {
-        let collection = self.collection(&request.collection)?;
+        let collection = self.collections.collection(&request.collection)?;
         let stats = collection.stats()?;
         Ok(pb::StatsResponse {
             collection: Some(info(&collection)),
@@ -375,7 +273,7 @@ impl Collections for CollectionsService {
         &self,
         _request: Request<pb::ListCollectionsRequest>,
     ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
-        let collections = self.store()?.list().iter().map(|c| info(c)).collect();
+        let collections = self.collections.store()?.list().iter().map(|c| info(c)).collect();
         Ok(Response::new(pb::ListCollectionsResponse { collections }))
     }
 
@@ -383,7 +281,7 @@ impl Collections for CollectionsService {
         &self,
         request: Request<pb::DeleteCollectionRequest>,
     ) -> Result<Response<pb::DeleteCollectionResponse>, Status> {
-        let store = Arc::clone(self.store()?);
+        let store = Arc::clone(self.collections.store()?);
         let name = request.into_inner().name;
         blocking(move || store.delete(&name)).await?;
         Ok(Response::new(pb::DeleteCollectionResponse {}))
@@ -398,8 +296,8 @@ impl Collections for CollectionsService {
 
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         let request = request.into_inner();
-        let collection = self.collection(&request.collection)?;
-        self.engine.limits().check_items("ids", request.ids.len())?;
+        let collection = self.collections.collection(&request.collection)?;
+        self.collections.engine().limits().check_items("ids", request.ids.len())?;
         let (items, missing_ids) = collection.get(&request.ids, request.include_vectors)?;
         Ok(Response::new(pb::GetResponse {
             items: items.into_iter().map(stored_item).collect(),
@@ -412,12 +310,8 @@ impl Collections for CollectionsService {
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let request = request.into_inner();
-        let collection = self.collection(&request.collection)?;
-        self.engine.limits().check_items("ids", request.ids.len())?;
-        let writer = Arc::clone(&collection);
-        let ids = request.ids;
-        let (deleted, missing_ids, sequence) = blocking(move || writer.delete(&ids)).await?;
-        self.compact_later(collection);
+        let (deleted, missing_ids, sequence) =
+            self.collections.delete(&request.collection, request.ids).await.map_err(status)?;
         Ok(Response::new(pb::DeleteResponse { deleted: deleted as u32, missing_ids, sequence }))
     }
 

@@ -10,10 +10,11 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::pb::embedder_server::Embedder;
-use super::{convert, pb, status};
+use super::{StreamBudget, convert, pb, status};
 use crate::engine::{EmbedOptions, Embedded, Engine, EngineError, StageTimes};
 use crate::metrics::{EncoderLabels, StatusLabels};
-use crate::server::rate_limit::RateBudget;
+use crate::service::Similarity;
+use crate::shared::Modality;
 
 /// How many stream requests may be in flight (embedding) at once per `EmbedStream` call; the
 /// stream stops reading from the client while they are, which is its flow control.
@@ -23,18 +24,17 @@ const STREAM_IN_FLIGHT: usize = 4;
 #[derive(Clone)]
 pub struct EmbedderService {
     engine: Arc<Engine>,
+    similarity: Arc<Similarity>,
 }
 
 impl EmbedderService {
     /// A service backed by `engine`.
     pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+        Self { similarity: Arc::new(Similarity::new(Arc::clone(&engine))), engine }
     }
 }
 
-/// Response metadata keys carrying the server-side stage timings, in microseconds.
-pub const TIMING_KEYS: [&str; 4] =
-    ["bindery-queue-us", "bindery-preprocess-us", "bindery-inference-us", "bindery-total-us"];
+pub use crate::shared::TIMING_KEYS;
 
 async fn embed(
     engine: &Engine,
@@ -118,16 +118,8 @@ fn model_label(engine: &Engine, requested: &str) -> String {
 fn request_modalities(inputs: &[pb::Input]) -> Vec<&'static str> {
     let mut seen: Vec<&'static str> = Vec::new();
     for input in inputs {
-        let name = match &input.payload {
-            Some(pb::input::Payload::Text(_)) => "text",
-            Some(pb::input::Payload::Image(_)) => "image",
-            Some(pb::input::Payload::Audio(_)) => "audio",
-            Some(pb::input::Payload::PointCloud(_)) => "point_cloud",
-            Some(pb::input::Payload::Depth(_)) => "depth",
-            Some(pb::input::Payload::Thermal(_)) => "thermal",
-            Some(pb::input::Payload::Imu(_)) => "imu",
-            None => continue,
-        };
+        let Some(payload) = &input.payload else { continue };
+        let name = Modality::of_input(payload).as_str();
         if !seen.contains(&name) {
             seen.push(name);
         }
@@ -155,7 +147,7 @@ async fn embed_inner(
             .into_iter()
             .map(|e| pb::Embedding {
                 id: e.id,
-                modality: convert::modality(e.modality) as i32,
+                modality: e.modality.to_pb() as i32,
                 model: model.name.clone(),
                 vector: e.vector,
                 dropped_points: e.dropped_points,
@@ -237,7 +229,7 @@ impl Embedder for EmbedderService {
         // A stream's deadline covers the whole call, so every message shares it.
         let deadline = deadline_of(request.metadata());
         // Each message is a request and pays for itself; the call already paid for the first.
-        let budget = request.extensions().get::<RateBudget>().cloned();
+        let budget = request.extensions().get::<StreamBudget>().cloned();
         let mut first_covered = true;
         let incoming = request.into_inner();
         let out = incoming
@@ -252,7 +244,7 @@ impl Embedder for EmbedderService {
                     let request = message?;
                     if let Some(refusal) = refused {
                         tracing::debug!("stream message over the rate limit");
-                        return Ok(error_reply(&Status::from(refusal)));
+                        return Ok(error_reply(&refusal));
                     }
                     Ok(match embed(&engine, request, deadline).await {
                         Ok((reply, _)) => reply,
@@ -277,7 +269,7 @@ impl Embedder for EmbedderService {
                 modalities: m
                     .encoders()
                     .map(|e| pb::ModalityInfo {
-                        modality: convert::modality(e.modality) as i32,
+                        modality: e.modality.to_pb() as i32,
                         logit_scale: e.logit_scale,
                     })
                     .collect(),
@@ -296,14 +288,14 @@ impl Embedder for EmbedderService {
         &self,
         request: Request<pb::SimilarityRequest>,
     ) -> Result<Response<pb::SimilarityResponse>, Status> {
-        Ok(Response::new(super::similarity::similarity(&self.engine, request.into_inner()).await?))
+        Ok(Response::new(super::similarity::similarity(&self.similarity, request.into_inner()).await?))
     }
 
     async fn classify(
         &self,
         request: Request<pb::ClassifyRequest>,
     ) -> Result<Response<pb::ClassifyResponse>, Status> {
-        Ok(Response::new(super::similarity::classify(&self.engine, request.into_inner()).await?))
+        Ok(Response::new(super::similarity::classify(&self.similarity, request.into_inner()).await?))
     }
 }
 

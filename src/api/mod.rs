@@ -1,25 +1,44 @@
 //! The gRPC edge: generated protobuf types, the service implementations and the mapping of
 //! internal errors to gRPC statuses.
 
-pub mod codec;
 mod collections;
 mod convert;
 mod embedder;
 mod similarity;
 mod status;
 
+pub use crate::service::SimilarityError;
 pub use collections::CollectionsService;
-/// Protobuf inputs to engine items (used by the in-process baseline of `bindery load`).
-pub(crate) use convert::items as convert_items;
 pub use embedder::{EmbedderService, TIMING_KEYS};
-pub use similarity::SimilarityError;
 pub use status::{RETRY_AFTER_KEY, to_status};
 
-/// Generated `bindery.v1` types, client and server.
-pub mod pb {
-    #![allow(missing_docs, clippy::all)]
-    tonic::include_proto!("bindery.v1");
+use std::sync::Arc;
 
-    /// Encoded file descriptor set served by gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bindery_descriptor");
+use tonic::Status;
+
+/// What each further message of a streaming call must pay: put in the request extensions by the
+/// server's rate limiter (absent without a limit). The API edge charges it; the limiter decides,
+/// and a refusal is the status the message is answered with.
+#[derive(Clone)]
+pub struct StreamBudget(Arc<dyn Fn() -> Result<(), Status> + Send + Sync>);
+
+impl StreamBudget {
+    /// A budget charged by calling `charge`.
+    pub fn new(charge: impl Fn() -> Result<(), Status> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(charge))
+    }
+
+    /// Pays for one more message, or says why it may not be sent.
+    pub fn charge(&self) -> Result<(), Status> {
+        (self.0)()
+    }
 }
+
+impl std::fmt::Debug for StreamBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamBudget")
+    }
+}
+
+/// Generated `bindery.v1` types, client and server (they live in the leaf module `shared`).
+pub use crate::shared::pb;

@@ -2,8 +2,8 @@
 
 use tonic::{Code, Status};
 
-use super::similarity::SimilarityError;
 use crate::engine::{EngineError, ItemLimitError};
+use crate::service::SimilarityError;
 use crate::store::StoreError;
 
 /// Metadata key of a refusal's retry hint, in milliseconds (in the trailers of a refused call).

@@ -1,15 +1,15 @@
 //! The `bindery` command line: `serve` and the client subcommands.
 
-mod client;
-pub mod connect;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::client::connect::ConnectArgs;
+use crate::client::{commands, load};
 use crate::engine::{EngineOptions, Limits};
+use crate::modality::InputLimits;
 use crate::server::connections::ConnectionOptions;
 use crate::server::{self, ServerOptions};
 
@@ -28,11 +28,11 @@ pub enum Command {
     /// Load the models and serve them over gRPC.
     Serve(ServeArgs),
     /// Embed a text or an image with a running server and print JSON.
-    Embed(client::EmbedArgs),
+    Embed(commands::EmbedArgs),
     /// List the models of a running server as JSON.
-    Models(connect::ConnectArgs),
+    Models(ConnectArgs),
     /// Drive a running server with a configurable load and report throughput and latency.
-    Load(crate::load::LoadArgs),
+    Load(load::LoadArgs),
 }
 
 /// Options of `bindery serve`.
@@ -95,25 +95,25 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = Limits::default().max_label_prompts)]
     pub max_label_prompts: usize,
     /// Longest text accepted, in UTF-8 bytes.
-    #[arg(long, default_value_t = Limits::default().max_text_bytes)]
+    #[arg(long, default_value_t = InputLimits::default().max_text_bytes)]
     pub max_text_bytes: usize,
     /// Largest encoded image accepted, in bytes.
-    #[arg(long, default_value_t = Limits::default().image.max_bytes)]
+    #[arg(long, default_value_t = InputLimits::default().image.max_bytes)]
     pub max_image_bytes: usize,
     /// Largest decoded image accepted, in pixels (decompression-bomb guard).
-    #[arg(long, default_value_t = Limits::default().image.max_pixels)]
+    #[arg(long, default_value_t = InputLimits::default().image.max_pixels)]
     pub max_image_pixels: u64,
     /// Largest encoded audio file accepted, in bytes.
-    #[arg(long, default_value_t = Limits::default().audio.max_bytes)]
+    #[arg(long, default_value_t = InputLimits::default().audio.max_bytes)]
     pub max_audio_bytes: usize,
     /// Longest audio accepted, in seconds.
-    #[arg(long, default_value_t = Limits::default().audio.max_duration_secs)]
+    #[arg(long, default_value_t = InputLimits::default().audio.max_duration_secs)]
     pub max_audio_seconds: f64,
     /// Largest encoded point-cloud file accepted, in bytes.
-    #[arg(long, default_value_t = Limits::default().point_cloud.max_bytes)]
+    #[arg(long, default_value_t = InputLimits::default().point_cloud.max_bytes)]
     pub max_point_cloud_bytes: usize,
     /// Most points accepted in one point cloud.
-    #[arg(long, default_value_t = Limits::default().point_cloud.max_points)]
+    #[arg(long, default_value_t = InputLimits::default().point_cloud.max_points)]
     pub max_points: usize,
     /// Largest gRPC message accepted, in bytes.
     #[arg(long, default_value_t = server::DEFAULT_MAX_MESSAGE_BYTES)]
@@ -245,13 +245,13 @@ impl ServeArgs {
         options.limits.max_labels = self.max_labels;
         options.limits.max_templates = self.max_templates;
         options.limits.max_label_prompts = self.max_label_prompts;
-        options.limits.max_text_bytes = self.max_text_bytes;
-        options.limits.image.max_bytes = self.max_image_bytes;
-        options.limits.image.max_pixels = self.max_image_pixels;
-        options.limits.audio.max_bytes = self.max_audio_bytes;
-        options.limits.audio.max_duration_secs = self.max_audio_seconds;
-        options.limits.point_cloud.max_bytes = self.max_point_cloud_bytes;
-        options.limits.point_cloud.max_points = self.max_points;
+        options.limits.inputs.max_text_bytes = self.max_text_bytes;
+        options.limits.inputs.image.max_bytes = self.max_image_bytes;
+        options.limits.inputs.image.max_pixels = self.max_image_pixels;
+        options.limits.inputs.audio.max_bytes = self.max_audio_bytes;
+        options.limits.inputs.audio.max_duration_secs = self.max_audio_seconds;
+        options.limits.inputs.point_cloud.max_bytes = self.max_point_cloud_bytes;
+        options.limits.inputs.point_cloud.max_points = self.max_points;
         options.max_message_bytes = self.max_message_bytes;
         options.max_concurrent_streams = self.max_concurrent_streams;
         options.drain_timeout = self.drain_timeout;
@@ -298,9 +298,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let ok = std::process::ExitCode::SUCCESS;
     match cli.command {
         Command::Serve(args) => serve(args).await.map(|()| ok),
-        Command::Embed(args) => client::embed(args).await.map(|()| ok),
-        Command::Models(args) => client::models(args).await.map(|()| ok),
-        Command::Load(args) => crate::load::run(args).await,
+        Command::Embed(args) => commands::embed(args).await.map(|()| ok),
+        Command::Models(args) => commands::models(args).await.map(|()| ok),
+        Command::Load(args) => load::run(args).await,
     }
 }
 

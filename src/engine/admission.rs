@@ -141,8 +141,9 @@ impl Linear {
         let n = points.len() as f64;
         let (sx, sy) = points.iter().fold((0.0, 0.0), |(sx, sy), (x, y)| (sx + x, sy + y));
         let (mx, my) = (sx / n, sy / n);
-        let (sxx, sxy) =
-            points.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + (x - mx) * (x - mx), b + (x - mx) * (y - my)));
+        let (sxx, sxy) = points
+            .iter()
+            .fold((0.0, 0.0), |(a, b), (x, y)| (a + (x - mx) * (x - mx), b + (x - mx) * (y - my)));
         let proportional = (0.0, if mx > 0.0 { my / mx } else { 0.0 });
         let (fixed, per_item) = if sxx <= f64::EPSILON {
             proportional
@@ -278,9 +279,8 @@ impl PaceMeter {
         let mean_batch = items as f64 / samples.len() as f64;
         let mut preprocess = fit(samples, |s| s.preprocess)?;
         let mut inference = fit(samples, |s| s.inference)?;
-        let (smallest, largest) = samples
-            .iter()
-            .fold((first.items, first.items), |(lo, hi), s| (lo.min(s.items), hi.max(s.items)));
+        let (smallest, largest) =
+            samples.iter().fold((first.items, first.items), |(lo, hi), s| (lo.min(s.items), hi.max(s.items)));
         // Sizes close together (31 and 32) make a line through them say little of its fixed
         // part; from sizes at least a factor 2 apart it is kept.
         if largest >= 2 * smallest {
@@ -585,7 +585,10 @@ mod tests {
         assert_eq!(wary.batch_end(now, 4), pace.batch_end(now, 4));
         // Sizing a batch allows for 2.5 spreads (of 5%) in each stage: 60 ms expected, 67.5 high.
         assert!(about(pace.batch_end(now, 4) - now, 60));
-        assert!((pace.batch_end_high(now, 4) - now).abs_diff(Duration::from_micros(67_500)) < Duration::from_micros(1));
+        assert!(
+            (pace.batch_end_high(now, 4) - now).abs_diff(Duration::from_micros(67_500))
+                < Duration::from_micros(1)
+        );
         // An input is hopeless only when even the fastest pace seen would miss.
         assert!(pace.hopeless(now, now + ms(14)) && !pace.hopeless(now, now + ms(16)));
     }

@@ -33,7 +33,7 @@ use super::error::EngineError;
 use super::{Item, LoadError};
 use crate::metrics::{EncoderLabels, Metrics, StageLabels};
 use crate::modality::Modality;
-use crate::panic::reason as panic_reason;
+use crate::shared::panic::reason as panic_reason;
 
 /// What a finished job hands back: one embedding per item, in order, and its stage times.
 pub(crate) type JobResult = Result<(Vec<EncodedItem>, StageTimes), EngineError>;
@@ -751,11 +751,11 @@ fn run_batch(context: &EncoderContext, labels: &EncoderLabels, pace: &PaceMeter,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Payload, PreprocessError};
+    use crate::modality::text::{Text, payload as text};
+    use crate::modality::{Observed, Payload, Pipeline, PreprocessError, Slot, TensorSpec};
 
     fn job(n: usize) -> (Arc<Job>, oneshot::Receiver<JobResult>) {
-        let items =
-            (0..n).map(|i| Item { id: format!("#{i}"), payload: Payload::Text(format!("t{i}")) }).collect();
+        let items = (0..n).map(|i| Item { id: format!("#{i}"), payload: text(format!("t{i}")) }).collect();
         Job::new(items, true, true, None)
     }
 
@@ -809,7 +809,7 @@ mod tests {
     }
 
     fn job_due_in(n: usize, millis: Option<u64>) -> (Arc<Job>, oneshot::Receiver<JobResult>) {
-        let items = (0..n).map(|i| Item { id: format!("#{i}"), payload: Payload::Text(format!("t{i}")) });
+        let items = (0..n).map(|i| Item { id: format!("#{i}"), payload: text(format!("t{i}")) });
         let deadline = millis.map(|ms| Instant::now() + Duration::from_millis(ms));
         Job::new(items.collect(), true, true, deadline)
     }
@@ -916,19 +916,39 @@ mod tests {
         panic_next_run: AtomicBool,
     }
 
+    /// Text of a test payload ("" for any other).
+    fn text_of(payload: &Payload) -> &str {
+        payload.value::<Text>().map_or("", |t| t.0.as_str())
+    }
+
+    /// The preprocessing of [`Fragile`]: one float per input, its text length.
+    struct FragilePipeline([TensorSpec; 1]);
+
+    impl Pipeline for FragilePipeline {
+        fn tensors(&self) -> &[TensorSpec] {
+            &self.0
+        }
+
+        fn preprocess_into(
+            &self,
+            payload: &Payload,
+            slots: &mut [Slot<'_>],
+        ) -> Result<Observed, PreprocessError> {
+            let t = text_of(payload);
+            if t == "panic" {
+                panic!("injected panic while preprocessing");
+            }
+            crate::modality::slot(slots, 0)?.f32()?[0] = t.len() as f32;
+            Ok(Observed::default())
+        }
+    }
+
     impl Stages for Fragile {
         fn preprocess(&self, items: &[&Item]) -> Batch {
-            if items.iter().any(|i| matches!(&i.payload, Payload::Text(t) if t == "panic-batch")) {
+            if items.iter().any(|i| text_of(&i.payload) == "panic-batch") {
                 panic!("injected panic while assembling");
             }
-            Batch::fill_f32(1, items, |payload, slot| match payload {
-                Payload::Text(t) if t == "panic" => panic!("injected panic while preprocessing"),
-                Payload::Text(t) => {
-                    slot[0] = t.len() as f32;
-                    Ok(())
-                }
-                _ => Err(PreprocessError::Internal("not text".into())),
-            })
+            Batch::preprocess(&FragilePipeline([TensorSpec::f32("x", vec![1])]), items)
         }
 
         fn run(&self, _model: &str, batch: &Batch) -> Result<Vec<f32>, EngineError> {
@@ -971,7 +991,7 @@ mod tests {
         texts
             .iter()
             .map(|t| {
-                let item = Item { id: (*t).into(), payload: Payload::Text((*t).into()) };
+                let item = Item { id: (*t).into(), payload: text((*t).into()) };
                 let (job, rx) = Job::new(vec![item], false, false, None);
                 workers.queue.admit(job).unwrap();
                 rx

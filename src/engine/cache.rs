@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Item, Payload};
+use super::Item;
 use crate::modality::Modality;
 
 /// Cache key: a BLAKE3 hash of the model, the modality and every byte that preprocessing reads.
@@ -23,28 +23,9 @@ impl CacheKey {
         };
         part(model.as_bytes());
         part(modality.as_str().as_bytes());
-        match &item.payload {
-            Payload::Text(text) => part(text.as_bytes()),
-            Payload::Image(bytes) => part(bytes),
-            Payload::Audio { data, format_hint } => {
-                part(data);
-                part(format_hint.as_bytes());
-            }
-            Payload::PointCloud(cloud) => {
-                part(&cloud.data);
-                part(cloud.format_hint.as_bytes());
-                part(bytemuck_f32(&cloud.xyz).as_slice());
-                part(bytemuck_f32(&cloud.rgb).as_slice());
-                part(&cloud.rgb_u8);
-            }
-            Payload::Depth | Payload::Thermal | Payload::Imu => part(&[]),
-        }
+        item.payload.key_parts(&mut part);
         Self(*h.finalize().as_bytes())
     }
-}
-
-fn bytemuck_f32(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 /// A cached embedding: the tower's raw output (normalised on the way out when the request asks).
@@ -125,7 +106,7 @@ mod tests {
     use super::*;
 
     fn text(t: &str) -> Item {
-        Item { id: "a".into(), payload: Payload::Text(t.into()) }
+        Item { id: "a".into(), payload: crate::modality::text::payload(t.into()) }
     }
 
     #[test]

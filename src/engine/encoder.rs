@@ -1,36 +1,16 @@
-//! One encoder: a modality's preprocessor feeding one ONNX tower.
+//! One encoder: a modality's pipeline feeding one ONNX tower. Nothing here knows which modality
+//! it serves: the pipeline says which tensors it fills, and each item fills its own slots.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use super::error::{EngineError, PreprocessError};
-use super::{Item, Payload};
-use crate::modality::Modality;
-use crate::modality::audio::AudioPreprocessor;
-use crate::modality::image::ImagePreprocessor;
-use crate::modality::point_cloud::{Colors, PointCloudInput, PointCloudPreprocessor};
-use crate::modality::text::TextPreprocessor;
+use super::Item;
+use super::error::EngineError;
+use crate::modality::{ElementType, Modality, Pipeline, PreprocessError, Slot, TensorSpec};
 use crate::model::tower::{NamedInput, Tower, TowerInput};
-use crate::panic::reason as panic_reason;
-
-/// Whether bindery has a preprocessing pipeline for `modality` at all.
-pub(crate) fn has_pipeline(modality: Modality) -> bool {
-    matches!(modality, Modality::Text | Modality::Image | Modality::Audio | Modality::PointCloud)
-}
-
-/// The preprocessing stage of an encoder.
-pub enum Preprocessor {
-    /// Tokenizer (boxed: the tokenizer is much larger than the other variants).
-    Text(Box<TextPreprocessor>),
-    /// Image decoder and transform.
-    Image(ImagePreprocessor),
-    /// Audio decoder, resampler and filterbank.
-    Audio(AudioPreprocessor),
-    /// Point-cloud parser, sampler and grouper.
-    PointCloud(PointCloudPreprocessor),
-}
+use crate::shared::panic::reason as panic_reason;
 
 /// A batch tensor in the tower's input element type.
 enum BatchBuffer {
@@ -39,6 +19,14 @@ enum BatchBuffer {
 }
 
 impl BatchBuffer {
+    /// `len` zeros of `element`.
+    fn zeros(element: ElementType, len: usize) -> Self {
+        match element {
+            ElementType::F32 => BatchBuffer::F32(vec![0.0; len]),
+            ElementType::I64 => BatchBuffer::I64(vec![0; len]),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             BatchBuffer::F32(b) => b.len(),
@@ -75,20 +63,38 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    fn single(buffer: BatchBuffer, results: Vec<Result<(), PreprocessError>>) -> Self {
-        Self { tensors: vec![buffer], outcomes: results.into_iter().map(|r| r.map(|()| 0)).collect() }
-    }
-
-    /// A batch of one float tensor, `len` values per item, each item written by `write` straight
-    /// into its slot (in parallel on the current rayon pool). A failed or panicking item leaves
-    /// its slot zeroed and its error in `outcomes`.
-    pub(crate) fn fill_f32(
-        len: usize,
-        items: &[&Item],
-        write: impl Fn(&Payload, &mut [f32]) -> Result<(), PreprocessError> + Sync,
-    ) -> Self {
-        let (buf, results) = fill(len, items, write);
-        Self::single(BatchBuffer::F32(buf), results)
+    /// Preprocesses `items` with `pipeline` in parallel (on the current rayon pool), each
+    /// straight into its slot of one batch tensor per tower input. A failed or panicking item
+    /// leaves its slots zeroed and its error in `outcomes`.
+    pub(crate) fn preprocess(pipeline: &dyn Pipeline, items: &[&Item]) -> Self {
+        let specs = pipeline.tensors();
+        let mut tensors: Vec<BatchBuffer> = specs
+            .iter()
+            .map(|spec| BatchBuffer::zeros(spec.element, spec.item_len() * items.len()))
+            .collect();
+        let mut slots: Vec<Vec<Slot<'_>>> = items.iter().map(|_| Vec::with_capacity(specs.len())).collect();
+        for (tensor, spec) in tensors.iter_mut().zip(specs) {
+            // Encoders refuse tensors of zero values at load, so every item gets a slot here.
+            let len = spec.item_len().max(1);
+            match tensor {
+                BatchBuffer::F32(b) => {
+                    b.chunks_mut(len).zip(&mut slots).for_each(|(c, s)| s.push(Slot::F32(c)))
+                }
+                BatchBuffer::I64(b) => {
+                    b.chunks_mut(len).zip(&mut slots).for_each(|(c, s)| s.push(Slot::I64(c)))
+                }
+            }
+        }
+        let outcomes = slots
+            .into_par_iter()
+            .zip(items.par_iter())
+            .map(|(mut item_slots, item)| {
+                guarded(item, || {
+                    pipeline.preprocess_into(&item.payload, &mut item_slots).map(|o| o.dropped_points)
+                })
+            })
+            .collect();
+        Batch { tensors, outcomes }
     }
 
     /// The values of float input `input` (tests check what reached the tower).
@@ -124,113 +130,6 @@ impl Batch {
     }
 }
 
-impl Preprocessor {
-    fn item_len(&self) -> usize {
-        match self {
-            Preprocessor::Text(t) => t.context_length(),
-            Preprocessor::Image(i) => i.tensor_len(),
-            Preprocessor::Audio(a) => a.tensor_len(),
-            Preprocessor::PointCloud(p) => p.neighborhood_len(),
-        }
-    }
-
-    /// Preprocesses `items` in parallel (on the current rayon pool), each straight into its slot
-    /// of one batch tensor per tower input. A failed item leaves its slot zeroed and its error in
-    /// `outcomes`.
-    pub(crate) fn batch(&self, items: &[&Item]) -> Batch {
-        let len = self.item_len();
-        match self {
-            Preprocessor::Text(t) => {
-                let (buf, results) = fill(len, items, |payload, slot: &mut [i64]| match payload {
-                    Payload::Text(text) => t.encode_into(text, slot).map_err(PreprocessError::from),
-                    _ => unreachable_payload(),
-                });
-                Batch::single(BatchBuffer::I64(buf), results)
-            }
-            Preprocessor::Image(p) => Batch::fill_f32(len, items, |payload, slot| match payload {
-                Payload::Image(bytes) => p.preprocess_into(bytes, slot).map_err(PreprocessError::from),
-                _ => unreachable_payload(),
-            }),
-            Preprocessor::Audio(p) => Batch::fill_f32(len, items, |payload, slot| match payload {
-                Payload::Audio { data, format_hint } => {
-                    let hint = (!format_hint.is_empty()).then_some(format_hint.as_str());
-                    p.preprocess_into(data, hint, slot).map_err(PreprocessError::from)
-                }
-                _ => unreachable_payload(),
-            }),
-            Preprocessor::PointCloud(p) => {
-                let center_len = p.center_len();
-                let mut neighborhoods = vec![0f32; len * items.len()];
-                let mut centers = vec![0f32; center_len * items.len()];
-                let outcomes: Vec<Result<u64, PreprocessError>> = neighborhoods
-                    .par_chunks_mut(len)
-                    .zip(centers.par_chunks_mut(center_len))
-                    .zip(items.par_iter())
-                    .map(|((neighborhood, center), item)| {
-                        guarded(item, || match &item.payload {
-                            Payload::PointCloud(cloud) => p
-                                .preprocess_into(cloud.as_input(), neighborhood, center)
-                                .map(|stats| stats.dropped_points)
-                                .map_err(PreprocessError::from),
-                            _ => unreachable_payload().map(|()| 0),
-                        })
-                    })
-                    .collect();
-                Batch { tensors: vec![BatchBuffer::F32(neighborhoods), BatchBuffer::F32(centers)], outcomes }
-            }
-        }
-    }
-}
-
-/// A point cloud payload owned by the request.
-#[derive(Debug, Clone, Default)]
-pub struct PointCloudPayload {
-    /// Encoded file bytes (empty when arrays are used).
-    pub data: Vec<u8>,
-    /// Format hint (may be empty).
-    pub format_hint: String,
-    /// Packed coordinates.
-    pub xyz: Vec<f32>,
-    /// Packed float colours.
-    pub rgb: Vec<f32>,
-    /// Packed byte colours.
-    pub rgb_u8: Vec<u8>,
-}
-
-impl PointCloudPayload {
-    /// The borrowed form the preprocessor takes: the file when one was sent, else the arrays.
-    pub fn as_input(&self) -> PointCloudInput<'_> {
-        if !self.data.is_empty() || self.xyz.is_empty() {
-            let hint = (!self.format_hint.is_empty()).then_some(self.format_hint.as_str());
-            return PointCloudInput::File { data: &self.data, format_hint: hint };
-        }
-        let colors = if !self.rgb.is_empty() {
-            Some(Colors::Float(&self.rgb))
-        } else if !self.rgb_u8.is_empty() {
-            Some(Colors::Bytes(&self.rgb_u8))
-        } else {
-            None
-        };
-        PointCloudInput::Arrays { xyz: &self.xyz, colors }
-    }
-}
-
-/// Preprocesses `items` in parallel, each straight into its `len`-sized slot of one batch buffer.
-/// Returns the buffer and each item's result.
-fn fill<T: Default + Clone + Send>(
-    len: usize,
-    items: &[&Item],
-    write: impl Fn(&Payload, &mut [T]) -> Result<(), PreprocessError> + Sync,
-) -> (Vec<T>, Vec<Result<(), PreprocessError>>) {
-    let mut buf = vec![T::default(); len * items.len()];
-    let results = buf
-        .par_chunks_mut(len)
-        .zip(items.par_iter())
-        .map(|(slot, item)| guarded(item, || write(&item.payload, slot)))
-        .collect();
-    (buf, results)
-}
-
 /// Runs the preprocessing of one `item`, turning a panic into an error for that item alone: the
 /// rest of its batch and the encoder thread go on. The slot the item was writing is discarded
 /// with it, so whatever the panic left there never reaches the tower.
@@ -245,18 +144,12 @@ fn guarded<T>(
     })
 }
 
-// Items are grouped by `Payload::modality` before they reach an encoder, so a payload of another
-// modality here is a bug in the grouping; report it as an error rather than panicking.
-fn unreachable_payload() -> Result<(), PreprocessError> {
-    Err(PreprocessError::Internal("payload routed to an encoder of another modality".into()))
-}
-
-/// A modality's preprocessor and tower within one model.
+/// A modality's pipeline and tower within one model.
 pub struct Encoder {
     /// Modality served.
     pub modality: Modality,
     /// Preprocessing stage.
-    pub preprocessor: Preprocessor,
+    pub pipeline: Box<dyn Pipeline>,
     /// ONNX tower.
     pub tower: Tower,
     /// Logit scale of this modality in the reference model.
@@ -269,9 +162,6 @@ pub struct Encoder {
     pub queue_capacity: usize,
     /// Embedding dimension.
     pub dim: usize,
-    /// The tower's inputs: name and the shape of one item's tensor (without the batch axis), in
-    /// the order the preprocessor fills them.
-    pub inputs: Vec<(String, Vec<usize>)>,
 }
 
 /// What an encoder's batching threads drive: preprocessing, then the tower. The loaded
@@ -288,7 +178,7 @@ pub(crate) trait Stages: Send + Sync {
 
 impl Stages for Encoder {
     fn preprocess(&self, items: &[&Item]) -> Batch {
-        self.preprocessor.batch(items)
+        Batch::preprocess(self.pipeline.as_ref(), items)
     }
 
     fn run(&self, model: &str, batch: &Batch) -> Result<Vec<f32>, EngineError> {
@@ -339,20 +229,21 @@ pub struct EncodedItem {
 impl Encoder {
     /// Runs the tower on every item of `batch`. Returns `batch.len() * dim` floats, row-major.
     pub(crate) fn run(&self, model: &str, batch: &Batch) -> Result<Vec<f32>, EngineError> {
-        if batch.tensors.len() != self.inputs.len() {
+        let specs = self.pipeline.tensors();
+        if batch.tensors.len() != specs.len() {
             return Err(EngineError::Internal(format!(
-                "{} preprocessor produced {} tensors for a tower with {} inputs",
+                "{} pipeline produced {} tensors for a tower with {} inputs",
                 self.modality,
                 batch.tensors.len(),
-                self.inputs.len()
+                specs.len()
             )));
         }
         let items = batch.len();
         let named: Vec<NamedInput<'_>> = batch
             .tensors
             .iter()
-            .zip(&self.inputs)
-            .map(|(buffer, (name, item_shape))| {
+            .zip(specs)
+            .map(|(buffer, TensorSpec { name, item_shape, .. })| {
                 let mut shape = Vec::with_capacity(item_shape.len() + 1);
                 shape.push(items);
                 shape.extend_from_slice(item_shape);
@@ -376,15 +267,10 @@ impl Encoder {
     pub(crate) fn warm_up(&self, model: &str) -> Result<(), EngineError> {
         let n = self.max_batch_size.max(1);
         let tensors = self
-            .inputs
+            .pipeline
+            .tensors()
             .iter()
-            .map(|(_, shape)| {
-                let len = n * shape.iter().product::<usize>();
-                match self.preprocessor {
-                    Preprocessor::Text(_) => BatchBuffer::I64(vec![0; len]),
-                    _ => BatchBuffer::F32(vec![0.0; len]),
-                }
-            })
+            .map(|spec| BatchBuffer::zeros(spec.element, n * spec.item_len()))
             .collect();
         let batch = Batch { tensors, outcomes: (0..n).map(|_| Ok(0)).collect() };
         self.run(model, &batch).map(|_| ())
@@ -404,7 +290,7 @@ impl Encoder {
         for chunk in items.chunks(self.max_batch_size.max(1)) {
             let started = Instant::now();
             let refs: Vec<&Item> = chunk.iter().collect();
-            let mut batch = self.preprocessor.batch(&refs);
+            let mut batch = Batch::preprocess(self.pipeline.as_ref(), &refs);
             if let Some(i) = batch.outcomes.iter().position(|o| o.is_err())
                 && let Err(source) = std::mem::replace(&mut batch.outcomes[i], Ok(0))
             {

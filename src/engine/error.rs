@@ -4,55 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::modality::Modality;
-use crate::modality::audio::AudioError;
-use crate::modality::image::ImageError;
-use crate::modality::point_cloud::PointCloudError;
-use crate::modality::text::TextError;
+pub use crate::modality::PreprocessError;
 use crate::model::manifest::ManifestError;
 use crate::model::runtime::RuntimeError;
 use crate::model::tower::TowerError;
-
-/// Why one input could not be preprocessed.
-#[derive(Debug, thiserror::Error)]
-pub enum PreprocessError {
-    /// Text problem.
-    #[error(transparent)]
-    Text(#[from] TextError),
-    /// Image problem.
-    #[error(transparent)]
-    Image(#[from] ImageError),
-    /// Audio problem.
-    #[error(transparent)]
-    Audio(#[from] AudioError),
-    /// Point-cloud problem.
-    #[error(transparent)]
-    PointCloud(#[from] PointCloudError),
-    /// Text longer than the server accepts.
-    #[error("text is {len} bytes, more than the limit of {limit} bytes")]
-    TextTooLong {
-        /// Text length in bytes.
-        len: usize,
-        /// Configured limit.
-        limit: usize,
-    },
-    /// A bug in routing inputs; never caused by the input itself.
-    #[error("internal error: {0}")]
-    Internal(String),
-    /// Preprocessing this input panicked: a server bug. The panic is logged, not sent.
-    #[error("internal error while preprocessing this input")]
-    Panicked,
-}
-
-impl PreprocessError {
-    /// False when the failure lies with the server (configuration, a bug) rather than the input.
-    pub fn is_input_error(&self) -> bool {
-        match self {
-            PreprocessError::Audio(e) => e.is_input_error(),
-            PreprocessError::Internal(_) | PreprocessError::Panicked => false,
-            _ => true,
-        }
-    }
-}
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -144,8 +99,9 @@ pub enum EngineError {
     /// The inputs queued ahead of the request cannot be done before its deadline: it is refused
     /// at once rather than admitted to expire in the queue (load shedding).
     #[error(
-        "the {model}/{modality} encoder cannot finish this request before its deadline: {ahead} inputs \
-         are ahead of it, about {} ms of work, and the deadline is {} ms away; retry in {} ms",
+        "the {model}/{modality} encoder cannot finish this request before its deadline: {} ahead of \
+         it, about {} ms of work, and the deadline is {} ms away; retry in {} ms",
+        if *ahead == 1 { "1 input is".to_string() } else { format!("{ahead} inputs are") },
         millis_up(*wait),
         remaining.as_millis(),
         millis_up(*retry_after)
@@ -239,21 +195,16 @@ pub enum LoadError {
         /// What failed.
         source: TowerError,
     },
-    /// The tokenizer failed to load.
-    #[error("model {model:?}: {source}")]
-    Text {
+    /// A manifest section describes a pipeline bindery cannot build (a tokenizer that does not
+    /// load, parameters the filterbank cannot use).
+    #[error("model {model:?}, {modality} encoder: {source}")]
+    Pipeline {
         /// Model name.
         model: String,
-        /// What failed.
-        source: TextError,
-    },
-    /// The audio section describes a pipeline bindery cannot run.
-    #[error("model {model:?}, audio encoder: {source}")]
-    Audio {
-        /// Model name.
-        model: String,
+        /// Modality.
+        modality: Modality,
         /// What is wrong.
-        source: AudioError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The configured default model is not loaded.
     #[error("default model {name:?} is not among the loaded models ({available})")]

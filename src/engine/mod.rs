@@ -21,51 +21,13 @@ use crate::metrics::{EncoderLabels, Metrics, RejectLabels};
 use batcher::{BatchSettings, EncoderContext, EncoderQueue, EncoderWorkers, Job};
 pub use cache::{CacheKey, CachedEmbedding, EmbeddingCache};
 
-pub use encoder::{EncodedItem, Encoder, PointCloudPayload, Preprocessor, StageTimes};
+pub use encoder::{EncodedItem, Encoder, StageTimes};
 pub use error::{EngineError, LoadError, PreprocessError};
 pub use limits::{ItemLimitError, Limits, check_count};
 pub use registry::{LoadedModel, Registry};
 
-use crate::modality::Modality;
-
-/// What a client asked to embed.
-#[derive(Debug, Clone)]
-pub enum Payload {
-    /// UTF-8 text.
-    Text(String),
-    /// Encoded image bytes.
-    Image(Vec<u8>),
-    /// Encoded audio bytes and an optional format hint.
-    Audio {
-        /// File bytes.
-        data: Vec<u8>,
-        /// Format hint (may be empty).
-        format_hint: String,
-    },
-    /// A point cloud, as a file or arrays.
-    PointCloud(PointCloudPayload),
-    /// A depth map (no pipeline yet).
-    Depth,
-    /// A thermal image (no pipeline yet).
-    Thermal,
-    /// An IMU series (no pipeline yet).
-    Imu,
-}
-
-impl Payload {
-    /// The modality this payload belongs to.
-    pub fn modality(&self) -> Modality {
-        match self {
-            Payload::Text(_) => Modality::Text,
-            Payload::Image(_) => Modality::Image,
-            Payload::Audio { .. } => Modality::Audio,
-            Payload::PointCloud(_) => Modality::PointCloud,
-            Payload::Depth => Modality::Depth,
-            Payload::Thermal => Modality::Thermal,
-            Payload::Imu => Modality::Imu,
-        }
-    }
-}
+pub use crate::modality::Payload;
+use crate::modality::{self, Modality};
 
 /// One input: a client id and its payload.
 #[derive(Debug, Clone)]
@@ -450,8 +412,8 @@ impl Engine {
     }
 
     fn check_item(&self, model: &LoadedModel, item: &Item, modality: Modality) -> Result<(), EngineError> {
-        if model.encoder(modality).is_none() {
-            return Err(if encoder::has_pipeline(modality) {
+        let Some(encoder) = model.encoder(modality) else {
+            return Err(if modality::kind(modality).is_some() {
                 EngineError::ModalityNotServed {
                     id: item.id.clone(),
                     modality,
@@ -461,16 +423,12 @@ impl Engine {
             } else {
                 EngineError::ModalityUnimplemented { id: item.id.clone(), modality }
             });
-        }
-        if let Payload::Text(text) = &item.payload
-            && text.len() > self.limits.max_text_bytes
-        {
-            return Err(EngineError::InvalidInput {
-                id: item.id.clone(),
-                modality,
-                source: PreprocessError::TextTooLong { len: text.len(), limit: self.limits.max_text_bytes },
-            });
-        }
+        };
+        encoder.pipeline.admit(&item.payload).map_err(|source| EngineError::InvalidInput {
+            id: item.id.clone(),
+            modality,
+            source,
+        })?;
         Ok(())
     }
 }

@@ -4,15 +4,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::encoder::{Encoder, Preprocessor};
+use super::encoder::Encoder;
 use super::error::{EngineError, LoadError};
 use super::limits::Limits;
-use crate::modality::Modality;
-use crate::modality::audio::AudioPreprocessor;
-use crate::modality::image::ImagePreprocessor;
-use crate::modality::point_cloud::PointCloudPreprocessor;
-use crate::modality::text::TextPreprocessor;
-use crate::model::manifest::{BatchingSpec, EncoderSpec, ModelDir};
+use crate::modality::{self, Modality};
+use crate::model::manifest::{EncoderSpec, ModelDir};
 use crate::model::runtime::Runtime;
 use crate::model::tower::{Tower, TowerOptions};
 
@@ -41,64 +37,47 @@ impl LoadedModel {
         let m = &model.manifest;
         let dim = m.embedding_dim;
         let mut encoders = BTreeMap::new();
-        let load = |modality,
-                    preprocessor,
-                    spec: (&Path, &str, f32, &BatchingSpec),
-                    inputs: Vec<(String, Vec<usize>)>| {
-            let (onnx, output, logit_scale, batching) = spec;
-            let names: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
-            let tower = Tower::load(runtime, &model.file(onnx), &names, output, dim, options)
-                .map_err(|source| LoadError::Tower { model: model.name.clone(), modality, source })?;
-            Ok::<_, LoadError>(Arc::new(Encoder {
+        for (&modality, spec) in &m.encoders {
+            let kind = modality::kind(modality).ok_or_else(|| LoadError::Pipeline {
+                model: model.name.clone(),
                 modality,
-                preprocessor,
+                source: format!("bindery has no {modality} pipeline in this version").into(),
+            })?;
+            let pipeline = (kind.build)(&spec.section(&model.dir), &limits.inputs)
+                .map_err(|source| LoadError::Pipeline { model: model.name.clone(), modality, source })?;
+            if let Some(empty) = pipeline.tensors().iter().find(|t| t.item_len() == 0) {
+                return Err(LoadError::Pipeline {
+                    model: model.name.clone(),
+                    modality,
+                    source: format!("tower input {:?} would hold no values", empty.name).into(),
+                });
+            }
+            let names: Vec<&str> = pipeline.tensors().iter().map(|t| t.name.as_str()).collect();
+            let tower = Tower::load(
+                runtime,
+                &model.file(tower_file(spec, options)),
+                &names,
+                &spec.output,
+                dim,
+                options,
+            )
+            .map_err(|source| LoadError::Tower {
+                model: model.name.clone(),
+                modality,
+                source,
+            })?;
+            let batching = &spec.batching;
+            let encoder = Encoder {
+                modality,
+                pipeline,
                 tower,
-                logit_scale,
+                logit_scale: spec.logit_scale,
                 max_batch_size: batching.max_batch_size,
                 max_batch_delay: batching.max_batch_delay(),
                 queue_capacity: batching.queue_capacity,
                 dim,
-                inputs,
-            }))
-        };
-        if let Some(spec) = &m.text {
-            let text = TextPreprocessor::new(&spec.preprocess, &model.dir)
-                .map_err(|source| LoadError::Text { model: model.name.clone(), source })?;
-            let inputs = vec![(spec.input.clone(), vec![spec.preprocess.context_length])];
-            encoders.insert(
-                Modality::Text,
-                load(Modality::Text, Preprocessor::Text(Box::new(text)), tower_spec(spec, options), inputs)?,
-            );
-        }
-        if let Some(spec) = &m.image {
-            let p = &spec.preprocess;
-            let image = Preprocessor::Image(ImagePreprocessor::new(p, limits.image));
-            let inputs = vec![(spec.input.clone(), vec![3, p.crop as usize, p.crop as usize])];
-            encoders
-                .insert(Modality::Image, load(Modality::Image, image, tower_spec(spec, options), inputs)?);
-        }
-        if let Some(spec) = &m.audio {
-            let p = &spec.preprocess;
-            let audio = AudioPreprocessor::try_new(p, limits.audio)
-                .map_err(|source| LoadError::Audio { model: model.name.clone(), source })?;
-            let audio = Preprocessor::Audio(audio);
-            let inputs =
-                vec![(spec.input.clone(), vec![p.clips_per_input, 1, p.num_mel_bins, p.target_length])];
-            encoders
-                .insert(Modality::Audio, load(Modality::Audio, audio, tower_spec(spec, options), inputs)?);
-        }
-        if let Some(spec) = &m.point_cloud {
-            let p = &spec.preprocess;
-            let points = PointCloudPreprocessor::new(p, limits.point_cloud);
-            let inputs = vec![
-                (spec.input.clone(), vec![p.num_group, p.group_size, points.channels()]),
-                (p.center_input.clone(), vec![p.num_group, 3]),
-            ];
-            let points = Preprocessor::PointCloud(points);
-            encoders.insert(
-                Modality::PointCloud,
-                load(Modality::PointCloud, points, tower_spec(spec, options), inputs)?,
-            );
+            };
+            encoders.insert(modality, Arc::new(encoder));
         }
         Ok(Self {
             name: model.name.clone(),
@@ -130,16 +109,13 @@ impl LoadedModel {
     }
 }
 
-/// The tower-related fields of a manifest section.
-fn tower_spec<'a, P>(
-    spec: &'a EncoderSpec<P>,
-    options: &TowerOptions,
-) -> (&'a Path, &'a str, f32, &'a BatchingSpec) {
-    let onnx = match (&spec.onnx_fp16, options.fp16) {
+/// The ONNX file of a section: its half-precision variant when the server runs in fp16 and the
+/// manifest names one.
+fn tower_file<'a>(spec: &'a EncoderSpec, options: &TowerOptions) -> &'a Path {
+    match (&spec.onnx_fp16, options.fp16) {
         (Some(half), true) => half,
         _ => &spec.onnx,
-    };
-    (onnx, &spec.output, spec.logit_scale, &spec.batching)
+    }
 }
 
 /// Every loaded model and the default one.

@@ -1,49 +1,137 @@
 //! Modality preprocessing: turning client payloads into the dense tensors each tower takes.
 //!
-//! One submodule per modality; each exposes a preprocessor built from its manifest section that
-//! writes one item straight into its slot of a batch tensor.
+//! One folder per modality. Each owns its manifest section type, its payload, its limits and its
+//! [`Pipeline`], and registers itself with one [`Kind`] line in [`KINDS`]; the engine, the
+//! manifest and the API edge reach a modality only through these, so adding one never edits them.
+//! Everything here must match the reference implementation bit for bit.
 
 pub mod audio;
 pub mod image;
+mod pipeline;
 pub mod point_cloud;
 pub mod text;
 
-/// The kinds of input bindery knows about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Modality {
-    /// UTF-8 text.
-    Text,
-    /// Encoded still image.
-    Image,
-    /// Encoded audio file.
-    Audio,
-    /// 3D point cloud.
-    PointCloud,
-    /// Depth map.
-    Depth,
-    /// Thermal image.
-    Thermal,
-    /// Inertial measurement unit series.
-    Imu,
+use std::error::Error;
+use std::path::Path;
+
+pub use crate::shared::Modality;
+use crate::shared::pb;
+pub use pipeline::{
+    ElementType, Observed, Payload, PayloadValue, Pipeline, PreprocessError, Slot, TensorSpec, Unsupported,
+    slot,
+};
+
+/// Every modality bindery has a pipeline for: one line per modality folder.
+pub const KINDS: &[&Kind] = &[&text::KIND, &image::KIND, &audio::KIND, &point_cloud::KIND];
+
+/// How a modality plugs in: its manifest section becomes a pipeline, its protobuf input a payload.
+pub struct Kind {
+    /// The modality.
+    pub modality: Modality,
+    /// Parses and validates a manifest section's `preprocess` table (and that the files it names
+    /// exist under the model folder). The message names the offending field.
+    pub check: fn(&Section<'_>) -> Result<(), String>,
+    /// Builds the pipeline of one model's section, under the server's input limits.
+    pub build: BuildFn,
+    /// The payload of a protobuf input of this modality; an input of another modality is handed
+    /// back untouched.
+    pub from_proto: fn(pb::input::Payload) -> Result<Payload, pb::input::Payload>,
 }
 
-impl Modality {
-    /// Lower-case name used in messages, metrics and the manifest.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Modality::Text => "text",
-            Modality::Image => "image",
-            Modality::Audio => "audio",
-            Modality::PointCloud => "point_cloud",
-            Modality::Depth => "depth",
-            Modality::Thermal => "thermal",
-            Modality::Imu => "imu",
+/// Why a section's pipeline cannot be built (a tokenizer that does not load, parameters a
+/// filterbank cannot use); the message names the problem.
+pub type BuildError = Box<dyn Error + Send + Sync>;
+
+/// Builds the pipeline of one model's section, under the server's input limits.
+pub type BuildFn = fn(&Section<'_>, &InputLimits) -> Result<Box<dyn Pipeline>, BuildError>;
+
+/// What a [`Kind`] builds a pipeline from.
+pub struct Section<'a> {
+    /// The section's `preprocess` table.
+    pub preprocess: &'a toml::Table,
+    /// The section's `input`: the name of the tower's (first) input tensor.
+    pub input: &'a str,
+    /// The model folder, which files named in the section are relative to.
+    pub model_dir: &'a Path,
+}
+
+/// The registration of `modality`, when bindery has a pipeline for it.
+pub fn kind(modality: Modality) -> Option<&'static Kind> {
+    KINDS.iter().copied().find(|k| k.modality == modality)
+}
+
+/// The payload of a protobuf input. A modality without a pipeline gives an [`Unsupported`]
+/// payload, which the engine answers as unimplemented.
+pub fn payload_from_proto(mut input: pb::input::Payload) -> Payload {
+    for kind in KINDS {
+        match (kind.from_proto)(input) {
+            Ok(payload) => return payload,
+            Err(other) => input = other,
+        }
+    }
+    Payload::new(Modality::of_input(&input), Unsupported)
+}
+
+/// Reads a `preprocess` table as a modality's section type; the message names the field.
+pub(crate) fn parse_section<T: serde::de::DeserializeOwned>(preprocess: &toml::Table) -> Result<T, String> {
+    T::deserialize(toml::Value::Table(preprocess.clone())).map_err(|e| e.message().trim().to_string())
+}
+
+/// Checks that `relative`, named by field `field` of a section, exists under `model_dir`.
+pub(crate) fn require_file(field: &str, relative: &Path, model_dir: &Path) -> Result<(), String> {
+    let full = model_dir.join(relative);
+    if full.is_file() {
+        Ok(())
+    } else {
+        Err(format!("{field} names {}, which does not exist", full.display()))
+    }
+}
+
+/// Per-input size limits, checked before any expensive work.
+#[derive(Debug, Clone)]
+pub struct InputLimits {
+    /// Longest text accepted, in UTF-8 bytes.
+    pub max_text_bytes: usize,
+    /// Image limits.
+    pub image: image::ImageLimits,
+    /// Audio limits.
+    pub audio: audio::AudioLimits,
+    /// Point-cloud limits.
+    pub point_cloud: point_cloud::PointCloudLimits,
+}
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        Self {
+            max_text_bytes: 64 * 1024,
+            image: image::ImageLimits::default(),
+            audio: audio::AudioLimits::default(),
+            point_cloud: point_cloud::PointCloudLimits::default(),
         }
     }
 }
 
-impl std::fmt::Display for Modality {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_registered_once_and_claims_only_its_own_protobuf_input() {
+        let mut seen: Vec<Modality> = KINDS.iter().map(|k| k.modality).collect();
+        seen.dedup();
+        assert_eq!(seen.len(), KINDS.len(), "a modality is registered twice");
+        let inputs = [
+            pb::input::Payload::Text("a".into()),
+            pb::input::Payload::Image(vec![1]),
+            pb::input::Payload::Audio(pb::Audio::default()),
+            pb::input::Payload::PointCloud(pb::PointCloud::default()),
+            pb::input::Payload::Depth(vec![1]),
+        ];
+        for input in inputs {
+            let modality = Modality::of_input(&input);
+            let payload = payload_from_proto(input);
+            assert_eq!(payload.modality(), modality);
+            assert_eq!(payload.value::<Unsupported>().is_some(), kind(modality).is_none(), "{modality}");
+        }
     }
 }

@@ -1,14 +1,17 @@
 //! `model.toml`: the description of one model folder.
 //!
 //! Every model-specific number (tensor names, image size, normalisation constants, tokenizer,
-//! audio filterbank parameters, logit scales) lives here, so a new model of the same family is a
-//! new folder and never a code change.
+//! audio filterbank parameters, logit scales) lives in it, so a new model of the same family is a
+//! new folder and never a code change. This module reads the header and each section's tower
+//! fields; a section's `preprocess` table is read and checked by its modality's own section type
+//! (`modality::<kind>`), so the manifest never lists the modalities by hand.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::modality::Modality;
+use crate::modality::{self, Modality, Section};
 
 /// Errors found while reading or validating a manifest.
 #[derive(Debug, thiserror::Error)]
@@ -40,33 +43,35 @@ pub enum ManifestError {
 }
 
 /// A parsed, validated `model.toml`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Manifest {
     /// Model name clients use; defaults to the folder name.
     pub name: Option<String>,
     /// Model family (informational, e.g. `imagebind`).
-    #[serde(default)]
     pub family: String,
     /// Human-readable description.
-    #[serde(default)]
     pub description: String,
     /// Dimension of the shared embedding space; every tower must output it.
     pub embedding_dim: usize,
-    /// Text tower.
-    pub text: Option<EncoderSpec<TextPreprocess>>,
-    /// Image (vision) tower.
-    pub image: Option<EncoderSpec<ImagePreprocess>>,
-    /// Audio tower.
-    pub audio: Option<EncoderSpec<AudioPreprocess>>,
-    /// Point-cloud tower (PointBERT-style, ULIP binding).
-    pub point_cloud: Option<EncoderSpec<PointCloudPreprocess>>,
+    /// One section per modality served, named after the modality (`[text]`, `[image]`, ...).
+    pub encoders: BTreeMap<Modality, EncoderSpec>,
+}
+
+/// The top-level keys of `model.toml` that are not modality sections.
+#[derive(Debug, Deserialize)]
+struct Header {
+    name: Option<String>,
+    #[serde(default)]
+    family: String,
+    #[serde(default)]
+    description: String,
+    embedding_dim: usize,
 }
 
 /// One ONNX tower and how its input is prepared.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EncoderSpec<P> {
+pub struct EncoderSpec {
     /// ONNX file, relative to the model folder.
     pub onnx: PathBuf,
     /// Optional half-precision variant of `onnx` (same input and output names, f32 inputs and
@@ -83,8 +88,15 @@ pub struct EncoderSpec<P> {
     /// Dynamic batching limits for this tower.
     #[serde(default)]
     pub batching: BatchingSpec,
-    /// Modality-specific preprocessing parameters.
-    pub preprocess: P,
+    /// Modality-specific preprocessing parameters, read by the modality's own section type.
+    pub preprocess: toml::Table,
+}
+
+impl EncoderSpec {
+    /// The section as a modality reads it, for the model in `model_dir`.
+    pub fn section<'a>(&'a self, model_dir: &'a Path) -> Section<'a> {
+        Section { preprocess: &self.preprocess, input: &self.input, model_dir }
+    }
 }
 
 fn one() -> f32 {
@@ -134,115 +146,6 @@ impl BatchingSpec {
     }
 }
 
-/// Text preprocessing: CLIP byte-level BPE with a fixed context.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TextPreprocess {
-    /// `tokenizer.json` (Hugging Face `tokenizers` format), relative to the model folder.
-    pub tokenizer: PathBuf,
-    /// Number of token ids the tower takes (77 for CLIP/ImageBind).
-    pub context_length: usize,
-    /// Start-of-text id.
-    pub start_token: u32,
-    /// End-of-text id; kept as the last id when the text is truncated.
-    pub end_token: u32,
-    /// Id used to pad to `context_length`.
-    pub pad_token: u32,
-}
-
-/// Resampling filter used to scale images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ResizeFilter {
-    /// PIL `BICUBIC` (a = -0.5), antialiased.
-    Bicubic,
-    /// PIL `BILINEAR`, antialiased.
-    Bilinear,
-}
-
-/// Image preprocessing: resize short side, center crop, normalise (CHW, f32).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImagePreprocess {
-    /// The short side is resized to this many pixels.
-    pub resize: u32,
-    /// Side of the square center crop.
-    pub crop: u32,
-    /// Resampling filter.
-    pub filter: ResizeFilter,
-    /// Per-channel mean (RGB) subtracted after scaling to [0, 1].
-    pub mean: [f32; 3],
-    /// Per-channel standard deviation (RGB).
-    pub std: [f32; 3],
-}
-
-/// Audio preprocessing: resample, clip sampling, Kaldi filterbank, normalisation.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AudioPreprocess {
-    /// Sample rate the filterbank runs at (Hz).
-    pub sample_rate: u32,
-    /// Number of clips taken from each input.
-    pub clips_per_input: usize,
-    /// Length of each clip in seconds.
-    pub clip_duration: f64,
-    /// Number of mel bins.
-    pub num_mel_bins: usize,
-    /// Frames per clip after padding or cutting.
-    pub target_length: usize,
-    /// Analysis window length in milliseconds.
-    pub frame_length_ms: f64,
-    /// Hop between frames in milliseconds.
-    pub frame_shift_ms: f64,
-    /// Mean subtracted from the log-mel values.
-    pub mean: f32,
-    /// Standard deviation the log-mel values are divided by.
-    pub std: f32,
-}
-
-/// Point-cloud preprocessing: sampling, normalisation and PointBERT grouping.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PointCloudPreprocess {
-    /// Points kept per cloud (farthest point sampling down, deterministic repetition up).
-    pub npoints: usize,
-    /// Number of groups (centres chosen by farthest point sampling).
-    pub num_group: usize,
-    /// Points per group (nearest neighbours of each centre).
-    pub group_size: usize,
-    /// Whether the tower takes colour: 6 channels (xyz + rgb) instead of 3.
-    pub use_color: bool,
-    /// Colour used for every point when the input has none (ULIP-2 uses 0.4).
-    #[serde(default = "default_point_color")]
-    pub default_color: f32,
-    /// Fewest points (after dropping non-finite ones) a cloud must have.
-    #[serde(default = "default_min_points")]
-    pub min_points: usize,
-    /// Name of the tower's second input, the group centres `[B, G, 3]`; the manifest's `input`
-    /// names the neighbourhoods `[B, G, K, C]`.
-    pub center_input: String,
-    /// Points sampled from a mesh surface (OBJ, PLY with faces) before preprocessing.
-    #[serde(default = "default_mesh_samples")]
-    pub mesh_samples: usize,
-}
-
-fn default_point_color() -> f32 {
-    0.4
-}
-
-fn default_min_points() -> usize {
-    1
-}
-
-fn default_mesh_samples() -> usize {
-    10_000
-}
-
-/// Finite and greater than zero (NaN is not).
-fn positive(x: f64) -> bool {
-    x.is_finite() && x > 0.0
-}
-
 /// A manifest with the folder it came from.
 #[derive(Debug, Clone)]
 pub struct ModelDir {
@@ -265,8 +168,33 @@ impl ModelDir {
 
     /// Parses and validates manifest text; `path` is only used in error messages.
     pub fn parse(dir: &Path, path: &Path, text: &str) -> Result<Self, ManifestError> {
-        let manifest: Manifest = toml::from_str(text)
-            .map_err(|e| ManifestError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        let parse_error = |message: String| ManifestError::Parse { path: path.to_path_buf(), message };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        let mut encoders = BTreeMap::new();
+        for modality in Modality::ALL {
+            if let Some(section) = table.remove(modality.as_str()) {
+                let spec = EncoderSpec::deserialize(section)
+                    .map_err(|e| parse_error(format!("[{modality}]: {}", e.message().trim())))?;
+                encoders.insert(modality, spec);
+            }
+        }
+        let known = ["name", "family", "description", "embedding_dim"];
+        if let Some(unknown) = table.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(parse_error(format!(
+                "unknown key `{unknown}`: expected {} or a section named after a modality ({})",
+                known.join(", "),
+                Modality::ALL.map(Modality::as_str).join(", ")
+            )));
+        }
+        let header = Header::deserialize(toml::Value::Table(table))
+            .map_err(|e| parse_error(e.message().trim().to_string()))?;
+        let manifest = Manifest {
+            name: header.name,
+            family: header.family,
+            description: header.description,
+            embedding_dim: header.embedding_dim,
+            encoders,
+        };
         let name = match &manifest.name {
             Some(n) => n.clone(),
             None => dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
@@ -283,21 +211,7 @@ impl ModelDir {
 
     /// Modalities this model has a tower for.
     pub fn modalities(&self) -> Vec<Modality> {
-        let m = &self.manifest;
-        let mut out = Vec::new();
-        if m.text.is_some() {
-            out.push(Modality::Text);
-        }
-        if m.image.is_some() {
-            out.push(Modality::Image);
-        }
-        if m.audio.is_some() {
-            out.push(Modality::Audio);
-        }
-        if m.point_cloud.is_some() {
-            out.push(Modality::PointCloud);
-        }
-        out
+        self.manifest.encoders.keys().copied().collect()
     }
 
     fn validate(&self, path: &Path) -> Result<(), ManifestError> {
@@ -314,88 +228,31 @@ impl ModelDir {
             return Err(invalid("embedding_dim must be positive".into()));
         }
         if self.modalities().is_empty() {
-            return Err(invalid("the manifest declares no encoder ([text], [image] or [audio])".into()));
+            return Err(invalid(format!(
+                "the manifest declares no encoder (a section named after a modality: {})",
+                Modality::ALL.map(Modality::as_str).join(", ")
+            )));
         }
-        let mut towers: Vec<(&str, &Path, &str, &str, f32, &BatchingSpec)> = Vec::new();
-        if let Some(t) = &m.text {
-            towers.push(("text", &t.onnx, &t.input, &t.output, t.logit_scale, &t.batching));
-            let p = &t.preprocess;
-            if p.context_length < 2 {
-                return Err(invalid("text.preprocess.context_length must be at least 2".into()));
-            }
-            self.require_file("text.preprocess.tokenizer", &p.tokenizer, path)?;
-        }
-        if let Some(i) = &m.image {
-            towers.push(("image", &i.onnx, &i.input, &i.output, i.logit_scale, &i.batching));
-            let p = &i.preprocess;
-            if p.crop == 0 || p.resize < p.crop {
+        for (modality, spec) in &m.encoders {
+            let section = modality.as_str();
+            let Some(kind) = modality::kind(*modality) else {
                 return Err(invalid(format!(
-                    "image.preprocess: crop ({}) must be positive and no larger than resize ({})",
-                    p.crop, p.resize
+                    "[{section}]: bindery has no {section} pipeline in this version"
                 )));
-            }
-            if p.std.iter().any(|s| !s.is_finite() || *s <= 0.0) || p.mean.iter().any(|v| !v.is_finite()) {
-                return Err(invalid("image.preprocess: mean must be finite and std positive".into()));
-            }
-        }
-        if let Some(a) = &m.audio {
-            towers.push(("audio", &a.onnx, &a.input, &a.output, a.logit_scale, &a.batching));
-            let p = &a.preprocess;
-            if p.sample_rate == 0
-                || p.clips_per_input == 0
-                || p.num_mel_bins == 0
-                || p.target_length == 0
-                || !positive(p.clip_duration)
-                || !positive(p.frame_length_ms)
-                || !positive(p.frame_shift_ms)
-                || !positive(f64::from(p.std))
-            {
-                return Err(invalid(
-                    "audio.preprocess: sample_rate, clips_per_input, num_mel_bins, target_length, \
-                     clip_duration, frame_length_ms, frame_shift_ms and std must all be positive"
-                        .into(),
-                ));
-            }
-        }
-        if let Some(p) = &m.point_cloud {
-            towers.push(("point_cloud", &p.onnx, &p.input, &p.output, p.logit_scale, &p.batching));
-            let pp = &p.preprocess;
-            if pp.npoints == 0 || pp.num_group == 0 || pp.group_size == 0 || pp.mesh_samples == 0 {
-                return Err(invalid(
-                    "point_cloud.preprocess: npoints, num_group, group_size and mesh_samples must be positive".into(),
-                ));
-            }
-            if pp.num_group > pp.npoints || pp.group_size > pp.npoints {
-                return Err(invalid(format!(
-                    "point_cloud.preprocess: num_group ({}) and group_size ({}) cannot exceed npoints ({})",
-                    pp.num_group, pp.group_size, pp.npoints
-                )));
-            }
-            if pp.center_input.is_empty() || pp.center_input == p.input {
-                return Err(invalid(
-                    "point_cloud.preprocess.center_input must name the tower's second input".into(),
-                ));
-            }
-        }
-        let halves = [
-            ("text", m.text.as_ref().and_then(|t| t.onnx_fp16.as_deref())),
-            ("image", m.image.as_ref().and_then(|t| t.onnx_fp16.as_deref())),
-            ("audio", m.audio.as_ref().and_then(|t| t.onnx_fp16.as_deref())),
-            ("point_cloud", m.point_cloud.as_ref().and_then(|t| t.onnx_fp16.as_deref())),
-        ];
-        for (section, half) in halves {
-            if let Some(half) = half {
+            };
+            (kind.check)(&spec.section(&self.dir))
+                .map_err(|e| invalid(format!("{section}.preprocess: {e}")))?;
+            if let Some(half) = &spec.onnx_fp16 {
                 self.require_file(&format!("{section}.onnx_fp16"), half, path)?;
             }
-        }
-        for (section, onnx, input, output, logit_scale, batching) in towers {
-            self.require_file(&format!("{section}.onnx"), onnx, path)?;
-            if input.is_empty() || output.is_empty() {
+            self.require_file(&format!("{section}.onnx"), &spec.onnx, path)?;
+            if spec.input.is_empty() || spec.output.is_empty() {
                 return Err(invalid(format!("{section}.input and {section}.output must be non-empty")));
             }
-            if !logit_scale.is_finite() || logit_scale <= 0.0 {
+            if !spec.logit_scale.is_finite() || spec.logit_scale <= 0.0 {
                 return Err(invalid(format!("{section}.logit_scale must be finite and positive")));
             }
+            let batching = &spec.batching;
             if batching.max_batch_size == 0 || batching.queue_capacity == 0 {
                 return Err(invalid(format!(
                     "{section}.batching: max_batch_size and queue_capacity must be positive"

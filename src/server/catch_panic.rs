@@ -22,7 +22,7 @@ use tower::{Layer, Service};
 pub const PANIC_MESSAGE: &str = "internal error: the server failed while handling this request";
 
 fn panic_status(method: &str, payload: &(dyn Any + Send)) -> Status {
-    let reason = crate::panic::reason(payload);
+    let reason = crate::shared::panic::reason(payload);
     tracing::error!(method, panic = reason, "request handler panicked; the request gets INTERNAL");
     Status::internal(PANIC_MESSAGE)
 }

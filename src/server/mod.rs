@@ -30,8 +30,7 @@ use crate::model::runtime;
 use crate::model::tower::TowerOptions;
 use crate::store::{Store, StoreError, StoreOptions};
 
-/// Largest gRPC message accepted by default (a batch of large images or audio files).
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
+pub use crate::shared::DEFAULT_MAX_MESSAGE_BYTES;
 
 /// Concurrent HTTP/2 streams (calls) one connection may have open by default.
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 128;
@@ -220,7 +219,7 @@ pub async fn serve_with_store(
     if let Some(tls_options) = &options.tls {
         builder = builder
             .tls_config(tls::server_config(tls_options)?.timeout(conn.handshake_timeout))
-            .map_err(|e| tls::TlsError::Config(tls::error_chain(&e)))?;
+            .map_err(|e| tls::TlsError::Config(crate::shared::error_chain(&e)))?;
     }
     let max_connections = connections::effective_max_connections(conn);
     if max_connections < conn.max_connections {

@@ -3,7 +3,8 @@
 //! retry, and the same delay in `retry-after-ms` metadata.
 //!
 //! A call pays one token when it starts. Streaming handlers that serve many requests per call
-//! find the caller's [`RateBudget`] in the request extensions and charge it per message.
+//! find the caller's budget (an [`api::StreamBudget`](crate::api::StreamBudget) over a [`RateBudget`]) in
+//! the request extensions and charge it per message.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -20,6 +21,7 @@ use tonic::Status;
 use tower::{Layer, Service};
 
 use super::auth::{Principal, is_open_path};
+use crate::api::StreamBudget;
 
 /// Metadata key of the retry hint, in milliseconds (the same key the engine's refusals use).
 pub use crate::api::RETRY_AFTER_KEY;
@@ -246,7 +248,8 @@ where
                 tracing::debug!(path = request.uri().path(), "request over the rate limit");
                 return Either::Left(ready(Ok(Status::from(refusal).into_http())));
             }
-            request.extensions_mut().insert(RateBudget { limiter: Arc::clone(limiter), caller });
+            let budget = RateBudget { limiter: Arc::clone(limiter), caller };
+            request.extensions_mut().insert(StreamBudget::new(move || budget.charge().map_err(Status::from)));
         }
         Either::Right(self.inner.call(request))
     }

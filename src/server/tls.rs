@@ -64,15 +64,3 @@ pub fn server_config(options: &TlsOptions) -> Result<ServerTlsConfig, TlsError> 
     }
     Ok(config)
 }
-
-/// `error` and its sources joined, since tonic's transport errors say little on their own.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}

@@ -57,7 +57,7 @@ pub fn decode(bytes: &[u8], hint: Option<&str>, limits: &AudioLimits) -> Result<
     match catch_unwind(AssertUnwindSafe(|| decode_inner(bytes, hint, limits))) {
         Ok(result) => result,
         Err(payload) => {
-            let msg = crate::panic::message(&*payload).unwrap_or("unknown panic");
+            let msg = crate::shared::panic::message(&*payload).unwrap_or("unknown panic");
             Err(AudioError::DecoderPanic(msg.to_owned()))
         }
     }

@@ -15,13 +15,14 @@
 pub mod clips;
 pub mod decode;
 pub mod fbank;
+mod kind;
 pub mod resample;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::model::manifest::AudioPreprocess;
+pub use kind::{AudioPreprocess, EncodedAudio, KIND, payload};
 
 use self::decode::DecodedAudio;
 use self::fbank::KaldiFbank;

@@ -10,13 +10,14 @@
 mod decode;
 mod gif;
 mod jpeg;
+mod kind;
 mod pil;
 mod resample;
 
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::model::manifest::ImagePreprocess;
+pub use kind::{EncodedImage, ImagePreprocess, KIND, ResizeFilter, payload};
 
 /// Size limits checked before any expensive decoding.
 #[derive(Debug, Clone, Copy)]
@@ -118,7 +119,7 @@ impl ImagePreprocessor {
         // Decoders are fed untrusted bytes and some can panic on malformed input; a panic
         // anywhere below is reported as a decode error instead of taking the worker down.
         catch_unwind(AssertUnwindSafe(|| self.run(bytes, out))).unwrap_or_else(|payload| {
-            let reason = crate::panic::message(&*payload).unwrap_or("decoder panicked");
+            let reason = crate::shared::panic::message(&*payload).unwrap_or("decoder panicked");
             Err(ImageError::Decode(reason.to_string()))
         })
     }

@@ -13,7 +13,7 @@
 
 use std::ops::Range;
 
-use crate::model::manifest::ResizeFilter;
+use super::ResizeFilter;
 
 /// Fixed-point precision of the weights: Pillow's `PRECISION_BITS` (32 - 8 - 2).
 const PRECISION_BITS: u32 = 22;

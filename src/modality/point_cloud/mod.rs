@@ -21,10 +21,11 @@
 pub mod formats;
 pub mod fps;
 pub mod group;
+mod kind;
 pub mod mesh;
 mod spatial;
 
-use crate::model::manifest::PointCloudPreprocess;
+pub use kind::{KIND, PointCloudPayload, PointCloudPreprocess, payload};
 
 /// Size limits checked before parsing everything.
 #[derive(Debug, Clone, Copy)]

@@ -17,14 +17,14 @@
 
 mod cleanup;
 mod html;
+mod kind;
 
 use std::path::Path;
 
 use tokenizers::{Model, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, Token, Tokenizer};
 
 pub use cleanup::clean;
-
-use crate::model::manifest::TextPreprocess;
+pub use kind::{KIND, Text, TextPreprocess, payload};
 
 /// Texts longer than this many bytes are tokenized in chunks cut at spaces.
 const CHUNK_BYTES: usize = 256;
@@ -45,6 +45,14 @@ pub enum TextError {
         path: String,
         /// What went wrong.
         message: String,
+    },
+    /// Text longer than the server accepts.
+    #[error("text is {len} bytes, more than the limit of {limit} bytes")]
+    TooLong {
+        /// Text length in bytes.
+        len: usize,
+        /// Configured limit.
+        limit: usize,
     },
     /// The tokenizer failed on this text.
     #[error("tokenization failed: {0}")]

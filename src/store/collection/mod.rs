@@ -25,7 +25,6 @@ use super::manifest::CollectionManifest;
 use super::record::{Op, UpsertOp};
 use super::wal::{self, Wal};
 use super::{StoreError, snapshot};
-use crate::modality::Modality;
 pub use read::{Filter, Item, SearchHit, SearchOutcome, Stats};
 use state::State;
 pub use validate::{MAX_ID_BYTES, MAX_TOP_K, check_id};
@@ -47,21 +46,6 @@ pub struct Recovery {
     pub truncated_bytes: u64,
     /// What was wrong, empty when nothing was.
     pub report: String,
-}
-
-/// The modality stored under `name` (`Modality::as_str`); `None` for an empty or unknown name.
-pub fn modality_from_name(name: &str) -> Option<Modality> {
-    [
-        Modality::Text,
-        Modality::Image,
-        Modality::Audio,
-        Modality::PointCloud,
-        Modality::Depth,
-        Modality::Thermal,
-        Modality::Imu,
-    ]
-    .into_iter()
-    .find(|m| m.as_str() == name)
 }
 
 /// A durable, searchable set of vectors.

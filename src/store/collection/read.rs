@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use super::state::RowMeta;
 use super::validate::check_search_limits;
 use super::{Collection, Recovery};
-use crate::modality::Modality;
+use crate::shared::Modality;
 use crate::store::StoreError;
 use crate::store::index::VectorIndex;
 use crate::store::manifest::IndexSpec;

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::{Item, modality_from_name};
-use crate::modality::Modality;
+use super::Item;
+use crate::shared::Modality;
 use crate::store::hnsw::HnswIndex;
 use crate::store::record::{DeleteOp, Op, StoredRow, UpsertOp};
 
@@ -89,7 +89,8 @@ impl State {
                     self.by_id.insert(r.id.clone(), row);
                     self.meta.push(RowMeta {
                         id: r.id,
-                        modality: modality_from_name(&r.modality),
+                        // An empty or unknown name (from a newer build) reads as no modality.
+                        modality: r.modality.parse().ok(),
                         metadata: r.metadata,
                         live: true,
                     });

@@ -17,7 +17,7 @@ use std::sync::{Arc, MutexGuard};
 
 use super::Collection;
 use super::graph::{GraphJob, GraphStep, insert_rows};
-use crate::modality::Modality;
+use crate::shared::Modality;
 use crate::store::hnsw::HnswIndex;
 use crate::store::record::{DeleteOp, Op, StoredRow, UpsertOp, WalRecord};
 use crate::store::wal::LogFailure;

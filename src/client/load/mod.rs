@@ -24,7 +24,7 @@ pub use report::RunReport;
 use workload::Workload;
 pub use workload::{GeneratorOptions, Mix};
 
-use crate::cli::connect::{ConnectArgs, ConnectError};
+use crate::client::connect::{ConnectArgs, ConnectError};
 
 /// Exit status when a run misses one of the `--max-*` objectives.
 const SLO_MISSED_EXIT: u8 = 2;

@@ -10,11 +10,11 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
-use crate::api::pb::embedder_client::EmbedderClient;
-use crate::server::tls::error_chain;
+use crate::shared::error_chain;
+use crate::shared::pb::embedder_client::EmbedderClient;
 
 /// Largest message a client sends or accepts (the server's default limit).
-pub const MAX_MESSAGE_BYTES: usize = crate::server::DEFAULT_MAX_MESSAGE_BYTES;
+pub const MAX_MESSAGE_BYTES: usize = crate::shared::DEFAULT_MAX_MESSAGE_BYTES;
 
 /// Where the server is and how to authenticate to it.
 #[derive(Debug, Clone, Args)]

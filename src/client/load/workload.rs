@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use rand_pcg::Pcg64Mcg;
-use rand_pcg::rand_core::{Rng, SeedableRng};
 
-use super::generate;
+use super::generate::{self, index, rng, unit};
 use super::{ImageEncoding, LoadError};
-use crate::api::pb;
+use crate::shared::pb;
 
 /// Generated payloads per modality; requests cycle through them at random.
 const GENERATED_VARIANTS: usize = 8;
@@ -273,21 +272,6 @@ impl Workload {
             .collect();
         pb::EmbedRequest { model: self.model.clone(), inputs, normalize: None, cache: self.cache }
     }
-}
-
-/// A generator seeded from the run seed and a stream number.
-pub fn rng(seed: u64, stream: u64) -> Pcg64Mcg {
-    Pcg64Mcg::seed_from_u64(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-}
-
-/// A uniform draw in [0, 1).
-pub fn unit(rng: &mut Pcg64Mcg) -> f64 {
-    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// A uniform index below `n` (0 when `n` is 0).
-pub fn index(rng: &mut Pcg64Mcg, n: usize) -> usize {
-    ((unit(rng) * n as f64) as usize).min(n.saturating_sub(1))
 }
 
 fn extension(path: &Path) -> String {

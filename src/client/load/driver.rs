@@ -10,13 +10,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status, Streaming};
 
+use super::generate;
 use super::in_process::InProcess;
 use super::stats::{Outcome, Recorder, StageMicros, Stats};
-use super::workload::{self, Workload};
+use super::workload::Workload;
 use super::{LoadError, Mode};
-use crate::api::TIMING_KEYS;
-use crate::api::pb;
-use crate::cli::connect::Client;
+use crate::client::connect::Client;
+use crate::shared::{TIMING_KEYS, pb};
 
 /// How requests are paced.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -259,7 +259,7 @@ async fn closed(
         let (workload, caller, recorder, issued) =
             (Arc::clone(workload), caller.clone(), Arc::clone(recorder), Arc::clone(&issued));
         let (requests, timeout) = (plan.requests, plan.timeout);
-        let mut rng = workload::rng(plan.seed, 1000 + worker as u64);
+        let mut rng = generate::rng(plan.seed, 1000 + worker as u64);
         workers.spawn(async move {
             loop {
                 let now = Instant::now();
@@ -303,7 +303,7 @@ async fn open(
 ) {
     let permits = Arc::new(Semaphore::new(max_in_flight));
     let mut tasks = JoinSet::new();
-    let mut rng = workload::rng(plan.seed, 999);
+    let mut rng = generate::rng(plan.seed, 999);
     let mut measured = 0u64;
     for i in 0u64.. {
         let due = Duration::try_from_secs_f64(i as f64 / rate).ok().and_then(|d| clock.start.checked_add(d));

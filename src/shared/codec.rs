@@ -71,7 +71,7 @@ fn malformed<U: Name>(error: &prost::DecodeError) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::pb;
+    use crate::shared::pb;
 
     #[test]
     fn decode_errors_name_the_message_type_and_the_problem() {

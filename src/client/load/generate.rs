@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use image::{ImageFormat, Rgb, RgbImage};
 use rand_pcg::Pcg64Mcg;
+use rand_pcg::rand_core::{Rng, SeedableRng};
 
 use super::ImageEncoding;
-use super::workload::{index, unit};
 
 const ADJECTIVES: &[&str] = &[
     "small", "large", "red", "blue", "green", "old", "young", "bright", "dark", "wooden", "shiny", "quiet",
@@ -147,9 +147,23 @@ pub fn point_cloud(rng: &mut Pcg64Mcg, n: usize) -> (Vec<f32>, Vec<f32>) {
     (xyz, rgb)
 }
 
+/// A generator seeded from the run seed and a stream number.
+pub fn rng(seed: u64, stream: u64) -> Pcg64Mcg {
+    Pcg64Mcg::seed_from_u64(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// A uniform draw in [0, 1).
+pub fn unit(rng: &mut Pcg64Mcg) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A uniform index below `n` (0 when `n` is 0).
+pub fn index(rng: &mut Pcg64Mcg, n: usize) -> usize {
+    ((unit(rng) * n as f64) as usize).min(n.saturating_sub(1))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::workload::rng;
     use super::*;
 
     #[test]

@@ -11,10 +11,11 @@ use tonic::Code;
 
 use super::LoadError;
 use super::stats::Outcome;
-use crate::api::pb;
-use crate::engine::{Item, LoadedModel, Registry, StageTimes};
+use crate::engine::{Item, Limits, LoadedModel, Registry, StageTimes};
+use crate::modality;
 use crate::model::runtime;
-use crate::server::ServerOptions;
+use crate::model::tower::TowerOptions;
+use crate::shared::pb;
 
 /// Loaded models, called directly.
 pub struct InProcess {
@@ -26,10 +27,10 @@ impl InProcess {
     /// (empty: the default model).
     pub fn load(models_dir: &Path, model: &str) -> Result<Self, LoadError> {
         let failed = |message: String| LoadError::Invalid(format!("--in-process: {message}"));
-        let options = ServerOptions::new(models_dir);
         let runtime = runtime::init(None).map_err(|e| failed(e.to_string()))?;
-        let registry = Registry::load_dir(&runtime, models_dir, None, &options.limits, &options.towers)
-            .map_err(|e| failed(e.to_string()))?;
+        let registry =
+            Registry::load_dir(&runtime, models_dir, None, &Limits::default(), &TowerOptions::default())
+                .map_err(|e| failed(e.to_string()))?;
         let model = registry.resolve(model).map_err(|e| failed(e.to_string()))?;
         Ok(Self { model })
     }
@@ -53,7 +54,12 @@ impl InProcess {
     }
 
     fn embed(&self, request: pb::EmbedRequest) -> Result<StageTimes, Code> {
-        let items = crate::api::convert_items(request.inputs).map_err(|_| Code::InvalidArgument)?;
+        let items = request
+            .inputs
+            .into_iter()
+            .map(|input| Some(Item { id: input.id, payload: modality::payload_from_proto(input.payload?) }))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(Code::InvalidArgument)?;
         let mut groups: Vec<Vec<Item>> = Vec::new();
         for item in items {
             let modality = item.payload.modality();

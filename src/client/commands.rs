@@ -6,7 +6,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::connect::ConnectArgs;
-use crate::api::pb;
+use crate::shared::pb;
 
 /// Options of `bindery embed`.
 #[derive(Debug, Args)]

@@ -1,0 +1,128 @@
+//! Audio as a bindery modality: the manifest section, the payload and the pipeline.
+
+use serde::Deserialize;
+
+use super::{AudioError, AudioPreprocessor};
+use crate::modality::{
+    BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError, Section, Slot,
+    TensorSpec, parse_section, slot,
+};
+use crate::shared::{Modality, pb};
+
+/// Registration of audio.
+pub const KIND: Kind = Kind { modality: Modality::Audio, check, build, from_proto };
+
+/// Audio preprocessing: resample, clip sampling, Kaldi filterbank, normalisation
+/// (`[audio.preprocess]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioPreprocess {
+    /// Sample rate the filterbank runs at (Hz).
+    pub sample_rate: u32,
+    /// Number of clips taken from each input.
+    pub clips_per_input: usize,
+    /// Length of each clip in seconds.
+    pub clip_duration: f64,
+    /// Number of mel bins.
+    pub num_mel_bins: usize,
+    /// Frames per clip after padding or cutting.
+    pub target_length: usize,
+    /// Analysis window length in milliseconds.
+    pub frame_length_ms: f64,
+    /// Hop between frames in milliseconds.
+    pub frame_shift_ms: f64,
+    /// Mean subtracted from the log-mel values.
+    pub mean: f32,
+    /// Standard deviation the log-mel values are divided by.
+    pub std: f32,
+}
+
+impl AudioPreprocess {
+    fn check(&self) -> Result<(), String> {
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if self.sample_rate == 0
+            || self.clips_per_input == 0
+            || self.num_mel_bins == 0
+            || self.target_length == 0
+            || !positive(self.clip_duration)
+            || !positive(self.frame_length_ms)
+            || !positive(self.frame_shift_ms)
+            || !positive(f64::from(self.std))
+        {
+            return Err("sample_rate, clips_per_input, num_mel_bins, target_length, clip_duration, \
+                        frame_length_ms, frame_shift_ms and std must all be positive"
+                .into());
+        }
+        Ok(())
+    }
+}
+
+/// An encoded audio file and the client's format hint (may be empty).
+#[derive(Debug)]
+pub struct EncodedAudio {
+    /// File bytes.
+    pub data: Vec<u8>,
+    /// Format hint such as "wav" (may be empty); the content decides.
+    pub format_hint: String,
+}
+
+impl PayloadValue for EncodedAudio {
+    fn key_parts(&self, part: &mut dyn FnMut(&[u8])) {
+        part(&self.data);
+        part(self.format_hint.as_bytes());
+    }
+}
+
+/// An audio payload.
+pub fn payload(data: Vec<u8>, format_hint: String) -> Payload {
+    Payload::new(Modality::Audio, EncodedAudio { data, format_hint })
+}
+
+fn check(section: &Section<'_>) -> Result<(), String> {
+    parse_section::<AudioPreprocess>(section.preprocess)?.check()
+}
+
+fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline>, BuildError> {
+    let spec: AudioPreprocess = parse_section(section.preprocess)?;
+    spec.check()?;
+    let preprocessor = AudioPreprocessor::try_new(&spec, limits.audio)?;
+    let shape = vec![spec.clips_per_input, 1, spec.num_mel_bins, spec.target_length];
+    Ok(Box::new(AudioPipeline { tensors: [TensorSpec::f32(section.input, shape)], preprocessor }))
+}
+
+fn from_proto(input: pb::input::Payload) -> Result<Payload, pb::input::Payload> {
+    match input {
+        pb::input::Payload::Audio(audio) => Ok(payload(audio.data, audio.format_hint)),
+        other => Err(other),
+    }
+}
+
+struct AudioPipeline {
+    tensors: [TensorSpec; 1],
+    preprocessor: AudioPreprocessor,
+}
+
+impl Pipeline for AudioPipeline {
+    fn tensors(&self) -> &[TensorSpec] {
+        &self.tensors
+    }
+
+    fn preprocess_into(
+        &self,
+        payload: &Payload,
+        slots: &mut [Slot<'_>],
+    ) -> Result<Observed, PreprocessError> {
+        let audio = payload.expect_value::<EncodedAudio>()?;
+        let hint = (!audio.format_hint.is_empty()).then_some(audio.format_hint.as_str());
+        self.preprocessor.preprocess_into(&audio.data, hint, slot(slots, 0)?.f32()?).map_err(
+            |e: AudioError| {
+                if e.is_input_error() {
+                    PreprocessError::input(e)
+                } else {
+                    PreprocessError::Server(Box::new(e))
+                }
+            },
+        )?;
+        Ok(Observed::default())
+    }
+}

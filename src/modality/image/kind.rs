@@ -1,0 +1,113 @@
+//! Images as a bindery modality: the manifest section, the payload and the pipeline.
+
+use serde::Deserialize;
+
+use super::ImagePreprocessor;
+use crate::modality::{
+    BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError, Section, Slot,
+    TensorSpec, parse_section, slot,
+};
+use crate::shared::{Modality, pb};
+
+/// Registration of images.
+pub const KIND: Kind = Kind { modality: Modality::Image, check, build, from_proto };
+
+/// Resampling filter used to scale images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResizeFilter {
+    /// PIL `BICUBIC` (a = -0.5), antialiased.
+    Bicubic,
+    /// PIL `BILINEAR`, antialiased.
+    Bilinear,
+}
+
+/// Image preprocessing: resize short side, center crop, normalise (CHW, f32) (`[image.preprocess]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePreprocess {
+    /// The short side is resized to this many pixels.
+    pub resize: u32,
+    /// Side of the square center crop.
+    pub crop: u32,
+    /// Resampling filter.
+    pub filter: ResizeFilter,
+    /// Per-channel mean (RGB) subtracted after scaling to [0, 1].
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation (RGB).
+    pub std: [f32; 3],
+}
+
+impl ImagePreprocess {
+    fn check(&self) -> Result<(), String> {
+        if self.crop == 0 || self.resize < self.crop {
+            return Err(format!(
+                "crop ({}) must be positive and no larger than resize ({})",
+                self.crop, self.resize
+            ));
+        }
+        if self.std.iter().any(|s| !s.is_finite() || *s <= 0.0) || self.mean.iter().any(|v| !v.is_finite()) {
+            return Err("mean must be finite and std positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// An encoded image (any format the decoder reads).
+#[derive(Debug)]
+pub struct EncodedImage(pub Vec<u8>);
+
+impl PayloadValue for EncodedImage {
+    fn key_parts(&self, part: &mut dyn FnMut(&[u8])) {
+        part(&self.0);
+    }
+}
+
+/// An image payload.
+pub fn payload(bytes: Vec<u8>) -> Payload {
+    Payload::new(Modality::Image, EncodedImage(bytes))
+}
+
+fn check(section: &Section<'_>) -> Result<(), String> {
+    parse_section::<ImagePreprocess>(section.preprocess)?.check()
+}
+
+fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline>, BuildError> {
+    let spec: ImagePreprocess = parse_section(section.preprocess)?;
+    spec.check()?;
+    let side = spec.crop as usize;
+    Ok(Box::new(ImagePipeline {
+        tensors: [TensorSpec::f32(section.input, vec![3, side, side])],
+        preprocessor: ImagePreprocessor::new(&spec, limits.image),
+    }))
+}
+
+fn from_proto(input: pb::input::Payload) -> Result<Payload, pb::input::Payload> {
+    match input {
+        pb::input::Payload::Image(bytes) => Ok(payload(bytes)),
+        other => Err(other),
+    }
+}
+
+struct ImagePipeline {
+    tensors: [TensorSpec; 1],
+    preprocessor: ImagePreprocessor,
+}
+
+impl Pipeline for ImagePipeline {
+    fn tensors(&self) -> &[TensorSpec] {
+        &self.tensors
+    }
+
+    fn preprocess_into(
+        &self,
+        payload: &Payload,
+        slots: &mut [Slot<'_>],
+    ) -> Result<Observed, PreprocessError> {
+        let image = payload.expect_value::<EncodedImage>()?;
+        self.preprocessor
+            .preprocess_into(&image.0, slot(slots, 0)?.f32()?)
+            .map_err(PreprocessError::input)?;
+        Ok(Observed::default())
+    }
+}

@@ -1,0 +1,204 @@
+//! The contract between the engine and a modality: an opaque [`Payload`] in, tensor slots out.
+//!
+//! The engine never knows which modality it batches. It asks a [`Pipeline`] which tower inputs it
+//! fills ([`TensorSpec`]), allocates one batch buffer per input, and hands each item its
+//! [`Slot`]s to fill. A payload carries its modality tag and a value only its own modality reads.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::shared::Modality;
+
+/// Element type of a tower input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementType {
+    /// 32-bit float (pixels, filterbanks, points).
+    F32,
+    /// 64-bit integer (token ids).
+    I64,
+}
+
+/// One tower input a pipeline fills.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    /// Input name in the ONNX graph (from the manifest).
+    pub name: String,
+    /// Shape of one item's tensor, without the batch axis.
+    pub item_shape: Vec<usize>,
+    /// Element type.
+    pub element: ElementType,
+}
+
+impl TensorSpec {
+    /// A float input.
+    pub fn f32(name: impl Into<String>, item_shape: Vec<usize>) -> Self {
+        Self { name: name.into(), item_shape, element: ElementType::F32 }
+    }
+
+    /// An integer input.
+    pub fn i64(name: impl Into<String>, item_shape: Vec<usize>) -> Self {
+        Self { name: name.into(), item_shape, element: ElementType::I64 }
+    }
+
+    /// Values one item occupies.
+    pub fn item_len(&self) -> usize {
+        self.item_shape.iter().product()
+    }
+}
+
+/// One item's slot in one batch tensor, zeroed before the pipeline writes it.
+#[derive(Debug)]
+pub enum Slot<'a> {
+    /// Slot of a float input.
+    F32(&'a mut [f32]),
+    /// Slot of an integer input.
+    I64(&'a mut [i64]),
+}
+
+impl Slot<'_> {
+    /// The float slot; an error when the input is not float (a pipeline bug).
+    pub fn f32(&mut self) -> Result<&mut [f32], PreprocessError> {
+        match self {
+            Slot::F32(s) => Ok(s),
+            Slot::I64(_) => {
+                Err(PreprocessError::Internal("expected a float slot, got an integer one".into()))
+            }
+        }
+    }
+
+    /// The integer slot; an error when the input is not integer (a pipeline bug).
+    pub fn i64(&mut self) -> Result<&mut [i64], PreprocessError> {
+        match self {
+            Slot::I64(s) => Ok(s),
+            Slot::F32(_) => {
+                Err(PreprocessError::Internal("expected an integer slot, got a float one".into()))
+            }
+        }
+    }
+}
+
+/// The slot `index` of `slots`; an error when the pipeline was handed fewer (a bug).
+pub fn slot<'s, 'a>(slots: &'s mut [Slot<'a>], index: usize) -> Result<&'s mut Slot<'a>, PreprocessError> {
+    let count = slots.len();
+    slots
+        .get_mut(index)
+        .ok_or_else(|| PreprocessError::Internal(format!("slot {index} of {count} requested")))
+}
+
+/// What preprocessing observed about one input, besides the tensors it wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Points dropped as non-finite (point clouds; 0 elsewhere).
+    pub dropped_points: u64,
+}
+
+/// Why one input could not be preprocessed.
+#[derive(Debug, thiserror::Error)]
+pub enum PreprocessError {
+    /// The input is unusable; the modality's error names the problem.
+    #[error(transparent)]
+    Input(Box<dyn std::error::Error + Send + Sync>),
+    /// The server cannot preprocess it (configuration the manifest checks could not catch).
+    #[error(transparent)]
+    Server(Box<dyn std::error::Error + Send + Sync>),
+    /// A bug in routing or in a pipeline; never caused by the input itself.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// Preprocessing this input panicked: a server bug. The panic is logged, not sent.
+    #[error("internal error while preprocessing this input")]
+    Panicked,
+}
+
+impl PreprocessError {
+    /// An input error carrying a modality's own error.
+    pub fn input(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        PreprocessError::Input(Box::new(error))
+    }
+
+    /// False when the failure lies with the server (configuration, a bug) rather than the input.
+    pub fn is_input_error(&self) -> bool {
+        matches!(self, PreprocessError::Input(_))
+    }
+}
+
+/// The value of a payload, read only by its own modality's pipeline.
+pub trait PayloadValue: Any + Send + Sync + fmt::Debug {
+    /// Feeds every byte preprocessing reads to `part`, one call per field, always in the same
+    /// order: the embedding cache keys on them.
+    fn key_parts(&self, part: &mut dyn FnMut(&[u8]));
+}
+
+/// What a client asked to embed: a modality tag and a value only that modality reads. Cheap to
+/// clone (the value is shared).
+#[derive(Clone)]
+pub struct Payload {
+    modality: Modality,
+    value: Arc<dyn PayloadValue>,
+}
+
+impl Payload {
+    /// A payload of `modality` holding `value`.
+    pub fn new(modality: Modality, value: impl PayloadValue) -> Self {
+        Self { modality, value: Arc::new(value) }
+    }
+
+    /// The modality this payload belongs to.
+    pub fn modality(&self) -> Modality {
+        self.modality
+    }
+
+    /// The value, when it is a `T`.
+    pub fn value<T: PayloadValue>(&self) -> Option<&T> {
+        let any: &dyn Any = self.value.as_ref();
+        any.downcast_ref()
+    }
+
+    /// The value as a `T`; an internal error naming the modality otherwise (a routing bug).
+    pub fn expect_value<T: PayloadValue>(&self) -> Result<&T, PreprocessError> {
+        self.value().ok_or_else(|| {
+            PreprocessError::Internal(format!(
+                "{} pipeline was handed a payload it cannot read",
+                self.modality
+            ))
+        })
+    }
+
+    /// See [`PayloadValue::key_parts`].
+    pub fn key_parts(&self, part: &mut dyn FnMut(&[u8])) {
+        self.value.key_parts(part)
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Payload").field("modality", &self.modality).field("value", &self.value).finish()
+    }
+}
+
+/// A payload of a modality bindery has no pipeline for: it carries nothing, and the engine
+/// answers it as unimplemented.
+#[derive(Debug)]
+pub struct Unsupported;
+
+impl PayloadValue for Unsupported {
+    fn key_parts(&self, _part: &mut dyn FnMut(&[u8])) {}
+}
+
+/// A modality's preprocessing within one model: payloads to the tensors its tower takes. Built
+/// from the model's manifest section by the modality's [`super::Kind`].
+pub trait Pipeline: Send + Sync {
+    /// The tower inputs this pipeline fills, in the order of the slots it is handed.
+    fn tensors(&self) -> &[TensorSpec];
+
+    /// Cheap checks made when a request is admitted, before anything is queued (limits that need
+    /// no decoding). Everything else is checked by [`Pipeline::preprocess_into`].
+    fn admit(&self, _payload: &Payload) -> Result<(), PreprocessError> {
+        Ok(())
+    }
+
+    /// Preprocesses `payload` into `slots`, one per [`Pipeline::tensors`] entry, each zeroed and
+    /// `item_len()` long. On error the slots are discarded.
+    fn preprocess_into(&self, payload: &Payload, slots: &mut [Slot<'_>])
+    -> Result<Observed, PreprocessError>;
+}

@@ -1,0 +1,102 @@
+//! Text as a bindery modality: its manifest section, its payload and its pipeline.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{TextError, TextPreprocessor};
+use crate::modality::{
+    BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError, Section, Slot,
+    TensorSpec, parse_section, require_file, slot,
+};
+use crate::shared::{Modality, pb};
+
+/// Registration of text.
+pub const KIND: Kind = Kind { modality: Modality::Text, check, build, from_proto };
+
+/// Text preprocessing: CLIP byte-level BPE with a fixed context (`[text.preprocess]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextPreprocess {
+    /// `tokenizer.json` (Hugging Face `tokenizers` format), relative to the model folder.
+    pub tokenizer: PathBuf,
+    /// Number of token ids the tower takes (77 for CLIP/ImageBind).
+    pub context_length: usize,
+    /// Start-of-text id.
+    pub start_token: u32,
+    /// End-of-text id; kept as the last id when the text is truncated.
+    pub end_token: u32,
+    /// Id used to pad to `context_length`.
+    pub pad_token: u32,
+}
+
+/// A text input.
+#[derive(Debug)]
+pub struct Text(pub String);
+
+impl PayloadValue for Text {
+    fn key_parts(&self, part: &mut dyn FnMut(&[u8])) {
+        part(self.0.as_bytes());
+    }
+}
+
+/// A text payload.
+pub fn payload(text: String) -> Payload {
+    Payload::new(Modality::Text, Text(text))
+}
+
+fn check(section: &Section<'_>) -> Result<(), String> {
+    let spec: TextPreprocess = parse_section(section.preprocess)?;
+    if spec.context_length < 2 {
+        return Err("context_length must be at least 2".into());
+    }
+    require_file("tokenizer", &spec.tokenizer, section.model_dir)
+}
+
+fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline>, BuildError> {
+    let spec: TextPreprocess = parse_section(section.preprocess)?;
+    let tokenizer = TextPreprocessor::new(&spec, section.model_dir)?;
+    Ok(Box::new(TextPipeline {
+        tensors: [TensorSpec::i64(section.input, vec![spec.context_length])],
+        tokenizer,
+        max_bytes: limits.max_text_bytes,
+    }))
+}
+
+fn from_proto(input: pb::input::Payload) -> Result<Payload, pb::input::Payload> {
+    match input {
+        pb::input::Payload::Text(text) => Ok(payload(text)),
+        other => Err(other),
+    }
+}
+
+struct TextPipeline {
+    tensors: [TensorSpec; 1],
+    tokenizer: TextPreprocessor,
+    max_bytes: usize,
+}
+
+impl Pipeline for TextPipeline {
+    fn tensors(&self) -> &[TensorSpec] {
+        &self.tensors
+    }
+
+    fn admit(&self, payload: &Payload) -> Result<(), PreprocessError> {
+        let len = payload.expect_value::<Text>()?.0.len();
+        if len > self.max_bytes {
+            return Err(PreprocessError::input(TextError::TooLong { len, limit: self.max_bytes }));
+        }
+        Ok(())
+    }
+
+    fn preprocess_into(
+        &self,
+        payload: &Payload,
+        slots: &mut [Slot<'_>],
+    ) -> Result<Observed, PreprocessError> {
+        let text = payload.expect_value::<Text>()?;
+        let row = slot(slots, 0)?.i64()?;
+        self.tokenizer.encode_into(&text.0, row).map_err(PreprocessError::input)?;
+        Ok(Observed::default())
+    }
+}

@@ -1,0 +1,239 @@
+//! Collections as clients use them: upserts whose items are inputs (embedded with the
+//! collection's model) or vectors, searches by input or vector, deletes, and the compaction that
+//! follows writes once a log has grown. The store keeps the data; this module orders the work
+//! around it (validate, then embed, then write) so a bad item never costs an inference.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{Operand, embed_unit};
+use crate::engine::{Engine, EngineError, Item, ItemLimitError, LoadedModel};
+use crate::modality::Modality;
+use crate::store::collection::MAX_TOP_K;
+use crate::store::{Collection, Filter, NewItem, SearchOutcome, Store, StoreError};
+
+/// Why a collection call failed: the store refused it, or embedding an input failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectionsError {
+    /// From the store (unknown collection, invalid item, I/O, ...).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// From embedding an input.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// More items or ids than a request may carry.
+    #[error(transparent)]
+    TooMany(#[from] ItemLimitError),
+}
+
+/// One item to upsert.
+#[derive(Debug, Clone)]
+pub struct UpsertItem {
+    /// Client id (unique within the collection).
+    pub id: String,
+    /// The modality the client says it is (checked against the input's), if any.
+    pub modality: Option<Modality>,
+    /// Metadata, checked against the collection's schema.
+    pub metadata: BTreeMap<String, String>,
+    /// An input to embed, or a vector.
+    pub source: Operand,
+}
+
+/// A search.
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    /// The query: an input to embed, or a vector.
+    pub query: Operand,
+    /// Hits wanted (1 to [`MAX_TOP_K`]).
+    pub top_k: usize,
+    /// Which items may match.
+    pub filter: Filter,
+    /// Search every vector even when the collection has a graph.
+    pub exact: bool,
+    /// Overrides the graph's `ef_search`.
+    pub ef_search: Option<usize>,
+    /// Return the hits' vectors.
+    pub include_vectors: bool,
+}
+
+/// Collections over a store, with the engine that embeds their inputs.
+#[derive(Clone)]
+pub struct Collections {
+    engine: Arc<Engine>,
+    store: Option<Arc<Store>>,
+}
+
+impl Collections {
+    /// Collections of `store`; with `None` every call fails with [`StoreError::Disabled`] (the
+    /// server runs without a data folder).
+    pub fn new(engine: Arc<Engine>, store: Option<Arc<Store>>) -> Self {
+        Self { engine, store }
+    }
+
+    /// The engine inputs are embedded with.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The store.
+    pub fn store(&self) -> Result<&Arc<Store>, StoreError> {
+        self.store.as_ref().ok_or(StoreError::Disabled)
+    }
+
+    /// The collection called `name`.
+    pub fn collection(&self, name: &str) -> Result<Arc<Collection>, StoreError> {
+        self.store()?.get(name)
+    }
+
+    /// The loaded model of `collection`, checked against the collection's dimension.
+    fn model_of(&self, collection: &Collection) -> Result<Arc<LoadedModel>, StoreError> {
+        let m = collection.manifest();
+        let model = self.engine.registry().resolve(&m.model).map_err(|_| StoreError::ModelUnavailable {
+            collection: m.name.clone(),
+            model: m.model.clone(),
+        })?;
+        if model.dim != m.dim {
+            return Err(StoreError::ModelDimension {
+                collection: m.name.clone(),
+                model: m.model.clone(),
+                got: model.dim,
+                want: m.dim,
+            });
+        }
+        Ok(model)
+    }
+
+    /// Embeds `items` with the collection's model. An unknown model means the collection's
+    /// model is gone; anything else is about the input.
+    async fn embed(
+        &self,
+        collection: &Collection,
+        items: Vec<Item>,
+    ) -> Result<Vec<(Modality, Vec<f32>)>, CollectionsError> {
+        let model = self.model_of(collection)?;
+        let embedded = embed_unit(&self.engine, &model.name, items).await.map_err(|e| match e {
+            EngineError::ModelNotFound { .. } => CollectionsError::Store(StoreError::ModelUnavailable {
+                collection: collection.manifest().name.clone(),
+                model: collection.manifest().model.clone(),
+            }),
+            e => e.into(),
+        })?;
+        Ok(embedded.embeddings.into_iter().map(|e| (e.modality, e.vector)).collect())
+    }
+
+    /// Upserts `items` into `collection`: ids, metadata and vectors are checked before any input
+    /// is embedded. Returns the number upserted and the log sequence of the write.
+    pub async fn upsert(
+        &self,
+        collection: &str,
+        items: Vec<UpsertItem>,
+    ) -> Result<(usize, u64), CollectionsError> {
+        let collection = self.collection(collection)?;
+        self.engine.limits().check_items("items", items.len())?;
+        let mut rows = Vec::with_capacity(items.len());
+        let mut inputs = Vec::new();
+        let mut raw = Vec::new();
+        for (position, item) in items.into_iter().enumerate() {
+            let vector = match item.source {
+                Operand::Vector(values) => {
+                    raw.push(position);
+                    values
+                }
+                Operand::Input(mut input) => {
+                    input.id = item.id.clone();
+                    inputs.push((position, input));
+                    Vec::new()
+                }
+            };
+            rows.push(NewItem { id: item.id, modality: item.modality, metadata: item.metadata, vector });
+        }
+        collection.check_items(rows.iter().map(|i| (i.id.as_str(), &i.metadata)))?;
+        for &position in &raw {
+            let row = &rows[position];
+            collection.check_vector(&format!("item {:?}", row.id), &row.vector)?;
+        }
+        if !inputs.is_empty() {
+            let (positions, inputs): (Vec<usize>, Vec<Item>) = inputs.into_iter().unzip();
+            for (position, (modality, vector)) in
+                positions.into_iter().zip(self.embed(&collection, inputs).await?)
+            {
+                let row = &mut rows[position];
+                if row.modality.is_some_and(|m| m != modality) {
+                    return Err(StoreError::InvalidItem {
+                        id: row.id.clone(),
+                        reason: format!("modality field says {:?} but the input is {modality}", row.modality),
+                    }
+                    .into());
+                }
+                row.modality = Some(modality);
+                row.vector = vector;
+            }
+        }
+        let count = rows.len();
+        let writer = Arc::clone(&collection);
+        let sequence = blocking(move || writer.upsert(rows)).await?;
+        self.compact_later(collection);
+        Ok((count, sequence))
+    }
+
+    /// Deletes `ids` from `collection`. Returns how many were deleted, the ids not found and the
+    /// log sequence of the write.
+    pub async fn delete(
+        &self,
+        collection: &str,
+        ids: Vec<String>,
+    ) -> Result<(usize, Vec<String>, u64), CollectionsError> {
+        let collection = self.collection(collection)?;
+        self.engine.limits().check_items("ids", ids.len())?;
+        let writer = Arc::clone(&collection);
+        let outcome = blocking(move || writer.delete(&ids)).await?;
+        self.compact_later(collection);
+        Ok(outcome)
+    }
+
+    /// Searches `collection`.
+    pub async fn search(
+        &self,
+        collection: &str,
+        search: SearchQuery,
+    ) -> Result<SearchOutcome, CollectionsError> {
+        let collection = self.collection(collection)?;
+        let k = search.top_k;
+        if k == 0 || k > MAX_TOP_K {
+            return Err(StoreError::TopK { top_k: k, max: MAX_TOP_K }.into());
+        }
+        let query = match search.query {
+            Operand::Vector(values) => values,
+            Operand::Input(input) => self
+                .embed(&collection, vec![input])
+                .await?
+                .pop()
+                .map(|(_, vector)| vector)
+                .ok_or_else(|| StoreError::Internal("the query got no embedding".into()))?,
+        };
+        let SearchQuery { filter, exact, ef_search, include_vectors, .. } = search;
+        Ok(blocking(move || collection.search(query, k, &filter, exact, ef_search, include_vectors)).await?)
+    }
+
+    /// Folds the collection's log into a snapshot in the background once it has grown enough.
+    fn compact_later(&self, collection: Arc<Collection>) {
+        let Some(store) = self.store.clone() else { return };
+        if collection.wal_bytes() <= store.options().compact_wal_bytes {
+            return;
+        }
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.compact_if_needed(&collection) {
+                tracing::error!(collection = %collection.manifest().name, error = %e, "compaction failed");
+            }
+        });
+    }
+}
+
+/// Runs blocking store work (file I/O, fsync, scans) off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+}

@@ -1,0 +1,29 @@
+//! The domain services behind the API edge: similarity and zero-shot classification
+//! (`similarity`) and collections (`collections`), over the engine and the collection store. They take and return plain types,
+//! so the API edge only converts protobuf, and tools and tests can call them without it.
+
+pub mod collections;
+pub mod similarity;
+
+use crate::engine::{EmbedOptions, Embedded, Engine, EngineError, Item};
+
+pub use collections::{Collections, CollectionsError};
+pub use similarity::{Similarity, SimilarityError};
+
+/// An input to embed, or a vector the client already has (in the model's space).
+#[derive(Debug, Clone)]
+pub enum Operand {
+    /// An input, embedded with the model in question.
+    Input(Item),
+    /// A vector, checked against the model's dimension where it is used.
+    Vector(Vec<f32>),
+}
+
+/// Embeds `items` with `model` at unit norm: the single place these services call the engine.
+pub(crate) async fn embed_unit(
+    engine: &Engine,
+    model: &str,
+    items: Vec<Item>,
+) -> Result<Embedded, EngineError> {
+    engine.embed(model, items, EmbedOptions { normalize: true, ..EmbedOptions::default() }).await
+}

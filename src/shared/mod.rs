@@ -1,0 +1,42 @@
+//! What every layer may use: the modality tag, the generated `bindery.v1` protobuf types, their
+//! codec and the wire constants both sides of a call agree on, and small error helpers.
+//!
+//! This is the leaf of the crate: nothing here imports any other bindery module, so the store,
+//! the engine, the API edge and the client side can all share these without depending on each
+//! other.
+
+pub mod codec;
+mod modality;
+pub(crate) mod panic;
+
+pub use modality::{Modality, UnknownModality};
+
+/// Largest gRPC message a server accepts and a client sends by default (a batch of large images
+/// or audio files).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Response metadata keys carrying the server-side stage timings of an embed call, in
+/// microseconds: queue, preprocess, inference, total.
+pub const TIMING_KEYS: [&str; 4] =
+    ["bindery-queue-us", "bindery-preprocess-us", "bindery-inference-us", "bindery-total-us"];
+
+/// `error` and its sources joined, since transport errors say little on their own.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// Generated `bindery.v1` types, client and server.
+pub mod pb {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("bindery.v1");
+
+    /// Encoded file descriptor set served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bindery_descriptor");
+}
