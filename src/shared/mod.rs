@@ -8,6 +8,8 @@
 pub mod codec;
 mod modality;
 pub(crate) mod panic;
+#[cfg(test)]
+mod proto_compat;
 
 pub use modality::{Modality, UnknownModality};
 
