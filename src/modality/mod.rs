@@ -36,6 +36,11 @@ pub struct Kind {
     /// The payload of a protobuf input of this modality; an input of another modality is handed
     /// back untouched.
     pub from_proto: fn(pb::input::Payload) -> Result<Payload, pb::input::Payload>,
+    /// Lower-case extensions of this modality's files, for tools that read payload folders.
+    pub extensions: &'static [&'static str],
+    /// The protobuf inputs a file of this modality holds (`extension` is its lower-case
+    /// extension, passed on as the format hint where the input has one).
+    pub inputs_from_file: fn(bytes: Vec<u8>, extension: &str) -> Vec<pb::input::Payload>,
 }
 
 /// Why a section's pipeline cannot be built (a tokenizer that does not load, parameters a
@@ -58,6 +63,11 @@ pub struct Section<'a> {
 /// The registration of `modality`, when bindery has a pipeline for it.
 pub fn kind(modality: Modality) -> Option<&'static Kind> {
     KINDS.iter().copied().find(|k| k.modality == modality)
+}
+
+/// The registration whose [`Kind::extensions`] include `extension` (lower case).
+pub fn kind_of_extension(extension: &str) -> Option<&'static Kind> {
+    KINDS.iter().copied().find(|k| k.extensions.contains(&extension))
 }
 
 /// The payload of a protobuf input. A modality without a pipeline gives an [`Unsupported`]

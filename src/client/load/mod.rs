@@ -159,7 +159,7 @@ pub enum LoadError {
         source: std::io::Error,
     },
     /// A payload file has an extension no modality takes.
-    #[error("{0}: unknown payload type (expected .txt, an image, audio or point-cloud extension)")]
+    #[error("{0}: unknown payload type (no modality reads files with this extension)")]
     UnknownPayload(PathBuf),
     /// Generating a payload failed.
     #[error("cannot generate {what}: {message}")]

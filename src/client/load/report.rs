@@ -161,7 +161,7 @@ impl RunReport {
             mode: args.mode.name(),
             batch: workload.batch(),
             model: workload.model().to_string(),
-            mix: workload.mix().shares().map(|(k, w)| (k.name(), w)).collect(),
+            mix: workload.mix().shares().map(|(k, w)| (k.as_str(), w)).collect(),
             warmup_s: plan.warmup.as_secs_f64(),
             elapsed_s: seconds,
             requests,

@@ -1,6 +1,7 @@
 //! What the load generator sends: the modality mix, the payload pools (files or generated) and the
 //! requests drawn from them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -9,6 +10,7 @@ use rand_pcg::Pcg64Mcg;
 
 use super::generate::{self, index, rng, unit};
 use super::{ImageEncoding, LoadError};
+use crate::modality::{self, Modality};
 use crate::shared::pb;
 
 /// Generated payloads per modality; requests cycle through them at random.
@@ -16,57 +18,24 @@ const GENERATED_VARIANTS: usize = 8;
 /// Generated captions.
 const GENERATED_CAPTIONS: usize = 64;
 
-/// A modality the load generator can send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
-    /// Text.
-    Text,
-    /// Encoded image.
-    Image,
-    /// Encoded audio.
-    Audio,
-    /// Point cloud.
-    PointCloud,
-}
-
-impl Kind {
-    const ALL: [Kind; 4] = [Kind::Text, Kind::Image, Kind::Audio, Kind::PointCloud];
-
-    /// Name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Text => "text",
-            Kind::Image => "image",
-            Kind::Audio => "audio",
-            Kind::PointCloud => "point_cloud",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The modality a payload file belongs to, by its (lower-case) extension.
-    fn of_extension(ext: &str) -> Option<Kind> {
-        Some(match ext {
-            "txt" => Kind::Text,
-            "jpg" | "jpeg" | "png" | "webp" | "gif" | "bmp" | "tif" | "tiff" => Kind::Image,
-            "wav" | "flac" | "mp3" | "ogg" | "oga" | "m4a" | "mp4" | "aac" => Kind::Audio,
-            "ply" | "pcd" | "xyz" | "pts" | "csv" | "npy" | "obj" => Kind::PointCloud,
-            _ => return None,
-        })
-    }
-}
-
 /// Weights of the modalities in the generated load, as given on the command line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mix {
-    weights: Vec<(Kind, f64)>,
+    weights: Vec<(Modality, f64)>,
+}
+
+/// The names `--mix` takes.
+fn served_names() -> String {
+    modality::KINDS.iter().map(|k| k.modality.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// A `--mix` value that cannot be parsed.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid mix {0:?}: expected `name=weight,...` with names text, image, audio, point_cloud")]
+#[error(
+    "invalid mix {mix:?}: expected `name=weight,...` with names of modalities bindery serves ({names})",
+    mix = .0,
+    names = served_names()
+)]
 pub struct MixError(String);
 
 impl FromStr for Mix {
@@ -74,19 +43,20 @@ impl FromStr for Mix {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || MixError(s.to_string());
-        let mut weights: Vec<(Kind, f64)> = Vec::new();
+        let mut weights: Vec<(Modality, f64)> = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, weight) = match part.split_once('=') {
                 Some((n, w)) => (n.trim(), w.trim().parse::<f64>().map_err(|_| bad())?),
                 None => (part, 1.0),
             };
-            let kind = match name.to_ascii_lowercase().replace('-', "_").as_str() {
-                "text" => Kind::Text,
-                "image" => Kind::Image,
-                "audio" => Kind::Audio,
-                "point_cloud" | "pointcloud" | "points" => Kind::PointCloud,
-                _ => return Err(bad()),
+            let name = match name.to_ascii_lowercase().replace('-', "_").as_str() {
+                "pointcloud" | "points" => "point_cloud".to_string(),
+                other => other.to_string(),
             };
+            let kind = name.parse::<Modality>().map_err(|_| bad())?;
+            if modality::kind(kind).is_none() {
+                return Err(bad());
+            }
             if !weight.is_finite() || weight < 0.0 || weights.iter().any(|(k, _)| *k == kind) {
                 return Err(bad());
             }
@@ -108,7 +78,7 @@ impl fmt::Display for Mix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, (kind, weight)) in self.weights.iter().enumerate() {
             let sep = if i == 0 { "" } else { "," };
-            write!(f, "{sep}{}={}", kind.name(), (weight * 1000.0).round() / 1000.0)?;
+            write!(f, "{sep}{kind}={}", (weight * 1000.0).round() / 1000.0)?;
         }
         Ok(())
     }
@@ -116,7 +86,7 @@ impl fmt::Display for Mix {
 
 impl Mix {
     /// Modalities and their shares (summing to 1).
-    pub fn shares(&self) -> impl Iterator<Item = (Kind, f64)> + '_ {
+    pub fn shares(&self) -> impl Iterator<Item = (Modality, f64)> + '_ {
         self.weights.iter().copied()
     }
 }
@@ -170,9 +140,9 @@ pub enum Source {
 pub struct Workload {
     mix: Mix,
     /// Cumulative shares, for drawing a modality.
-    cumulative: Vec<(Kind, f64)>,
-    pools: [Vec<pb::input::Payload>; 4],
-    sources: Vec<(Kind, Source)>,
+    cumulative: Vec<(Modality, f64)>,
+    pools: BTreeMap<Modality, Vec<pb::input::Payload>>,
+    sources: Vec<(Modality, Source)>,
     batch: usize,
     model: String,
     cache: Option<bool>,
@@ -193,23 +163,25 @@ impl Workload {
         batch: usize,
         model: String,
     ) -> Result<Self, LoadError> {
-        let wanted: Vec<Kind> = mix.shares().map(|(k, _)| k).collect();
+        let wanted: Vec<Modality> = mix.shares().map(|(k, _)| k).collect();
         let mut files: Vec<PathBuf> = Vec::new();
         for path in paths {
             collect_files(path, path.is_dir(), &mut files)?;
         }
         files.sort();
-        let mut pools: [Vec<pb::input::Payload>; 4] = Default::default();
+        let mut pools: BTreeMap<Modality, Vec<pb::input::Payload>> = BTreeMap::new();
         for file in &files {
             let ext = extension(file);
-            let Some(kind) = Kind::of_extension(&ext) else { continue };
-            if wanted.contains(&kind) {
-                pools[kind.index()].extend(load_file(file, kind, &ext)?);
+            let Some(kind) = modality::kind_of_extension(&ext) else { continue };
+            if wanted.contains(&kind.modality) {
+                let bytes = std::fs::read(file)
+                    .map_err(|source| LoadError::Read { path: file.to_path_buf(), source })?;
+                pools.entry(kind.modality).or_default().extend((kind.inputs_from_file)(bytes, &ext));
             }
         }
         let mut sources = Vec::new();
-        for kind in Kind::ALL.into_iter().filter(|k| wanted.contains(k)) {
-            let pool = &mut pools[kind.index()];
+        for kind in Modality::ALL.into_iter().filter(|k| wanted.contains(k)) {
+            let pool = pools.entry(kind).or_default();
             if pool.is_empty() {
                 *pool = generated(kind, generator)?;
                 sources.push((kind, Source::Generated));
@@ -233,8 +205,8 @@ impl Workload {
         self.sources
             .iter()
             .map(|(kind, source)| match source {
-                Source::Files(n) => format!("{}: {n} payloads from files", kind.name()),
-                Source::Generated => format!("{}: generated payloads", kind.name()),
+                Source::Files(n) => format!("{kind}: {n} payloads from files"),
+                Source::Generated => format!("{kind}: generated payloads"),
             })
             .collect()
     }
@@ -264,8 +236,8 @@ impl Workload {
                     .iter()
                     .find(|(_, c)| u < *c)
                     .or(self.cumulative.last())
-                    .map_or(Kind::Text, |(k, _)| *k);
-                let pool = &self.pools[kind.index()];
+                    .map_or(Modality::Text, |(k, _)| *k);
+                let pool = self.pools.get(&kind).map_or(&[][..], Vec::as_slice);
                 let payload = pool.get(index(rng, pool.len())).cloned();
                 pb::Input { id: String::new(), payload }
             })
@@ -288,7 +260,7 @@ fn collect_files(path: &Path, in_folder: bool, out: &mut Vec<PathBuf>) -> Result
             let entry = entry.map_err(read_err)?;
             collect_files(&entry.path(), true, out)?;
         }
-    } else if Kind::of_extension(&extension(path)).is_some() {
+    } else if modality::kind_of_extension(&extension(path)).is_some() {
         out.push(path.to_path_buf());
     } else if !in_folder {
         return Err(LoadError::UnknownPayload(path.to_path_buf()));
@@ -296,52 +268,44 @@ fn collect_files(path: &Path, in_folder: bool, out: &mut Vec<PathBuf>) -> Result
     Ok(())
 }
 
-fn load_file(path: &Path, kind: Kind, ext: &str) -> Result<Vec<pb::input::Payload>, LoadError> {
+/// The built-in payloads of `kind`; a modality without a generator needs payload files.
+fn generated(kind: Modality, options: &GeneratorOptions) -> Result<Vec<pb::input::Payload>, LoadError> {
     use pb::input::Payload;
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
-    Ok(match kind {
-        Kind::Text => String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(|l| Payload::Text(l.to_string()))
-            .collect(),
-        Kind::Image => vec![Payload::Image(bytes)],
-        Kind::Audio => vec![Payload::Audio(pb::Audio { data: bytes, format_hint: ext.to_string() })],
-        Kind::PointCloud => vec![Payload::PointCloud(pb::PointCloud {
-            data: bytes,
-            format_hint: ext.to_string(),
-            ..Default::default()
-        })],
-    })
-}
-
-fn generated(kind: Kind, options: &GeneratorOptions) -> Result<Vec<pb::input::Payload>, LoadError> {
-    use pb::input::Payload;
-    let mut rng = rng(options.seed, 1 + kind.index() as u64);
+    // One stream per modality, in the order of `Modality::ALL`, so a seed gives the same payloads
+    // whatever the mix.
+    let stream = Modality::ALL.iter().position(|m| *m == kind).unwrap_or_default();
+    let mut rng = rng(options.seed, 1 + stream as u64);
     let fail = |what| move |message| LoadError::Generate { what, message };
     Ok(match kind {
-        Kind::Text => (0..GENERATED_CAPTIONS).map(|_| Payload::Text(generate::caption(&mut rng))).collect(),
-        Kind::Image => (0..GENERATED_VARIANTS)
+        Modality::Text => {
+            (0..GENERATED_CAPTIONS).map(|_| Payload::Text(generate::caption(&mut rng))).collect()
+        }
+        Modality::Image => (0..GENERATED_VARIANTS)
             .map(|_| {
                 generate::image(&mut rng, options.image_size, options.image_format)
                     .map(Payload::Image)
                     .map_err(fail("an image"))
             })
             .collect::<Result<_, _>>()?,
-        Kind::Audio => (0..GENERATED_VARIANTS)
+        Modality::Audio => (0..GENERATED_VARIANTS)
             .map(|_| {
                 generate::wav(&mut rng, options.audio_duration, options.audio_sample_rate)
                     .map(|data| Payload::Audio(pb::Audio { data, format_hint: "wav".into() }))
                     .map_err(fail("an audio clip"))
             })
             .collect::<Result<_, _>>()?,
-        Kind::PointCloud => (0..GENERATED_VARIANTS)
+        Modality::PointCloud => (0..GENERATED_VARIANTS)
             .map(|_| {
                 let (xyz, rgb) = generate::point_cloud(&mut rng, options.points);
                 Payload::PointCloud(pb::PointCloud { xyz, rgb, ..Default::default() })
             })
             .collect(),
+        other => {
+            return Err(LoadError::Generate {
+                what: "payloads",
+                message: format!("bindery load has no {other} generator; give {other} files with --payloads"),
+            });
+        }
     })
 }
 
@@ -356,7 +320,7 @@ mod tests {
         assert_eq!(shares.len(), 4);
         assert!((shares.iter().map(|(_, w)| w).sum::<f64>() - 1.0).abs() < 1e-12);
         let mix: Mix = "image,text=3".parse().unwrap();
-        assert_eq!(mix.shares().collect::<Vec<_>>(), vec![(Kind::Text, 0.75), (Kind::Image, 0.25)]);
+        assert_eq!(mix.shares().collect::<Vec<_>>(), vec![(Modality::Text, 0.75), (Modality::Image, 0.25)]);
         assert!("video=1".parse::<Mix>().is_err());
         assert!("text=-1".parse::<Mix>().is_err());
         assert!("text=0".parse::<Mix>().is_err());

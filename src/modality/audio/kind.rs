@@ -10,7 +10,8 @@ use crate::modality::{
 use crate::shared::{Modality, pb};
 
 /// Registration of audio.
-pub const KIND: Kind = Kind { modality: Modality::Audio, check, build, from_proto };
+pub const KIND: Kind =
+    Kind { modality: Modality::Audio, check, build, from_proto, extensions: EXTENSIONS, inputs_from_file };
 
 /// Audio preprocessing: resample, clip sampling, Kaldi filterbank, normalisation
 /// (`[audio.preprocess]`).
@@ -88,6 +89,12 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
     let preprocessor = AudioPreprocessor::try_new(&spec, limits.audio)?;
     let shape = vec![spec.clips_per_input, 1, spec.num_mel_bins, spec.target_length];
     Ok(Box::new(AudioPipeline { tensors: [TensorSpec::f32(section.input, shape)], preprocessor }))
+}
+
+const EXTENSIONS: &[&str] = &["wav", "flac", "mp3", "ogg", "oga", "m4a", "mp4", "aac"];
+
+fn inputs_from_file(bytes: Vec<u8>, extension: &str) -> Vec<pb::input::Payload> {
+    vec![pb::input::Payload::Audio(pb::Audio { data: bytes, format_hint: extension.to_string() })]
 }
 
 fn from_proto(input: pb::input::Payload) -> Result<Payload, pb::input::Payload> {

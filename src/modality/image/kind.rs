@@ -10,7 +10,8 @@ use crate::modality::{
 use crate::shared::{Modality, pb};
 
 /// Registration of images.
-pub const KIND: Kind = Kind { modality: Modality::Image, check, build, from_proto };
+pub const KIND: Kind =
+    Kind { modality: Modality::Image, check, build, from_proto, extensions: EXTENSIONS, inputs_from_file };
 
 /// Resampling filter used to scale images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -80,6 +81,12 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
         tensors: [TensorSpec::f32(section.input, vec![3, side, side])],
         preprocessor: ImagePreprocessor::new(&spec, limits.image),
     }))
+}
+
+const EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
+
+fn inputs_from_file(bytes: Vec<u8>, _extension: &str) -> Vec<pb::input::Payload> {
+    vec![pb::input::Payload::Image(bytes)]
 }
 
 fn from_proto(input: pb::input::Payload) -> Result<Payload, pb::input::Payload> {

@@ -12,7 +12,14 @@ use crate::modality::{
 use crate::shared::{Modality, pb};
 
 /// Registration of point clouds.
-pub const KIND: Kind = Kind { modality: Modality::PointCloud, check, build, from_proto };
+pub const KIND: Kind = Kind {
+    modality: Modality::PointCloud,
+    check,
+    build,
+    from_proto,
+    extensions: EXTENSIONS,
+    inputs_from_file,
+};
 
 /// Point-cloud preprocessing: sampling, normalisation and PointBERT grouping
 /// (`[point_cloud.preprocess]`).
@@ -133,6 +140,16 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
         TensorSpec::f32(spec.center_input.clone(), vec![spec.num_group, 3]),
     ];
     Ok(Box::new(PointCloudPipeline { tensors, preprocessor }))
+}
+
+const EXTENSIONS: &[&str] = &["ply", "pcd", "xyz", "pts", "csv", "npy", "obj"];
+
+fn inputs_from_file(bytes: Vec<u8>, extension: &str) -> Vec<pb::input::Payload> {
+    vec![pb::input::Payload::PointCloud(pb::PointCloud {
+        data: bytes,
+        format_hint: extension.to_string(),
+        ..Default::default()
+    })]
 }
 
 fn from_proto(input: pb::input::Payload) -> Result<Payload, pb::input::Payload> {

@@ -12,7 +12,8 @@ use crate::modality::{
 use crate::shared::{Modality, pb};
 
 /// Registration of text.
-pub const KIND: Kind = Kind { modality: Modality::Text, check, build, from_proto };
+pub const KIND: Kind =
+    Kind { modality: Modality::Text, check, build, from_proto, extensions: EXTENSIONS, inputs_from_file };
 
 /// Text preprocessing: CLIP byte-level BPE with a fixed context (`[text.preprocess]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +62,18 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
         tokenizer,
         max_bytes: limits.max_text_bytes,
     }))
+}
+
+/// Text files: one input per non-empty line.
+const EXTENSIONS: &[&str] = &["txt"];
+
+fn inputs_from_file(bytes: Vec<u8>, _extension: &str) -> Vec<pb::input::Payload> {
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| pb::input::Payload::Text(l.to_string()))
+        .collect()
 }
 
 fn from_proto(input: pb::input::Payload) -> Result<Payload, pb::input::Payload> {
