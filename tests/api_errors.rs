@@ -157,7 +157,7 @@ async fn health_reports_serving_and_reflection_lists_the_service() {
 #[tokio::test]
 async fn text_over_the_length_limit_is_refused() {
     let mut options = fixture_options();
-    options.limits.inputs.max_text_bytes = 16;
+    options.limits.inputs.update(|l: &mut bindery::modality::text::TextLimits| l.max_bytes = 16);
     let mut server = start(options).await;
     let status = server
         .client

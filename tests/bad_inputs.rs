@@ -415,10 +415,13 @@ async fn send(channel: &Channel, send: Send) -> Result<(), Status> {
 #[tokio::test]
 async fn every_bad_input_class_gets_its_status_and_the_server_keeps_serving() {
     let mut options = fixture_options();
-    options.limits.inputs.max_text_bytes = 1024;
-    options.limits.inputs.image.max_bytes = 100_000;
-    options.limits.inputs.audio.max_bytes = 200_000;
-    options.limits.inputs.point_cloud.max_points = 20_000;
+    options.limits.inputs.update(|l: &mut bindery::modality::text::TextLimits| l.max_bytes = 1024);
+    options.limits.inputs.update(|l: &mut bindery::modality::image::ImageLimits| l.max_bytes = 100_000);
+    options.limits.inputs.update(|l: &mut bindery::modality::audio::AudioLimits| l.max_bytes = 200_000);
+    options
+        .limits
+        .inputs
+        .update(|l: &mut bindery::modality::point_cloud::PointCloudLimits| l.max_points = 20_000);
     options.max_message_bytes = 4 << 20;
     let mut server = start(options).await;
     let (good_png, good_wav) = (read("images/png_rgb.png"), read("audio/cases/wav16k_mono_s16_5s.wav"));

@@ -87,8 +87,8 @@ async fn every_bad_audio_file_is_invalid_argument_and_the_server_keeps_serving()
 #[tokio::test]
 async fn audio_limits_are_enforced_with_a_precise_error() {
     let mut options = fixture_options();
-    options.limits.inputs.audio.max_duration_secs = 3.0;
-    options.limits.inputs.audio.max_bytes = 400_000;
+    options.limits.inputs.update(|l: &mut bindery::modality::audio::AudioLimits| l.max_duration_secs = 3.0);
+    options.limits.inputs.update(|l: &mut bindery::modality::audio::AudioLimits| l.max_bytes = 400_000);
     let mut server = start(options).await;
     let cases: Cases = load("audio/cases.json");
     let long = cases.cases.iter().find(|c| c.id == "flac8k_mono_10min").expect("10 min case");

@@ -97,10 +97,16 @@ async fn every_malformed_cloud_is_invalid_argument_and_the_server_keeps_serving(
     for case in &bad.entries {
         if let Some(l) = &case.limits {
             if let Some(p) = l.max_points {
-                options.limits.inputs.point_cloud.max_points = p;
+                options
+                    .limits
+                    .inputs
+                    .update(|l: &mut bindery::modality::point_cloud::PointCloudLimits| l.max_points = p);
             }
             if let Some(b) = l.max_bytes {
-                options.limits.inputs.point_cloud.max_bytes = b;
+                options
+                    .limits
+                    .inputs
+                    .update(|l: &mut bindery::modality::point_cloud::PointCloudLimits| l.max_bytes = b);
             }
         }
     }
@@ -177,7 +183,10 @@ async fn point_cloud_byte_and_point_limits_name_the_input_and_the_limit() {
     let read = |file: &str| std::fs::read(fixture(&format!("point_cloud/bad/{file}"))).expect("bad fixture");
     // One server per limit, so each file can only cross the limit under test.
     let mut options = fixture_options();
-    options.limits.inputs.point_cloud.max_bytes = 512;
+    options
+        .limits
+        .inputs
+        .update(|l: &mut bindery::modality::point_cloud::PointCloudLimits| l.max_bytes = 512);
     let mut by_bytes = start(options).await;
     let status = by_bytes
         .client
@@ -191,7 +200,10 @@ async fn point_cloud_byte_and_point_limits_name_the_input_and_the_limit() {
     );
 
     let mut options = fixture_options();
-    options.limits.inputs.point_cloud.max_points = 100;
+    options
+        .limits
+        .inputs
+        .update(|l: &mut bindery::modality::point_cloud::PointCloudLimits| l.max_points = 100);
     let mut by_points = start(options).await;
     // Counted while reading a text file (101 lines).
     let status = by_points

@@ -23,8 +23,8 @@ fn image_file(name: &str) -> Vec<u8> {
 #[tokio::test]
 async fn image_byte_and_pixel_limits_name_the_input_and_the_limit() {
     let mut options = fixture_options();
-    options.limits.inputs.image.max_bytes = 60_000;
-    options.limits.inputs.image.max_pixels = 50_000;
+    options.limits.inputs.update(|l: &mut bindery::modality::image::ImageLimits| l.max_bytes = 60_000);
+    options.limits.inputs.update(|l: &mut bindery::modality::image::ImageLimits| l.max_pixels = 50_000);
     let mut server = start(options).await;
 
     let status = server
@@ -63,7 +63,10 @@ fn cloud(id: &str, points: usize) -> pb::Input {
 #[tokio::test]
 async fn point_cloud_arrays_over_the_point_limit_are_refused() {
     let mut options = fixture_options();
-    options.limits.inputs.point_cloud.max_points = 100;
+    options
+        .limits
+        .inputs
+        .update(|l: &mut bindery::modality::point_cloud::PointCloudLimits| l.max_points = 100);
     let mut server = start(options).await;
     let status = server.client.embed(request(vec![cloud("scan", 101)])).await.expect_err("101 points");
     assert_eq!(status.code(), Code::InvalidArgument);

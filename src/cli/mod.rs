@@ -94,27 +94,9 @@ pub struct ServeArgs {
     /// Most label prompts (labels x templates, cached or not) in one Classify call.
     #[arg(long, default_value_t = Limits::default().max_label_prompts)]
     pub max_label_prompts: usize,
-    /// Longest text accepted, in UTF-8 bytes.
-    #[arg(long, default_value_t = InputLimits::default().max_text_bytes)]
-    pub max_text_bytes: usize,
-    /// Largest encoded image accepted, in bytes.
-    #[arg(long, default_value_t = InputLimits::default().image.max_bytes)]
-    pub max_image_bytes: usize,
-    /// Largest decoded image accepted, in pixels (decompression-bomb guard).
-    #[arg(long, default_value_t = InputLimits::default().image.max_pixels)]
-    pub max_image_pixels: u64,
-    /// Largest encoded audio file accepted, in bytes.
-    #[arg(long, default_value_t = InputLimits::default().audio.max_bytes)]
-    pub max_audio_bytes: usize,
-    /// Longest audio accepted, in seconds.
-    #[arg(long, default_value_t = InputLimits::default().audio.max_duration_secs)]
-    pub max_audio_seconds: f64,
-    /// Largest encoded point-cloud file accepted, in bytes.
-    #[arg(long, default_value_t = InputLimits::default().point_cloud.max_bytes)]
-    pub max_point_cloud_bytes: usize,
-    /// Most points accepted in one point cloud.
-    #[arg(long, default_value_t = InputLimits::default().point_cloud.max_points)]
-    pub max_points: usize,
+    /// Each modality's input limits (`--max-text-bytes`, `--max-image-bytes`, ...).
+    #[command(flatten)]
+    pub inputs: InputLimitFlags,
     /// Largest gRPC message accepted, in bytes.
     #[arg(long, default_value_t = server::DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
@@ -245,13 +227,7 @@ impl ServeArgs {
         options.limits.max_labels = self.max_labels;
         options.limits.max_templates = self.max_templates;
         options.limits.max_label_prompts = self.max_label_prompts;
-        options.limits.inputs.max_text_bytes = self.max_text_bytes;
-        options.limits.inputs.image.max_bytes = self.max_image_bytes;
-        options.limits.inputs.image.max_pixels = self.max_image_pixels;
-        options.limits.inputs.audio.max_bytes = self.max_audio_bytes;
-        options.limits.inputs.audio.max_duration_secs = self.max_audio_seconds;
-        options.limits.inputs.point_cloud.max_bytes = self.max_point_cloud_bytes;
-        options.limits.inputs.point_cloud.max_points = self.max_points;
+        options.limits.inputs = self.inputs.0.clone();
         options.max_message_bytes = self.max_message_bytes;
         options.max_concurrent_streams = self.max_concurrent_streams;
         options.drain_timeout = self.drain_timeout;
@@ -387,4 +363,29 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     Ok(async {
         let _ = tokio::signal::ctrl_c().await;
     })
+}
+
+/// The input-limit flags every registered modality declares, read into [`InputLimits`].
+#[derive(Debug, Clone, Default)]
+pub struct InputLimitFlags(pub InputLimits);
+
+impl clap::FromArgMatches for InputLimitFlags {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        InputLimits::from_flags(matches).map(Self)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        self.0 = InputLimits::from_flags(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for InputLimitFlags {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        InputLimits::flags(command)
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        InputLimits::flags(command)
+    }
 }

@@ -11,8 +11,11 @@ mod pipeline;
 pub mod point_cloud;
 pub mod text;
 
+use std::any::{Any, TypeId};
+use std::collections::BTreeMap;
 use std::error::Error;
 use std::path::Path;
+use std::sync::Arc;
 
 pub use crate::shared::Modality;
 use crate::shared::pb;
@@ -41,6 +44,35 @@ pub struct Kind {
     /// The protobuf inputs a file of this modality holds (`extension` is its lower-case
     /// extension, passed on as the format hint where the input has one).
     pub inputs_from_file: fn(bytes: Vec<u8>, extension: &str) -> Vec<pb::input::Payload>,
+    /// This modality's input limits and their command-line flags ([`limits_of`]).
+    pub limits: LimitsSpec,
+}
+
+/// A modality's input limits: a value of the modality's own limits type (which derives
+/// `clap::Args`, so its fields are the server's `--max-...` flags), its defaults and its flags.
+pub struct LimitsSpec {
+    /// The defaults.
+    pub defaults: fn() -> Arc<dyn Any + Send + Sync>,
+    /// Adds the limits' flags to a command.
+    pub flags: fn(clap::Command) -> clap::Command,
+    /// Reads the limits from parsed flags.
+    pub from_flags: fn(&clap::ArgMatches) -> Result<Arc<dyn Any + Send + Sync>, clap::Error>,
+}
+
+/// The [`LimitsSpec`] of limits type `T`.
+pub const fn limits_of<T>() -> LimitsSpec
+where
+    T: clap::Args + clap::FromArgMatches + Default + Send + Sync + 'static,
+{
+    fn defaults<T: Default + Send + Sync + 'static>() -> Arc<dyn Any + Send + Sync> {
+        Arc::new(T::default())
+    }
+    fn from_flags<T: clap::FromArgMatches + Send + Sync + 'static>(
+        matches: &clap::ArgMatches,
+    ) -> Result<Arc<dyn Any + Send + Sync>, clap::Error> {
+        Ok(Arc::new(T::from_arg_matches(matches)?))
+    }
+    LimitsSpec { defaults: defaults::<T>, flags: T::augment_args, from_flags: from_flags::<T> }
 }
 
 /// Why a section's pipeline cannot be built (a tokenizer that does not load, parameters a
@@ -97,33 +129,75 @@ pub(crate) fn require_file(field: &str, relative: &Path, model_dir: &Path) -> Re
     }
 }
 
-/// Per-input size limits, checked before any expensive work.
-#[derive(Debug, Clone)]
-pub struct InputLimits {
-    /// Longest text accepted, in UTF-8 bytes.
-    pub max_text_bytes: usize,
-    /// Image limits.
-    pub image: image::ImageLimits,
-    /// Audio limits.
-    pub audio: audio::AudioLimits,
-    /// Point-cloud limits.
-    pub point_cloud: point_cloud::PointCloudLimits,
+/// Per-input size limits of every modality, checked before any expensive work: one value of each
+/// modality's own limits type, found by its type.
+#[derive(Clone)]
+pub struct InputLimits(BTreeMap<TypeId, Arc<dyn Any + Send + Sync>>);
+
+impl InputLimits {
+    fn from_values(values: impl Iterator<Item = Arc<dyn Any + Send + Sync>>) -> Self {
+        Self(values.map(|v| ((*v).type_id(), v)).collect())
+    }
+
+    /// The limits of type `T` (its defaults when no modality registered it).
+    pub fn get<T: Any + Clone + Default>(&self) -> T {
+        self.0.get(&TypeId::of::<T>()).and_then(|v| v.downcast_ref::<T>()).cloned().unwrap_or_default()
+    }
+
+    /// Changes the limits of type `T`.
+    pub fn update<T: Any + Clone + Default + Send + Sync>(&mut self, change: impl FnOnce(&mut T)) {
+        let mut limits = self.get::<T>();
+        change(&mut limits);
+        self.0.insert(TypeId::of::<T>(), Arc::new(limits));
+    }
+
+    /// Adds every modality's limit flags to `command`.
+    pub fn flags(command: clap::Command) -> clap::Command {
+        KINDS.iter().fold(command, |command, kind| (kind.limits.flags)(command))
+    }
+
+    /// Every modality's limits, from flags added by [`InputLimits::flags`].
+    pub fn from_flags(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let values =
+            KINDS.iter().map(|kind| (kind.limits.from_flags)(matches)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::from_values(values.into_iter()))
+    }
 }
 
 impl Default for InputLimits {
     fn default() -> Self {
-        Self {
-            max_text_bytes: 64 * 1024,
-            image: image::ImageLimits::default(),
-            audio: audio::AudioLimits::default(),
-            point_cloud: point_cloud::PointCloudLimits::default(),
-        }
+        Self::from_values(KINDS.iter().map(|kind| (kind.limits.defaults)()))
+    }
+}
+
+impl std::fmt::Debug for InputLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InputLimits({} modalities)", self.0.len())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_come_from_each_modality_and_changes_stick() {
+        let mut limits = InputLimits::default();
+        assert_eq!(limits.get::<image::ImageLimits>().max_bytes, image::ImageLimits::default().max_bytes);
+        limits.update(|l: &mut image::ImageLimits| l.max_bytes = 7);
+        assert_eq!(limits.get::<image::ImageLimits>().max_bytes, 7);
+        assert_eq!(limits.get::<audio::AudioLimits>().max_bytes, audio::AudioLimits::default().max_bytes);
+        let command = InputLimits::flags(clap::Command::new("t").no_binary_name(true));
+        let matches =
+            command.try_get_matches_from(["--max-image-bytes", "9", "--max-text-bytes", "3"]).unwrap();
+        let parsed = InputLimits::from_flags(&matches).unwrap();
+        assert_eq!(parsed.get::<image::ImageLimits>().max_bytes, 9);
+        assert_eq!(parsed.get::<text::TextLimits>().max_bytes, 3);
+        assert_eq!(
+            parsed.get::<point_cloud::PointCloudLimits>().max_points,
+            point_cloud::PointCloudLimits::default().max_points
+        );
+    }
 
     #[test]
     fn every_kind_is_registered_once_and_claims_only_its_own_protobuf_input() {

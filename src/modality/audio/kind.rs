@@ -2,16 +2,23 @@
 
 use serde::Deserialize;
 
-use super::{AudioError, AudioPreprocessor};
+use super::{AudioError, AudioLimits, AudioPreprocessor};
 use crate::modality::{
     BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError, Section, Slot,
-    TensorSpec, parse_section, slot,
+    TensorSpec, limits_of, parse_section, slot,
 };
 use crate::shared::{Modality, pb};
 
 /// Registration of audio.
-pub const KIND: Kind =
-    Kind { modality: Modality::Audio, check, build, from_proto, extensions: EXTENSIONS, inputs_from_file };
+pub const KIND: Kind = Kind {
+    modality: Modality::Audio,
+    check,
+    build,
+    from_proto,
+    extensions: EXTENSIONS,
+    inputs_from_file,
+    limits: limits_of::<AudioLimits>(),
+};
 
 /// Audio preprocessing: resample, clip sampling, Kaldi filterbank, normalisation
 /// (`[audio.preprocess]`).
@@ -86,7 +93,7 @@ fn check(section: &Section<'_>) -> Result<(), String> {
 fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline>, BuildError> {
     let spec: AudioPreprocess = parse_section(section.preprocess)?;
     spec.check()?;
-    let preprocessor = AudioPreprocessor::try_new(&spec, limits.audio)?;
+    let preprocessor = AudioPreprocessor::try_new(&spec, limits.get::<AudioLimits>())?;
     let shape = vec![spec.clips_per_input, 1, spec.num_mel_bins, spec.target_length];
     Ok(Box::new(AudioPipeline { tensors: [TensorSpec::f32(section.input, shape)], preprocessor }))
 }

@@ -28,12 +28,18 @@ use self::decode::DecodedAudio;
 use self::fbank::KaldiFbank;
 use self::resample::Resampler;
 
-/// Size limits checked before decoding everything.
-#[derive(Debug, Clone, Copy)]
+/// Size limits checked before decoding everything (the server's `--max-audio-*` flags).
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct AudioLimits {
-    /// Largest encoded payload accepted, in bytes.
+    /// Largest encoded audio file accepted, in bytes.
+    #[arg(id = "max_audio_bytes", long = "max-audio-bytes", value_name = "BYTES", default_value_t = AudioLimits::default().max_bytes)]
     pub max_bytes: usize,
     /// Longest audio accepted, in seconds.
+    #[arg(
+        id = "max_audio_seconds",
+        long = "max-audio-seconds", value_name = "SECONDS",
+        default_value_t = AudioLimits::default().max_duration_secs
+    )]
     pub max_duration_secs: f64,
 }
 

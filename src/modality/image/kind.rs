@@ -2,16 +2,23 @@
 
 use serde::Deserialize;
 
-use super::ImagePreprocessor;
+use super::{ImageLimits, ImagePreprocessor};
 use crate::modality::{
     BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError, Section, Slot,
-    TensorSpec, parse_section, slot,
+    TensorSpec, limits_of, parse_section, slot,
 };
 use crate::shared::{Modality, pb};
 
 /// Registration of images.
-pub const KIND: Kind =
-    Kind { modality: Modality::Image, check, build, from_proto, extensions: EXTENSIONS, inputs_from_file };
+pub const KIND: Kind = Kind {
+    modality: Modality::Image,
+    check,
+    build,
+    from_proto,
+    extensions: EXTENSIONS,
+    inputs_from_file,
+    limits: limits_of::<ImageLimits>(),
+};
 
 /// Resampling filter used to scale images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -79,7 +86,7 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
     let side = spec.crop as usize;
     Ok(Box::new(ImagePipeline {
         tensors: [TensorSpec::f32(section.input, vec![3, side, side])],
-        preprocessor: ImagePreprocessor::new(&spec, limits.image),
+        preprocessor: ImagePreprocessor::new(&spec, limits.get::<ImageLimits>()),
     }))
 }
 

@@ -19,12 +19,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 pub use kind::{EncodedImage, ImagePreprocess, KIND, ResizeFilter, payload};
 
-/// Size limits checked before any expensive decoding.
-#[derive(Debug, Clone, Copy)]
+/// Size limits checked before any expensive decoding (the server's `--max-image-*` flags).
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct ImageLimits {
-    /// Largest encoded payload accepted, in bytes.
+    /// Largest encoded image accepted, in bytes.
+    #[arg(id = "max_image_bytes", long = "max-image-bytes", value_name = "BYTES", default_value_t = ImageLimits::default().max_bytes)]
     pub max_bytes: usize,
-    /// Largest decoded width * height accepted (decompression-bomb guard).
+    /// Largest decoded image accepted, in pixels (decompression-bomb guard).
+    #[arg(id = "max_image_pixels", long = "max-image-pixels", value_name = "PIXELS", default_value_t = ImageLimits::default().max_pixels)]
     pub max_pixels: u64,
 }
 

@@ -4,10 +4,10 @@
 
 use serde::Deserialize;
 
-use super::{Colors, PointCloudInput, PointCloudPreprocessor};
+use super::{Colors, PointCloudInput, PointCloudLimits, PointCloudPreprocessor};
 use crate::modality::{
     BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError, Section, Slot,
-    TensorSpec, parse_section,
+    TensorSpec, limits_of, parse_section,
 };
 use crate::shared::{Modality, pb};
 
@@ -19,6 +19,7 @@ pub const KIND: Kind = Kind {
     from_proto,
     extensions: EXTENSIONS,
     inputs_from_file,
+    limits: limits_of::<PointCloudLimits>(),
 };
 
 /// Point-cloud preprocessing: sampling, normalisation and PointBERT grouping
@@ -134,7 +135,7 @@ fn check(section: &Section<'_>) -> Result<(), String> {
 fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline>, BuildError> {
     let spec: PointCloudPreprocess = parse_section(section.preprocess)?;
     spec.check(section.input)?;
-    let preprocessor = PointCloudPreprocessor::new(&spec, limits.point_cloud);
+    let preprocessor = PointCloudPreprocessor::new(&spec, limits.get::<PointCloudLimits>());
     let tensors = [
         TensorSpec::f32(section.input, vec![spec.num_group, spec.group_size, preprocessor.channels()]),
         TensorSpec::f32(spec.center_input.clone(), vec![spec.num_group, 3]),

@@ -27,12 +27,19 @@ mod spatial;
 
 pub use kind::{KIND, PointCloudPayload, PointCloudPreprocess, payload};
 
-/// Size limits checked before parsing everything.
-#[derive(Debug, Clone, Copy)]
+/// Size limits checked before parsing everything (the server's `--max-point-cloud-bytes` and
+/// `--max-points` flags).
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct PointCloudLimits {
-    /// Largest encoded payload accepted, in bytes.
+    /// Largest encoded point-cloud file accepted, in bytes.
+    #[arg(
+        id = "max_point_cloud_bytes",
+        long = "max-point-cloud-bytes", value_name = "BYTES",
+        default_value_t = PointCloudLimits::default().max_bytes
+    )]
     pub max_bytes: usize,
-    /// Most points accepted (declared by the header, or counted while parsing).
+    /// Most points accepted in one point cloud (declared by the header, or counted while parsing).
+    #[arg(id = "max_points", long = "max-points", value_name = "POINTS", default_value_t = PointCloudLimits::default().max_points)]
     pub max_points: usize,
 }
 

@@ -7,13 +7,20 @@ use serde::Deserialize;
 use super::{TextError, TextPreprocessor};
 use crate::modality::{
     BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError, Section, Slot,
-    TensorSpec, parse_section, require_file, slot,
+    TensorSpec, limits_of, parse_section, require_file, slot,
 };
 use crate::shared::{Modality, pb};
 
 /// Registration of text.
-pub const KIND: Kind =
-    Kind { modality: Modality::Text, check, build, from_proto, extensions: EXTENSIONS, inputs_from_file };
+pub const KIND: Kind = Kind {
+    modality: Modality::Text,
+    check,
+    build,
+    from_proto,
+    extensions: EXTENSIONS,
+    inputs_from_file,
+    limits: limits_of::<TextLimits>(),
+};
 
 /// Text preprocessing: CLIP byte-level BPE with a fixed context (`[text.preprocess]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +36,20 @@ pub struct TextPreprocess {
     pub end_token: u32,
     /// Id used to pad to `context_length`.
     pub pad_token: u32,
+}
+
+/// Text limits (the server's `--max-text-bytes` flag).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct TextLimits {
+    /// Longest text accepted, in UTF-8 bytes.
+    #[arg(id = "max_text_bytes", long = "max-text-bytes", value_name = "BYTES", default_value_t = TextLimits::default().max_bytes)]
+    pub max_bytes: usize,
+}
+
+impl Default for TextLimits {
+    fn default() -> Self {
+        Self { max_bytes: 64 * 1024 }
+    }
 }
 
 /// A text input.
@@ -60,7 +81,7 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
     Ok(Box::new(TextPipeline {
         tensors: [TensorSpec::i64(section.input, vec![spec.context_length])],
         tokenizer,
-        max_bytes: limits.max_text_bytes,
+        max_bytes: limits.get::<TextLimits>().max_bytes,
     }))
 }
 

@@ -24,7 +24,7 @@ use std::path::Path;
 use tokenizers::{Model, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, Token, Tokenizer};
 
 pub use cleanup::clean;
-pub use kind::{KIND, Text, TextPreprocess, payload};
+pub use kind::{KIND, Text, TextLimits, TextPreprocess, payload};
 
 /// Texts longer than this many bytes are tokenized in chunks cut at spaces.
 const CHUNK_BYTES: usize = 256;
