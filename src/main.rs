@@ -1,5 +1,7 @@
 //! The `bindery` binary.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 
 #[tokio::main]
@@ -12,6 +14,8 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "bindery=info,warn,symphonia=off".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person watching: a log file or a pipe gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = bindery::cli::Cli::parse();
     match bindery::cli::run(cli).await {

@@ -6,6 +6,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::connect::ConnectArgs;
+use super::write_stdout;
 use crate::shared::pb;
 
 /// Options of `bindery embed`.
@@ -74,7 +75,8 @@ pub async fn embed(args: EmbedArgs) -> anyhow::Result<()> {
             })
         })
         .collect();
-    println!("{}", serde_json::to_string_pretty(&json!({ "model": reply.model, "embeddings": embeddings }))?);
+    let text = serde_json::to_string_pretty(&json!({ "model": reply.model, "embeddings": embeddings }))?;
+    write_stdout(&(text + "\n"))?;
     Ok(())
 }
 
@@ -94,6 +96,7 @@ pub async fn models(args: ConnectArgs) -> anyhow::Result<()> {
                 "name": m.name,
                 "dimension": m.dimension,
                 "family": m.family,
+                "description": m.description,
                 "default": m.is_default,
                 "modalities": m.modalities.iter().map(|x| json!({
                     "modality": pb::Modality::try_from(x.modality).map(|m| m.as_str_name()).unwrap_or("UNKNOWN"),
@@ -102,9 +105,8 @@ pub async fn models(args: ConnectArgs) -> anyhow::Result<()> {
             })
         })
         .collect();
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json!({ "default_model": reply.default_model, "models": models }))?
-    );
+    let text =
+        serde_json::to_string_pretty(&json!({ "default_model": reply.default_model, "models": models }))?;
+    write_stdout(&(text + "\n"))?;
     Ok(())
 }

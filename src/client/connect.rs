@@ -19,7 +19,8 @@ pub const MAX_MESSAGE_BYTES: usize = crate::shared::DEFAULT_MAX_MESSAGE_BYTES;
 /// Where the server is and how to authenticate to it.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
-    /// Server address; `https://` connects with TLS.
+    /// Server address, `host:port` or a URL; `https://` connects with TLS (as does `host:port`
+    /// with a TLS option).
     #[arg(long, env = "BINDERY_SERVER", default_value = "http://127.0.0.1:50051")]
     pub server: String,
     /// CA certificate (PEM) the server's certificate must chain to (default for https://: the
@@ -85,13 +86,30 @@ fn read(path: &Path) -> Result<Vec<u8>, ConnectError> {
 }
 
 impl ConnectArgs {
+    fn wants_tls(&self) -> bool {
+        self.tls_ca.is_some() || self.tls_client_cert.is_some() || self.tls_domain.is_some()
+    }
+
+    /// The server's URL: `--server` as given when it has a scheme; a bare `host:port` (the form
+    /// `--listen` takes) gets `http://`, or `https://` when a TLS option is set.
+    pub fn url(&self) -> String {
+        if self.server.contains("://") {
+            self.server.clone()
+        } else if self.wants_tls() {
+            format!("https://{}", self.server)
+        } else {
+            format!("http://{}", self.server)
+        }
+    }
+
     /// The endpoint to dial, with TLS configured for an `https://` address.
     fn endpoint(&self) -> Result<Endpoint, ConnectError> {
-        let endpoint = Endpoint::from_shared(self.server.clone())
+        let url = self.url();
+        let endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| ConnectError::Config(format!("invalid server address {:?}: {e}", self.server)))?
             .tcp_nodelay(true);
-        let wants_tls = self.tls_ca.is_some() || self.tls_client_cert.is_some() || self.tls_domain.is_some();
-        if !self.server.starts_with("https://") {
+        let wants_tls = self.wants_tls();
+        if !url.starts_with("https://") {
             return if wants_tls {
                 Err(ConnectError::Config(format!(
                     "TLS options need an https:// server address, not {}",
@@ -145,5 +163,30 @@ impl ConnectArgs {
     /// One Embedder client.
     pub async fn client(&self) -> Result<Client, ConnectError> {
         self.clients(1).await?.pop().ok_or_else(|| ConnectError::Config("no connection was opened".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(server: &str, ca: Option<&str>) -> ConnectArgs {
+        ConnectArgs {
+            server: server.into(),
+            tls_ca: ca.map(PathBuf::from),
+            tls_client_cert: None,
+            tls_client_key: None,
+            tls_domain: None,
+            api_key: None,
+        }
+    }
+
+    #[test]
+    fn a_bare_host_and_port_gets_a_scheme() {
+        assert_eq!(args("127.0.0.1:50051", None).url(), "http://127.0.0.1:50051");
+        assert_eq!(args("embed.internal:443", Some("ca.pem")).url(), "https://embed.internal:443");
+        assert_eq!(args("https://h:1", None).url(), "https://h:1");
+        assert_eq!(args("http://h:1", None).url(), "http://h:1");
+        assert!(args("127.0.0.1:50051", None).endpoint().is_ok());
     }
 }

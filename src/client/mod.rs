@@ -8,3 +8,15 @@
 pub mod commands;
 pub mod connect;
 pub mod load;
+
+use std::io::{ErrorKind, Write};
+
+/// Writes `text` to stdout. A closed stdout (`bindery embed | head`) is not an error: its reader
+/// has all it wanted, so the command ends quietly, as Unix tools do.
+pub fn write_stdout(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}

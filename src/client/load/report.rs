@@ -293,13 +293,9 @@ pub fn write_json(path: &Path, runs: &[RunReport]) -> Result<(), LoadError> {
     std::fs::write(path, text + "\n").map_err(|source| LoadError::Write { path: path.to_path_buf(), source })
 }
 
-/// Writes `text` to stdout, failing (rather than panicking) when stdout is closed.
+/// Writes `text` to stdout; a closed stdout ends the output quietly.
 pub fn stdout(text: &str) -> Result<(), LoadError> {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|source| LoadError::Write { path: "-".into(), source })
+    crate::client::write_stdout(text).map_err(|source| LoadError::Write { path: "-".into(), source })
 }
 
 /// Fails early when the chart cannot be written in the format its name asks for.
