@@ -46,6 +46,17 @@ pub struct Kind {
     pub inputs_from_file: fn(bytes: Vec<u8>, extension: &str) -> Vec<pb::input::Payload>,
     /// This modality's input limits and their command-line flags ([`limits_of`]).
     pub limits: LimitsSpec,
+    /// What a command-line value of this modality is (`bindery embed --<modality> VALUE`).
+    pub argument: Argument,
+}
+
+/// What a command-line value of a modality is.
+#[derive(Clone, Copy)]
+pub enum Argument {
+    /// The input itself (text), made into a protobuf input by the function.
+    Literal(fn(String) -> pb::input::Payload),
+    /// A file, a folder of files with the modality's extensions, or `-` for stdin.
+    Files,
 }
 
 /// A modality's input limits: a value of the modality's own limits type (which derives

@@ -4,8 +4,8 @@ use serde::Deserialize;
 
 use super::{AudioError, AudioLimits, AudioPreprocessor};
 use crate::modality::{
-    BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError, Section, Slot,
-    TensorSpec, limits_of, parse_section, slot,
+    Argument, BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError,
+    Section, Slot, TensorSpec, limits_of, parse_section, slot,
 };
 use crate::shared::{Modality, pb};
 
@@ -18,6 +18,7 @@ pub const KIND: Kind = Kind {
     extensions: EXTENSIONS,
     inputs_from_file,
     limits: limits_of::<AudioLimits>(),
+    argument: Argument::Files,
 };
 
 /// Audio preprocessing: resample, clip sampling, Kaldi filterbank, normalisation

@@ -6,8 +6,8 @@ use serde::Deserialize;
 
 use super::{Colors, PointCloudInput, PointCloudLimits, PointCloudPreprocessor};
 use crate::modality::{
-    BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError, Section, Slot,
-    TensorSpec, limits_of, parse_section,
+    Argument, BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError,
+    Section, Slot, TensorSpec, limits_of, parse_section,
 };
 use crate::shared::{Modality, pb};
 
@@ -20,6 +20,7 @@ pub const KIND: Kind = Kind {
     extensions: EXTENSIONS,
     inputs_from_file,
     limits: limits_of::<PointCloudLimits>(),
+    argument: Argument::Files,
 };
 
 /// Point-cloud preprocessing: sampling, normalisation and PointBERT grouping

@@ -6,8 +6,8 @@ use serde::Deserialize;
 
 use super::{TextError, TextPreprocessor};
 use crate::modality::{
-    BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError, Section, Slot,
-    TensorSpec, limits_of, parse_section, require_file, slot,
+    Argument, BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError,
+    Section, Slot, TensorSpec, limits_of, parse_section, require_file, slot,
 };
 use crate::shared::{Modality, pb};
 
@@ -20,6 +20,7 @@ pub const KIND: Kind = Kind {
     extensions: EXTENSIONS,
     inputs_from_file,
     limits: limits_of::<TextLimits>(),
+    argument: Argument::Literal(pb::input::Payload::Text),
 };
 
 /// Text preprocessing: CLIP byte-level BPE with a fixed context (`[text.preprocess]`).
