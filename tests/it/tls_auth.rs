@@ -1,8 +1,6 @@
 //! Transport security and API keys on a real server: TLS, mutual TLS with throw-away
 //! certificates, bearer keys with roles, and the probes that stay open.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,13 +8,14 @@ use std::time::Duration;
 use bindery::api::pb::embedder_client::EmbedderClient;
 use bindery::server::auth::{ApiKeys, COLLECTION_WRITE_METHODS};
 use bindery::server::tls::TlsOptions;
-use common::*;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::{Code, Request, Status};
+
+use crate::common::*;
 
 /// A throw-away certificate authority.
 struct Ca {

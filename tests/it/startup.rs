@@ -1,12 +1,11 @@
 //! Start-up validation: bad manifests and a missing runtime library stop `bindery serve` with a
 //! clear message and a non-zero exit, never a panic.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::repo;
+use crate::common;
+use crate::common::repo;
 
 fn serve(models: &Path, extra: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_bindery"))

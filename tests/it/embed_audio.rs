@@ -1,12 +1,11 @@
 //! Audio embeddings served over gRPC match the reference ImageBind pipeline
 //! (goldens from `tools/make_audio_fixtures.py`: reference preprocessing + the PyTorch model).
 
-mod common;
-
 use bindery::api::pb;
-use common::*;
 use serde::Deserialize;
 use tonic::Code;
+
+use crate::common::*;
 
 #[derive(Deserialize)]
 struct Cases {

@@ -2,12 +2,11 @@
 //! `Embed` vectors, softmax rows use the manifest's logit scales, and `Classify` matches the
 //! reference golden from `tools/make_classify_golden.py`.
 
-mod common;
-
 use bindery::api::pb;
-use common::*;
 use serde::Deserialize;
 use tonic::Code;
+
+use crate::common::*;
 
 fn read(relative: &str) -> Vec<u8> {
     std::fs::read(fixture(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))

@@ -1,11 +1,10 @@
 //! Request-level errors, ListModels, health, reflection and streaming over the real server.
 
-mod common;
-
 use bindery::api::pb;
-use common::*;
 use futures::StreamExt;
 use tonic::Code;
+
+use crate::common::*;
 
 #[tokio::test]
 async fn unknown_model_is_not_found_and_names_the_loaded_ones() {

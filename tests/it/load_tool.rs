@@ -2,8 +2,6 @@
 //! open-loop latency measured from the intended send time behind a deliberately slow proxy, and the
 //! exit status of a missed objective.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -21,6 +19,8 @@ use serde_json::Value;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status, Streaming};
+
+use crate::common;
 
 /// Parses `bindery load <args>` with the real command line.
 fn load_args(args: &[&str]) -> LoadArgs {

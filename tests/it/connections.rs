@@ -3,15 +3,14 @@
 //! does not lock new clients out or burn CPU, idle and silent connections are closed by their
 //! timeouts, and a server that runs out of descriptors backs off instead of spinning.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::process::{ServerProcess, field};
-use common::{connect, metric, request, scrape, text};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::common::process::{ServerProcess, field};
+use crate::common::{connect, metric, request, scrape, text};
 
 /// The HTTP/2 client preface and an empty SETTINGS frame: what a gRPC client sends on connecting.
 const H2_HELLO: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";

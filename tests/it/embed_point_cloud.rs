@@ -2,12 +2,11 @@
 //! (goldens from `tools/make_point_fixtures.py`: independent readers, `fpsample` FPS, torch kNN and
 //! the PyTorch point tower).
 
-mod common;
-
 use bindery::api::pb;
-use common::*;
 use serde::Deserialize;
 use tonic::Code;
+
+use crate::common::*;
 
 #[derive(Deserialize)]
 struct Cases {

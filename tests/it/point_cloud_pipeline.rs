@@ -2,7 +2,7 @@
 //! (`tools/make_point_fixtures.py`: plyfile / pypcd4 / numpy readers, `fpsample` farthest point
 //! sampling, `torch` neighbour search, ULIP's `pc_normalize`).
 
-#[path = "support/generated_cloud.rs"]
+#[path = "../support/generated_cloud.rs"]
 mod generated_cloud;
 
 use std::path::{Path, PathBuf};

@@ -4,8 +4,6 @@
 //! acknowledged delete stays deleted, and every unacknowledged write is either wholly present or
 //! wholly absent. A writer stops only when the server is gone; any other error fails the test.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -14,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use bindery::api::pb;
 use bindery::api::pb::collections_client::CollectionsClient;
-use common::{TempDir, repo};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
+
+use crate::common::{TempDir, repo};
 
 const ROUNDS: usize = 20;
 const WRITERS: usize = 3;

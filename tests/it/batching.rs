@@ -1,13 +1,13 @@
 //! Dynamic batching across requests, the embedding cache, per-encoder health and the metrics
 //! endpoint, all observed through gRPC and `/metrics`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{connect, cosine, image, metric, png, request, scrape, start, uncached};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+use crate::common;
+use crate::common::{connect, cosine, image, metric, png, request, scrape, start, uncached};
 
 const MODEL: &str = "imagebind-fixture";
 

@@ -4,12 +4,11 @@
 //! RELIABILITY.md matches what the server answered. `cargo test --test bad_inputs -- --nocapture`
 //! prints that table.
 
-mod common;
-
 use bindery::api::pb;
-use common::*;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
+
+use crate::common::*;
 
 /// What a case sends.
 enum Send {

@@ -5,13 +5,13 @@
 //! The tests in this file share one lock: the overload test samples the process's resident
 //! memory, which another test running beside it would disturb.
 
-mod common;
-
 use std::time::Duration;
 
 use bindery::api::pb;
 use bindery::engine::{EmbedOptions, EngineError, Item, Payload};
-use common::{connect, cosine, image, metric, png, scrape, start, uncached};
+
+use crate::common;
+use crate::common::{connect, cosine, image, metric, png, scrape, start, uncached};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 

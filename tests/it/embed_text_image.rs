@@ -1,12 +1,11 @@
 //! Text and image embeddings served over gRPC match the reference ImageBind pipeline
 //! (goldens produced by `tools/make_fixtures.py` with the PyTorch model).
 
-mod common;
-
 use bindery::api::pb;
-use common::*;
 use serde::Deserialize;
 use tonic::Code;
+
+use crate::common::*;
 
 #[derive(Deserialize)]
 struct TextCase {

@@ -2,12 +2,11 @@
 //! over gRPC on a held-out sample of its procedural world (`tests/fixtures/bind_mini`, written
 //! by `tools/bindmini/make_sample.py`; none of these objects was seen in training).
 
-mod common;
-
 use bindery::api::pb;
 use bindery::server::ServerOptions;
-use common::*;
 use serde::Deserialize;
+
+use crate::common::*;
 
 #[derive(Deserialize)]
 struct Sample {

@@ -3,8 +3,6 @@
 //! connection. (Items per request and text length are crossed in api_errors.rs, audio bytes and
 //! duration in embed_audio.rs, point-cloud file bytes and points in embed_point_cloud.rs.)
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +10,10 @@ use bindery::api::pb;
 use bindery::api::pb::embedder_client::EmbedderClient;
 use bindery::server::auth::ApiKeys;
 use bindery::server::rate_limit::{RETRY_AFTER_KEY, RateLimit};
-use common::*;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
+
+use crate::common::*;
 
 fn image_file(name: &str) -> Vec<u8> {
     std::fs::read(fixture(&format!("images/{name}"))).unwrap()

@@ -2,17 +2,16 @@
 //! HNSW against exact search, precise errors that change nothing, restart, and recovery from a
 //! damaged write-ahead log tail.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bindery::api::pb;
 use bindery::api::pb::collections_client::CollectionsClient;
 use bindery::server::{self, ServerOptions};
-use common::*;
 use tonic::Code;
 use tonic::transport::Channel;
+
+use crate::common::*;
 
 fn read(relative: &str) -> Vec<u8> {
     std::fs::read(fixture(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
