@@ -1,7 +1,7 @@
 //! Every class of bad input (truncated, corrupt, oversized, wrong type, adversarial headers, NaN
 //! payloads, empty) for every modality, sent to one server: each gets its expected status, and a
 //! good request of the same modality right after it is still served, and the table in
-//! RELIABILITY.md matches what the server answered. `cargo test --test bad_inputs -- --nocapture`
+//! RELIABILITY.md matches what the server answered. `cargo test --test it bad_inputs:: -- --nocapture`
 //! prints that table.
 
 use bindery::api::pb;
