@@ -13,10 +13,6 @@ use tonic::transport::Channel;
 
 use crate::common::*;
 
-fn read(relative: &str) -> Vec<u8> {
-    std::fs::read(fixture(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
-}
-
 fn meta(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
@@ -65,21 +61,25 @@ fn mixed_inputs() -> Vec<(&'static str, pb::Input, pb::Modality)> {
     vec![
         ("text-cube", text("", "a red cube on a table"), pb::Modality::Text),
         ("text-sphere", text("", "a blue sphere in the sky"), pb::Modality::Text),
-        ("image-rgb", image("", read("images/png_rgb.png")), pb::Modality::Image),
-        ("image-jpeg", image("", read("images/jpeg_baseline.jpg")), pb::Modality::Image),
-        ("audio-16k", audio("", read("audio/cases/wav16k_mono_s16_5s.wav"), "wav"), pb::Modality::Audio),
-        ("audio-8k", audio("", read("audio/cases/wav8k_mono_7s.wav"), ""), pb::Modality::Audio),
-        ("cloud-xyz", point_cloud("", read("point_cloud/cases/plain.xyz"), "xyz"), pb::Modality::PointCloud),
+        ("image-rgb", image("", FIXTURES.read("images/png_rgb.png")), pb::Modality::Image),
+        ("image-jpeg", image("", FIXTURES.read("images/jpeg_baseline.jpg")), pb::Modality::Image),
+        (
+            "audio-16k",
+            audio("", FIXTURES.read("audio/cases/wav16k_mono_s16_5s.wav"), "wav"),
+            pb::Modality::Audio,
+        ),
+        ("audio-8k", audio("", FIXTURES.read("audio/cases/wav8k_mono_7s.wav"), ""), pb::Modality::Audio),
+        (
+            "cloud-xyz",
+            point_cloud("", FIXTURES.read("point_cloud/cases/plain.xyz"), "xyz"),
+            pb::Modality::PointCloud,
+        ),
         (
             "cloud-ply",
-            point_cloud("", read("point_cloud/cases/ascii_color.ply"), ""),
+            point_cloud("", FIXTURES.read("point_cloud/cases/ascii_color.ply"), ""),
             pb::Modality::PointCloud,
         ),
     ]
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
 }
 
 #[tokio::test]
@@ -420,7 +420,7 @@ async fn bad_requests_get_precise_errors_and_change_nothing() {
     );
     expect(c.upsert(upsert(vec![])).await, Code::InvalidArgument, "no items");
     // One bad input among good ones: the whole call fails, naming it, and nothing is written.
-    let corrupt = read("images/corrupt_truncated.jpg");
+    let corrupt = FIXTURES.read("images/corrupt_truncated.jpg");
     let batch = vec![
         vector_item("c", vec![0.25; 32], meta(&[("source", "t")])),
         input_item("d", text("", "fine"), meta(&[("source", "t")])),

@@ -15,9 +15,7 @@ use tonic::{Code, Request, Status};
 
 use crate::common::*;
 
-fn image_file(name: &str) -> Vec<u8> {
-    std::fs::read(fixture(&format!("images/{name}"))).unwrap()
-}
+const IMAGES: Fixtures = Fixtures("images");
 
 #[tokio::test]
 async fn image_byte_and_pixel_limits_name_the_input_and_the_limit() {
@@ -28,7 +26,7 @@ async fn image_byte_and_pixel_limits_name_the_input_and_the_limit() {
 
     let status = server
         .client
-        .embed(request(vec![image("big", image_file("png_rgb.png"))]))
+        .embed(request(vec![image("big", IMAGES.read("png_rgb.png"))]))
         .await
         .expect_err("over the byte limit");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -39,7 +37,7 @@ async fn image_byte_and_pixel_limits_name_the_input_and_the_limit() {
 
     let status = server
         .client
-        .embed(request(vec![image("wide", image_file("png_333x177.png"))]))
+        .embed(request(vec![image("wide", IMAGES.read("png_333x177.png"))]))
         .await
         .expect_err("over the pixel limit");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -48,7 +46,7 @@ async fn image_byte_and_pixel_limits_name_the_input_and_the_limit() {
         "input \"wide\" (image): image is 333x177 = 58941 pixels, more than the limit of 50000 pixels"
     );
 
-    server.client.embed(request(vec![image("small", image_file("png_1x1.png"))])).await.expect("under both");
+    server.client.embed(request(vec![image("small", IMAGES.read("png_1x1.png"))])).await.expect("under both");
 }
 
 fn cloud(id: &str, points: usize) -> pb::Input {

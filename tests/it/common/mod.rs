@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod fixtures;
 pub mod process;
+
+pub use fixtures::{FIXTURES, Fixtures, max_abs_diff};
 
 use bindery::api::pb;
 use bindery::api::pb::embedder_client::EmbedderClient;
@@ -16,11 +19,6 @@ use tonic::transport::Channel;
 /// Repository root.
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A fixture file under `tests/fixtures/`.
-pub fn fixture(relative: &str) -> PathBuf {
-    repo().join("tests/fixtures").join(relative)
 }
 
 /// Options serving the committed models folder (the fixture model among them).
@@ -166,6 +164,11 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)
+}
+
+/// Dot product in f64.
+pub fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
 }
 
 /// L2 norm in f64.
