@@ -54,8 +54,7 @@ async fn every_text_golden_matches_the_reference() {
         let reply = server.client.embed(request(vec![text(&case.id, &case.text)])).await;
         if empty_after_cleanup(case) {
             let status = reply.expect_err("empty-after-cleanup text must be refused");
-            assert_eq!(status.code(), Code::InvalidArgument, "{}", case.id);
-            assert!(status.message().contains(&case.id), "message names the input: {}", status.message());
+            assert_refused(status, Code::InvalidArgument, &[&case.id]);
             continue;
         }
         let reply = reply.unwrap_or_else(|s| panic!("case {}: {s}", case.id)).into_inner();
@@ -131,19 +130,15 @@ async fn one_corrupt_image_fails_the_batch_naming_it_and_the_server_keeps_servin
     let corrupt = IMAGES.read("corrupt_truncated.jpg");
     let inputs =
         vec![image("fine-1", good.clone()), image("broken-photo", corrupt), image("fine-2", good.clone())];
-    let status = server.client.embed(request(inputs)).await.expect_err("corrupt image must fail");
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("broken-photo"), "names the input: {}", status.message());
-    assert!(status.message().contains("image"), "says what is wrong: {}", status.message());
+    let reply = server.client.embed(request(inputs)).await;
+    assert_refused(reply, Code::InvalidArgument, &["broken-photo", "image"]);
 
     let garbage = IMAGES.read("not_an_image.bin");
-    let status = server.client.embed(request(vec![image("noise", garbage)])).await.expect_err("garbage");
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("noise"));
+    let reply = server.client.embed(request(vec![image("noise", garbage)])).await;
+    assert_refused(reply, Code::InvalidArgument, &["noise"]);
 
-    let status = server.client.embed(request(vec![image("nothing", Vec::new())])).await.expect_err("empty");
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("empty"), "{}", status.message());
+    let reply = server.client.embed(request(vec![image("nothing", Vec::new())])).await;
+    assert_refused(reply, Code::InvalidArgument, &["empty"]);
 
     // Still serving.
     let ok = server.client.embed(request(vec![image("again", good)])).await.expect("server still serves");

@@ -176,6 +176,40 @@ pub fn norm(a: &[f32]) -> f64 {
     a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt()
 }
 
+/// What [`assert_refused`] checks: a status, or the result of a call that must have been refused.
+pub trait Refusal {
+    /// The status (a reply instead of one fails the test).
+    fn into_status(self) -> tonic::Status;
+}
+
+impl Refusal for tonic::Status {
+    fn into_status(self) -> tonic::Status {
+        self
+    }
+}
+
+impl<T: std::fmt::Debug> Refusal for Result<T, tonic::Status> {
+    #[track_caller]
+    fn into_status(self) -> tonic::Status {
+        match self {
+            Ok(reply) => panic!("expected a refusal, got {reply:?}"),
+            Err(status) => status,
+        }
+    }
+}
+
+/// Asserts that a call was refused with `code` and a message containing each of `parts` (the
+/// input, the limit, the problem it names); returns the status for further checks.
+#[track_caller]
+pub fn assert_refused(refusal: impl Refusal, code: tonic::Code, parts: &[&str]) -> tonic::Status {
+    let status = refusal.into_status();
+    assert_eq!(status.code(), code, "{status:?}");
+    for part in parts {
+        assert!(status.message().contains(part), "{:?} lacks {part:?}", status.message());
+    }
+    status
+}
+
 /// The text of `GET /metrics` from a server's metrics endpoint.
 pub async fn scrape(metrics: SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
