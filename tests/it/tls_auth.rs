@@ -1,7 +1,7 @@
 //! Transport security and API keys on a real server: TLS, mutual TLS with throw-away
 //! certificates, bearer keys with roles, and the probes that stay open.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,13 +50,6 @@ impl Ca {
     }
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bindery-tls-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Writes a server certificate signed by `ca` and returns the TLS options serving it.
 fn server_files(dir: &Path, ca: &Ca, client_ca: Option<&Ca>) -> TlsOptions {
     let (cert, key) = ca.leaf(true);
@@ -99,7 +92,7 @@ async fn tls_embed(
 
 #[tokio::test]
 async fn tls_clients_are_served_and_plaintext_clients_are_not() {
-    let dir = temp_dir("tls");
+    let dir = TempDir::new("tls-tls");
     let ca = Ca::new("bindery test CA");
     let mut options = fixture_options();
     options.tls = Some(server_files(&dir, &ca, None));
@@ -130,7 +123,7 @@ async fn tls_clients_are_served_and_plaintext_clients_are_not() {
 
 #[tokio::test]
 async fn mutual_tls_refuses_clients_without_a_certificate_from_the_client_ca() {
-    let dir = temp_dir("mtls");
+    let dir = TempDir::new("tls-mtls");
     let ca = Ca::new("bindery test CA");
     let client_ca = Ca::new("bindery client CA");
     let mut options = fixture_options();
@@ -146,7 +139,7 @@ async fn mutual_tls_refuses_clients_without_a_certificate_from_the_client_ca() {
 
 #[test]
 fn unreadable_tls_files_stop_the_server_before_loading_models() {
-    let dir = temp_dir("bad-files");
+    let dir = TempDir::new("tls-bad-files");
     std::fs::write(dir.join("cert.der"), [0x30, 0x82, 0x01, 0x00]).unwrap();
     let serve = |extra: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_bindery"))
@@ -300,7 +293,7 @@ async fn run_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String, String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_subcommands_reach_a_mutual_tls_server_with_an_api_key() {
-    let dir = temp_dir("cli");
+    let dir = TempDir::new("tls-cli");
     let (ca, client_ca) = (Ca::new("bindery test CA"), Ca::new("bindery client CA"));
     let mut keys = ApiKeys::new();
     keys.add_text(RW_KEY, "test keys").unwrap();
