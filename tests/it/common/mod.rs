@@ -1,5 +1,4 @@
 //! Test harness: starts the real gRPC server on an ephemeral port and connects a client.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
