@@ -9,17 +9,17 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::common;
 use crate::common::process::{ServerProcess, field};
 use crate::common::{connect, metric, request, scrape, text};
 
 /// The HTTP/2 client preface and an empty SETTINGS frame: what a gRPC client sends on connecting.
 const H2_HELLO: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
-/// Makes room for this test's own sockets.
+/// Makes room for this test's own sockets (the process's limit, raised once for every test).
 fn raise_own_limit() {
-    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("getrlimit");
+    let hard = common::raise_open_file_limit().hard;
     assert!(hard >= 4096, "this test needs a hard open-file limit of at least 4096, not {hard}");
-    rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard).expect("raise own open-file limit");
 }
 
 /// `n` connections that greet the server as HTTP/2 clients and then stay idle.

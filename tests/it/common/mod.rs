@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub mod fixtures;
+pub mod isolation;
 pub mod process;
 
 pub use fixtures::{FIXTURES, Fixtures, max_abs_diff};
+pub use isolation::raise_open_file_limit;
 
 use bindery::api::pb;
 use bindery::api::pb::embedder_client::EmbedderClient;
@@ -51,6 +53,7 @@ impl Drop for BareServer {
 /// Starts a server with `options` on 127.0.0.1:0 (and its metrics endpoint on another port)
 /// and returns without connecting to it.
 pub async fn start_bare(options: ServerOptions) -> BareServer {
+    raise_open_file_limit();
     let load_options = options.clone();
     let engine = tokio::task::spawn_blocking(move || server::load_engine(&load_options))
         .await
