@@ -2,6 +2,9 @@
 //! 1024 (soft and hard, so raising the soft limit cannot hide anything): a crowd of idle clients
 //! does not lock new clients out or burn CPU, idle and silent connections are closed by their
 //! timeouts, and a server that runs out of descriptors backs off instead of spinning.
+//!
+//! Both tests bound how long a new client waits and how much CPU the server uses, so they hold
+//! `common::exclusive`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -79,6 +82,7 @@ fn closed_total(metrics: &str, reason: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crowd_of_idle_connections_does_not_lock_out_new_clients_and_times_out() {
+    let _exclusive = common::exclusive().await;
     raise_own_limit();
     let mut server = ServerProcess::start(&["--idle-timeout", "4s", "--handshake-timeout", "1s"], Some(1024));
     let limits = server.wait_for_line("open-file limit");
@@ -119,6 +123,7 @@ async fn a_crowd_of_idle_connections_does_not_lock_out_new_clients_and_times_out
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_descriptors_backs_off_logs_once_and_recovers() {
+    let _exclusive = common::exclusive().await;
     raise_own_limit();
     // No descriptors reserved and no cap of its own: the process's limit is what stops accepting.
     let mut server = ServerProcess::start(

@@ -300,6 +300,8 @@ async fn sigterm_while_the_models_load_stops_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_health_watches_so_an_idle_server_exits_at_once() {
+    // The exit is timed.
+    let _exclusive = exclusive().await;
     // The default 30 s drain timeout: only the watches could make the exit wait.
     let mut server = spawn_server(&[]);
     let channel = Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();

@@ -15,3 +15,12 @@ pub fn raise_open_file_limit() -> FileLimit {
         bindery::server::connections::raise_open_file_limit().expect("raise the open-file limit")
     })
 }
+
+static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Held by tests whose assertions depend on the CPU time left to them (latency bounds, CPU shares,
+/// throughput measured against an earlier measurement) and by tests that keep every core busy for
+/// seconds: no two of these run at once.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    EXCLUSIVE.lock().await
+}
