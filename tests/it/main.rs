@@ -1,5 +1,10 @@
 //! bindery's integration tests, linked into one binary: one module per area, sharing `common`.
 //! `cargo test --test it` runs them all, `cargo test --test it embed_audio::` one area.
+//!
+//! The tests are threads of one process. What only a whole process shows (signals, an open-file
+//! limit, its log) runs in a child `bindery serve` (`common::process`); a test that samples this
+//! process's memory runs alone in a process of its own (`common::in_own_process`); tests that
+//! time things, and the heaviest loads, hold `common::exclusive` so that no two of them overlap.
 
 mod common;
 

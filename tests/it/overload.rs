@@ -2,8 +2,9 @@
 //! and serves the rest; a request whose deadline the queue ahead makes unmeetable is refused at
 //! once, or dropped unrun if admitted before the encoder's pace was known.
 //!
-//! The tests in this file share one lock: the overload test samples the process's resident
-//! memory, which another test running beside it would disturb.
+//! Each test keeps the image encoder's queue full for seconds, and their deadlines are measured
+//! against its pace, so they hold `common::exclusive`. The overload test samples its process's
+//! resident memory, which other tests would disturb: it runs in a process of its own.
 
 use std::time::Duration;
 
@@ -12,8 +13,6 @@ use bindery::engine::{EmbedOptions, EngineError, Item, Payload};
 
 use crate::common;
 use crate::common::{assert_refused, connect, cosine, image, metric, png, scrape, start, uncached};
-
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const MODEL: &str = "imagebind-fixture";
 
@@ -48,7 +47,12 @@ async fn burst(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_refuses_the_excess_serves_the_rest_and_memory_returns() {
-    let _serial = SERIAL.lock().await;
+    let _exclusive = common::exclusive().await;
+    // The resident memory sampled below must be this test's alone.
+    let name = "overload::a_full_queue_refuses_the_excess_serves_the_rest_and_memory_returns";
+    if !common::in_own_process(name) {
+        return;
+    }
     let mut options = common::fixture_options();
     options.engine.queue_capacity = Some(2);
     let server = start(options).await;
@@ -99,7 +103,7 @@ async fn a_full_queue_refuses_the_excess_serves_the_rest_and_memory_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_whose_deadline_passes_in_the_queue_are_not_run() {
-    let _serial = SERIAL.lock().await;
+    let _exclusive = common::exclusive().await;
     let server = start(common::fixture_options()).await;
     // A backlog of large images keeps the image encoder busy for a while.
     let backlog_images: Vec<Vec<u8>> = (0..24).map(|i| png(1000 + i, 900)).collect();
@@ -153,7 +157,7 @@ async fn requests_whose_deadline_passes_in_the_queue_are_not_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_engine_answers_deadline_exceeded_for_work_expiring_in_its_queue() {
-    let _serial = SERIAL.lock().await;
+    let _exclusive = common::exclusive().await;
     // The engine on its own, without gRPC timers racing it: its answer is deterministic.
     let engine = std::sync::Arc::new(bindery::server::load_engine(&common::fixture_options()).unwrap());
     let item = |id: &str, bytes: Vec<u8>| Item { id: id.into(), payload: Payload::Image(bytes) };
@@ -211,7 +215,7 @@ fn backlog(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_the_queue_ahead_makes_unmeetable_is_refused_at_once_with_a_retry_hint() {
-    let _serial = SERIAL.lock().await;
+    let _exclusive = common::exclusive().await;
     let server = start(common::fixture_options()).await;
     let mut client = server.client.clone();
     // A few batches first, so the image encoder's pace is known.

@@ -9,7 +9,7 @@ pub mod isolation;
 pub mod process;
 
 pub use fixtures::{FIXTURES, Fixtures, max_abs_diff};
-pub use isolation::{exclusive, raise_open_file_limit};
+pub use isolation::{exclusive, in_own_process, raise_open_file_limit};
 
 use bindery::api::pb;
 use bindery::api::pb::embedder_client::EmbedderClient;
