@@ -1,7 +1,7 @@
 //! Fuzz target bodies: every parser and decoder that bindery feeds with untrusted bytes, one
 //! function per target taking the raw input.
 //!
-//! The libFuzzer harnesses in `fuzz/` only call these, and `tests/fuzz_regressions.rs` replays
+//! The libFuzzer harnesses in `fuzz/` only call these, and `tests/it/fuzz_regressions.rs` replays
 //! the inputs kept in `tests/fixtures/fuzz/<target>/` through them, so the bodies are compiled
 //! (and their regressions run) by every `cargo test` even though the fuzz crate needs nightly
 //! flags. A function returns normally whatever the input; it panics only when bindery itself

@@ -310,7 +310,7 @@ def splitmix(i: np.ndarray) -> np.ndarray:
 
 
 def generated_cloud(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The generated cloud (also built by tests/point_cloud_pipeline.rs and the bench).
+    """The generated cloud (also built by tests/it/point_cloud_pipeline.rs and the bench).
 
     Point i: ``h = splitmix(i)``, ``g = splitmix(i + 2^32)``; coordinates are the 21-bit fields
     ``h >> 43``, ``(h >> 22) & 0x1fffff``, ``(h >> 1) & 0x1fffff``, each as ``(v - 2^20) / 2^20``

@@ -1,7 +1,7 @@
 //! Audio preprocessing against golden files made by the reference implementation
 //! (`tools/make_audio_fixtures.py`: torchaudio 2.11 and imagebind-unofficial 0.1.1).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bindery::modality::audio::AudioPreprocess;
 use bindery::modality::audio::decode::decode;
@@ -10,30 +10,14 @@ use bindery::modality::audio::resample::Resampler;
 use bindery::modality::audio::{AudioError, AudioLimits, AudioPreprocessor};
 use serde_json::Value;
 
+use crate::common::{Fixtures, max_abs_diff};
+
 /// Resampler vs `torchaudio.functional.resample`, max abs difference.
 const RESAMPLE_TOL: f32 = 1e-4;
 /// Filterbank vs `torchaudio.compliance.kaldi.fbank`, max abs difference in log-mel units.
 const FBANK_TOL: f32 = 1e-3;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio")
-}
-
-fn json(name: &str) -> Value {
-    let text = std::fs::read_to_string(fixtures().join(name)).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn read_f32(rel: &str) -> Vec<f32> {
-    let bytes = std::fs::read(fixtures().join(rel)).unwrap();
-    assert_eq!(bytes.len() % 4, 0, "{rel}");
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
+const AUDIO: Fixtures = Fixtures("audio");
 
 fn params(meta: &Value) -> AudioPreprocess {
     let p = &meta["params"];
@@ -56,15 +40,15 @@ fn hint_of(file: &str) -> Option<&str> {
 
 #[test]
 fn resampler_matches_torchaudio() {
-    let meta = json("resample.json");
+    let meta: Value = AUDIO.json("resample.json");
     let entries = meta["entries"].as_array().unwrap();
     assert!(entries.len() >= 8);
     for e in entries {
         let id = e["id"].as_str().unwrap();
         let orig = e["orig_freq"].as_u64().unwrap() as u32;
         let new = e["new_freq"].as_u64().unwrap() as u32;
-        let input = read_f32(e["input"].as_str().unwrap());
-        let want = read_f32(e["output"].as_str().unwrap());
+        let input = AUDIO.f32s(e["input"].as_str().unwrap());
+        let want = AUDIO.f32s(e["output"].as_str().unwrap());
         let got = Resampler::new(orig, new).unwrap().process(&input);
         assert_eq!(got.len(), want.len(), "{id}: output length");
         let d = max_abs_diff(&got, &want);
@@ -75,13 +59,13 @@ fn resampler_matches_torchaudio() {
 
 #[test]
 fn fbank_matches_kaldi() {
-    let meta = json("fbank.json");
+    let meta: Value = AUDIO.json("fbank.json");
     let p = params(&meta);
     let fb = KaldiFbank::new(p.sample_rate, p.frame_length_ms, p.frame_shift_ms, p.num_mel_bins).unwrap();
     for e in meta["entries"].as_array().unwrap() {
         let id = e["id"].as_str().unwrap();
-        let input = read_f32(e["input"].as_str().unwrap());
-        let want = read_f32(e["output"].as_str().unwrap());
+        let input = AUDIO.f32s(e["input"].as_str().unwrap());
+        let want = AUDIO.f32s(e["output"].as_str().unwrap());
         assert_eq!(e["mel_bins"].as_u64().unwrap() as usize, p.num_mel_bins);
         assert_eq!(fb.num_frames(input.len()), e["frames"].as_u64().unwrap() as usize, "{id}: frames");
         let got = fb.compute(&input).unwrap();
@@ -95,7 +79,7 @@ fn fbank_matches_kaldi() {
 /// stored, else at the stored strided sample.
 fn case_diffs(case: &Value, got: &[f32]) -> Vec<f32> {
     let (got, want): (Vec<f32>, Vec<f32>) = match case["fbank"].as_str() {
-        Some(rel) => (got.to_vec(), read_f32(rel)),
+        Some(rel) => (got.to_vec(), AUDIO.f32s(rel)),
         None => {
             let stride = case["tensor_sample_stride"].as_u64().unwrap() as usize;
             let want = case["tensor_sample"]
@@ -137,7 +121,7 @@ fn tolerance(id: &str, lossy: bool) -> Tolerance {
 
 #[test]
 fn preprocessing_matches_reference_for_every_case() {
-    let meta = json("cases.json");
+    let meta: Value = AUDIO.json("cases.json");
     let spec = params(&meta);
     let pre = AudioPreprocessor::try_new(&spec, AudioLimits::default()).unwrap();
     let cases = meta["cases"].as_array().unwrap();
@@ -151,7 +135,7 @@ fn preprocessing_matches_reference_for_every_case() {
         let shape: Vec<usize> =
             case["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
         assert_eq!(shape.iter().product::<usize>(), pre.tensor_len(), "{id}");
-        let bytes = std::fs::read(fixtures().join(file)).unwrap();
+        let bytes = AUDIO.read(file);
 
         let decoded = decode(&bytes, hint_of(file), &AudioLimits::default()).unwrap();
         assert_eq!(decoded.sample_rate as u64, case["sample_rate"].as_u64().unwrap());
@@ -210,13 +194,13 @@ fn kind(e: &AudioError) -> &'static str {
 
 #[test]
 fn bad_inputs_are_rejected_with_a_reason() {
-    let meta = json("bad.json");
+    let meta: Value = AUDIO.json("bad.json");
     let pre = AudioPreprocessor::try_new(&params(&meta), AudioLimits::default()).unwrap();
     let mut out = vec![0.0; pre.tensor_len()];
     for e in meta["entries"].as_array().unwrap() {
         let id = e["id"].as_str().unwrap();
         let file = e["file"].as_str().unwrap();
-        let bytes = std::fs::read(fixtures().join(file)).unwrap();
+        let bytes = AUDIO.read(file);
         let err = pre.preprocess_into(&bytes, hint_of(file), &mut out).expect_err(id);
         let msg = err.to_string();
         eprintln!("{id}: {msg}");
@@ -227,10 +211,10 @@ fn bad_inputs_are_rejected_with_a_reason() {
 }
 
 fn case_bytes(id: &str) -> (Vec<u8>, String) {
-    let meta = json("cases.json");
+    let meta: Value = AUDIO.json("cases.json");
     let case = meta["cases"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap().clone();
     let file = case["file"].as_str().unwrap().to_owned();
-    (std::fs::read(fixtures().join(&file)).unwrap(), file)
+    (AUDIO.read(&file), file)
 }
 
 #[test]
@@ -298,7 +282,7 @@ fn misleading_hints_are_ignored() {
 
 #[test]
 fn wrong_output_size_is_reported() {
-    let meta = json("cases.json");
+    let meta: Value = AUDIO.json("cases.json");
     let pre = AudioPreprocessor::new(&params(&meta), AudioLimits::default());
     let (bytes, _) = case_bytes("wav16k_short_0p05s");
     let mut out = vec![0.0; pre.tensor_len() - 1];
@@ -317,7 +301,7 @@ fn xorshift(state: &mut u64) -> u64 {
 
 #[test]
 fn damaged_files_never_panic() {
-    let meta = json("cases.json");
+    let meta: Value = AUDIO.json("cases.json");
     let pre = AudioPreprocessor::new(&params(&meta), AudioLimits::default());
     let mut out = vec![0.0; pre.tensor_len()];
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;

@@ -2,25 +2,27 @@
 //! 1024 (soft and hard, so raising the soft limit cannot hide anything): a crowd of idle clients
 //! does not lock new clients out or burn CPU, idle and silent connections are closed by their
 //! timeouts, and a server that runs out of descriptors backs off instead of spinning.
-
-mod common;
+//!
+//! Both tests bound how long a new client waits and how much CPU the server uses, so they hold
+//! `common::exclusive`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::process::{ServerProcess, field};
-use common::{connect, metric, request, scrape, text};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::common;
+use crate::common::process::{ServerProcess, field};
+use crate::common::{connect, metric, request, scrape, text};
 
 /// The HTTP/2 client preface and an empty SETTINGS frame: what a gRPC client sends on connecting.
 const H2_HELLO: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
-/// Makes room for this test's own sockets.
+/// Makes room for this test's own sockets (the process's limit, raised once for every test).
 fn raise_own_limit() {
-    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("getrlimit");
+    let hard = common::raise_open_file_limit().hard;
     assert!(hard >= 4096, "this test needs a hard open-file limit of at least 4096, not {hard}");
-    rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard).expect("raise own open-file limit");
 }
 
 /// `n` connections that greet the server as HTTP/2 clients and then stay idle.
@@ -80,6 +82,7 @@ fn closed_total(metrics: &str, reason: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crowd_of_idle_connections_does_not_lock_out_new_clients_and_times_out() {
+    let _exclusive = common::exclusive().await;
     raise_own_limit();
     let mut server = ServerProcess::start(&["--idle-timeout", "4s", "--handshake-timeout", "1s"], Some(1024));
     let limits = server.wait_for_line("open-file limit");
@@ -125,6 +128,7 @@ async fn a_crowd_of_idle_connections_does_not_lock_out_new_clients_and_times_out
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_descriptors_backs_off_logs_once_and_recovers() {
+    let _exclusive = common::exclusive().await;
     raise_own_limit();
     // No descriptors reserved and no cap of its own: the process's limit is what stops accepting.
     let mut server = ServerProcess::start(

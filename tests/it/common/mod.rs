@@ -1,11 +1,15 @@
 //! Test harness: starts the real gRPC server on an ephemeral port and connects a client.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod fixtures;
+pub mod isolation;
 pub mod process;
+
+pub use fixtures::{FIXTURES, Fixtures, max_abs_diff};
+pub use isolation::{exclusive, in_own_process, raise_open_file_limit};
 
 use bindery::api::pb;
 use bindery::api::pb::embedder_client::EmbedderClient;
@@ -16,11 +20,6 @@ use tonic::transport::Channel;
 /// Repository root.
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A fixture file under `tests/fixtures/`.
-pub fn fixture(relative: &str) -> PathBuf {
-    repo().join("tests/fixtures").join(relative)
 }
 
 /// Options serving the committed models folder (the fixture model among them).
@@ -54,6 +53,7 @@ impl Drop for BareServer {
 /// Starts a server with `options` on 127.0.0.1:0 (and its metrics endpoint on another port)
 /// and returns without connecting to it.
 pub async fn start_bare(options: ServerOptions) -> BareServer {
+    raise_open_file_limit();
     let load_options = options.clone();
     let engine = tokio::task::spawn_blocking(move || server::load_engine(&load_options))
         .await
@@ -168,9 +168,48 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb)
 }
 
+/// Dot product in f64.
+pub fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
+}
+
 /// L2 norm in f64.
 pub fn norm(a: &[f32]) -> f64 {
     a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt()
+}
+
+/// What [`assert_refused`] checks: a status, or the result of a call that must have been refused.
+pub trait Refusal {
+    /// The status (a reply instead of one fails the test).
+    fn into_status(self) -> tonic::Status;
+}
+
+impl Refusal for tonic::Status {
+    fn into_status(self) -> tonic::Status {
+        self
+    }
+}
+
+impl<T: std::fmt::Debug> Refusal for Result<T, tonic::Status> {
+    #[track_caller]
+    fn into_status(self) -> tonic::Status {
+        match self {
+            Ok(reply) => panic!("expected a refusal, got {reply:?}"),
+            Err(status) => status,
+        }
+    }
+}
+
+/// Asserts that a call was refused with `code` and a message containing each of `parts` (the
+/// input, the limit, the problem it names); returns the status for further checks.
+#[track_caller]
+pub fn assert_refused(refusal: impl Refusal, code: tonic::Code, parts: &[&str]) -> tonic::Status {
+    let status = refusal.into_status();
+    assert_eq!(status.code(), code, "{status:?}");
+    for part in parts {
+        assert!(status.message().contains(part), "{:?} lacks {part:?}", status.message());
+    }
+    status
 }
 
 /// The text of `GET /metrics` from a server's metrics endpoint.
@@ -224,6 +263,14 @@ impl TempDir {
 
     /// Its path.
     pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
         &self.0
     }
 }

@@ -1,13 +1,13 @@
 //! Dynamic batching across requests, the embedding cache, per-encoder health and the metrics
 //! endpoint, all observed through gRPC and `/metrics`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{connect, cosine, image, metric, png, request, scrape, start, uncached};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+use crate::common;
+use crate::common::{assert_refused, connect, cosine, image, metric, png, request, scrape, start, uncached};
 
 const MODEL: &str = "imagebind-fixture";
 
@@ -155,9 +155,8 @@ async fn the_cache_returns_identical_vectors_and_can_be_bypassed() {
 async fn an_encoder_whose_session_fails_is_reported_not_serving_by_name() {
     // A copy of the fixture model whose manifest promises 16 dimensions: every tower run returns
     // 32 and fails, the warm-up included.
-    let root = std::env::temp_dir().join(format!("bindery-health-{}", std::process::id()));
+    let root = common::TempDir::new("health");
     let dir = root.join("broken");
-    let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&dir).unwrap();
     for entry in std::fs::read_dir(common::repo().join("models/imagebind-fixture")).unwrap() {
         let entry = entry.unwrap();
@@ -168,7 +167,7 @@ async fn an_encoder_whose_session_fails_is_reported_not_serving_by_name() {
         .replace("name = \"imagebind-fixture\"", "name = \"broken\"")
         .replace("embedding_dim = 32", "embedding_dim = 16");
     std::fs::write(dir.join("model.toml"), manifest).unwrap();
-    let mut options = bindery::server::ServerOptions::new(&root);
+    let mut options = bindery::server::ServerOptions::new(root.path());
     options.towers.intra_threads = 1;
     let server = start(options).await;
 
@@ -192,10 +191,8 @@ async fn an_encoder_whose_session_fails_is_reported_not_serving_by_name() {
             "broken/{modality}"
         );
     }
-    let err = server.client.clone().embed(request(vec![common::text("t", "hello")])).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Internal);
-    assert!(err.message().contains("broken/text encoder failed"), "{}", err.message());
+    let reply = server.client.clone().embed(request(vec![common::text("t", "hello")])).await;
+    assert_refused(reply, tonic::Code::Internal, &["broken/text encoder failed"]);
     let unknown = health.check(tonic_health::pb::HealthCheckRequest { service: "broken/depth".into() }).await;
     assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
-    let _ = std::fs::remove_dir_all(&root);
 }

@@ -3,8 +3,6 @@
 //! connection. (Items per request and text length are crossed in api_errors.rs, audio bytes and
 //! duration in embed_audio.rs, point-cloud file bytes and points in embed_point_cloud.rs.)
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,13 +10,12 @@ use bindery::api::pb;
 use bindery::api::pb::embedder_client::EmbedderClient;
 use bindery::server::auth::ApiKeys;
 use bindery::server::rate_limit::{RETRY_AFTER_KEY, RateLimit};
-use common::*;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-fn image_file(name: &str) -> Vec<u8> {
-    std::fs::read(fixture(&format!("images/{name}"))).unwrap()
-}
+use crate::common::*;
+
+const IMAGES: Fixtures = Fixtures("images");
 
 #[tokio::test]
 async fn image_byte_and_pixel_limits_name_the_input_and_the_limit() {
@@ -29,7 +26,7 @@ async fn image_byte_and_pixel_limits_name_the_input_and_the_limit() {
 
     let status = server
         .client
-        .embed(request(vec![image("big", image_file("png_rgb.png"))]))
+        .embed(request(vec![image("big", IMAGES.read("png_rgb.png"))]))
         .await
         .expect_err("over the byte limit");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -40,7 +37,7 @@ async fn image_byte_and_pixel_limits_name_the_input_and_the_limit() {
 
     let status = server
         .client
-        .embed(request(vec![image("wide", image_file("png_333x177.png"))]))
+        .embed(request(vec![image("wide", IMAGES.read("png_333x177.png"))]))
         .await
         .expect_err("over the pixel limit");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -49,7 +46,7 @@ async fn image_byte_and_pixel_limits_name_the_input_and_the_limit() {
         "input \"wide\" (image): image is 333x177 = 58941 pixels, more than the limit of 50000 pixels"
     );
 
-    server.client.embed(request(vec![image("small", image_file("png_1x1.png"))])).await.expect("under both");
+    server.client.embed(request(vec![image("small", IMAGES.read("png_1x1.png"))])).await.expect("under both");
 }
 
 fn cloud(id: &str, points: usize) -> pb::Input {
@@ -82,18 +79,8 @@ async fn messages_over_the_grpc_size_limit_are_refused_before_decoding() {
     let mut options = fixture_options();
     options.max_message_bytes = 32 << 10;
     let mut server = start(options).await;
-    let status = server
-        .client
-        .embed(request(vec![image("huge", vec![0xAB; 40_000])]))
-        .await
-        .expect_err("over the message size");
-    assert_eq!(status.code(), Code::OutOfRange);
-    assert!(
-        status.message().contains("message length too large")
-            && status.message().contains("the limit is: 32768 bytes"),
-        "{}",
-        status.message()
-    );
+    let huge = server.client.embed(request(vec![image("huge", vec![0xAB; 40_000])])).await;
+    assert_refused(huge, Code::OutOfRange, &["message length too large", "the limit is: 32768 bytes"]);
     server.client.embed(request(vec![text("t", "a red cube")])).await.expect("small message");
 }
 
@@ -112,16 +99,11 @@ async fn request_rate_over_the_limit_gets_resource_exhausted_with_a_retry_hint()
     };
     call(&mut server.client).await.expect("first of the burst");
     call(&mut server.client).await.expect("second of the burst");
-    let status = call(&mut server.client).await.expect_err("over the rate");
-    assert_eq!(status.code(), Code::ResourceExhausted);
+    let over = call(&mut server.client).await;
+    let status = assert_refused(over, Code::ResourceExhausted, &["limit of 2 per second (burst 2)"]);
     let hint = retry_hint(&status);
     assert!((1..=500).contains(&hint), "refill every 500 ms, hint {hint} ms");
-    assert!(
-        status.message().contains("limit of 2 per second (burst 2)")
-            && status.message().contains(&format!("retry in {hint} ms")),
-        "{}",
-        status.message()
-    );
+    assert!(status.message().contains(&format!("retry in {hint} ms")), "{}", status.message());
 
     // Probes are not counted against the rate.
     let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel.clone());
@@ -152,9 +134,7 @@ async fn each_api_key_has_its_own_bucket() {
         async move { client.embed(request(vec![text("t", "a red cube")])).await }
     };
     call(A).await.expect("A's first request");
-    let status = call(A).await.expect_err("A is over its rate");
-    assert_eq!(status.code(), Code::ResourceExhausted);
-    assert!(status.message().contains("for this API key"), "{}", status.message());
+    let status = assert_refused(call(A).await, Code::ResourceExhausted, &["for this API key"]);
     assert!((1..=2000).contains(&retry_hint(&status)));
     call(B).await.expect("B has its own bucket");
 }

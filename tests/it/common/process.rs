@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{TempDir, repo};
+use super::{TempDir, raise_open_file_limit, repo};
 
 /// A running `bindery serve`; killed when dropped.
 pub struct ServerProcess {
@@ -36,6 +36,7 @@ impl ServerProcess {
     /// a metrics endpoint; `open_files` sets both the soft and the hard open-file limit of the
     /// child. Waits until it serves.
     pub fn start(extra: &[&str], open_files: Option<u64>) -> Self {
+        raise_open_file_limit();
         let data = TempDir::new("process-data");
         let mut command = Command::new(env!("CARGO_BIN_EXE_bindery"));
         command

@@ -2,19 +2,18 @@
 //! and serves the rest; a request whose deadline the queue ahead makes unmeetable is refused at
 //! once, or dropped unrun if admitted before the encoder's pace was known.
 //!
-//! The tests in this file share one lock: the overload test samples the process's resident
-//! memory, which another test running beside it would disturb.
-
-mod common;
+//! Each test keeps the image encoder's queue full for seconds, and their deadlines are measured
+//! against its pace, so they hold `common::exclusive`. The overload test samples its process's
+//! resident memory, which other tests would disturb: it runs in a process of its own.
 
 use std::time::Duration;
 
 use bindery::api::pb;
 use bindery::engine::{EmbedOptions, EngineError, Item};
 use bindery::modality::image;
-use common::{connect, cosine, image, metric, png, scrape, start, uncached};
 
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::common;
+use crate::common::{assert_refused, connect, cosine, image, metric, png, scrape, start, uncached};
 
 const MODEL: &str = "imagebind-fixture";
 
@@ -49,7 +48,12 @@ async fn burst(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_refuses_the_excess_serves_the_rest_and_memory_returns() {
-    let _serial = SERIAL.lock().await;
+    let _exclusive = common::exclusive().await;
+    // The resident memory sampled below must be this test's alone.
+    let name = "overload::a_full_queue_refuses_the_excess_serves_the_rest_and_memory_returns";
+    if !common::in_own_process(name) {
+        return;
+    }
     let mut options = common::fixture_options();
     options.engine.queue_capacity = Some(2);
     let server = start(options).await;
@@ -74,13 +78,8 @@ async fn a_full_queue_refuses_the_excess_serves_the_rest_and_memory_returns() {
                     assert!(c >= 0.99999, "round {round}, image {i}: cosine {c}");
                 }
                 Err(status) => {
-                    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
-                    assert!(
-                        status.message().contains("imagebind-fixture/image encoder is saturated")
-                            && status.message().contains("capacity 2"),
-                        "{}",
-                        status.message()
-                    );
+                    let saturated = ["imagebind-fixture/image encoder is saturated", "capacity 2"];
+                    assert_refused(status, tonic::Code::ResourceExhausted, &saturated);
                     refused_total += 1;
                 }
             }
@@ -105,7 +104,7 @@ async fn a_full_queue_refuses_the_excess_serves_the_rest_and_memory_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_whose_deadline_passes_in_the_queue_are_not_run() {
-    let _serial = SERIAL.lock().await;
+    let _exclusive = common::exclusive().await;
     let server = start(common::fixture_options()).await;
     // A backlog of large images keeps the image encoder busy for a while.
     let backlog_images: Vec<Vec<u8>> = (0..24).map(|i| png(1000 + i, 900)).collect();
@@ -159,7 +158,7 @@ async fn requests_whose_deadline_passes_in_the_queue_are_not_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_engine_answers_deadline_exceeded_for_work_expiring_in_its_queue() {
-    let _serial = SERIAL.lock().await;
+    let _exclusive = common::exclusive().await;
     // The engine on its own, without gRPC timers racing it: its answer is deterministic.
     let engine = std::sync::Arc::new(bindery::server::load_engine(&common::fixture_options()).unwrap());
     let item = |id: &str, bytes: Vec<u8>| Item { id: id.into(), payload: image::payload(bytes) };
@@ -217,7 +216,7 @@ fn backlog(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_the_queue_ahead_makes_unmeetable_is_refused_at_once_with_a_retry_hint() {
-    let _serial = SERIAL.lock().await;
+    let _exclusive = common::exclusive().await;
     let server = start(common::fixture_options()).await;
     let mut client = server.client.clone();
     // A few batches first, so the image encoder's pace is known.
@@ -232,15 +231,11 @@ async fn a_deadline_the_queue_ahead_makes_unmeetable_is_refused_at_once_with_a_r
     let mut tight = tonic::Request::new(uncached(vec![image("tight", png(7000, 64))]));
     tight.set_timeout(Duration::from_millis(20));
     let status = client.embed(tight).await.expect_err("20 ms behind dozens of queued images");
-    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
-    assert!(
-        status
-            .message()
-            .contains("imagebind-fixture/image encoder cannot finish this request before its deadline")
-            && status.message().contains("inputs are ahead of it"),
-        "{}",
-        status.message()
-    );
+    let unmeetable = [
+        "imagebind-fixture/image encoder cannot finish this request before its deadline",
+        "inputs are ahead of it",
+    ];
+    let status = assert_refused(status, tonic::Code::ResourceExhausted, &unmeetable);
     let hint: u64 =
         status.metadata().get("retry-after-ms").expect("retry hint").to_str().unwrap().parse().unwrap();
     assert!(hint >= 1 && status.message().contains(&format!("retry in {hint} ms")), "{}", status.message());

@@ -1,12 +1,11 @@
 //! Start-up validation: bad manifests and a missing runtime library stop `bindery serve` with a
 //! clear message and a non-zero exit, never a panic.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::repo;
+use crate::common;
+use crate::common::{TempDir, repo};
 
 fn serve(models: &Path, extra: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_bindery"))
@@ -41,13 +40,6 @@ fn fixture_manifest() -> String {
     std::fs::read_to_string(repo().join("models/imagebind-fixture/model.toml")).unwrap()
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("bindery-startup-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn missing_runtime_library_is_a_clear_error() {
     let (ok, stderr) = serve(&repo().join("models"), &["--ort-lib", "/nonexistent/libonnxruntime.so"]);
@@ -57,7 +49,7 @@ fn missing_runtime_library_is_a_clear_error() {
 
 #[test]
 fn unknown_manifest_key_is_refused() {
-    let root = temp_dir("unknown-key");
+    let root = TempDir::new("startup-unknown-key");
     model_with_manifest(&root, &fixture_manifest().replace("embedding_dim", "embeding_dim"));
     let (ok, stderr) = serve(&root, &[]);
     assert!(!ok);
@@ -66,7 +58,7 @@ fn unknown_manifest_key_is_refused() {
 
 #[test]
 fn missing_onnx_file_is_refused() {
-    let root = temp_dir("missing-onnx");
+    let root = TempDir::new("startup-missing-onnx");
     model_with_manifest(&root, &fixture_manifest().replace("\"vision.onnx\"", "\"nowhere.onnx\""));
     let (ok, stderr) = serve(&root, &[]);
     assert!(!ok);
@@ -75,7 +67,7 @@ fn missing_onnx_file_is_refused() {
 
 #[test]
 fn wrong_tensor_name_is_refused() {
-    let root = temp_dir("tensor-name");
+    let root = TempDir::new("startup-tensor-name");
     model_with_manifest(&root, &fixture_manifest().replacen("input = \"pixels\"", "input = \"pixelz\"", 1));
     let (ok, stderr) = serve(&root, &[]);
     assert!(!ok);
@@ -84,7 +76,7 @@ fn wrong_tensor_name_is_refused() {
 
 #[test]
 fn bad_values_are_refused() {
-    let root = temp_dir("bad-values");
+    let root = TempDir::new("startup-bad-values");
     model_with_manifest(&root, &fixture_manifest().replace("crop = 224", "crop = 0"));
     let (ok, stderr) = serve(&root, &[]);
     assert!(!ok);
@@ -93,7 +85,7 @@ fn bad_values_are_refused() {
 
 #[test]
 fn empty_models_folder_and_unknown_default_are_refused() {
-    let root = temp_dir("empty");
+    let root = TempDir::new("startup-empty");
     let (ok, stderr) = serve(&root, &[]);
     assert!(!ok);
     assert!(stderr.contains("no model found"), "{stderr}");

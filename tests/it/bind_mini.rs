@@ -2,12 +2,11 @@
 //! over gRPC on a held-out sample of its procedural world (`tests/fixtures/bind_mini`, written
 //! by `tools/bindmini/make_sample.py`; none of these objects was seen in training).
 
-mod common;
-
 use bindery::api::pb;
 use bindery::server::ServerOptions;
-use common::*;
 use serde::Deserialize;
+
+use crate::common::*;
 
 #[derive(Deserialize)]
 struct Sample {
@@ -32,14 +31,7 @@ const TARGET_TEXT_IMAGE: f64 = 0.9;
 const TARGET_CLOUD_TEXT: f64 = 0.8;
 const TARGET_SPEECH_IMAGE: f64 = 0.9;
 
-fn sample() -> Sample {
-    let raw = std::fs::read_to_string(fixture("bind_mini/sample.json")).expect("bind-mini sample");
-    serde_json::from_str(&raw).expect("bind-mini sample parses")
-}
-
-fn file(name: &str) -> Vec<u8> {
-    std::fs::read(fixture(&format!("bind_mini/{name}"))).expect("sample file")
-}
+const BIND_MINI: Fixtures = Fixtures("bind_mini");
 
 fn extension(name: &str) -> &str {
     name.rsplit_once('.').map(|(_, e)| e).unwrap_or_default()
@@ -93,7 +85,7 @@ async fn bind_mini_is_the_default_model() {
 
 #[tokio::test]
 async fn bind_mini_binds_text_speech_images_and_point_clouds() {
-    let sample = sample();
+    let sample: Sample = BIND_MINI.json("sample.json");
     let objects = &sample.objects;
     // Every sample object is a distinct (shape, colour): "its own object" is the only right answer.
     let mut combos: Vec<_> = objects.iter().map(|o| (&o.shape, &o.colour)).collect();
@@ -104,15 +96,16 @@ async fn bind_mini_binds_text_speech_images_and_point_clouds() {
     let mut server = start(default_options()).await;
     let captions = embed_all(&mut server, objects.iter().map(|o| text(&o.name, &o.caption)).collect()).await;
     let images =
-        embed_all(&mut server, objects.iter().map(|o| image(&o.name, file(&o.image))).collect()).await;
+        embed_all(&mut server, objects.iter().map(|o| image(&o.name, BIND_MINI.read(&o.image))).collect())
+            .await;
     let speech = embed_all(
         &mut server,
-        objects.iter().map(|o| audio(&o.name, file(&o.audio), extension(&o.audio))).collect(),
+        objects.iter().map(|o| audio(&o.name, BIND_MINI.read(&o.audio), extension(&o.audio))).collect(),
     )
     .await;
     let clouds = embed_all(
         &mut server,
-        objects.iter().map(|o| point_cloud(&o.name, file(&o.cloud), extension(&o.cloud))).collect(),
+        objects.iter().map(|o| point_cloud(&o.name, BIND_MINI.read(&o.cloud), extension(&o.cloud))).collect(),
     )
     .await;
     for v in captions.iter().chain(&images).chain(&speech).chain(&clouds) {

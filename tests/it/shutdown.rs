@@ -4,8 +4,6 @@
 //! it cleanly. One server per data folder: a second one is refused, and the restart of a killed
 //! one is not.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -17,11 +15,12 @@ use bindery::api::pb;
 use bindery::api::pb::collections_client::CollectionsClient;
 use bindery::api::pb::embedder_client::EmbedderClient;
 use bindery::server;
-use common::*;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+use crate::common::*;
 
 /// `bindery serve` on an ephemeral port; killed if the test fails before it exits.
 struct ServerProcess {
@@ -301,6 +300,8 @@ async fn sigterm_while_the_models_load_stops_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_health_watches_so_an_idle_server_exits_at_once() {
+    // The exit is timed.
+    let _exclusive = exclusive().await;
     // The default 30 s drain timeout: only the watches could make the exit wait.
     let mut server = spawn_server(&[]);
     let channel = Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();

@@ -1,8 +1,9 @@
 //! `bindery load` against a real server started in the test: the JSON report of a bounded run,
 //! open-loop latency measured from the intended send time behind a deliberately slow proxy, and the
 //! exit status of a missed objective.
-
-mod common;
+//!
+//! Every run here is measured over a window of a second or two and its figures are checked, so
+//! these tests hold `common::exclusive`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ use serde_json::Value;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status, Streaming};
+
+use crate::common;
 
 /// Parses `bindery load <args>` with the real command line.
 fn load_args(args: &[&str]) -> LoadArgs {
@@ -52,6 +55,7 @@ fn f(v: &Value, pointer: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_loop_run_reports_throughput_latency_and_server_stages() {
+    let _exclusive = common::exclusive().await;
     let server = common::start_fixture().await;
     let url = format!("http://{}", server.addr);
     let report = run_json(
@@ -93,6 +97,7 @@ async fn closed_loop_run_reports_throughput_latency_and_server_stages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_baseline_runs_the_same_work_without_a_server() {
+    let _exclusive = common::exclusive().await;
     let models = common::repo().join("models");
     let models = models.to_str().expect("utf-8 path");
     let report = run_json(
@@ -192,6 +197,7 @@ async fn start_proxy(upstream: EmbedderClient<Channel>, delay: Duration) -> Sock
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_loop_counts_queueing_from_the_intended_send_time() {
+    let _exclusive = common::exclusive().await;
     let server = common::start_fixture().await;
     let delay = Duration::from_millis(20);
     let proxy = start_proxy(server.client.clone(), delay).await;
@@ -245,6 +251,7 @@ async fn open_loop_counts_queueing_from_the_intended_send_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missed_objective_gives_a_nonzero_exit_status() {
+    let _exclusive = common::exclusive().await;
     let server = common::start_fixture().await;
     let chart = temp("load-sweep.svg");
     let _ = std::fs::remove_file(&chart);
@@ -285,6 +292,7 @@ async fn image_load(name: &str, url: &str, extra: &[&str]) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn goodput_holds_when_offered_well_over_capacity_with_short_deadlines() {
+    let _exclusive = common::exclusive().await;
     let server = common::start_fixture().await;
     let url = format!("http://{}", server.addr);
     // The deadline is short relative to the service time of one image (as 50 ms is for the

@@ -2,12 +2,11 @@
 //! (goldens from `tools/make_point_fixtures.py`: independent readers, `fpsample` FPS, torch kNN and
 //! the PyTorch point tower).
 
-mod common;
-
 use bindery::api::pb;
-use common::*;
 use serde::Deserialize;
 use tonic::Code;
+
+use crate::common::*;
 
 #[derive(Deserialize)]
 struct Cases {
@@ -49,10 +48,7 @@ struct BadLimits {
     max_bytes: Option<usize>,
 }
 
-fn load<T: for<'de> Deserialize<'de>>(name: &str) -> T {
-    let raw = std::fs::read_to_string(fixture(name)).expect("point-cloud goldens");
-    serde_json::from_str(&raw).expect("point-cloud goldens parse")
-}
+const POINT_CLOUD: Fixtures = Fixtures("point_cloud");
 
 fn cloud(id: &str, data: Vec<u8>, hint: Option<&str>) -> pb::Input {
     pb::Input {
@@ -68,11 +64,11 @@ fn cloud(id: &str, data: Vec<u8>, hint: Option<&str>) -> pb::Input {
 #[tokio::test]
 async fn every_point_cloud_file_golden_matches_the_reference() {
     let mut server = start_fixture().await;
-    let cases: Cases = load("point_cloud/cases.json");
+    let cases: Cases = POINT_CLOUD.json("cases.json");
     let mut checked = 0;
     for case in cases.cases.iter() {
         let Some(file) = &case.file else { continue };
-        let data = std::fs::read(fixture(&format!("point_cloud/{file}"))).expect("fixture cloud");
+        let data = POINT_CLOUD.read(file);
         let reply = server
             .client
             .embed(request(vec![cloud(&case.id, data, case.hint.as_deref())]))
@@ -91,7 +87,7 @@ async fn every_point_cloud_file_golden_matches_the_reference() {
 
 #[tokio::test]
 async fn every_malformed_cloud_is_invalid_argument_and_the_server_keeps_serving() {
-    let bad: BadCases = load("point_cloud/bad.json");
+    let bad: BadCases = POINT_CLOUD.json("bad.json");
     let mut options = fixture_options();
     // The limit cases carry their own limits; run them on a server configured with them.
     for case in &bad.entries {
@@ -113,7 +109,7 @@ async fn every_malformed_cloud_is_invalid_argument_and_the_server_keeps_serving(
     let mut limited = start(options).await;
     let mut server = start_fixture().await;
     for case in &bad.entries {
-        let data = std::fs::read(fixture(&format!("point_cloud/{}", case.file))).expect("bad fixture");
+        let data = POINT_CLOUD.read(&case.file);
         let target = if case.limits.is_some() { &mut limited } else { &mut server };
         let id = format!("bad:{}", case.file);
         let status = target
@@ -121,12 +117,11 @@ async fn every_malformed_cloud_is_invalid_argument_and_the_server_keeps_serving(
             .embed(request(vec![cloud(&id, data, case.hint.as_deref())]))
             .await
             .expect_err(&format!("{} ({}) must be refused", case.file, case.kind));
-        assert_eq!(status.code(), Code::InvalidArgument, "{}: {}", case.file, status.message());
-        assert!(status.message().contains(&id), "names the input: {}", status.message());
+        assert_refused(status, Code::InvalidArgument, &[&id]);
     }
-    let good: Cases = load("point_cloud/cases.json");
+    let good: Cases = POINT_CLOUD.json("cases.json");
     let first = good.cases.iter().find(|c| c.file.is_some()).expect("a file case");
-    let data = std::fs::read(fixture(&format!("point_cloud/{}", first.file.as_ref().unwrap()))).unwrap();
+    let data = POINT_CLOUD.read(first.file.as_ref().unwrap());
     let reply = server.client.embed(request(vec![cloud("after", data, first.hint.as_deref())])).await;
     assert!(reply.is_ok(), "server still serves after malformed clouds");
 }
@@ -134,14 +129,12 @@ async fn every_malformed_cloud_is_invalid_argument_and_the_server_keeps_serving(
 #[tokio::test]
 async fn packed_array_golden_matches_the_reference() {
     let mut server = start_fixture().await;
-    let cases: Cases = load("point_cloud/cases.json");
+    let cases: Cases = POINT_CLOUD.json("cases.json");
     let mut checked = 0;
     for case in &cases.cases {
         let Some(arrays) = &case.arrays else { continue };
-        let raw = std::fs::read(fixture(&format!("point_cloud/{}", arrays.xyz))).expect("xyz");
-        let xyz: Vec<f32> =
-            raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        let rgb_u8 = std::fs::read(fixture(&format!("point_cloud/{}", arrays.rgb_u8))).expect("rgb");
+        let xyz = POINT_CLOUD.f32s(&arrays.xyz);
+        let rgb_u8 = POINT_CLOUD.read(&arrays.rgb_u8);
         let input = pb::Input {
             id: case.id.clone(),
             payload: Some(pb::input::Payload::PointCloud(pb::PointCloud {
@@ -180,7 +173,7 @@ async fn packed_arrays_and_nan_points_are_accepted() {
 
 #[tokio::test]
 async fn point_cloud_byte_and_point_limits_name_the_input_and_the_limit() {
-    let read = |file: &str| std::fs::read(fixture(&format!("point_cloud/bad/{file}"))).expect("bad fixture");
+    let read = |file: &str| POINT_CLOUD.read(&format!("bad/{file}"));
     // One server per limit, so each file can only cross the limit under test.
     let mut options = fixture_options();
     options

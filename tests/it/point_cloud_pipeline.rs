@@ -2,10 +2,10 @@
 //! (`tools/make_point_fixtures.py`: plyfile / pypcd4 / numpy readers, `fpsample` farthest point
 //! sampling, `torch` neighbour search, ULIP's `pc_normalize`).
 
-#[path = "support/generated_cloud.rs"]
+#[path = "../support/generated_cloud.rs"]
 mod generated_cloud;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bindery::modality::point_cloud::PointCloudPreprocess;
 use bindery::modality::point_cloud::formats::Format;
@@ -14,34 +14,12 @@ use bindery::modality::point_cloud::{
 };
 use serde_json::Value;
 
+use crate::common::{Fixtures, max_abs_diff};
+
 /// Max abs difference of the grouped tensors against the reference.
 const TENSOR_TOL: f32 = 1e-5;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/point_cloud")
-}
-
-fn json(name: &str) -> Value {
-    let text = std::fs::read_to_string(fixtures().join(name)).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn read(rel: &str) -> Vec<u8> {
-    std::fs::read(fixtures().join(rel)).unwrap()
-}
-
-fn read_f32(rel: &str) -> Vec<f32> {
-    read(rel).chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-}
-
-fn read_u16(rel: &str) -> Vec<u32> {
-    read(rel).chunks_exact(2).map(|c| u32::from(u16::from_le_bytes([c[0], c[1]]))).collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
+const POINT_CLOUD: Fixtures = Fixtures("point_cloud");
 
 fn params(meta: &Value) -> PointCloudPreprocess {
     serde_json::from_value::<Params>(meta["params"].clone()).unwrap().into()
@@ -97,12 +75,17 @@ impl CaseInput {
         if let Some(a) = case.get("arrays").filter(|a| !a.is_null()) {
             return Self {
                 data: Vec::new(),
-                xyz: read_f32(a["xyz"].as_str().unwrap()),
-                rgb: read(a["rgb_u8"].as_str().unwrap()),
+                xyz: POINT_CLOUD.f32s(a["xyz"].as_str().unwrap()),
+                rgb: POINT_CLOUD.read(a["rgb_u8"].as_str().unwrap()),
                 hint,
             };
         }
-        Self { data: read(case["file"].as_str().unwrap()), xyz: Vec::new(), rgb: Vec::new(), hint }
+        Self {
+            data: POINT_CLOUD.read(case["file"].as_str().unwrap()),
+            xyz: Vec::new(),
+            rgb: Vec::new(),
+            hint,
+        }
     }
 
     fn input(&self) -> PointCloudInput<'_> {
@@ -124,13 +107,14 @@ fn check_case(p: &PointCloudPreprocessor, case: &Value) {
     assert_eq!(t.sample_indices, want_sample, "{id}: npoints farthest point sampling");
     let want_centers: Vec<u32> = serde_json::from_value(case["center_indices"].clone()).unwrap();
     assert_eq!(t.center_indices, want_centers, "{id}: centre farthest point sampling");
-    let want_knn = read_u16(case["neighbors"].as_str().unwrap());
+    let want_knn: Vec<u32> =
+        POINT_CLOUD.u16s(case["neighbors"].as_str().unwrap()).into_iter().map(u32::from).collect();
     assert_eq!(t.neighbor_indices, want_knn, "{id}: neighbour indices");
-    let d = max_abs_diff(&t.center, &read_f32(case["center"].as_str().unwrap()));
+    let d = max_abs_diff(&t.center, &POINT_CLOUD.f32s(case["center"].as_str().unwrap()));
     assert!(d <= TENSOR_TOL, "{id}: centre tensor differs by {d}");
     let mut line = format!("{id}: centres max abs diff {d:.3e}");
     if let Some(rel) = case["neighborhood"].as_str() {
-        let d = max_abs_diff(&t.neighborhood, &read_f32(rel));
+        let d = max_abs_diff(&t.neighborhood, &POINT_CLOUD.f32s(rel));
         assert!(d <= TENSOR_TOL, "{id}: neighbourhood tensor differs by {d}");
         line += &format!(", neighbourhood max abs diff {d:.3e}");
     }
@@ -139,7 +123,7 @@ fn check_case(p: &PointCloudPreprocessor, case: &Value) {
 
 #[test]
 fn every_test_cloud_matches_the_reference() {
-    let meta = json("cases.json");
+    let meta: Value = POINT_CLOUD.json("cases.json");
     let p = PointCloudPreprocessor::new(&params(&meta), PointCloudLimits::default());
     let cases = meta["cases"].as_array().unwrap();
     let mut checked = 0;
@@ -152,7 +136,7 @@ fn every_test_cloud_matches_the_reference() {
 
 #[test]
 fn million_point_cloud_matches_the_reference() {
-    let meta = json("cases.json");
+    let meta: Value = POINT_CLOUD.json("cases.json");
     let p = PointCloudPreprocessor::new(&params(&meta), PointCloudLimits::default());
     let case = meta["cases"].as_array().unwrap().iter().find(|c| c["id"] == "generated_1m").unwrap();
     assert_eq!(case["generated"]["points"], 1_000_000);
@@ -161,14 +145,14 @@ fn million_point_cloud_matches_the_reference() {
 
 #[test]
 fn formats_are_recognised_without_a_hint() {
-    let meta = json("cases.json");
+    let meta: Value = POINT_CLOUD.json("cases.json");
     let mut checked = 0;
     for case in meta["cases"].as_array().unwrap() {
         let Some(file) = case["file"].as_str() else {
             continue;
         };
         let ext = Path::new(file).extension().unwrap().to_str().unwrap();
-        let sniffed = Format::sniff(&read(file)).unwrap();
+        let sniffed = Format::sniff(&POINT_CLOUD.read(file)).unwrap();
         assert_eq!(sniffed, Format::from_hint(ext).unwrap(), "{file}");
         checked += 1;
     }
@@ -194,9 +178,9 @@ fn kind(e: &PointCloudError) -> &'static str {
 
 #[test]
 fn malformed_inputs_are_rejected_with_a_reason() {
-    let meta = json("cases.json");
+    let meta: Value = POINT_CLOUD.json("cases.json");
     let spec = params(&meta);
-    let bad = json("bad.json");
+    let bad: Value = POINT_CLOUD.json("bad.json");
     let entries = bad["entries"].as_array().unwrap();
     assert!(entries.len() >= 12);
     for e in entries {
@@ -211,7 +195,7 @@ fn malformed_inputs_are_rejected_with_a_reason() {
             }
         }
         let p = PointCloudPreprocessor::new(&spec, limits);
-        let data = read(file);
+        let data = POINT_CLOUD.read(file);
         let mut neighborhood = vec![0f32; p.neighborhood_len()];
         let mut center = vec![0f32; p.center_len()];
         let err = p
@@ -231,9 +215,9 @@ fn malformed_inputs_are_rejected_with_a_reason() {
 
 #[test]
 fn limits_are_checked_before_parsing() {
-    let meta = json("cases.json");
+    let meta: Value = POINT_CLOUD.json("cases.json");
     let spec = params(&meta);
-    let data = read("cases/binary_le_20k.ply");
+    let data = POINT_CLOUD.read("cases/binary_le_20k.ply");
     // One byte over the byte limit: rejected by size, whatever the content.
     let p = PointCloudPreprocessor::new(
         &spec,
@@ -255,10 +239,10 @@ fn limits_are_checked_before_parsing() {
 
 #[test]
 fn truncating_any_file_never_panics() {
-    let meta = json("cases.json");
+    let meta: Value = POINT_CLOUD.json("cases.json");
     let p = PointCloudPreprocessor::new(&params(&meta), PointCloudLimits::default());
     for name in ["cases/ascii_color.ply", "cases/compressed.pcd", "cases/f64_fortran_rgb.npy"] {
-        let data = read(name);
+        let data = POINT_CLOUD.read(name);
         let one = p.trace(PointCloudInput::File { data: &data[..1], format_hint: None });
         assert!(one.is_err(), "{name}: a 1-byte prefix was accepted");
         for cut in [1, 7, 64, 200, 301, data.len() / 2, data.len() - 5] {

@@ -3,8 +3,9 @@
 //! data folder. After each restart every acknowledged write is present and intact, every
 //! acknowledged delete stays deleted, and every unacknowledged write is either wholly present or
 //! wholly absent. A writer stops only when the server is gone; any other error fails the test.
-
-mod common;
+//!
+//! Twenty restarts and three busy writers load the machine for a minute, and the writes counted
+//! depend on the CPU they get: the test holds `common::exclusive`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -14,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use bindery::api::pb;
 use bindery::api::pb::collections_client::CollectionsClient;
-use common::{TempDir, repo};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
+
+use crate::common::{self, TempDir, repo};
 
 const ROUNDS: usize = 20;
 const WRITERS: usize = 3;
@@ -392,6 +394,7 @@ async fn verify(server: &mut Server, ledger: &mut Ledger) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_sigkill_at_random_moments() {
+    let _exclusive = common::exclusive().await;
     let started = Instant::now();
     let data = TempDir::new("crash");
     let seed = std::time::SystemTime::now()

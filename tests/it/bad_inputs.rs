@@ -1,15 +1,14 @@
 //! Every class of bad input (truncated, corrupt, oversized, wrong type, adversarial headers, NaN
 //! payloads, empty) for every modality, sent to one server: each gets its expected status, and a
 //! good request of the same modality right after it is still served, and the table in
-//! RELIABILITY.md matches what the server answered. `cargo test --test bad_inputs -- --nocapture`
+//! RELIABILITY.md matches what the server answered. `cargo test --test it bad_inputs:: -- --nocapture`
 //! prints that table.
 
-mod common;
-
 use bindery::api::pb;
-use common::*;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
+
+use crate::common::*;
 
 /// What a case sends.
 enum Send {
@@ -28,10 +27,6 @@ struct Case {
     send: Send,
     /// Expected status; `Code::Ok` when the input is accepted (NaN points are dropped).
     expect: Code,
-}
-
-fn read(relative: &str) -> Vec<u8> {
-    std::fs::read(fixture(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
 }
 
 fn one(input: pb::Input) -> pb::EmbedRequest {
@@ -108,8 +103,8 @@ fn raw_request(input: &[u8]) -> Vec<u8> {
 
 fn cases() -> Vec<Case> {
     use Code::*;
-    let good_wav = read("audio/cases/wav16k_mono_s16_5s.wav");
-    let good_png = read("images/png_rgb.png");
+    let good_wav = FIXTURES.read("audio/cases/wav16k_mono_s16_5s.wav");
+    let good_png = FIXTURES.read("images/png_rgb.png");
     let mut cases = vec![
         // Truncated.
         Case {
@@ -123,21 +118,25 @@ fn cases() -> Vec<Case> {
             class: "truncated",
             modality: "image",
             what: "JPEG cut in the middle of the scan",
-            send: Send::Request(one(image("i", read("images/corrupt_truncated.jpg")))),
+            send: Send::Request(one(image("i", FIXTURES.read("images/corrupt_truncated.jpg")))),
             expect: InvalidArgument,
         },
         Case {
             class: "truncated",
             modality: "audio",
             what: "WAV whose data chunk declares twice the bytes present",
-            send: Send::Request(one(audio("a", read("audio/bad/truncated.wav"), ""))),
+            send: Send::Request(one(audio("a", FIXTURES.read("audio/bad/truncated.wav"), ""))),
             expect: InvalidArgument,
         },
         Case {
             class: "truncated",
             modality: "point_cloud",
             what: "binary PLY cut inside the vertex data",
-            send: Send::Request(one(cloud_file("p", read("point_cloud/bad/truncated_binary.ply"), "ply"))),
+            send: Send::Request(one(cloud_file(
+                "p",
+                FIXTURES.read("point_cloud/bad/truncated_binary.ply"),
+                "ply",
+            ))),
             expect: InvalidArgument,
         },
         // Corrupt.
@@ -152,28 +151,28 @@ fn cases() -> Vec<Case> {
             class: "corrupt",
             modality: "image",
             what: "random bytes",
-            send: Send::Request(one(image("i", read("images/not_an_image.bin")))),
+            send: Send::Request(one(image("i", FIXTURES.read("images/not_an_image.bin")))),
             expect: InvalidArgument,
         },
         Case {
             class: "corrupt",
             modality: "audio",
             what: "FLAC header, frames replaced by noise",
-            send: Send::Request(one(audio("a", read("audio/bad/corrupt.flac"), ""))),
+            send: Send::Request(one(audio("a", FIXTURES.read("audio/bad/corrupt.flac"), ""))),
             expect: InvalidArgument,
         },
         Case {
             class: "corrupt",
             modality: "point_cloud",
             what: "binary garbage",
-            send: Send::Request(one(cloud_file("p", read("point_cloud/bad/not_a_cloud.bin"), ""))),
+            send: Send::Request(one(cloud_file("p", FIXTURES.read("point_cloud/bad/not_a_cloud.bin"), ""))),
             expect: InvalidArgument,
         },
         Case {
             class: "corrupt",
             modality: "any",
             what: "random bytes as the whole message (not protobuf)",
-            send: Send::Raw(read("images/not_an_image.bin")),
+            send: Send::Raw(FIXTURES.read("images/not_an_image.bin")),
             expect: InvalidArgument,
         },
         // Oversized (limits of the server below).
@@ -188,7 +187,7 @@ fn cases() -> Vec<Case> {
             class: "oversized",
             modality: "image",
             what: "file over --max-image-bytes",
-            send: Send::Request(one(image("i", read("images/bmp_rgb24.bmp")))),
+            send: Send::Request(one(image("i", FIXTURES.read("images/bmp_rgb24.bmp")))),
             expect: InvalidArgument,
         },
         Case {
@@ -224,7 +223,7 @@ fn cases() -> Vec<Case> {
             class: "wrong type",
             modality: "image",
             what: "a WAV file as an image",
-            send: Send::Request(one(image("i", read("audio/cases/wav16k_short_0p05s.wav")))),
+            send: Send::Request(one(image("i", FIXTURES.read("audio/cases/wav16k_short_0p05s.wav")))),
             expect: InvalidArgument,
         },
         Case {
@@ -302,7 +301,7 @@ fn cases() -> Vec<Case> {
             class: "adversarial headers",
             modality: "point_cloud",
             what: "PLY header declaring 4 000 000 000 vertices",
-            send: Send::Request(one(cloud_file("p", read("point_cloud/bad/huge_count.ply"), "ply"))),
+            send: Send::Request(one(cloud_file("p", FIXTURES.read("point_cloud/bad/huge_count.ply"), "ply"))),
             expect: InvalidArgument,
         },
         // NaN payloads.
@@ -424,7 +423,8 @@ async fn every_bad_input_class_gets_its_status_and_the_server_keeps_serving() {
         .update(|l: &mut bindery::modality::point_cloud::PointCloudLimits| l.max_points = 20_000);
     options.max_message_bytes = 4 << 20;
     let mut server = start(options).await;
-    let (good_png, good_wav) = (read("images/png_rgb.png"), read("audio/cases/wav16k_mono_s16_5s.wav"));
+    let (good_png, good_wav) =
+        (FIXTURES.read("images/png_rgb.png"), FIXTURES.read("audio/cases/wav16k_mono_s16_5s.wav"));
     let good_cloud: Vec<f32> = (0..900).map(|i| ((i * 37) % 101) as f32 / 100.0).collect();
     // A good request of the case's own modality: a failure must not have broken that pipeline.
     let good = |modality: &str| match modality {

@@ -3,11 +3,11 @@
 //! `Resize(224, BICUBIC)`, `CenterCrop(224)`, `ToTensor`, `Normalize`), stored under
 //! `tests/fixtures/images/`.
 
-use std::path::{Path, PathBuf};
-
 use bindery::modality::image::{ImageError, ImageLimits, ImagePreprocessor};
 use bindery::modality::image::{ImagePreprocess, ResizeFilter};
 use serde::Deserialize;
+
+use crate::common::Fixtures;
 
 /// ImageBind's vision transform constants (`imagebind/data.py`); torch rounds the Python
 /// floats to f32 the same way `as f32` does.
@@ -25,9 +25,7 @@ fn preprocessor() -> ImagePreprocessor {
     ImagePreprocessor::new(&imagebind_spec(), ImageLimits::default())
 }
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images")
-}
+const IMAGES: Fixtures = Fixtures("images");
 
 #[derive(Debug, Deserialize)]
 struct Case {
@@ -39,18 +37,9 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(fixtures().join("cases.json")).unwrap();
-    let cases: Vec<Case> = serde_json::from_str(&text).unwrap();
+    let cases: Vec<Case> = IMAGES.json("cases.json");
     assert!(!cases.is_empty(), "cases.json lists no case");
     cases
-}
-
-fn read_f32(path: &Path) -> Vec<f32> {
-    std::fs::read(path)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
 }
 
 fn is_jpeg(bytes: &[u8]) -> bool {
@@ -73,8 +62,8 @@ fn tensors_match_the_reference_transform() {
     let mut failures = Vec::new();
     for case in cases() {
         let Some(pixels) = &case.pixels else { continue };
-        let bytes = std::fs::read(fixtures().join(&case.file)).unwrap();
-        let want = read_f32(&fixtures().join(pixels));
+        let bytes = IMAGES.read(&case.file);
+        let want = IMAGES.f32s(pixels);
         assert_eq!(want.len(), out.len(), "{}: reference tensor size", case.id);
         if let Err(e) = pre.preprocess_into(&bytes, &mut out) {
             failures.push(format!("{} ({}): {e}", case.id, case.mode));
@@ -97,7 +86,7 @@ fn every_case_decodes_to_finite_values() {
     let pre = preprocessor();
     let mut out = vec![f32::NAN; pre.tensor_len()];
     for case in cases() {
-        let bytes = std::fs::read(fixtures().join(&case.file)).unwrap();
+        let bytes = IMAGES.read(&case.file);
         out.fill(f32::NAN);
         pre.preprocess_into(&bytes, &mut out).unwrap_or_else(|e| panic!("{} ({}): {e}", case.id, case.mode));
         assert!(out.iter().all(|v| v.is_finite()), "{}: non-finite value", case.id);
@@ -106,11 +95,7 @@ fn every_case_decodes_to_finite_values() {
 
 /// A small valid JPEG taken from the fixtures.
 fn some_jpeg() -> Vec<u8> {
-    cases()
-        .iter()
-        .map(|c| std::fs::read(fixtures().join(&c.file)).unwrap())
-        .find(|b| is_jpeg(b))
-        .expect("the fixtures include a JPEG")
+    cases().iter().map(|c| IMAGES.read(&c.file)).find(|b| is_jpeg(b)).expect("the fixtures include a JPEG")
 }
 
 fn run(pre: &ImagePreprocessor, bytes: &[u8]) -> Result<(), ImageError> {
@@ -128,7 +113,7 @@ fn empty_payload_is_rejected() {
 #[test]
 fn truncated_jpeg_is_a_decode_error() {
     // Pillow: "OSError: image file is truncated" for this fixture.
-    let truncated = std::fs::read(fixtures().join("corrupt_truncated.jpg")).unwrap();
+    let truncated = IMAGES.read("corrupt_truncated.jpg");
     let err = run(&preprocessor(), &truncated).unwrap_err();
     assert!(matches!(err, ImageError::Decode(_)), "{err:?}");
     assert_eq!(err.to_string(), "cannot decode image: image file is truncated");
@@ -157,7 +142,7 @@ fn corrupt_jpeg_header_is_a_decode_error_not_a_panic() {
 
 #[test]
 fn random_bytes_are_an_unknown_format() {
-    let junk = std::fs::read(fixtures().join("not_an_image.bin")).unwrap();
+    let junk = IMAGES.read("not_an_image.bin");
     let generated: Vec<u8> = (0u32..4096).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     for bytes in [junk, generated] {
         let err = run(&preprocessor(), &bytes).unwrap_err();
@@ -245,7 +230,7 @@ fn damaged_files_never_panic() {
     let pre = preprocessor();
     let mut out = vec![0f32; pre.tensor_len()];
     for case in cases() {
-        let bytes = std::fs::read(fixtures().join(&case.file)).unwrap();
+        let bytes = IMAGES.read(&case.file);
         let n = bytes.len();
         let mut variants: Vec<Vec<u8>> =
             [n / 8, n / 3, n / 2, n - 1].iter().map(|&len| bytes[..len.max(1)].to_vec()).collect();

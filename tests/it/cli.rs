@@ -1,0 +1,130 @@
+//! The client subcommands as a user runs them: the `bindery` binary against a running server.
+
+use std::process::{Command, Output, Stdio};
+
+use crate::common;
+
+fn bindery() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_bindery"))
+}
+
+async fn run(mut command: Command) -> Output {
+    tokio::task::spawn_blocking(move || command.output().expect("run bindery")).await.expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_takes_a_bare_host_and_port_and_shows_descriptions() {
+    let server = common::start_fixture().await;
+    let mut command = bindery();
+    command.args(["models", "--server", &server.addr.to_string()]);
+    let output = run(command).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    let fixture = reply["models"]
+        .as_array()
+        .and_then(|models| models.iter().find(|m| m["name"] == "imagebind-fixture"))
+        .expect("the fixture model is listed");
+    assert!(fixture["description"].as_str().is_some_and(|d| d.starts_with("Tiny ImageBind")), "{fixture}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_ends_embed_quietly() {
+    let server = common::start_fixture().await;
+    let addr = server.addr.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = bindery()
+            .args(["embed", "--server", &addr, "--text", "a red cube", "--text", "a blue sphere"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn bindery embed");
+        // The reader goes away before the reply is printed, as `| head -0` would.
+        drop(child.stdout.take());
+        child.wait_with_output().expect("wait")
+    })
+    .await
+    .expect("join");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+}
+
+#[tokio::test]
+async fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let data = common::TempDir::new("cli-ansi");
+    let mut command = bindery();
+    command.args([
+        "serve",
+        "--ort-lib",
+        "/nonexistent/libonnxruntime.so",
+        "--no-warm-up",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    command.arg("--models").arg(common::repo().join("models")).arg("--data-dir").arg(data.path());
+    let output = run(command).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("bindery starting"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "ANSI escape codes in redirected logs: {stderr:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_takes_every_modality_folders_and_stdin_in_command_line_order() {
+    let server = common::start_fixture().await;
+    let addr = server.addr.to_string();
+    let cases = common::FIXTURES.path("point_cloud/cases");
+    let image = common::FIXTURES.path("images/jpeg_baseline.jpg");
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = bindery()
+            .args(["embed", "--server", &addr, "--text", "a chair", "--point-cloud"])
+            .arg(cases.join("ascii_color.ply"))
+            .args(["--image", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn bindery embed");
+        let bytes = std::fs::read(image).expect("fixture image");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &bytes).expect("write stdin");
+        child.wait_with_output().expect("wait")
+    })
+    .await
+    .expect("join");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    let got: Vec<(String, String)> = reply["embeddings"]
+        .as_array()
+        .expect("embeddings")
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap_or_default().to_string(),
+                e["modality"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0], ("a chair".to_string(), "MODALITY_TEXT".to_string()));
+    assert!(got[1].0.ends_with("ascii_color.ply") && got[1].1 == "MODALITY_POINT_CLOUD", "{got:?}");
+    assert_eq!(got[2], ("-".to_string(), "MODALITY_IMAGE".to_string()));
+
+    // A folder: every file with a point-cloud extension under it, in name order.
+    let mut command = bindery();
+    command
+        .args(["embed", "--server", &server.addr.to_string(), "--point-cloud"])
+        .arg(common::FIXTURES.path("point_cloud/cases"));
+    let output = run(command).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    let ids: Vec<&str> =
+        reply["embeddings"].as_array().expect("embeddings").iter().filter_map(|e| e["id"].as_str()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert!(ids.len() >= 3 && ids == sorted, "{ids:?}");
+    assert!(
+        ids.iter().all(|id| [".ply", ".pcd", ".xyz", ".pts", ".csv", ".npy", ".obj"]
+            .iter()
+            .any(|e| id.ends_with(e))),
+        "{ids:?}"
+    );
+}
