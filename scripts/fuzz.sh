@@ -53,7 +53,10 @@ seed() {
             find tests/fixtures/point_cloud/cases tests/fixtures/point_cloud/bad -type f -size -600k -exec cp {} "$dir"/ \; ;;
         manifest) for m in models/*/model.toml; do cp "$m" "$dir/$(basename "$(dirname "$m")").toml"; done ;;
         # wal, snapshot, collection_manifest, api_keys: only their kept inputs (below), valid
-        # files among them.
+        # files among them. A modality's own target (thermal, ...) starts from its test fixtures.
+        *) if [[ -d tests/fixtures/$t ]]; then
+               find tests/fixtures/"$t" -type f -size -600k -exec cp {} "$dir"/ \;
+           fi ;;
     esac
     # Kept regression inputs are seeds too.
     if [[ -d tests/fixtures/fuzz/$t ]]; then cp tests/fixtures/fuzz/"$t"/* "$dir"/; fi

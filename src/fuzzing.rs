@@ -28,7 +28,7 @@ use crate::store::wal::{WAL_MAGIC, encode_frame, scan};
 /// A target body: takes one raw input, panics only on a bug.
 pub type Target = fn(&[u8]);
 
-/// Every target by name (the names of the `fuzz/` binaries and of the regression folders).
+/// The targets defined here by name; [`targets`] adds those the modalities register.
 pub const TARGETS: &[(&str, Target)] = &[
     ("image", image),
     ("audio", audio),
@@ -45,6 +45,24 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("snapshot", snapshot),
     ("api_keys", api_keys),
 ];
+
+/// Every target by name (the names of the `fuzz/` binaries and of the regression folders): those
+/// defined here and those registered by a modality (`Kind::fuzz`).
+pub fn targets() -> Vec<(&'static str, Target)> {
+    let registered = crate::modality::KINDS.iter().flat_map(|kind| kind.fuzz.iter().copied());
+    TARGETS.iter().copied().chain(registered).collect()
+}
+
+/// Runs the target named `name` on `data`, for harnesses of registered targets.
+///
+/// # Panics
+/// When no target has that name (a harness out of step with the registrations).
+pub fn run(name: &str, data: &[u8]) {
+    let Some((_, target)) = targets().into_iter().find(|(t, _)| *t == name) else {
+        panic!("no fuzz target named {name}");
+    };
+    target(data);
+}
 
 /// Clouds with more points than this are only read by [`point_cloud_preprocess`]: sampling and
 /// grouping cost grows with the point count, and one input must stay well within libFuzzer's

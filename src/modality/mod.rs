@@ -48,7 +48,18 @@ pub struct Kind {
     pub limits: LimitsSpec,
     /// What a command-line value of this modality is (`bindery embed --<modality> VALUE`).
     pub argument: Argument,
+    /// A few deterministic example inputs (the seed varies them), which `bindery load` sends when
+    /// it is given no files of this modality. `None` where the load tool has its own, tunable
+    /// generator (text, image, audio, point cloud).
+    pub examples: Option<fn(seed: u64) -> Vec<pb::input::Payload>>,
+    /// Fuzz target bodies for this modality's parsers, by target name: each takes one raw input
+    /// and panics only on a bug. `bindery::fuzzing::targets` lists them with the others, so the
+    /// `fuzz/` harness of the same name and the kept-input replay find them.
+    pub fuzz: &'static [FuzzTarget],
 }
+
+/// A named fuzz target body: takes one raw input, panics only on a bug.
+pub type FuzzTarget = (&'static str, fn(&[u8]));
 
 /// What a command-line value of a modality is.
 #[derive(Clone, Copy)]
@@ -220,7 +231,9 @@ mod tests {
             pb::input::Payload::Image(vec![1]),
             pb::input::Payload::Audio(pb::Audio::default()),
             pb::input::Payload::PointCloud(pb::PointCloud::default()),
-            pb::input::Payload::Depth(vec![1]),
+            pb::input::Payload::DepthMap(pb::Depth::default()),
+            pb::input::Payload::ThermalImage(pb::Thermal::default()),
+            pb::input::Payload::Imu(pb::Imu::default()),
         ];
         for input in inputs {
             let modality = Modality::of_input(&input);

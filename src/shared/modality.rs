@@ -86,8 +86,8 @@ impl Modality {
             pb::input::Payload::Image(_) => Modality::Image,
             pb::input::Payload::Audio(_) => Modality::Audio,
             pb::input::Payload::PointCloud(_) => Modality::PointCloud,
-            pb::input::Payload::Depth(_) => Modality::Depth,
-            pb::input::Payload::Thermal(_) => Modality::Thermal,
+            pb::input::Payload::DepthMap(_) => Modality::Depth,
+            pb::input::Payload::ThermalImage(_) => Modality::Thermal,
             pb::input::Payload::Imu(_) => Modality::Imu,
         }
     }

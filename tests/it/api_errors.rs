@@ -38,9 +38,9 @@ async fn bad_inputs_get_invalid_argument_naming_the_input() {
 async fn modalities_without_a_pipeline_are_unimplemented() {
     let mut server = start_fixture().await;
     let inputs = [
-        pb::input::Payload::Depth(vec![1, 2, 3]),
-        pb::input::Payload::Thermal(vec![1, 2, 3]),
-        pb::input::Payload::Imu(pb::Imu { values: vec![0.0; 12], channels: 6 }),
+        pb::input::Payload::DepthMap(pb::Depth { data: vec![1, 2, 3], ..Default::default() }),
+        pb::input::Payload::ThermalImage(pb::Thermal { data: vec![1, 2, 3], ..Default::default() }),
+        pb::input::Payload::Imu(pb::Imu { values: vec![0.0; 12], channels: 6, ..Default::default() }),
     ];
     for payload in inputs {
         let input = pb::Input { id: "later".into(), payload: Some(payload) };

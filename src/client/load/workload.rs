@@ -268,7 +268,8 @@ fn collect_files(path: &Path, in_folder: bool, out: &mut Vec<PathBuf>) -> Result
     Ok(())
 }
 
-/// The built-in payloads of `kind`; a modality without a generator needs payload files.
+/// The built-in payloads of `kind`: the load tool's own tunable generators for the founding
+/// modalities, the registration's examples for the others; a modality with neither needs files.
 fn generated(kind: Modality, options: &GeneratorOptions) -> Result<Vec<pb::input::Payload>, LoadError> {
     use pb::input::Payload;
     // One stream per modality, in the order of `Modality::ALL`, so a seed gives the same payloads
@@ -300,12 +301,17 @@ fn generated(kind: Modality, options: &GeneratorOptions) -> Result<Vec<pb::input
                 Payload::PointCloud(pb::PointCloud { xyz, rgb, ..Default::default() })
             })
             .collect(),
-        other => {
-            return Err(LoadError::Generate {
-                what: "payloads",
-                message: format!("bindery load has no {other} generator; give {other} files with --payloads"),
-            });
-        }
+        other => match modality::kind(other).and_then(|kind| kind.examples) {
+            Some(examples) => examples(options.seed),
+            None => {
+                return Err(LoadError::Generate {
+                    what: "payloads",
+                    message: format!(
+                        "bindery load has no {other} generator; give {other} files with --payloads"
+                    ),
+                });
+            }
+        },
     })
 }
 

@@ -19,6 +19,8 @@ pub const KIND: Kind = Kind {
     inputs_from_file,
     limits: limits_of::<AudioLimits>(),
     argument: Argument::Files,
+    examples: None,
+    fuzz: &[],
 };
 
 /// Audio preprocessing: resample, clip sampling, Kaldi filterbank, normalisation

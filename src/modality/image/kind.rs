@@ -19,6 +19,8 @@ pub const KIND: Kind = Kind {
     inputs_from_file,
     limits: limits_of::<ImageLimits>(),
     argument: Argument::Files,
+    examples: None,
+    fuzz: &[],
 };
 
 /// Resampling filter used to scale images.

@@ -21,6 +21,8 @@ pub const KIND: Kind = Kind {
     inputs_from_file,
     limits: limits_of::<PointCloudLimits>(),
     argument: Argument::Files,
+    examples: None,
+    fuzz: &[],
 };
 
 /// Point-cloud preprocessing: sampling, normalisation and PointBERT grouping

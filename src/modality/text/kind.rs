@@ -21,6 +21,8 @@ pub const KIND: Kind = Kind {
     inputs_from_file,
     limits: limits_of::<TextLimits>(),
     argument: Argument::Literal(pb::input::Payload::Text),
+    examples: None,
+    fuzz: &[],
 };
 
 /// Text preprocessing: CLIP byte-level BPE with a fixed context (`[text.preprocess]`).
