@@ -9,6 +9,7 @@
 
 mod decode;
 mod gif;
+pub mod gray;
 mod jpeg;
 mod kind;
 mod pil;
@@ -18,6 +19,7 @@ use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 pub use kind::{EncodedImage, ImagePreprocess, KIND, ResizeFilter, payload};
+use resample::Rgb8;
 
 /// Size limits checked before any expensive decoding (the server's `--max-image-*` flags).
 #[derive(Debug, Clone, Copy, clap::Args)]
@@ -112,41 +114,19 @@ impl ImagePreprocessor {
         if out.len() != self.tensor_len() {
             return Err(ImageError::OutputSize { expected: self.tensor_len(), got: out.len() });
         }
-        if bytes.is_empty() {
-            return Err(ImageError::Empty);
-        }
-        if bytes.len() > self.limits.max_bytes {
-            return Err(ImageError::TooManyBytes { size: bytes.len(), limit: self.limits.max_bytes });
-        }
-        // Decoders are fed untrusted bytes and some can panic on malformed input; a panic
-        // anywhere below is reported as a decode error instead of taking the worker down.
-        catch_unwind(AssertUnwindSafe(|| self.run(bytes, out))).unwrap_or_else(|payload| {
-            let reason = crate::shared::panic::message(&*payload).unwrap_or("decoder panicked");
-            Err(ImageError::Decode(reason.to_string()))
+        guarded(bytes, &self.limits, |max_alloc, check| {
+            let img = decode::decode_rgb(bytes, max_alloc, check)?;
+            self.run(&img, out);
+            Ok(())
         })
     }
 
-    fn check_size(&self, width: u32, height: u32) -> Result<(), ImageError> {
-        let pixels = u64::from(width) * u64::from(height);
-        if pixels > self.limits.max_pixels {
-            return Err(ImageError::TooManyPixels { width, height, pixels, limit: self.limits.max_pixels });
-        }
-        if pixels == 0 {
-            return Err(ImageError::Decode(format!("image has no pixels ({width}x{height})")));
-        }
-        Ok(())
-    }
-
-    fn run(&self, bytes: &[u8], out: &mut [f32]) -> Result<(), ImageError> {
-        let max_alloc = self.limits.max_pixels.saturating_mul(ALLOC_PER_PIXEL).saturating_add(ALLOC_SLACK);
-        let check = |w, h| self.check_size(w, h);
-        let img = decode::decode_rgb(bytes, max_alloc, &check)?;
-
+    fn run(&self, img: &Rgb8, out: &mut [f32]) {
         let (out_w, out_h) = resized_size(img.width as u64, img.height as u64, self.spec.resize);
         let crop = u64::from(self.spec.crop);
         let (cols, pad_x) = crop_window(out_w, crop);
         let (rows, pad_y) = crop_window(out_h, crop);
-        let win = resample::resize_window(&img, out_w, out_h, cols, rows, self.spec.filter);
+        let win = resample::resize_window(img, out_w, out_h, cols, rows, self.spec.filter);
 
         let crop = crop as usize;
         let plane = crop * crop;
@@ -161,13 +141,43 @@ impl ImagePreprocessor {
                 }
             }
         }
-        Ok(())
     }
+}
+
+/// Checks `bytes` against `limits`, then runs `decode(max_alloc, check_size)` with panics inside
+/// decoders reported as decode errors: decoders are fed untrusted bytes and some can panic on
+/// malformed input, which must not take the worker down.
+fn guarded<T>(
+    bytes: &[u8],
+    limits: &ImageLimits,
+    decode: impl FnOnce(u64, &dyn Fn(u32, u32) -> Result<(), ImageError>) -> Result<T, ImageError>,
+) -> Result<T, ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
+    }
+    if bytes.len() > limits.max_bytes {
+        return Err(ImageError::TooManyBytes { size: bytes.len(), limit: limits.max_bytes });
+    }
+    let max_alloc = limits.max_pixels.saturating_mul(ALLOC_PER_PIXEL).saturating_add(ALLOC_SLACK);
+    let check = |width: u32, height: u32| {
+        let pixels = u64::from(width) * u64::from(height);
+        if pixels > limits.max_pixels {
+            return Err(ImageError::TooManyPixels { width, height, pixels, limit: limits.max_pixels });
+        }
+        if pixels == 0 {
+            return Err(ImageError::Decode(format!("image has no pixels ({width}x{height})")));
+        }
+        Ok(())
+    };
+    catch_unwind(AssertUnwindSafe(|| decode(max_alloc, &check))).unwrap_or_else(|payload| {
+        let reason = crate::shared::panic::message(&*payload).unwrap_or("decoder panicked");
+        Err(ImageError::Decode(reason.to_string()))
+    })
 }
 
 /// torchvision `Resize(size)` with an int size (`_compute_resized_output_size`): the short side
 /// becomes `size`, the long side `int(size * long / short)` (truncated). Returns (w, h).
-fn resized_size(w: u64, h: u64, size: u32) -> (u64, u64) {
+pub(crate) fn resized_size(w: u64, h: u64, size: u32) -> (u64, u64) {
     let (short, long) = if w <= h { (w, h) } else { (h, w) };
     let new_short = u64::from(size);
     // Python divides the exact integer product in double precision, as this does for any
@@ -178,7 +188,7 @@ fn resized_size(w: u64, h: u64, size: u32) -> (u64, u64) {
 
 /// torchvision `CenterCrop` along one axis of length `len`: the kept input range and the
 /// zero padding before it in the output.
-fn crop_window(len: u64, crop: u64) -> (Range<u64>, usize) {
+pub(crate) fn crop_window(len: u64, crop: u64) -> (Range<u64>, usize) {
     if crop > len {
         // Pads (crop - len) // 2 before; the padded axis is then exactly `crop` long.
         (0..len, ((crop - len) / 2) as usize)

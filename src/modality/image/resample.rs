@@ -60,9 +60,28 @@ struct Coeffs {
     weights: Vec<i32>,
 }
 
-/// Pillow's `precompute_coeffs` followed by `normalize_coeffs_8bpc`, for the outputs in `outs`
-/// of a resize from `in_size` to `out_size` samples.
-fn coeffs(in_size: usize, out_size: u64, outs: Range<u64>, filter: ResizeFilter) -> Coeffs {
+/// Normalised weights of a run of output samples along one axis, in double precision.
+struct FloatCoeffs {
+    /// First input index each output sample reads.
+    start: Vec<usize>,
+    /// Number of weights per output sample (stride of `weights`).
+    ksize: usize,
+    /// Number of inputs each output sample actually reads.
+    len: Vec<usize>,
+    /// `ksize` weights per output sample, each sample's summing to 1.
+    weights: Vec<f64>,
+}
+
+impl FloatCoeffs {
+    /// The weights output sample `i` actually uses.
+    fn taps(&self, i: usize) -> &[f64] {
+        &self.weights[i * self.ksize..i * self.ksize + self.len[i]]
+    }
+}
+
+/// Pillow's `precompute_coeffs` for the outputs in `outs` of a resize from `in_size` to
+/// `out_size` samples: the weights the float (`F`) resize uses as they are.
+fn float_coeffs(in_size: usize, out_size: u64, outs: Range<u64>, filter: ResizeFilter) -> FloatCoeffs {
     let (kernel, support): (fn(f64) -> f64, f64) = match filter {
         ResizeFilter::Bicubic => (bicubic, 2.0),
         ResizeFilter::Bilinear => (bilinear, 1.0),
@@ -76,8 +95,7 @@ fn coeffs(in_size: usize, out_size: u64, outs: Range<u64>, filter: ResizeFilter)
     let n = (outs.end - outs.start) as usize;
     let mut start = Vec::with_capacity(n);
     let mut len = Vec::with_capacity(n);
-    let mut weights = vec![0i32; n * ksize];
-    let mut k = vec![0f64; ksize];
+    let mut weights = vec![0f64; n * ksize];
     let ss = 1.0 / filterscale;
     for (i, xx) in outs.enumerate() {
         let center = (xx as f64 + 0.5) * scale;
@@ -85,22 +103,34 @@ fn coeffs(in_size: usize, out_size: u64, outs: Range<u64>, filter: ResizeFilter)
         let xmin = ((center - support + 0.5) as i64).max(0) as usize;
         let xmax = ((center + support + 0.5) as i64).clamp(0, in_size as i64) as usize;
         let count = xmax.saturating_sub(xmin).min(ksize);
+        let row = &mut weights[i * ksize..(i + 1) * ksize];
         let mut ww = 0.0;
-        for (x, slot) in k.iter_mut().enumerate().take(count) {
+        for (x, slot) in row.iter_mut().enumerate().take(count) {
             let w = kernel(((x + xmin) as f64 - center + 0.5) * ss);
             *slot = w;
             ww += w;
         }
-        let row = &mut weights[i * ksize..(i + 1) * ksize];
-        for (dst, &w) in row.iter_mut().zip(k.iter()).take(count) {
-            let w = if ww != 0.0 { w / ww } else { w };
-            // normalize_coeffs_8bpc: add +-0.5 by sign, then truncate toward zero.
-            let scaled = w * f64::from(1u32 << PRECISION_BITS);
-            *dst = if w < 0.0 { (-0.5 + scaled) as i32 } else { (0.5 + scaled) as i32 };
+        if ww != 0.0 {
+            row.iter_mut().take(count).for_each(|w| *w /= ww);
         }
         start.push(xmin);
         len.push(count);
     }
+    FloatCoeffs { start, ksize, len, weights }
+}
+
+/// Pillow's `precompute_coeffs` followed by `normalize_coeffs_8bpc`, for the outputs in `outs`
+/// of a resize from `in_size` to `out_size` samples.
+fn coeffs(in_size: usize, out_size: u64, outs: Range<u64>, filter: ResizeFilter) -> Coeffs {
+    let FloatCoeffs { start, ksize, len, weights } = float_coeffs(in_size, out_size, outs, filter);
+    let weights = weights
+        .into_iter()
+        .map(|w| {
+            // normalize_coeffs_8bpc: add +-0.5 by sign, then truncate toward zero.
+            let scaled = w * f64::from(1u32 << PRECISION_BITS);
+            if w < 0.0 { (-0.5 + scaled) as i32 } else { (0.5 + scaled) as i32 }
+        })
+        .collect();
     Coeffs { start, ksize, len, weights }
 }
 
@@ -355,6 +385,107 @@ pub(crate) fn resize_window(
         }
     };
     Rgb8 { width: win_w, height: win_h, data }
+}
+
+/// A single-channel float image (Pillow mode `F`), row-major.
+#[derive(Debug, Clone)]
+pub(crate) struct PlaneF32 {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// `width * height` samples.
+    pub data: Vec<f32>,
+}
+
+/// [`resize_window`] for a float image, as Pillow resizes mode `F` (`ImagingResample*_32bpc`):
+/// the same weights, pass order and window, but each sample is the double-precision sum of
+/// float samples times the weights, stored as f32 after each pass, without rounding or clipping.
+pub(crate) fn resize_window_f32(
+    img: &PlaneF32,
+    out_w: u64,
+    out_h: u64,
+    cols: Range<u64>,
+    rows: Range<u64>,
+    filter: ResizeFilter,
+) -> PlaneF32 {
+    let need_h = out_w != img.width as u64;
+    let need_v = out_h != img.height as u64;
+    let shrink_h = img.height as i64 - out_h as i64;
+    let shrink_w = img.width as i64 - out_w as i64;
+    let horizontal_first = !(shrink_h > 0 && shrink_h > shrink_w * 2);
+    let win_w = (cols.end - cols.start) as usize;
+    let win_h = (rows.end - rows.start) as usize;
+    let (c0, r0) = (cols.start as usize, rows.start as usize);
+
+    let hc = need_h.then(|| float_coeffs(img.width, out_w, cols, filter));
+    let vc = need_v.then(|| float_coeffs(img.height, out_h, rows, filter));
+    let span = |c: &FloatCoeffs| {
+        let first = c.start.iter().copied().min().unwrap_or(0);
+        first..c.start.iter().zip(&c.len).map(|(s, l)| s + l).max().unwrap_or(first)
+    };
+    let data = match (&hc, &vc) {
+        (None, None) => (r0..r0 + win_h)
+            .flat_map(|y| img.data[y * img.width + c0..y * img.width + c0 + win_w].iter().copied())
+            .collect(),
+        (Some(h), None) => horizontal_f32(&img.data, img.width, r0..r0 + win_h, 0, h),
+        (None, Some(v)) => vertical_f32(&img.data, img.width, c0..c0 + win_w, 0, v),
+        (Some(h), Some(v)) if horizontal_first => {
+            let rows = span(v);
+            let mid = horizontal_f32(&img.data, img.width, rows.clone(), 0, h);
+            vertical_f32(&mid, win_w, 0..win_w, rows.start, v)
+        }
+        (Some(h), Some(v)) => {
+            let cols = span(h);
+            let mid = vertical_f32(&img.data, img.width, cols.clone(), 0, v);
+            horizontal_f32(&mid, cols.len(), 0..win_h, cols.start, h)
+        }
+    };
+    PlaneF32 { width: win_w, height: win_h, data }
+}
+
+/// `ImagingResampleHorizontal_32bpc` on rows `rows` of a float buffer `width` samples wide.
+fn horizontal_f32(
+    src: &[f32],
+    width: usize,
+    rows: Range<usize>,
+    col_offset: usize,
+    c: &FloatCoeffs,
+) -> Vec<f32> {
+    let out_w = c.start.len();
+    let mut out = Vec::with_capacity(rows.len() * out_w);
+    for y in rows {
+        let row = &src[y * width..(y + 1) * width];
+        for x in 0..out_w {
+            let xmin = c.start[x] - col_offset;
+            let ss: f64 = row[xmin..].iter().zip(c.taps(x)).fold(0.0, |ss, (&s, &k)| ss + f64::from(s) * k);
+            out.push(ss as f32);
+        }
+    }
+    out
+}
+
+/// `ImagingResampleVertical_32bpc` on columns `cols` of a float buffer `width` samples wide.
+fn vertical_f32(
+    src: &[f32],
+    width: usize,
+    cols: Range<usize>,
+    row_offset: usize,
+    c: &FloatCoeffs,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(c.start.len() * cols.len());
+    for y in 0..c.start.len() {
+        let ymin = c.start[y] - row_offset;
+        for x in cols.clone() {
+            let ss = c
+                .taps(y)
+                .iter()
+                .enumerate()
+                .fold(0.0, |ss, (j, &k)| ss + f64::from(src[(ymin + j) * width + x]) * k);
+            out.push(ss as f32);
+        }
+    }
+    out
 }
 
 /// The window `cols x rows` of `img`, unchanged.
