@@ -95,7 +95,13 @@ fn decode_gray16(
         }
         Ok(image::ImageFormat::Tiff) => {
             use tiff::decoder::{Decoder, DecodingResult, Limits};
-            let mut dec = Decoder::new(std::io::Cursor::new(bytes)).map_err(|e| err(&e))?;
+            let err = |e: tiff::TiffError| match e {
+                tiff::TiffError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    ImageError::Decode("image file is truncated".into())
+                }
+                other => ImageError::Decode(other.to_string()),
+            };
+            let mut dec = Decoder::new(std::io::Cursor::new(bytes)).map_err(err)?;
             if !matches!(dec.colortype(), Ok(tiff::ColorType::Gray(16))) {
                 return Ok(None);
             }
@@ -104,9 +110,9 @@ fn decode_gray16(
             limits.decoding_buffer_size = max_alloc;
             limits.intermediate_buffer_size = max_alloc;
             let mut dec = dec.with_limits(limits);
-            let (w, h) = dec.dimensions().map_err(|e| err(&e))?;
+            let (w, h) = dec.dimensions().map_err(err)?;
             check(w, h)?;
-            match dec.read_image().map_err(|e| err(&e))? {
+            match dec.read_image().map_err(err)? {
                 DecodingResult::U16(data) if data.len() == w as usize * h as usize => {
                     Ok(Some(GrayImage::Sixteen { width: w as usize, height: h as usize, data }))
                 }
