@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Export ImageBind's text, vision and audio towers to ONNX and write a bindery model folder.
+"""Export ImageBind's towers (text, vision, audio, thermal) to ONNX and write a bindery model folder.
 
     python tools/export_imagebind.py --fixture --out models/imagebind-fixture
     python tools/export_imagebind.py --checkpoint imagebind_huge.pth --out models/imagebind-huge
@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bindery_tools import reference as ref  # noqa: E402
+from bindery_tools import sensors  # noqa: E402
 
 # Protobuf cannot serialise a message over 2 GiB; stay clear of it with some headroom for the graph.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
@@ -120,6 +121,7 @@ def _manifest(name: str, description: str, dim: int, model: torch.nn.Module) -> 
         "text": {"tokenizer": "tokenizer.json", **ref.text_preprocess_params()},
         "image": ref.image_preprocess_params(),
         "audio": ref.audio_preprocess_params(),
+        "thermal": sensors.THERMAL_DEFAULTS,
     }
     lines = [
         f"name = {_toml_value(name)}",
@@ -172,7 +174,16 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="model folder to write")
     parser.add_argument("--name", help="model name in model.toml (default: the folder name)")
+    parser.add_argument(
+        "--towers",
+        help="comma-separated sections whose ONNX files to (re)write, e.g. thermal; the others "
+        "are left as they are (model.toml is always written whole)",
+    )
     args = parser.parse_args()
+    sections = [spec.section for spec in ref.TOWERS]
+    only = set(args.towers.split(",")) if args.towers else set(sections)
+    if not only <= set(sections):
+        parser.error(f"--towers: unknown section(s) {sorted(only - set(sections))}")
 
     start = time.monotonic()
     if args.fixture:
@@ -197,7 +208,7 @@ def main() -> None:
     dim = int(model.modality_heads[ref.ModalityType.TEXT].proj[-1].out_features)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    for spec in ref.TOWERS:
+    for spec in (s for s in ref.TOWERS if s.section in only):
         tower = ref.Tower(model, spec.modality).eval()
         dest = args.out / spec.onnx
         t0 = time.monotonic()
@@ -208,8 +219,14 @@ def main() -> None:
 
     (args.out / "model.toml").write_text(_manifest(name, description, dim, model))
     _write_tokenizer(args.out)
-    if args.fixture or args.random_base:
+    if (args.fixture or args.random_base) and not args.towers:
         _export_point_tower(args.out, base=args.random_base)
+    elif args.fixture or args.random_base:
+        # The point tower's ONNX stays as it is; its manifest section is written again.
+        import point_tower
+
+        manifest = args.out / "model.toml"
+        manifest.write_text(manifest.read_text() + point_tower.manifest_section())
     print(f"wrote {args.out} in {time.monotonic() - start:.1f}s")
     for f in sorted(args.out.iterdir()):
         print(f"  {f.name}: {f.stat().st_size} bytes")

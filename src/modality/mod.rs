@@ -10,6 +10,7 @@ pub mod image;
 mod pipeline;
 pub mod point_cloud;
 pub mod text;
+pub mod thermal;
 
 use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
@@ -25,7 +26,7 @@ pub use pipeline::{
 };
 
 /// Every modality bindery has a pipeline for: one line per modality folder.
-pub const KINDS: &[&Kind] = &[&text::KIND, &image::KIND, &audio::KIND, &point_cloud::KIND];
+pub const KINDS: &[&Kind] = &[&text::KIND, &image::KIND, &audio::KIND, &point_cloud::KIND, &thermal::KIND];
 
 /// How a modality plugs in: its manifest section becomes a pipeline, its protobuf input a payload.
 pub struct Kind {

@@ -39,7 +39,6 @@ async fn modalities_without_a_pipeline_are_unimplemented() {
     let mut server = start_fixture().await;
     let inputs = [
         pb::input::Payload::DepthMap(pb::Depth { data: vec![1, 2, 3], ..Default::default() }),
-        pb::input::Payload::ThermalImage(pb::Thermal { data: vec![1, 2, 3], ..Default::default() }),
         pb::input::Payload::Imu(pb::Imu { values: vec![0.0; 12], channels: 6, ..Default::default() }),
     ];
     for payload in inputs {

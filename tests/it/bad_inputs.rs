@@ -29,6 +29,13 @@ struct Case {
     expect: Code,
 }
 
+fn thermal(id: &str, data: Vec<u8>) -> pb::Input {
+    pb::Input {
+        id: id.into(),
+        payload: Some(pb::input::Payload::ThermalImage(pb::Thermal { data, format_hint: String::new() })),
+    }
+}
+
 fn one(input: pb::Input) -> pb::EmbedRequest {
     request(vec![input])
 }
@@ -394,7 +401,45 @@ fn cases() -> Vec<Case> {
         send: Send::Request(one(cloud_xyz("p", Vec::new()))),
         expect: InvalidArgument,
     });
+    cases.extend(thermal_cases(&good_png, &good_wav));
     cases
+}
+
+/// Thermal images: every class that applies to an encoded single-channel image.
+fn thermal_cases(good_png: &[u8], good_wav: &[u8]) -> Vec<Case> {
+    use Code::*;
+    let frame = Fixtures("thermal").read("gray8_640x512.png");
+    let mut huge_header = frame[..33].to_vec();
+    huge_header[16..24].copy_from_slice(&[0, 1, 0x86, 0xa0, 0, 1, 0x86, 0xa0]);
+    let case = |class, what, data: Vec<u8>| Case {
+        class,
+        modality: "thermal",
+        what,
+        send: Send::Request(one(thermal("t", data))),
+        expect: InvalidArgument,
+    };
+    vec![
+        case("truncated", "16-bit TIFF cut in the middle of its image data", {
+            let tiff = Fixtures("thermal").read("gray16_336x256.tif");
+            tiff[..tiff.len() / 2].to_vec()
+        }),
+        case(
+            "corrupt",
+            "random bytes",
+            (0..4000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect(),
+        ),
+        case("oversized", "file over --max-thermal-bytes", Fixtures("thermal").read("gray16_640x512.png")),
+        case("wrong type", "a WAV file as a thermal image", good_wav.to_vec()),
+        case("adversarial headers", "PNG header declaring 100000x100000 pixels", huge_header),
+        case("empty", "0 bytes", Vec::new()),
+        Case {
+            class: "wrong type",
+            modality: "thermal",
+            what: "a colour photo (accepted: converted to grey like the reference)",
+            send: Send::Request(one(thermal("t", good_png.to_vec()))),
+            expect: Ok,
+        },
+    ]
 }
 
 async fn send(channel: &Channel, send: Send) -> Result<(), Status> {
@@ -421,6 +466,7 @@ async fn every_bad_input_class_gets_its_status_and_the_server_keeps_serving() {
         .limits
         .inputs
         .update(|l: &mut bindery::modality::point_cloud::PointCloudLimits| l.max_points = 20_000);
+    options.limits.inputs.update(|l: &mut bindery::modality::thermal::ThermalLimits| l.max_bytes = 170_000);
     options.max_message_bytes = 4 << 20;
     let mut server = start(options).await;
     let (good_png, good_wav) =
@@ -431,6 +477,7 @@ async fn every_bad_input_class_gets_its_status_and_the_server_keeps_serving() {
         "image" => request(vec![image("good", good_png.clone())]),
         "audio" => request(vec![audio("good", good_wav.clone(), "")]),
         "point_cloud" => request(vec![cloud_xyz("good", good_cloud.clone())]),
+        "thermal" => request(vec![thermal("good", good_png.clone())]),
         _ => request(vec![text("good", "a red cube")]),
     };
 

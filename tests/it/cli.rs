@@ -128,3 +128,25 @@ async fn embed_takes_every_modality_folders_and_stdin_in_command_line_order() {
         "{ids:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_takes_thermal_files_and_folders() {
+    let server = common::start_fixture().await;
+    let mut command = bindery();
+    command
+        .args(["embed", "--server", &server.addr.to_string(), "--thermal"])
+        .arg(common::FIXTURES.path("thermal/gray8_640x512.png"))
+        .arg(common::FIXTURES.path("thermal"));
+    let output = run(command).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    let embeddings = reply["embeddings"].as_array().expect("embeddings");
+    // The file, then every image file in the folder (its cases.json is not one).
+    let files = std::fs::read_dir(common::FIXTURES.path("thermal"))
+        .expect("thermal fixtures")
+        .filter(|e| !e.as_ref().expect("entry").path().to_string_lossy().ends_with(".json"))
+        .count();
+    assert_eq!(embeddings.len(), 1 + files);
+    assert!(embeddings.iter().all(|e| e["modality"] == "MODALITY_THERMAL"), "{reply:#}");
+    assert!(embeddings[0]["id"].as_str().unwrap_or_default().ends_with("gray8_640x512.png"));
+}

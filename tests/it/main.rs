@@ -20,6 +20,7 @@ mod connections;
 mod embed_audio;
 mod embed_point_cloud;
 mod embed_text_image;
+mod embed_thermal;
 mod fuzz_regressions;
 mod image_preprocess;
 mod limits;

@@ -79,7 +79,6 @@ def build_fixture_model() -> torch.nn.Module:
         audio_num_mel_bins=128,
         audio_target_len=204,
         audio_drop_path=0.0,
-        # Towers bindery does not serve; kept tiny so building the model stays fast.
         depth_embed_dim=w,
         depth_num_blocks=blocks,
         depth_num_heads=heads,
@@ -193,11 +192,23 @@ def _example_fbank(batch: int, gen: torch.Generator) -> torch.Tensor:
     return torch.randn(batch, 3, 1, 128, 204, generator=gen)
 
 
+def _example_single_channel(batch: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.randn(batch, 1, 224, 224, generator=gen)
+
+
 #: The towers bindery serves, in manifest order.
 TOWERS = (
     TowerSpec("text", ModalityType.TEXT, "text.onnx", "tokens", "embedding", _example_tokens),
     TowerSpec("image", ModalityType.VISION, "vision.onnx", "pixels", "embedding", _example_pixels),
     TowerSpec("audio", ModalityType.AUDIO, "audio.onnx", "fbank", "embedding", _example_fbank),
+    TowerSpec(
+        "thermal",
+        ModalityType.THERMAL,
+        "thermal.onnx",
+        "thermal",
+        "embedding",
+        _example_single_channel,
+    ),
 )
 
 

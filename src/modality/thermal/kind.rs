@@ -1,0 +1,216 @@
+//! Thermal images as a bindery modality: the manifest section, the payload and the pipeline.
+
+use serde::Deserialize;
+
+use super::{ThermalLimits, ThermalPreprocessor};
+use crate::modality::image::ResizeFilter;
+use crate::modality::{
+    Argument, BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError,
+    Section, Slot, TensorSpec, limits_of, parse_section, slot,
+};
+use crate::shared::{Modality, pb};
+
+/// Registration of thermal images.
+pub const KIND: Kind = Kind {
+    modality: Modality::Thermal,
+    check,
+    build,
+    from_proto,
+    extensions: EXTENSIONS,
+    inputs_from_file,
+    limits: limits_of::<ThermalLimits>(),
+    argument: Argument::Files,
+    examples: Some(examples),
+    fuzz: &[("thermal", super::fuzz_preprocess as fn(&[u8]))],
+};
+
+/// How the values of a 16-bit grey image become [0, 1] before resizing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SixteenBit {
+    /// `v / 65535`: the sensor's full range, the same for every image.
+    FullRange,
+    /// `(v - min) / (max - min)` over the image (0 for a constant image), the way thermal frames
+    /// are usually displayed.
+    MinMax,
+}
+
+impl SixteenBit {
+    /// The values in [0, 1], in f32 as the reference computes them.
+    pub fn to_unit(self, values: &[u16]) -> Vec<f32> {
+        match self {
+            SixteenBit::FullRange => values.iter().map(|&v| f32::from(v) / 65535.0).collect(),
+            SixteenBit::MinMax => {
+                let low = values.iter().copied().min().map_or(0.0, f32::from);
+                let high = values.iter().copied().max().map_or(0.0, f32::from);
+                if high > low {
+                    values.iter().map(|&v| (f32::from(v) - low) / (high - low)).collect()
+                } else {
+                    vec![0.0; values.len()]
+                }
+            }
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_sixteen_bit() -> SixteenBit {
+    SixteenBit::FullRange
+}
+
+/// Thermal preprocessing (`[thermal.preprocess]`): resize short side, centre crop, and
+/// optionally normalise with one mean and std, into `[1, crop, crop]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThermalPreprocess {
+    /// The short side is resized to this many pixels.
+    pub resize: u32,
+    /// Side of the square centre crop.
+    pub crop: u32,
+    /// Resampling filter.
+    pub filter: ResizeFilter,
+    /// Mean subtracted after scaling to [0, 1].
+    pub mean: f32,
+    /// Standard deviation divided by.
+    pub std: f32,
+    /// Whether to normalise with `mean` and `std` (when false, the tensor is [0, 1]).
+    #[serde(default = "default_true")]
+    pub normalize: bool,
+    /// How a 16-bit grey image's values map into [0, 1].
+    #[serde(default = "default_sixteen_bit")]
+    pub sixteen_bit: SixteenBit,
+}
+
+impl ThermalPreprocess {
+    /// The values of Weaviate's multi2vec-bind container for ImageBind's thermal tower.
+    pub fn imagebind() -> Self {
+        ThermalPreprocess {
+            resize: 224,
+            crop: 224,
+            filter: ResizeFilter::Bicubic,
+            mean: 0.481_454_66,
+            std: 0.268_629_54,
+            normalize: true,
+            sixteen_bit: SixteenBit::FullRange,
+        }
+    }
+
+    /// `x` after the optional normalisation (`(x - mean) / std`, in f32 as torchvision).
+    pub fn normalized(&self, x: f32) -> f32 {
+        if self.normalize { (x - self.mean) / self.std } else { x }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.crop == 0 || self.resize < self.crop {
+            return Err(format!(
+                "crop ({}) must be positive and no larger than resize ({})",
+                self.crop, self.resize
+            ));
+        }
+        if !self.std.is_finite() || self.std <= 0.0 || !self.mean.is_finite() {
+            return Err("mean must be finite and std positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// An encoded thermal image as the request carried it.
+#[derive(Debug, Clone, Default)]
+pub struct ThermalPayload {
+    /// Encoded file bytes.
+    pub data: Vec<u8>,
+}
+
+impl PayloadValue for ThermalPayload {
+    fn key_parts(&self, part: &mut dyn FnMut(&[u8])) {
+        // The format is sniffed from the content, so the hint does not change the embedding.
+        part(&self.data);
+    }
+}
+
+/// A thermal payload.
+pub fn payload(data: Vec<u8>) -> Payload {
+    Payload::new(Modality::Thermal, ThermalPayload { data })
+}
+
+fn check(section: &Section<'_>) -> Result<(), String> {
+    parse_section::<ThermalPreprocess>(section.preprocess)?.check()
+}
+
+fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline>, BuildError> {
+    let spec: ThermalPreprocess = parse_section(section.preprocess)?;
+    spec.check()?;
+    let side = spec.crop as usize;
+    Ok(Box::new(ThermalPipeline {
+        tensors: [TensorSpec::f32(section.input, vec![1, side, side])],
+        preprocessor: ThermalPreprocessor::new(&spec, limits.get::<ThermalLimits>()),
+    }))
+}
+
+/// Image files; a file of these is an image (not a thermal input) wherever bindery picks the
+/// modality by extension, so thermal files are named with `--thermal`.
+const EXTENSIONS: &[&str] = &["png", "tif", "tiff", "jpg", "jpeg", "bmp", "webp", "gif"];
+
+fn inputs_from_file(bytes: Vec<u8>, extension: &str) -> Vec<pb::input::Payload> {
+    vec![pb::input::Payload::ThermalImage(pb::Thermal { data: bytes, format_hint: extension.to_string() })]
+}
+
+fn from_proto(input: pb::input::Payload) -> Result<Payload, pb::input::Payload> {
+    match input {
+        pb::input::Payload::ThermalImage(t) => Ok(payload(t.data)),
+        other => Err(other),
+    }
+}
+
+/// Eight 640x512 grey frames (an LLVIP frame's size): a cool background with warm blobs placed
+/// by the seed, PNG-encoded.
+fn examples(seed: u64) -> Vec<pb::input::Payload> {
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+    let mut next = move || {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) as f32 / (1u64 << 31) as f32
+    };
+    let (w, h) = (640u32, 512u32);
+    (0..8)
+        .filter_map(|_| {
+            let blobs: Vec<[f32; 3]> =
+                (0..3).map(|_| [next() * 640.0, next() * 512.0, 20.0 + next() * 80.0]).collect();
+            let frame = image::GrayImage::from_fn(w, h, |x, y| {
+                let heat = blobs.iter().fold(0.0f32, |acc, [bx, by, r]| {
+                    let d2 = (x as f32 - bx).powi(2) + (y as f32 - by).powi(2);
+                    acc.max((-d2 / (2.0 * r * r)).exp())
+                });
+                image::Luma([(40.0 + heat * 200.0) as u8])
+            });
+            let mut png = Vec::new();
+            frame.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).ok()?;
+            Some(pb::input::Payload::ThermalImage(pb::Thermal { data: png, format_hint: "png".into() }))
+        })
+        .collect()
+}
+
+struct ThermalPipeline {
+    tensors: [TensorSpec; 1],
+    preprocessor: ThermalPreprocessor,
+}
+
+impl Pipeline for ThermalPipeline {
+    fn tensors(&self) -> &[TensorSpec] {
+        &self.tensors
+    }
+
+    fn preprocess_into(
+        &self,
+        payload: &Payload,
+        slots: &mut [Slot<'_>],
+    ) -> Result<Observed, PreprocessError> {
+        let thermal = payload.expect_value::<ThermalPayload>()?;
+        self.preprocessor
+            .preprocess_into(&thermal.data, slot(slots, 0)?.f32()?)
+            .map_err(PreprocessError::input)?;
+        Ok(Observed::default())
+    }
+}
