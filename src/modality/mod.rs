@@ -7,6 +7,7 @@
 
 pub mod audio;
 pub mod image;
+pub mod npy;
 mod pipeline;
 pub mod point_cloud;
 pub mod text;
