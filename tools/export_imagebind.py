@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Export ImageBind's towers (text, vision, audio, thermal) to ONNX and write a bindery model folder.
+"""Export ImageBind's towers (text, vision, audio, thermal, IMU) to ONNX and write a bindery model folder.
 
     python tools/export_imagebind.py --fixture --out models/imagebind-fixture
     python tools/export_imagebind.py --checkpoint imagebind_huge.pth --out models/imagebind-huge
@@ -45,7 +45,7 @@ def _export_onnx(tower: ref.Tower, spec: ref.TowerSpec, dest: Path) -> None:
         # Large graphs come out of the exporter with one file per tensor next to the model; export
         # into a scratch folder and re-save as a single model (+ one data file) afterwards.
         raw = Path(tmp) / dest.name
-        with torch.no_grad():
+        with torch.no_grad(), ref.traceable_unfold():
             torch.onnx.export(
                 tower,
                 (example,),
@@ -122,6 +122,7 @@ def _manifest(name: str, description: str, dim: int, model: torch.nn.Module) -> 
         "image": ref.image_preprocess_params(),
         "audio": ref.audio_preprocess_params(),
         "thermal": sensors.THERMAL_DEFAULTS,
+        "imu": sensors.IMU_DEFAULTS,
     }
     lines = [
         f"name = {_toml_value(name)}",

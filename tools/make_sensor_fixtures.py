@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Generate bindery's golden files for the sensor modalities (thermal) from the reference
+"""Generate bindery's golden files for the sensor modalities (thermal, IMU) from the reference
 transforms in ``bindery_tools/sensors.py`` and the PyTorch fixture model.
 
-    python tools/make_sensor_fixtures.py           # (re)write tests/fixtures/thermal/
+    python tools/make_sensor_fixtures.py           # (re)write tests/fixtures/{thermal,imu}/
     python tools/make_sensor_fixtures.py --check   # regenerate into a temp dir, compare
 
 Each input is written as a file, transformed by the reference (which follows Weaviate's
@@ -124,6 +124,89 @@ def thermal_cases(model: torch.nn.Module, out_dir: Path) -> list[dict[str, Any]]
     return cases
 
 
+def _walk(samples: int, rate: float, seed: int) -> np.ndarray:
+    """``[6, samples]``: accelerometer (gravity on z, a step rhythm) then gyroscope, plus noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples) / rate
+    pace = rng.uniform(1.4, 2.2)
+    step = np.sin(2 * np.pi * pace * t)
+    series = np.stack(
+        [
+            0.3 * step,
+            0.1 * np.cos(np.pi * pace * t),
+            9.81 + 1.2 * step,
+            0.05 * step,
+            0.02 + 0.0 * t,
+            0.3 * np.sin(0.1 * t),
+        ]
+    )
+    return (series + rng.normal(0, 0.02, size=series.shape)).astype(np.float32)
+
+
+def _csv(series: np.ndarray, header: list[str], order: list[int], index: bool = False, sep: str = ",") -> bytes:
+    """One row per sample; ``order[k]`` is the channel written in column k."""
+    lines = [sep.join(([""] if index else []) + header)]
+    for i in range(series.shape[1]):
+        fields = [repr(float(series[c, i])) for c in order]
+        lines.append(sep.join(([str(i)] if index else []) + fields))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _npy(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, array)
+    return out.getvalue()
+
+
+_WEAVIATE_HEADER = ["a_x", "a_y", "a_z", "g_x", "g_y", "g_z"]
+
+#: (id, file name, bytes builder, sample rate sent with the request, 0 = the model's). Files
+#: ending in ``.f32`` are packed channel-major values sent as ``Imu.values`` (6 channels).
+IMU_CASES: list[tuple[str, str, Callable[[], bytes], float]] = [
+    ("csv_weaviate_2000", "weaviate_2000.csv", lambda: _csv(_walk(2000, 200, 1), _WEAVIATE_HEADER, list(range(6)), index=True), 0.0),
+    ("csv_short_1500", "short_1500.csv", lambda: _csv(_walk(1500, 200, 2), _WEAVIATE_HEADER, list(range(6)), index=True), 0.0),
+    ("csv_long_3072", "long_3072.csv", lambda: _csv(_walk(3072, 200, 3), _WEAVIATE_HEADER, list(range(6))), 0.0),
+    (
+        "csv_reordered_tab",
+        "reordered.tsv.csv",
+        lambda: _csv(_walk(2000, 200, 4), ["gyro_z", "GyroY", "gyroscope.x", "AccelZ", "acc-y", "ax"], [5, 4, 3, 2, 1, 0], sep="\t"),
+        0.0,
+    ),
+    ("csv_shorter_than_a_patch", "five_rows.csv", lambda: _csv(_walk(5, 200, 5), _WEAVIATE_HEADER, list(range(6))), 0.0),
+    ("npy_channel_major", "channel_major.npy", lambda: _npy(_walk(2000, 200, 6)), 0.0),
+    ("npy_sample_major_f64", "sample_major.npy", lambda: _npy(_walk(2500, 200, 7).T.astype(np.float64)), 0.0),
+    ("values_2000", "values_2000.f32", lambda: _walk(2000, 200, 8).tobytes(), 0.0),
+    ("values_100hz", "values_100hz.f32", lambda: _walk(1000, 100, 9).tobytes(), 100.0),
+    ("values_333hz", "values_333hz.f32", lambda: _walk(3000, 333, 10).tobytes(), 333.0),
+    ("csv_50hz", "walk_50hz.csv", lambda: _csv(_walk(400, 50, 11), _WEAVIATE_HEADER, list(range(6))), 50.0),
+]
+
+
+def imu_cases(model: torch.nn.Module, out_dir: Path) -> list[dict[str, Any]]:
+    """Write the IMU inputs into ``out_dir`` and return their reference goldens."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cases = []
+    for case_id, name, build, rate in IMU_CASES:
+        data = build()
+        (out_dir / name).write_bytes(data)
+        series: bytes | np.ndarray = data
+        if name.endswith(".f32"):
+            series = np.frombuffer(data, dtype="<f4").reshape(6, -1)
+        tensor = sensors.imu_tensor(series, rate)
+        with torch.no_grad():
+            emb = model({ref.ModalityType.IMU: tensor[None]})[ref.ModalityType.IMU]
+        cases.append(
+            {
+                "id": case_id,
+                "file": name,
+                "sample_rate_hz": rate,
+                "embedding": _f32_list(emb[0]),
+                "tensor_sum": float(tensor.double().sum()),
+            }
+        )
+    return cases
+
+
 def _check_onnx(model_dir: Path, root: Path, cases: list[dict[str, Any]]) -> None:
     session = ort.InferenceSession(str(model_dir / "thermal.onnx"), providers=["CPUExecutionProvider"])
     worst = 0.0
@@ -142,20 +225,48 @@ def _dump(cases: list[dict[str, Any]], path: Path) -> None:
     path.write_text(json.dumps(cases, indent=2) + "\n")
 
 
+def _check_imu_onnx(model_dir: Path, root: Path, cases: list[dict[str, Any]]) -> None:
+    session = ort.InferenceSession(str(model_dir / "imu.onnx"), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for case in cases:
+        data = (root / "imu" / case["file"]).read_bytes()
+        series: bytes | np.ndarray = data
+        if case["file"].endswith(".f32"):
+            series = np.frombuffer(data, dtype="<f4").reshape(6, -1)
+        tensor = sensors.imu_tensor(series, case["sample_rate_hz"])[None].numpy()
+        (got,) = session.run(None, {"imu": tensor})
+        worst = max(worst, float(np.max(np.abs(got[0] - np.array(case["embedding"], np.float32)))))
+    print(f"onnxruntime vs IMU goldens, max abs diff {worst:.3e}")
+    if worst > ONNX_TOLERANCE:
+        raise SystemExit(f"{model_dir} does not match the fixture model; re-run export_imagebind.py")
+
+
 def generate(root: Path, model_dir: Path) -> None:
-    """Write ``root/thermal/**``."""
+    """Write ``root/thermal/**`` and ``root/imu/**``."""
     torch.set_num_threads(1)
     model = ref.build_fixture_model()
     thermal_dir = root / "thermal"
     cases = thermal_cases(model, thermal_dir)
     _dump(cases, thermal_dir / "cases.json")
     _check_onnx(model_dir, root, cases)
-    print(f"{len(cases)} thermal cases written under {thermal_dir}")
+    imu_dir = root / "imu"
+    imu = imu_cases(model, imu_dir)
+    _dump(imu, imu_dir / "cases.json")
+    _check_imu_onnx(model_dir, root, imu)
+    print(f"{len(cases)} thermal and {len(imu)} IMU cases written under {root}")
+
+
+SENSOR_FOLDERS = ("thermal", "imu")
 
 
 def _owned(root: Path) -> set[str]:
-    folder = root / "thermal"
-    return {str(p.relative_to(root)) for p in folder.rglob("*") if p.is_file()} if folder.is_dir() else set()
+    return {
+        str(p.relative_to(root))
+        for folder in SENSOR_FOLDERS
+        if (root / folder).is_dir()
+        for p in (root / folder).rglob("*")
+        if p.is_file()
+    }
 
 
 def check(root: Path, model_dir: Path) -> int:

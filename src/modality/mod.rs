@@ -7,6 +7,7 @@
 
 pub mod audio;
 pub mod image;
+pub mod imu;
 pub mod npy;
 mod pipeline;
 pub mod point_cloud;
@@ -27,7 +28,8 @@ pub use pipeline::{
 };
 
 /// Every modality bindery has a pipeline for: one line per modality folder.
-pub const KINDS: &[&Kind] = &[&text::KIND, &image::KIND, &audio::KIND, &point_cloud::KIND, &thermal::KIND];
+pub const KINDS: &[&Kind] =
+    &[&text::KIND, &image::KIND, &audio::KIND, &point_cloud::KIND, &thermal::KIND, &imu::KIND];
 
 /// How a modality plugs in: its manifest section becomes a pipeline, its protobuf input a payload.
 pub struct Kind {

@@ -402,7 +402,54 @@ fn cases() -> Vec<Case> {
         expect: InvalidArgument,
     });
     cases.extend(thermal_cases(&good_png, &good_wav));
+    cases.extend(imu_cases(&good_png));
     cases
+}
+
+fn imu(id: &str, imu: pb::Imu) -> pb::Input {
+    pb::Input { id: id.into(), payload: Some(pb::input::Payload::Imu(imu)) }
+}
+
+/// IMU series: files (CSV, NPY) and packed values.
+fn imu_cases(good_png: &[u8]) -> Vec<Case> {
+    use Code::*;
+    let csv = Fixtures("imu").read("weaviate_2000.csv");
+    let npy = Fixtures("imu").read("channel_major.npy");
+    let case = |class, what, input: pb::Imu| Case {
+        class,
+        modality: "imu",
+        what,
+        send: Send::Request(one(imu("m", input))),
+        expect: InvalidArgument,
+    };
+    let file = |data: Vec<u8>| pb::Imu { data, ..Default::default() };
+    let values = |values: Vec<f32>, channels| pb::Imu { values, channels, ..Default::default() };
+    let mut nan = vec![0.5f32; 600];
+    nan[250] = f32::NAN;
+    // An NPY version 1 header (magic, version, length, dictionary) and no data.
+    let dictionary = "{'descr': '<f4', 'fortran_order': False, 'shape': (6, 9999999999), }\n";
+    let mut huge_npy = b"\x93NUMPY\x01\x00".to_vec();
+    huge_npy.extend_from_slice(&(dictionary.len() as u16).to_le_bytes());
+    huge_npy.extend_from_slice(dictionary.as_bytes());
+    vec![
+        case("truncated", "NPY cut inside its data", file(npy[..npy.len() / 2].to_vec())),
+        case(
+            "corrupt",
+            "CSV with a non-numeric field",
+            file(
+                b"a_x,a_y,a_z,g_x,g_y,g_z
+1,2,3,4,five,6
+"
+                .to_vec(),
+            ),
+        ),
+        case("oversized", "CSV over --max-imu-bytes", file(csv)),
+        case("wrong type", "a PNG file as an IMU series", file(good_png.to_vec())),
+        case("wrong type", "packed values with 3 channels", values(vec![0.0; 30], 3)),
+        case("adversarial headers", "NPY header declaring 6 x 9999999999 samples", file(huge_npy)),
+        case("NaN payloads", "packed values with one NaN", values(nan, 6)),
+        case("empty", "no values and no file", values(Vec::new(), 6)),
+    ]
 }
 
 /// Thermal images: every class that applies to an encoded single-channel image.
@@ -467,6 +514,7 @@ async fn every_bad_input_class_gets_its_status_and_the_server_keeps_serving() {
         .inputs
         .update(|l: &mut bindery::modality::point_cloud::PointCloudLimits| l.max_points = 20_000);
     options.limits.inputs.update(|l: &mut bindery::modality::thermal::ThermalLimits| l.max_bytes = 170_000);
+    options.limits.inputs.update(|l: &mut bindery::modality::imu::ImuLimits| l.max_bytes = 100_000);
     options.max_message_bytes = 4 << 20;
     let mut server = start(options).await;
     let (good_png, good_wav) =
@@ -478,6 +526,9 @@ async fn every_bad_input_class_gets_its_status_and_the_server_keeps_serving() {
         "audio" => request(vec![audio("good", good_wav.clone(), "")]),
         "point_cloud" => request(vec![cloud_xyz("good", good_cloud.clone())]),
         "thermal" => request(vec![thermal("good", good_png.clone())]),
+        "imu" => {
+            request(vec![imu("good", pb::Imu { values: vec![0.25; 600], channels: 6, ..Default::default() })])
+        }
         _ => request(vec![text("good", "a red cube")]),
     };
 

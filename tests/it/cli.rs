@@ -150,3 +150,19 @@ async fn embed_takes_thermal_files_and_folders() {
     assert!(embeddings.iter().all(|e| e["modality"] == "MODALITY_THERMAL"), "{reply:#}");
     assert!(embeddings[0]["id"].as_str().unwrap_or_default().ends_with("gray8_640x512.png"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_takes_imu_csv_and_npy_files() {
+    let server = common::start_fixture().await;
+    let mut command = bindery();
+    command
+        .args(["embed", "--server", &server.addr.to_string(), "--imu"])
+        .arg(common::FIXTURES.path("imu/weaviate_2000.csv"))
+        .arg(common::FIXTURES.path("imu/sample_major.npy"));
+    let output = run(command).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    let embeddings = reply["embeddings"].as_array().expect("embeddings");
+    assert_eq!(embeddings.len(), 2);
+    assert!(embeddings.iter().all(|e| e["modality"] == "MODALITY_IMU"), "{reply:#}");
+}

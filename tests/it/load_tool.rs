@@ -128,7 +128,7 @@ async fn in_process_baseline_runs_the_same_work_without_a_server() {
     for stage in ["preprocess", "inference", "total"] {
         assert!(f(&report, &format!("/server_stages_ms/{stage}")) > 0.0, "{stage}: {report:#}");
     }
-    // A modality without its own generator here sends its registration's examples (thermal).
+    // A modality without its own generator here sends its registration's examples (thermal, IMU).
     let report = run_json(
         "load-in-process-thermal.json",
         &[
@@ -137,7 +137,7 @@ async fn in_process_baseline_runs_the_same_work_without_a_server() {
             "--model",
             "imagebind-fixture",
             "--mix",
-            "thermal",
+            "thermal=0.5,imu=0.5",
             "--concurrency",
             "1",
             "--duration",
@@ -148,7 +148,7 @@ async fn in_process_baseline_runs_the_same_work_without_a_server() {
     )
     .await;
     assert_eq!(f(&report, "/errors"), 0.0, "{report:#}");
-    assert!(f(&report, "/items") > 0.0 && f(&report, "/mix/thermal") == 1.0, "{report:#}");
+    assert!(f(&report, "/items") > 0.0 && f(&report, "/mix/imu") == 0.5, "{report:#}");
     // An unknown model is an error before anything runs.
     let args = load_args(&["--in-process", models, "--model", "nope", "--duration", "1s", "--quiet"]);
     let err = bindery::client::load::run(args).await.expect_err("unknown model");

@@ -8,11 +8,12 @@ the golden files follow the reference if it changes.
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from unittest import mock
 
 import numpy as np
@@ -196,6 +197,10 @@ def _example_single_channel(batch: int, gen: torch.Generator) -> torch.Tensor:
     return torch.randn(batch, 1, 224, 224, generator=gen)
 
 
+def _example_imu(batch: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.randn(batch, 6, 2000, generator=gen)
+
+
 #: The towers bindery serves, in manifest order.
 TOWERS = (
     TowerSpec("text", ModalityType.TEXT, "text.onnx", "tokens", "embedding", _example_tokens),
@@ -209,7 +214,29 @@ TOWERS = (
         "embedding",
         _example_single_channel,
     ),
+    TowerSpec("imu", ModalityType.IMU, "imu.onnx", "imu", "embedding", _example_imu),
 )
+
+
+@contextlib.contextmanager
+def traceable_unfold() -> Iterator[None]:
+    """Within the block, ``Tensor.unfold`` of the last axis into non-overlapping windows (the IMU
+    preprocessor's patchify) is the equal reshape. The tracing exporter writes that unfold as one
+    slice per window plus a concat that onnxruntime's shape inference rejects; the reshape
+    exports cleanly. The exporter's check compares the ONNX tower with the unpatched model."""
+    original = torch.Tensor.unfold
+
+    def unfold(self: torch.Tensor, dimension: int, size: int, step: int) -> torch.Tensor:
+        last = dimension in (-1, self.dim() - 1)
+        if last and size == step and self.shape[-1] % size == 0:
+            return self.reshape(*self.shape[:-1], self.shape[-1] // size, size)
+        return original(self, dimension, size, step)
+
+    torch.Tensor.unfold = unfold  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        torch.Tensor.unfold = original  # type: ignore[method-assign]
 
 
 def logit_scale(model: torch.nn.Module, modality: str) -> float:

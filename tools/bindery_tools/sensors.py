@@ -81,3 +81,80 @@ def thermal_tensor(data: bytes, params: dict[str, Any] = THERMAL_DEFAULTS) -> to
     elif image.mode != "L":
         image = image.convert("L")
     return single_channel_transform(params)(image)
+
+
+# --------------------------------------------------------------------------------------------
+# IMU
+
+#: IMU preprocessing as bindery's ImageBind manifests write it. Sources: the tower's input
+#: ``[B, 6, 2000]`` (ImageBind's ``IMUPreprocessor(img_size=[6, 2000])``) for channels and
+#: samples; Ego4D's accelerometer-then-gyroscope order (ImageBind's IMU training data) for the
+#: channel order; the sample rate is bindery's manifest value (no source fixes it in code).
+IMU_DEFAULTS: dict[str, Any] = {
+    "channels": ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"],
+    "samples": 2000,
+    "sample_rate_hz": 200.0,
+}
+
+_SENSOR_PREFIXES = {
+    **dict.fromkeys(("a", "acc", "accel", "accelerometer"), "acc"),
+    **dict.fromkeys(("g", "gyr", "gyro", "gyroscope"), "gyro"),
+}
+
+
+def imu_channel_key(name: str) -> str:
+    """bindery's rule for matching a CSV column to a channel: lower case, no ``_ - .`` or
+    spaces, and a known sensor prefix spelled ``acc``/``gyro`` before a final axis letter."""
+    plain = "".join(c for c in name.strip().strip('"') if c not in "_-. ").lower()
+    if plain[-1:] in ("x", "y", "z"):
+        return _SENSOR_PREFIXES.get(plain[:-1], plain[:-1]) + plain[-1]
+    return plain
+
+
+def _imu_csv(text: str, channels: list[str]) -> np.ndarray:
+    """``[C, T]`` from a CSV whose header names the columns (Weaviate's convention: one row per
+    sample, a header row first)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    header = lines[0]
+    sep = next((c for c in ",\t;" if c in header), ",")
+    keys = [imu_channel_key(n) for n in header.split(sep)]
+    columns = [keys.index(imu_channel_key(c)) for c in channels]
+    rows = [line.split(sep) for line in lines[1:]]
+    samples = np.array(
+        [[np.float32(row[c].strip().strip('"')) for c in columns] for row in rows], dtype=np.float32
+    ).reshape(len(rows), len(channels))
+    # Weaviate reshapes [T, C] to (C, T), which interleaves channels; a transpose is meant.
+    return samples.T
+
+
+def _imu_npy(data: bytes, channels: int) -> np.ndarray:
+    array = np.load(io.BytesIO(data)).astype(np.float32)
+    return array if array.shape[0] == channels else array.T
+
+
+def imu_tensor(
+    series: bytes | np.ndarray, sample_rate_hz: float = 0.0, params: dict[str, Any] = IMU_DEFAULTS
+) -> torch.Tensor:
+    """The ``[C, samples]`` tensor of one IMU input: a CSV or NPY file, or a ``[C, T]`` array.
+
+    At another rate than the model's, each channel is resampled with ``np.interp`` at
+    ``k * rate / model_rate``; then the first ``samples`` are kept, or zeros appended (Weaviate).
+    """
+    channels = params["channels"]
+    if isinstance(series, np.ndarray):
+        values = series.astype(np.float32)
+    elif series.startswith(b"\x93NUMPY"):
+        values = _imu_npy(series, len(channels))
+    else:
+        values = _imu_csv(series.decode("utf-8"), channels)
+    model_rate = params["sample_rate_hz"]
+    if sample_rate_hz and sample_rate_hz != model_rate:
+        length = values.shape[1]
+        n_out = max(1, round(length * model_rate / sample_rate_hz))
+        at = np.arange(n_out) * (sample_rate_hz / model_rate)
+        values = np.stack([np.interp(at, np.arange(length), row) for row in values]).astype(np.float32)
+    tensor = torch.from_numpy(np.ascontiguousarray(values))
+    samples = params["samples"]
+    if tensor.shape[1] < samples:
+        return torch.nn.functional.pad(tensor, (0, samples - tensor.shape[1]), value=0.0)
+    return tensor[:, :samples]
