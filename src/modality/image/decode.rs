@@ -48,7 +48,7 @@ pub(crate) fn decode_rgb(
 }
 
 /// Width and height from a PNG's IHDR chunk (signature, length, "IHDR", width, height).
-fn png_ihdr_size(bytes: &[u8]) -> Option<(u32, u32)> {
+pub(super) fn png_ihdr_size(bytes: &[u8]) -> Option<(u32, u32)> {
     let ihdr = bytes.get(12..24)?;
     if &ihdr[..4] != b"IHDR" {
         return None;

@@ -77,6 +77,10 @@ fn decode_gray16(
     match image::guess_format(bytes) {
         // IHDR: bit depth at byte 24, colour type (0: grey) at byte 25.
         Ok(image::ImageFormat::Png) if bytes.get(24..26) == Some(&[16, 0]) => {
+            // As for 8-bit PNGs: the size from IHDR before the decoder reads further chunks.
+            if let Some((w, h)) = decode::png_ihdr_size(bytes) {
+                check(w, h)?;
+            }
             let mut reader =
                 image::ImageReader::with_format(std::io::Cursor::new(bytes), image::ImageFormat::Png);
             let mut limits = image::Limits::default();
