@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Export ImageBind's towers (text, vision, audio, thermal, IMU) to ONNX and write a bindery model folder.
+"""Export ImageBind's towers (text, vision, audio, thermal, IMU, depth) to ONNX and write a bindery model folder.
 
     python tools/export_imagebind.py --fixture --out models/imagebind-fixture
     python tools/export_imagebind.py --checkpoint imagebind_huge.pth --out models/imagebind-huge
@@ -123,6 +123,7 @@ def _manifest(name: str, description: str, dim: int, model: torch.nn.Module) -> 
         "audio": ref.audio_preprocess_params(),
         "thermal": sensors.THERMAL_DEFAULTS,
         "imu": sensors.IMU_DEFAULTS,
+        "depth": sensors.DEPTH_DEFAULTS,
     }
     lines = [
         f"name = {_toml_value(name)}",

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Generate bindery's golden files for the sensor modalities (thermal, IMU) from the reference
-transforms in ``bindery_tools/sensors.py`` and the PyTorch fixture model.
+"""Generate bindery's golden files for the sensor modalities (thermal, IMU, depth) from the
+reference transforms in ``bindery_tools/sensors.py`` and the PyTorch fixture model.
 
-    python tools/make_sensor_fixtures.py           # (re)write tests/fixtures/{thermal,imu}/
+    python tools/make_sensor_fixtures.py           # (re)write tests/fixtures/{thermal,imu,depth}/
     python tools/make_sensor_fixtures.py --check   # regenerate into a temp dir, compare
 
 Each input is written as a file, transformed by the reference (which follows Weaviate's
@@ -225,6 +225,105 @@ def _dump(cases: list[dict[str, Any]], path: Path) -> None:
     path.write_text(json.dumps(cases, indent=2) + "\n")
 
 
+def _room(w: int, h: int, seed: int, holes: float = 0.02) -> np.ndarray:
+    """Depth in metres of an indoor scene: a floor receding from 0.8 m to 6 m, a wall, two
+    boxes, sensor noise, and a fraction ``holes`` of pixels with no reading (0)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    depth = 0.8 + (1 - y / max(h - 1, 1)) * 5.2
+    depth = np.minimum(depth, 4.5 + 0.5 * x / max(w - 1, 1))
+    for _ in range(2):
+        cx, cy = rng.uniform(0.2, 0.8) * w, rng.uniform(0.5, 0.9) * h
+        box = (abs(x - cx) < 0.12 * w) & (abs(y - cy) < 0.1 * h)
+        depth[box] = rng.uniform(1.0, 2.5)
+    depth += rng.normal(0, 0.005, size=depth.shape)
+    depth[rng.random(depth.shape) < holes] = 0.0
+    return depth
+
+
+def _mm16(depth_m: np.ndarray, units_per_m: float = 1000.0) -> Image.Image:
+    return Image.fromarray(np.clip(np.round(depth_m * units_per_m), 0, 65535).astype(np.uint16))
+
+
+def _depth_npy(w: int, h: int, seed: int, dtype: Any = np.float32, shape: str = "hw") -> bytes:
+    depth = _room(w, h, seed).astype(dtype)
+    depth[5, 5:20] = np.nan
+    depth[10, 5:20] = np.inf
+    depth[15, 5:20] = -1.0
+    if shape == "1hw":
+        depth = depth[None]
+    elif shape == "hw1":
+        depth = depth[..., None]
+    return _npy(depth)
+
+
+def _extremes() -> Image.Image:
+    """Pixels nearer than 0.01 m and farther than 50 m (clipped), and holes."""
+    depth = _room(200, 160, 20)
+    depth[:20] = 65.535
+    depth[-20:, :50] = 0.004
+    return _mm16(depth)
+
+
+#: (id, file name, bytes builder, conversion, request parameters).
+DEPTH_CASES: list[tuple[str, str, Callable[[], bytes], str, dict[str, float]]] = [
+    ("png16_kinect_640x480", "kinect_640x480.png", lambda: _encode(_mm16(_room(640, 480, 1)), "PNG"), "disparity", {}),
+    ("tiff16_portrait_240x320", "portrait_240x320.tif", lambda: _encode(_mm16(_room(240, 320, 2)), "TIFF"), "disparity", {}),
+    ("npy_f32_holes_320x240", "metres_320x240.npy", lambda: _depth_npy(320, 240, 3), "disparity", {}),
+    ("npy_f64_1hw", "metres_f64_1hw.npy", lambda: _depth_npy(200, 150, 4, np.float64, "1hw"), "disparity", {}),
+    ("npy_hw1", "metres_hw1.npy", lambda: _depth_npy(120, 90, 5, np.float32, "hw1"), "disparity", {}),
+    ("png16_1x300", "row_1x300.png", lambda: _encode(_mm16(_room(300, 1, 6, holes=0.0)), "PNG"), "disparity", {}),
+    ("png16_clipped_extremes", "extremes_200x160.png", lambda: _encode(_extremes(), "PNG"), "disparity", {}),
+    (
+        "png16_realsense_units",
+        "realsense_tenth_mm_424x240.png",
+        lambda: _encode(_mm16(_room(424, 240, 7), units_per_m=10000.0), "PNG"),
+        "disparity",
+        {"depth_scale": 0.0001, "baseline_m": 0.05, "focal_px": 380.0},
+    ),
+    ("gray8_png", "gray8_320x240.png", lambda: _encode(_gray8(320, 240, 8), "PNG"), "grayscale", {}),
+    ("rgb_jpeg_grayscale", "rgb_320x240.jpg", lambda: _encode(_rgb(320, 240, 9), "JPEG", quality=90), "grayscale", {}),
+]
+
+
+def depth_cases(model: torch.nn.Module, out_dir: Path) -> list[dict[str, Any]]:
+    """Write the depth inputs into ``out_dir`` and return their reference goldens."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cases = []
+    for case_id, name, build, conversion, request in DEPTH_CASES:
+        data = build()
+        (out_dir / name).write_bytes(data)
+        params = sensors.DEPTH_DEFAULTS if conversion == "disparity" else sensors.DEPTH_GRAYSCALE
+        tensor = sensors.depth_tensor(data, params, **request)
+        with torch.no_grad():
+            emb = model({ref.ModalityType.DEPTH: tensor[None]})[ref.ModalityType.DEPTH]
+        cases.append(
+            {
+                "id": case_id,
+                "file": name,
+                "conversion": conversion,
+                "request": request,
+                "embedding": _f32_list(emb[0]),
+                "tensor_sum": float(tensor.double().sum()),
+            }
+        )
+    return cases
+
+
+def _check_depth_onnx(model_dir: Path, root: Path, cases: list[dict[str, Any]]) -> None:
+    session = ort.InferenceSession(str(model_dir / "depth.onnx"), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for case in cases:
+        data = (root / "depth" / case["file"]).read_bytes()
+        params = sensors.DEPTH_DEFAULTS if case["conversion"] == "disparity" else sensors.DEPTH_GRAYSCALE
+        tensor = sensors.depth_tensor(data, params, **case["request"])[None].numpy()
+        (got,) = session.run(None, {"depth": tensor})
+        worst = max(worst, float(np.max(np.abs(got[0] - np.array(case["embedding"], np.float32)))))
+    print(f"onnxruntime vs depth goldens, max abs diff {worst:.3e}")
+    if worst > ONNX_TOLERANCE:
+        raise SystemExit(f"{model_dir} does not match the fixture model; re-run export_imagebind.py")
+
+
 def _check_imu_onnx(model_dir: Path, root: Path, cases: list[dict[str, Any]]) -> None:
     session = ort.InferenceSession(str(model_dir / "imu.onnx"), providers=["CPUExecutionProvider"])
     worst = 0.0
@@ -253,10 +352,14 @@ def generate(root: Path, model_dir: Path) -> None:
     imu = imu_cases(model, imu_dir)
     _dump(imu, imu_dir / "cases.json")
     _check_imu_onnx(model_dir, root, imu)
-    print(f"{len(cases)} thermal and {len(imu)} IMU cases written under {root}")
+    depth_dir = root / "depth"
+    depth = depth_cases(model, depth_dir)
+    _dump(depth, depth_dir / "cases.json")
+    _check_depth_onnx(model_dir, root, depth)
+    print(f"{len(cases)} thermal, {len(imu)} IMU and {len(depth)} depth cases written under {root}")
 
 
-SENSOR_FOLDERS = ("thermal", "imu")
+SENSOR_FOLDERS = ("thermal", "imu", "depth")
 
 
 def _owned(root: Path) -> set[str]:

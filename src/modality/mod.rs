@@ -6,6 +6,7 @@
 //! Everything here must match the reference implementation bit for bit.
 
 pub mod audio;
+pub mod depth;
 pub mod image;
 pub mod imu;
 pub mod npy;
@@ -29,7 +30,7 @@ pub use pipeline::{
 
 /// Every modality bindery has a pipeline for: one line per modality folder.
 pub const KINDS: &[&Kind] =
-    &[&text::KIND, &image::KIND, &audio::KIND, &point_cloud::KIND, &thermal::KIND, &imu::KIND];
+    &[&text::KIND, &image::KIND, &audio::KIND, &point_cloud::KIND, &thermal::KIND, &imu::KIND, &depth::KIND];
 
 /// How a modality plugs in: its manifest section becomes a pipeline, its protobuf input a payload.
 pub struct Kind {

@@ -35,13 +35,29 @@ async fn bad_inputs_get_invalid_argument_naming_the_input() {
 }
 
 #[tokio::test]
-async fn modalities_without_a_pipeline_are_unimplemented() {
+async fn a_model_without_a_tower_for_a_modality_names_what_it_serves() {
+    // bind-mini serves text, image, audio and point clouds; sensor inputs sent to it are refused.
     let mut server = start_fixture().await;
-    let inputs = [pb::input::Payload::DepthMap(pb::Depth { data: vec![1, 2, 3], ..Default::default() })];
+    let inputs = [
+        pb::input::Payload::DepthMap(pb::Depth { data: vec![1, 2, 3], ..Default::default() }),
+        pb::input::Payload::ThermalImage(pb::Thermal { data: vec![1, 2, 3], ..Default::default() }),
+        pb::input::Payload::Imu(pb::Imu { values: vec![0.0; 12], channels: 6, ..Default::default() }),
+    ];
     for payload in inputs {
-        let input = pb::Input { id: "later".into(), payload: Some(payload) };
-        let reply = server.client.embed(request(vec![input])).await;
-        assert_refused(reply, Code::Unimplemented, &["later", "not implemented"]);
+        let modality = bindery::shared::Modality::of_input(&payload);
+        let input = pb::Input { id: "sensor".into(), payload: Some(payload) };
+        let reply =
+            server.client.embed(pb::EmbedRequest { model: "bind-mini".into(), ..request(vec![input]) }).await;
+        assert_refused(
+            reply,
+            Code::InvalidArgument,
+            &[
+                "sensor",
+                "bind-mini",
+                &format!("has no {modality} encoder"),
+                "text, image, audio, point_cloud",
+            ],
+        );
     }
 }
 

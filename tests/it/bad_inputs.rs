@@ -403,11 +403,56 @@ fn cases() -> Vec<Case> {
     });
     cases.extend(thermal_cases(&good_png, &good_wav));
     cases.extend(imu_cases(&good_png));
+    cases.extend(depth_cases(&good_png, &good_wav));
     cases
 }
 
 fn imu(id: &str, imu: pb::Imu) -> pb::Input {
     pb::Input { id: id.into(), payload: Some(pb::input::Payload::Imu(imu)) }
+}
+
+fn depth(id: &str, data: Vec<u8>) -> pb::Input {
+    pb::Input {
+        id: id.into(),
+        payload: Some(pb::input::Payload::DepthMap(pb::Depth { data, ..Default::default() })),
+    }
+}
+
+/// Depth maps: 16-bit images and NPY arrays in metres.
+fn depth_cases(good_png: &[u8], good_wav: &[u8]) -> Vec<Case> {
+    use Code::*;
+    let map = Fixtures("depth").read("kinect_640x480.png");
+    let npy = Fixtures("depth").read("metres_320x240.npy");
+    let case = |class, what, data: Vec<u8>| Case {
+        class,
+        modality: "depth",
+        what,
+        send: Send::Request(one(depth("d", data))),
+        expect: InvalidArgument,
+    };
+    let mut huge_header = map[..33].to_vec();
+    huge_header[16..24].copy_from_slice(&[0, 1, 0x86, 0xa0, 0, 1, 0x86, 0xa0]);
+    let mut holes = b"\x93NUMPY\x01\x00".to_vec();
+    let dictionary = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }\n";
+    holes.extend_from_slice(&(dictionary.len() as u16).to_le_bytes());
+    holes.extend_from_slice(dictionary.as_bytes());
+    for v in [f32::NAN, 0.0, f32::INFINITY, -2.0] {
+        holes.extend_from_slice(&v.to_le_bytes());
+    }
+    vec![
+        case("truncated", "NPY in metres cut inside its data", npy[..npy.len() / 3].to_vec()),
+        case(
+            "corrupt",
+            "random bytes",
+            (0..3000u32).map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8).collect(),
+        ),
+        case("oversized", "file over --max-depth-bytes", map),
+        case("wrong type", "a WAV file as a depth map", good_wav.to_vec()),
+        case("wrong type", "an 8-bit colour photo under the disparity conversion", good_png.to_vec()),
+        case("adversarial headers", "16-bit PNG header declaring 100000x100000 pixels", huge_header),
+        case("NaN payloads", "NPY whose every pixel is NaN, 0, inf or negative", holes),
+        case("empty", "0 bytes", Vec::new()),
+    ]
 }
 
 /// IMU series: files (CSV, NPY) and packed values.
@@ -515,6 +560,7 @@ async fn every_bad_input_class_gets_its_status_and_the_server_keeps_serving() {
         .update(|l: &mut bindery::modality::point_cloud::PointCloudLimits| l.max_points = 20_000);
     options.limits.inputs.update(|l: &mut bindery::modality::thermal::ThermalLimits| l.max_bytes = 170_000);
     options.limits.inputs.update(|l: &mut bindery::modality::imu::ImuLimits| l.max_bytes = 100_000);
+    options.limits.inputs.update(|l: &mut bindery::modality::depth::DepthLimits| l.max_bytes = 200_000);
     options.max_message_bytes = 4 << 20;
     let mut server = start(options).await;
     let (good_png, good_wav) =
@@ -526,6 +572,7 @@ async fn every_bad_input_class_gets_its_status_and_the_server_keeps_serving() {
         "audio" => request(vec![audio("good", good_wav.clone(), "")]),
         "point_cloud" => request(vec![cloud_xyz("good", good_cloud.clone())]),
         "thermal" => request(vec![thermal("good", good_png.clone())]),
+        "depth" => request(vec![depth("good", Fixtures("depth").read("row_1x300.png"))]),
         "imu" => {
             request(vec![imu("good", pb::Imu { values: vec![0.25; 600], channels: 6, ..Default::default() })])
         }

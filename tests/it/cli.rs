@@ -166,3 +166,19 @@ async fn embed_takes_imu_csv_and_npy_files() {
     assert_eq!(embeddings.len(), 2);
     assert!(embeddings.iter().all(|e| e["modality"] == "MODALITY_IMU"), "{reply:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_takes_depth_maps_and_arrays() {
+    let server = common::start_fixture().await;
+    let mut command = bindery();
+    command
+        .args(["embed", "--server", &server.addr.to_string(), "--depth"])
+        .arg(common::FIXTURES.path("depth/kinect_640x480.png"))
+        .arg(common::FIXTURES.path("depth/metres_320x240.npy"));
+    let output = run(command).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    let embeddings = reply["embeddings"].as_array().expect("embeddings");
+    assert_eq!(embeddings.len(), 2);
+    assert!(embeddings.iter().all(|e| e["modality"] == "MODALITY_DEPTH"), "{reply:#}");
+}

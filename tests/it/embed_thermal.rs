@@ -40,22 +40,6 @@ fn cases(mapping: &str) -> Vec<ThermalCase> {
     all.into_iter().filter(|c| c.sixteen_bit == mapping).collect()
 }
 
-/// A copy of the fixture model whose thermal section maps 16-bit images with `mapping`.
-fn fixture_copy_with_sixteen_bit(mapping: &str) -> TempDir {
-    let dir = TempDir::new("thermal-model");
-    let model = dir.path().join("imagebind-fixture");
-    std::fs::create_dir_all(&model).unwrap();
-    for entry in std::fs::read_dir(repo().join("models/imagebind-fixture")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, model.join(path.file_name().unwrap())).unwrap();
-    }
-    let manifest = std::fs::read_to_string(model.join("model.toml")).unwrap();
-    let changed = manifest.replace("sixteen_bit = \"full_range\"", &format!("sixteen_bit = \"{mapping}\""));
-    assert_ne!(changed, manifest, "the fixture manifest names its sixteen_bit mapping");
-    std::fs::write(model.join("model.toml"), changed).unwrap();
-    dir
-}
-
 async fn assert_goldens(server: &mut TestServer, cases: &[ThermalCase]) {
     let inputs = cases.iter().map(|c| thermal(&c.id, THERMAL.read(&c.file))).collect();
     let reply = server.client.embed(uncached(inputs)).await.expect("embed").into_inner();
@@ -80,9 +64,8 @@ async fn every_thermal_golden_matches_the_reference() {
 async fn min_max_sixteen_bit_mapping_matches_the_reference() {
     let cases = cases("min_max");
     assert!(cases.len() >= 3, "16-bit PNG, TIFF and a constant image");
-    let models = fixture_copy_with_sixteen_bit("min_max");
-    let mut options = fixture_options();
-    options.models_dir = models.path().to_path_buf();
+    let (options, _models) =
+        fixture_variant(&[("sixteen_bit = \"full_range\"", "sixteen_bit = \"min_max\"")]);
     let mut server = start(options).await;
     assert_goldens(&mut server, &cases).await;
 }

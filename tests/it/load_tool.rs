@@ -128,7 +128,8 @@ async fn in_process_baseline_runs_the_same_work_without_a_server() {
     for stage in ["preprocess", "inference", "total"] {
         assert!(f(&report, &format!("/server_stages_ms/{stage}")) > 0.0, "{stage}: {report:#}");
     }
-    // A modality without its own generator here sends its registration's examples (thermal, IMU).
+    // A modality without its own generator here sends its registration's examples (thermal, IMU,
+    // depth).
     let report = run_json(
         "load-in-process-thermal.json",
         &[
@@ -137,7 +138,7 @@ async fn in_process_baseline_runs_the_same_work_without_a_server() {
             "--model",
             "imagebind-fixture",
             "--mix",
-            "thermal=0.5,imu=0.5",
+            "thermal=0.4,imu=0.3,depth=0.3",
             "--concurrency",
             "1",
             "--duration",
@@ -148,7 +149,7 @@ async fn in_process_baseline_runs_the_same_work_without_a_server() {
     )
     .await;
     assert_eq!(f(&report, "/errors"), 0.0, "{report:#}");
-    assert!(f(&report, "/items") > 0.0 && f(&report, "/mix/imu") == 0.5, "{report:#}");
+    assert!(f(&report, "/items") > 0.0 && f(&report, "/mix/depth") == 0.3, "{report:#}");
     // An unknown model is an error before anything runs.
     let args = load_args(&["--in-process", models, "--model", "nope", "--duration", "1s", "--quiet"]);
     let err = bindery::client::load::run(args).await.expect_err("unknown model");

@@ -18,6 +18,7 @@ mod collections;
 mod collections_crash;
 mod connections;
 mod embed_audio;
+mod embed_depth;
 mod embed_imu;
 mod embed_point_cloud;
 mod embed_text_image;

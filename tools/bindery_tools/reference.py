@@ -215,6 +215,9 @@ TOWERS = (
         _example_single_channel,
     ),
     TowerSpec("imu", ModalityType.IMU, "imu.onnx", "imu", "embedding", _example_imu),
+    TowerSpec(
+        "depth", ModalityType.DEPTH, "depth.onnx", "depth", "embedding", _example_single_channel
+    ),
 )
 
 

@@ -158,3 +158,84 @@ def imu_tensor(
     if tensor.shape[1] < samples:
         return torch.nn.functional.pad(tensor, (0, samples - tensor.shape[1]), value=0.0)
     return tensor[:, :samples]
+
+
+# --------------------------------------------------------------------------------------------
+# Depth
+
+#: Depth preprocessing as bindery's ImageBind manifests write it. Sources: Omnivore's SUN RGB-D
+#: conversion (facebookresearch/omnivore issue #12, pointed to by ImageBind issues #69 and #134)
+#: for the disparity recipe, the clip range (0.01-50 m), millimetre units and the Kinect baseline
+#: (0.075 m); NYU Depth v2's focal length (518.857901 px, as ImageBind issue #107 uses); the
+#: vision transform's resize, crop and filter. No source gives the disparity statistics ImageBind
+#: normalised with, so mean 0 and std 1 (no normalisation) are bindery's manifest values.
+DEPTH_DEFAULTS: dict[str, Any] = {
+    "conversion": "disparity",
+    "resize": 224,
+    "crop": 224,
+    "filter": "bicubic",
+    "mean": 0.0,
+    "std": 1.0,
+    "depth_scale": 0.001,
+    "min_depth_m": 0.01,
+    "max_depth_m": 50.0,
+    "baseline_m": 0.075,
+    "focal_px": 518.857901,
+}
+
+#: The ``grayscale`` conversion: Weaviate's multi2vec-bind depth path, the same as its thermal one.
+DEPTH_GRAYSCALE: dict[str, Any] = {
+    **DEPTH_DEFAULTS,
+    "conversion": "grayscale",
+    "mean": 0.48145466,
+    "std": 0.26862954,
+}
+
+
+def _metric_depth(data: bytes, depth_scale: float) -> np.ndarray:
+    """Depth in metres: an NPY in metres, or a 16-bit map times ``depth_scale``."""
+    if data.startswith(b"\x93NUMPY"):
+        array = np.load(io.BytesIO(data)).astype(np.float32)
+        # [H, W], or one map with a singleton axis first or last.
+        return array.reshape(-1, array.shape[-1]) if array.ndim == 3 and array.shape[0] == 1 else (
+            array[..., 0] if array.ndim == 3 else array
+        )
+    image = Image.open(io.BytesIO(data))
+    if image.mode not in _SIXTEEN_BIT_MODES:
+        raise ValueError(f"not a 16-bit depth map (mode {image.mode})")
+    return np.asarray(image, dtype=np.float32) * np.float32(depth_scale)
+
+
+def depth_tensor(
+    data: bytes,
+    params: dict[str, Any] = DEPTH_DEFAULTS,
+    depth_scale: float = 0.0,
+    baseline_m: float = 0.0,
+    focal_px: float = 0.0,
+) -> torch.Tensor:
+    """The ``[1, crop, crop]`` tensor of one depth map; request parameters of 0 take the model's.
+
+    ``disparity``: metres clipped to ``[min_depth_m, max_depth_m]``, then
+    ``baseline_m * focal_px / depth`` (Omnivore); pixels with no reading (0, negative, NaN,
+    infinite) get disparity 0 (bindery's rule); the float image is resized, cropped and
+    normalised. ``grayscale``: Weaviate's ``L`` path.
+    """
+    transform = single_channel_transform({**params, "normalize": True})
+    if params["conversion"] == "grayscale":
+        image = Image.open(io.BytesIO(data))
+        if image.mode in _SIXTEEN_BIT_MODES:
+            raise ValueError("a 16-bit map under the grayscale conversion")
+        return transform(image if image.mode == "L" else image.convert("L"))
+    depth = _metric_depth(data, depth_scale or params["depth_scale"])
+    valid = np.isfinite(depth) & (depth > 0)
+    if not valid.any():
+        raise ValueError("no valid pixel")
+    # The parameters are float32 (the manifest's and the request's type); their product is taken
+    # in double and rounded once.
+    baseline = float(np.float32(baseline_m or params["baseline_m"]))
+    focal = float(np.float32(focal_px or params["focal_px"]))
+    bf = np.float32(baseline * focal)
+    low, high = np.float32(params["min_depth_m"]), np.float32(params["max_depth_m"])
+    clipped = np.clip(np.where(valid, depth, np.float32(1)), low, high)
+    disparity = np.where(valid, bf / clipped, np.float32(0)).astype(np.float32)
+    return transform(Image.fromarray(disparity))

@@ -281,6 +281,27 @@ impl Drop for TempDir {
     }
 }
 
+/// Options serving a copy of the fixture model whose `model.toml` has each `from` replaced by its
+/// `to` (a model that differs in a few preprocessing values), and the folder holding the copy.
+pub fn fixture_variant(changes: &[(&str, &str)]) -> (ServerOptions, TempDir) {
+    let dir = TempDir::new("fixture-variant");
+    let model = dir.path().join("imagebind-fixture");
+    std::fs::create_dir_all(&model).expect("create model folder");
+    for entry in std::fs::read_dir(repo().join("models/imagebind-fixture")).expect("fixture model") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, model.join(path.file_name().expect("file name"))).expect("copy");
+    }
+    let mut manifest = std::fs::read_to_string(model.join("model.toml")).expect("manifest");
+    for (from, to) in changes {
+        assert_eq!(manifest.matches(from).count(), 1, "the fixture manifest has one {from:?}");
+        manifest = manifest.replace(from, to);
+    }
+    std::fs::write(model.join("model.toml"), manifest).expect("write manifest");
+    let mut options = fixture_options();
+    options.models_dir = dir.path().to_path_buf();
+    (options, dir)
+}
+
 /// A Collections client on a test server's channel.
 pub fn collections_client(server: &TestServer) -> pb::collections_client::CollectionsClient<Channel> {
     pb::collections_client::CollectionsClient::new(server.channel.clone())
