@@ -156,12 +156,9 @@ pub fn resize_crop_l8(
     filter: ResizeFilter,
 ) -> Vec<u8> {
     let at = placement(width, height, resize, crop);
-    // Pillow resizes each band on its own with the same integer arithmetic, so one channel of
-    // a grey RGB image is the `L` result.
-    let rgb = Rgb8 { width, height, data: data.iter().flat_map(|&v| [v, v, v]).collect() };
-    let win = resample::resize_window(&rgb, at.out_w, at.out_h, at.cols, at.rows, filter);
-    let grey: Vec<u8> = win.data.chunks_exact(3).map(|p| p[0]).collect();
-    place(&grey, win.width, win.height, crop as usize, at.pad_x, at.pad_y, 0)
+    let (w, h, win) =
+        resample::resize_window_l8((width, height, data), at.out_w, at.out_h, at.cols, at.rows, filter);
+    place(&win, w, h, crop as usize, at.pad_x, at.pad_y, 0)
 }
 
 /// torchvision `Resize(resize)` then `CenterCrop(crop)` of a float (`F`) image: a

@@ -387,6 +387,81 @@ pub(crate) fn resize_window(
     Rgb8 { width: win_w, height: win_h, data }
 }
 
+/// [`resize_window`] for a single-channel 8-bit image (Pillow mode `L`): the same weights, pass
+/// order, rounding and clipping, one sample per pixel. Returns the window's width, height and
+/// samples.
+pub(crate) fn resize_window_l8(
+    (width, height, data): (usize, usize, &[u8]),
+    out_w: u64,
+    out_h: u64,
+    cols: Range<u64>,
+    rows: Range<u64>,
+    filter: ResizeFilter,
+) -> (usize, usize, Vec<u8>) {
+    let need_h = out_w != width as u64;
+    let need_v = out_h != height as u64;
+    let shrink_h = height as i64 - out_h as i64;
+    let shrink_w = width as i64 - out_w as i64;
+    let horizontal_first = !(shrink_h > 0 && shrink_h > shrink_w * 2);
+    let win_w = (cols.end - cols.start) as usize;
+    let win_h = (rows.end - rows.start) as usize;
+    let (c0, r0) = (cols.start as usize, rows.start as usize);
+
+    let hc = need_h.then(|| coeffs(width, out_w, cols, filter));
+    let vc = need_v.then(|| coeffs(height, out_h, rows, filter));
+    let out = match (&hc, &vc) {
+        (None, None) => (r0..r0 + win_h)
+            .flat_map(|y| data[y * width + c0..y * width + c0 + win_w].iter().copied())
+            .collect(),
+        (Some(h), None) => horizontal_l8(data, width, r0..r0 + win_h, 0, h),
+        (None, Some(v)) => vertical_l8(data, width, c0..c0 + win_w, 0, v),
+        (Some(h), Some(v)) if horizontal_first => {
+            let span = input_span(v);
+            let mid = horizontal_l8(data, width, span.clone(), 0, h);
+            vertical_l8(&mid, win_w, 0..win_w, span.start, v)
+        }
+        (Some(h), Some(v)) => {
+            let span = input_span(h);
+            let mid = vertical_l8(data, width, span.clone(), 0, v);
+            horizontal_l8(&mid, span.len(), 0..win_h, span.start, h)
+        }
+    };
+    (win_w, win_h, out)
+}
+
+/// `ImagingResampleHorizontal_8bpc` for one band.
+fn horizontal_l8(src: &[u8], width: usize, rows: Range<usize>, col_offset: usize, c: &Coeffs) -> Vec<u8> {
+    let out_w = c.start.len();
+    let mut out = Vec::with_capacity(rows.len() * out_w);
+    for y in rows {
+        let row = &src[y * width..(y + 1) * width];
+        for x in 0..out_w {
+            let xmin = c.start[x] - col_offset;
+            let acc = row[xmin..].iter().zip(c.taps(x)).fold(HALF, |acc, (&s, &w)| acc + i32::from(s) * w);
+            out.push(clip8(acc));
+        }
+    }
+    out
+}
+
+/// `ImagingResampleVertical_8bpc` for one band: whole rows accumulated tap by tap.
+fn vertical_l8(src: &[u8], width: usize, cols: Range<usize>, row_offset: usize, c: &Coeffs) -> Vec<u8> {
+    let mut out = Vec::with_capacity(c.start.len() * cols.len());
+    let mut acc = vec![0i32; cols.len()];
+    for y in 0..c.start.len() {
+        let ymin = c.start[y] - row_offset;
+        acc.fill(HALF);
+        for (j, &w) in c.taps(y).iter().enumerate() {
+            let row = (ymin + j) * width;
+            for (a, &s) in acc.iter_mut().zip(&src[row + cols.start..row + cols.end]) {
+                *a += i32::from(s) * w;
+            }
+        }
+        out.extend(acc.iter().map(|&a| clip8(a)));
+    }
+    out
+}
+
 /// A single-channel float image (Pillow mode `F`), row-major.
 #[derive(Debug, Clone)]
 pub(crate) struct PlaneF32 {
@@ -465,7 +540,9 @@ fn horizontal_f32(
     out
 }
 
-/// `ImagingResampleVertical_32bpc` on columns `cols` of a float buffer `width` samples wide.
+/// `ImagingResampleVertical_32bpc` on columns `cols` of a float buffer `width` samples wide. Each
+/// output row accumulates whole input rows, tap by tap in Pillow's order, so the loop runs over
+/// contiguous samples (and vectorises) with the same double-precision sums per sample.
 fn vertical_f32(
     src: &[f32],
     width: usize,
@@ -474,16 +551,17 @@ fn vertical_f32(
     c: &FloatCoeffs,
 ) -> Vec<f32> {
     let mut out = Vec::with_capacity(c.start.len() * cols.len());
+    let mut acc = vec![0f64; cols.len()];
     for y in 0..c.start.len() {
         let ymin = c.start[y] - row_offset;
-        for x in cols.clone() {
-            let ss = c
-                .taps(y)
-                .iter()
-                .enumerate()
-                .fold(0.0, |ss, (j, &k)| ss + f64::from(src[(ymin + j) * width + x]) * k);
-            out.push(ss as f32);
+        acc.fill(0.0);
+        for (j, &k) in c.taps(y).iter().enumerate() {
+            let row = (ymin + j) * width;
+            for (a, &s) in acc.iter_mut().zip(&src[row + cols.start..row + cols.end]) {
+                *a += f64::from(s) * k;
+            }
         }
+        out.extend(acc.iter().map(|&a| a as f32));
     }
     out
 }
@@ -509,6 +587,31 @@ mod tests {
         assert_eq!(bicubic(2.0), 0.0);
         assert_eq!(bicubic(0.5), 0.5625);
         assert_eq!(bicubic(-1.5), -0.0625);
+    }
+
+    #[test]
+    fn one_band_resize_equals_each_band_of_the_rgb_resize() {
+        let mut state = 0x9e37_79b9_u32;
+        for (w, h, ow, oh) in
+            [(37usize, 23usize, 10u64, 7u64), (7, 24, 5, 10), (20, 9, 61, 30), (5, 5, 5, 12)]
+        {
+            let grey: Vec<u8> = (0..w * h)
+                .map(|_| {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (state >> 24) as u8
+                })
+                .collect();
+            let rgb = Rgb8 { width: w, height: h, data: grey.iter().flat_map(|&v| [v, v, v]).collect() };
+            let (cols, rows) = (1..ow.min(4), 0..oh);
+            let want = resize_window(&rgb, ow, oh, cols.clone(), rows.clone(), ResizeFilter::Bicubic);
+            let (gw, gh, got) = resize_window_l8((w, h, &grey), ow, oh, cols, rows, ResizeFilter::Bicubic);
+            assert_eq!((gw, gh), (want.width, want.height));
+            assert_eq!(
+                got,
+                want.data.chunks_exact(3).map(|p| p[0]).collect::<Vec<_>>(),
+                "{w}x{h} -> {ow}x{oh}"
+            );
+        }
     }
 
     #[test]
