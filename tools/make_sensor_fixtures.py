@@ -189,10 +189,7 @@ def imu_cases(model: torch.nn.Module, out_dir: Path) -> list[dict[str, Any]]:
     for case_id, name, build, rate in IMU_CASES:
         data = build()
         (out_dir / name).write_bytes(data)
-        series: bytes | np.ndarray = data
-        if name.endswith(".f32"):
-            series = np.frombuffer(data, dtype="<f4").reshape(6, -1)
-        tensor = sensors.imu_tensor(series, rate)
+        tensor = sensors.imu_tensor(_imu_series(data, name), rate)
         with torch.no_grad():
             emb = model({ref.ModalityType.IMU: tensor[None]})[ref.ModalityType.IMU]
         cases.append(
@@ -205,20 +202,6 @@ def imu_cases(model: torch.nn.Module, out_dir: Path) -> list[dict[str, Any]]:
             }
         )
     return cases
-
-
-def _check_onnx(model_dir: Path, root: Path, cases: list[dict[str, Any]]) -> None:
-    session = ort.InferenceSession(str(model_dir / "thermal.onnx"), providers=["CPUExecutionProvider"])
-    worst = 0.0
-    for case in cases:
-        data = (root / "thermal" / case["file"]).read_bytes()
-        params = {**sensors.THERMAL_DEFAULTS, "sixteen_bit": case["sixteen_bit"]}
-        tensor = sensors.thermal_tensor(data, params)[None].numpy()
-        (got,) = session.run(None, {"thermal": tensor})
-        worst = max(worst, float(np.max(np.abs(got[0] - np.array(case["embedding"], np.float32)))))
-    print(f"onnxruntime vs thermal goldens, max abs diff {worst:.3e}")
-    if worst > ONNX_TOLERANCE:
-        raise SystemExit(f"{model_dir} does not match the fixture model; re-run export_imagebind.py")
 
 
 def _dump(cases: list[dict[str, Any]], path: Path) -> None:
@@ -265,6 +248,10 @@ def _extremes() -> Image.Image:
     return _mm16(depth)
 
 
+def _depth_params(conversion: str) -> dict[str, Any]:
+    return sensors.DEPTH_DEFAULTS if conversion == "disparity" else sensors.DEPTH_GRAYSCALE
+
+
 #: (id, file name, bytes builder, conversion, request parameters).
 DEPTH_CASES: list[tuple[str, str, Callable[[], bytes], str, dict[str, float]]] = [
     ("png16_kinect_640x480", "kinect_640x480.png", lambda: _encode(_mm16(_room(640, 480, 1)), "PNG"), "disparity", {}),
@@ -293,8 +280,7 @@ def depth_cases(model: torch.nn.Module, out_dir: Path) -> list[dict[str, Any]]:
     for case_id, name, build, conversion, request in DEPTH_CASES:
         data = build()
         (out_dir / name).write_bytes(data)
-        params = sensors.DEPTH_DEFAULTS if conversion == "disparity" else sensors.DEPTH_GRAYSCALE
-        tensor = sensors.depth_tensor(data, params, **request)
+        tensor = sensors.depth_tensor(data, _depth_params(conversion), **request)
         with torch.no_grad():
             emb = model({ref.ModalityType.DEPTH: tensor[None]})[ref.ModalityType.DEPTH]
         cases.append(
@@ -310,34 +296,24 @@ def depth_cases(model: torch.nn.Module, out_dir: Path) -> list[dict[str, Any]]:
     return cases
 
 
-def _check_depth_onnx(model_dir: Path, root: Path, cases: list[dict[str, Any]]) -> None:
-    session = ort.InferenceSession(str(model_dir / "depth.onnx"), providers=["CPUExecutionProvider"])
+def _check_onnx(
+    model_dir: Path, tower: str, cases: list[dict[str, Any]], tensor_of: Callable[[dict[str, Any]], torch.Tensor]
+) -> None:
+    """The committed ONNX tower (input named like the tower) on the reference tensors of
+    ``cases`` must give their goldens; a consistency check of the fixture model only."""
+    session = ort.InferenceSession(str(model_dir / f"{tower}.onnx"), providers=["CPUExecutionProvider"])
     worst = 0.0
     for case in cases:
-        data = (root / "depth" / case["file"]).read_bytes()
-        params = sensors.DEPTH_DEFAULTS if case["conversion"] == "disparity" else sensors.DEPTH_GRAYSCALE
-        tensor = sensors.depth_tensor(data, params, **case["request"])[None].numpy()
-        (got,) = session.run(None, {"depth": tensor})
+        (got,) = session.run(None, {tower: tensor_of(case)[None].numpy()})
         worst = max(worst, float(np.max(np.abs(got[0] - np.array(case["embedding"], np.float32)))))
-    print(f"onnxruntime vs depth goldens, max abs diff {worst:.3e}")
+    print(f"onnxruntime vs {tower} goldens, max abs diff {worst:.3e}")
     if worst > ONNX_TOLERANCE:
         raise SystemExit(f"{model_dir} does not match the fixture model; re-run export_imagebind.py")
 
 
-def _check_imu_onnx(model_dir: Path, root: Path, cases: list[dict[str, Any]]) -> None:
-    session = ort.InferenceSession(str(model_dir / "imu.onnx"), providers=["CPUExecutionProvider"])
-    worst = 0.0
-    for case in cases:
-        data = (root / "imu" / case["file"]).read_bytes()
-        series: bytes | np.ndarray = data
-        if case["file"].endswith(".f32"):
-            series = np.frombuffer(data, dtype="<f4").reshape(6, -1)
-        tensor = sensors.imu_tensor(series, case["sample_rate_hz"])[None].numpy()
-        (got,) = session.run(None, {"imu": tensor})
-        worst = max(worst, float(np.max(np.abs(got[0] - np.array(case["embedding"], np.float32)))))
-    print(f"onnxruntime vs IMU goldens, max abs diff {worst:.3e}")
-    if worst > ONNX_TOLERANCE:
-        raise SystemExit(f"{model_dir} does not match the fixture model; re-run export_imagebind.py")
+def _imu_series(data: bytes, name: str) -> bytes | np.ndarray:
+    """A case's input as ``imu_tensor`` takes it: ``.f32`` files are packed channel-major values."""
+    return np.frombuffer(data, dtype="<f4").reshape(6, -1) if name.endswith(".f32") else data
 
 
 def generate(root: Path, model_dir: Path) -> None:
@@ -347,15 +323,32 @@ def generate(root: Path, model_dir: Path) -> None:
     thermal_dir = root / "thermal"
     cases = thermal_cases(model, thermal_dir)
     _dump(cases, thermal_dir / "cases.json")
-    _check_onnx(model_dir, root, cases)
+    _check_onnx(
+        model_dir,
+        "thermal",
+        cases,
+        lambda c: sensors.thermal_tensor(
+            (thermal_dir / c["file"]).read_bytes(), {**sensors.THERMAL_DEFAULTS, "sixteen_bit": c["sixteen_bit"]}
+        ),
+    )
     imu_dir = root / "imu"
     imu = imu_cases(model, imu_dir)
     _dump(imu, imu_dir / "cases.json")
-    _check_imu_onnx(model_dir, root, imu)
+    _check_onnx(
+        model_dir,
+        "imu",
+        imu,
+        lambda c: sensors.imu_tensor(_imu_series((imu_dir / c["file"]).read_bytes(), c["file"]), c["sample_rate_hz"]),
+    )
     depth_dir = root / "depth"
     depth = depth_cases(model, depth_dir)
     _dump(depth, depth_dir / "cases.json")
-    _check_depth_onnx(model_dir, root, depth)
+    _check_onnx(
+        model_dir,
+        "depth",
+        depth,
+        lambda c: sensors.depth_tensor((depth_dir / c["file"]).read_bytes(), _depth_params(c["conversion"]), **c["request"]),
+    )
     print(f"{len(cases)} thermal, {len(imu)} IMU and {len(depth)} depth cases written under {root}")
 
 

@@ -202,3 +202,42 @@ pub trait Pipeline: Send + Sync {
     fn preprocess_into(&self, payload: &Payload, slots: &mut [Slot<'_>])
     -> Result<Observed, PreprocessError>;
 }
+
+/// Preprocessing that fills one f32 tensor from one payload value, as most modalities do;
+/// wrapped in [`OneTensor`] it is a [`Pipeline`].
+pub trait FillOne: Send + Sync + 'static {
+    /// The payload value it reads.
+    type Value: PayloadValue;
+
+    /// Writes the tensor of `value` into `out` (the item's zeroed slot).
+    fn fill(&self, value: &Self::Value, out: &mut [f32]) -> Result<(), PreprocessError>;
+}
+
+/// A [`Pipeline`] of one f32 tower input, filled by a [`FillOne`].
+pub struct OneTensor<F> {
+    tensors: [TensorSpec; 1],
+    fill: F,
+}
+
+impl<F: FillOne> OneTensor<F> {
+    /// The pipeline filling the input `name` of shape `item_shape` (per item) with `fill`.
+    pub fn new(name: impl Into<String>, item_shape: Vec<usize>, fill: F) -> Self {
+        Self { tensors: [TensorSpec::f32(name, item_shape)], fill }
+    }
+}
+
+impl<F: FillOne> Pipeline for OneTensor<F> {
+    fn tensors(&self) -> &[TensorSpec] {
+        &self.tensors
+    }
+
+    fn preprocess_into(
+        &self,
+        payload: &Payload,
+        slots: &mut [Slot<'_>],
+    ) -> Result<Observed, PreprocessError> {
+        let value = payload.expect_value::<F::Value>()?;
+        self.fill.fill(value, slot(slots, 0)?.f32()?)?;
+        Ok(Observed::default())
+    }
+}

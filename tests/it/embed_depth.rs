@@ -51,12 +51,8 @@ fn cases(conversion: &str) -> Vec<DepthCase> {
 async fn assert_goldens(server: &mut TestServer, cases: &[DepthCase]) {
     let inputs = cases.iter().map(|c| depth(&c.id, DEPTH.read(&c.file), &c.request)).collect();
     let reply = server.client.embed(uncached(inputs)).await.expect("embed").into_inner();
-    assert_eq!(reply.embeddings.len(), cases.len());
-    for (e, case) in reply.embeddings.iter().zip(cases) {
-        assert_eq!((e.id.as_str(), e.modality), (case.id.as_str(), pb::Modality::Depth as i32));
-        let c = cosine(&e.vector, &case.embedding);
-        assert!(c >= 0.9999, "depth case {} ({}): cosine {c}", case.id, case.file);
-    }
+    let goldens: Vec<_> = cases.iter().map(|c| (c.id.as_str(), c.file.as_str(), &c.embedding[..])).collect();
+    assert_matches_goldens(&reply.embeddings, &goldens, pb::Modality::Depth);
 }
 
 #[tokio::test]
@@ -114,16 +110,8 @@ async fn depth_classifies_against_text_with_both_scales() {
         .expect("labels")
         .into_inner()
         .embeddings;
-    let logits: Vec<f64> = label_vectors
-        .iter()
-        .map(|l| f64::from(result.logit_scale) * cosine(&case.embedding, &l.vector))
-        .collect();
-    let max = logits.iter().copied().fold(f64::MIN, f64::max);
-    let sum: f64 = logits.iter().map(|l| (l - max).exp()).sum();
-    for (j, p) in result.probabilities.iter().enumerate() {
-        let want = (logits[j] - max).exp() / sum;
-        assert!((f64::from(*p) - want).abs() < 1e-3, "label {j}: probability {p}, reference {want}");
-    }
+    let label_vectors: Vec<Vec<f32>> = label_vectors.into_iter().map(|e| e.vector).collect();
+    assert_softmax_of_scaled_cosines(result, &case.embedding, &label_vectors);
 }
 
 #[tokio::test]

@@ -51,12 +51,8 @@ async fn every_imu_golden_matches_the_reference() {
     assert!(cases.len() >= 10, "CSV, TSV, NPY both ways, values, resampled, short and long");
     let mut server = start_fixture().await;
     let reply = server.client.embed(uncached(cases.iter().map(input_of).collect())).await.expect("embed");
-    for (e, case) in reply.into_inner().embeddings.iter().zip(&cases) {
-        assert_eq!(e.id, case.id);
-        assert_eq!(e.modality, pb::Modality::Imu as i32);
-        let c = cosine(&e.vector, &case.embedding);
-        assert!(c >= 0.9999, "IMU case {} ({}): cosine {c}", case.id, case.file);
-    }
+    let goldens: Vec<_> = cases.iter().map(|c| (c.id.as_str(), c.file.as_str(), &c.embedding[..])).collect();
+    assert_matches_goldens(&reply.into_inner().embeddings, &goldens, pb::Modality::Imu);
 }
 
 #[tokio::test]
@@ -84,16 +80,8 @@ async fn imu_classifies_against_text_and_searches_a_collection() {
     // embedding and the served label embeddings.
     let prompts = labels.iter().map(|l| text(l, &format!("a person {l}"))).collect();
     let label_vectors = server.client.embed(request(prompts)).await.expect("labels").into_inner().embeddings;
-    let logits: Vec<f64> = label_vectors
-        .iter()
-        .map(|l| f64::from(result.logit_scale) * cosine(&walk.embedding, &l.vector))
-        .collect();
-    let max = logits.iter().copied().fold(f64::MIN, f64::max);
-    let sum: f64 = logits.iter().map(|l| (l - max).exp()).sum();
-    for (j, p) in result.probabilities.iter().enumerate() {
-        let want = (logits[j] - max).exp() / sum;
-        assert!((f64::from(*p) - want).abs() < 1e-3, "label {j}: probability {p}, reference {want}");
-    }
+    let label_vectors: Vec<Vec<f32>> = label_vectors.into_iter().map(|e| e.vector).collect();
+    assert_softmax_of_scaled_cosines(result, &walk.embedding, &label_vectors);
 
     let mut c = collections_client(&server);
     c.create_collection(pb::CreateCollectionRequest { name: "motion".into(), ..Default::default() })

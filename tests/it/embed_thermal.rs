@@ -43,13 +43,8 @@ fn cases(mapping: &str) -> Vec<ThermalCase> {
 async fn assert_goldens(server: &mut TestServer, cases: &[ThermalCase]) {
     let inputs = cases.iter().map(|c| thermal(&c.id, THERMAL.read(&c.file))).collect();
     let reply = server.client.embed(uncached(inputs)).await.expect("embed").into_inner();
-    assert_eq!(reply.embeddings.len(), cases.len());
-    for (e, case) in reply.embeddings.iter().zip(cases) {
-        assert_eq!(e.id, case.id);
-        assert_eq!(e.modality, pb::Modality::Thermal as i32);
-        let c = cosine(&e.vector, &case.embedding);
-        assert!(c >= 0.9999, "thermal case {} ({}): cosine {c}", case.id, case.file);
-    }
+    let goldens: Vec<_> = cases.iter().map(|c| (c.id.as_str(), c.file.as_str(), &c.embedding[..])).collect();
+    assert_matches_goldens(&reply.embeddings, &goldens, pb::Modality::Thermal);
 }
 
 #[tokio::test]
@@ -97,16 +92,8 @@ async fn thermal_classifies_against_text_like_the_reference() {
     let result = &reply.results[0];
     // Thermal's scale (10) times text's (1 / 0.07).
     assert!((result.logit_scale - 10.0 * 14.285714).abs() < 1e-2, "scale {}", result.logit_scale);
-    let logits: Vec<f64> = labels
-        .iter()
-        .map(|t| f64::from(result.logit_scale) * cosine(&case.embedding, &t.embedding))
-        .collect();
-    let max = logits.iter().copied().fold(f64::MIN, f64::max);
-    let sum: f64 = logits.iter().map(|l| (l - max).exp()).sum();
-    for (j, p) in result.probabilities.iter().enumerate() {
-        let want = (logits[j] - max).exp() / sum;
-        assert!((f64::from(*p) - want).abs() < 1e-3, "label {j}: probability {p}, reference {want}");
-    }
+    let label_vectors: Vec<Vec<f32>> = labels.iter().map(|t| t.embedding.clone()).collect();
+    assert_softmax_of_scaled_cosines(result, &case.embedding, &label_vectors);
     assert_eq!(result.top.len(), 2);
 }
 

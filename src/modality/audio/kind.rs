@@ -4,8 +4,8 @@ use serde::Deserialize;
 
 use super::{AudioError, AudioLimits, AudioPreprocessor};
 use crate::modality::{
-    Argument, BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError,
-    Section, Slot, TensorSpec, limits_of, parse_section, slot,
+    Argument, BuildError, FillOne, InputLimits, Kind, OneTensor, Payload, PayloadValue, Pipeline,
+    PreprocessError, Section, limits_of, parse_section,
 };
 use crate::shared::{Modality, pb};
 
@@ -98,7 +98,7 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
     spec.check()?;
     let preprocessor = AudioPreprocessor::try_new(&spec, limits.get::<AudioLimits>())?;
     let shape = vec![spec.clips_per_input, 1, spec.num_mel_bins, spec.target_length];
-    Ok(Box::new(AudioPipeline { tensors: [TensorSpec::f32(section.input, shape)], preprocessor }))
+    Ok(Box::new(OneTensor::new(section.input, shape, preprocessor)))
 }
 
 const EXTENSIONS: &[&str] = &["wav", "flac", "mp3", "ogg", "oga", "m4a", "mp4", "aac"];
@@ -114,32 +114,13 @@ fn from_proto(input: pb::input::Payload) -> Result<Payload, pb::input::Payload> 
     }
 }
 
-struct AudioPipeline {
-    tensors: [TensorSpec; 1],
-    preprocessor: AudioPreprocessor,
-}
+impl FillOne for AudioPreprocessor {
+    type Value = EncodedAudio;
 
-impl Pipeline for AudioPipeline {
-    fn tensors(&self) -> &[TensorSpec] {
-        &self.tensors
-    }
-
-    fn preprocess_into(
-        &self,
-        payload: &Payload,
-        slots: &mut [Slot<'_>],
-    ) -> Result<Observed, PreprocessError> {
-        let audio = payload.expect_value::<EncodedAudio>()?;
+    fn fill(&self, audio: &EncodedAudio, out: &mut [f32]) -> Result<(), PreprocessError> {
         let hint = (!audio.format_hint.is_empty()).then_some(audio.format_hint.as_str());
-        self.preprocessor.preprocess_into(&audio.data, hint, slot(slots, 0)?.f32()?).map_err(
-            |e: AudioError| {
-                if e.is_input_error() {
-                    PreprocessError::input(e)
-                } else {
-                    PreprocessError::Server(Box::new(e))
-                }
-            },
-        )?;
-        Ok(Observed::default())
+        self.preprocess_into(&audio.data, hint, out).map_err(|e: AudioError| {
+            if e.is_input_error() { PreprocessError::input(e) } else { PreprocessError::Server(Box::new(e)) }
+        })
     }
 }

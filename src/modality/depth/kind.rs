@@ -3,10 +3,10 @@
 use serde::Deserialize;
 
 use super::{DepthLimits, DepthPreprocessor};
-use crate::modality::image::ResizeFilter;
+use crate::modality::image::{ResizeFilter, check_mean_std, check_resize_crop};
 use crate::modality::{
-    Argument, BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError,
-    Section, Slot, TensorSpec, limits_of, parse_section, slot,
+    Argument, BuildError, FillOne, InputLimits, Kind, OneTensor, Payload, PayloadValue, Pipeline,
+    PreprocessError, Section, limits_of, parse_section,
 };
 use crate::shared::{Modality, pb};
 
@@ -109,15 +109,8 @@ impl DepthPreprocess {
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.crop == 0 || self.resize < self.crop {
-            return Err(format!(
-                "crop ({}) must be positive and no larger than resize ({})",
-                self.crop, self.resize
-            ));
-        }
-        if !self.std.is_finite() || self.std <= 0.0 || !self.mean.is_finite() {
-            return Err("mean must be finite and std positive".into());
-        }
+        check_resize_crop(self.resize, self.crop)?;
+        check_mean_std(&[self.mean], &[self.std])?;
         let positive = [self.depth_scale, self.min_depth_m, self.max_depth_m, self.baseline_m, self.focal_px];
         if positive.iter().any(|v| !v.is_finite() || *v <= 0.0) {
             return Err(
@@ -169,10 +162,8 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
     let spec: DepthPreprocess = parse_section(section.preprocess)?;
     spec.check()?;
     let side = spec.crop as usize;
-    Ok(Box::new(DepthPipeline {
-        tensors: [TensorSpec::f32(section.input, vec![1, side, side])],
-        preprocessor: DepthPreprocessor::new(&spec, limits.get::<DepthLimits>()),
-    }))
+    let preprocessor = DepthPreprocessor::new(&spec, limits.get::<DepthLimits>());
+    Ok(Box::new(OneTensor::new(section.input, vec![1, side, side], preprocessor)))
 }
 
 /// Image and NPY files; these are images or point clouds wherever bindery picks the modality by
@@ -224,23 +215,10 @@ fn examples(seed: u64) -> Vec<pb::input::Payload> {
         .collect()
 }
 
-struct DepthPipeline {
-    tensors: [TensorSpec; 1],
-    preprocessor: DepthPreprocessor,
-}
+impl FillOne for DepthPreprocessor {
+    type Value = DepthPayload;
 
-impl Pipeline for DepthPipeline {
-    fn tensors(&self) -> &[TensorSpec] {
-        &self.tensors
-    }
-
-    fn preprocess_into(
-        &self,
-        payload: &Payload,
-        slots: &mut [Slot<'_>],
-    ) -> Result<Observed, PreprocessError> {
-        let depth = payload.expect_value::<DepthPayload>()?;
-        self.preprocessor.preprocess_into(depth, slot(slots, 0)?.f32()?).map_err(PreprocessError::input)?;
-        Ok(Observed::default())
+    fn fill(&self, value: &DepthPayload, out: &mut [f32]) -> Result<(), PreprocessError> {
+        self.preprocess_into(value, out).map_err(PreprocessError::input)
     }
 }

@@ -4,8 +4,8 @@ use serde::Deserialize;
 
 use super::{ImageLimits, ImagePreprocessor};
 use crate::modality::{
-    Argument, BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError,
-    Section, Slot, TensorSpec, limits_of, parse_section, slot,
+    Argument, BuildError, FillOne, InputLimits, Kind, OneTensor, Payload, PayloadValue, Pipeline,
+    PreprocessError, Section, limits_of, parse_section,
 };
 use crate::shared::{Modality, pb};
 
@@ -51,17 +51,26 @@ pub struct ImagePreprocess {
 
 impl ImagePreprocess {
     fn check(&self) -> Result<(), String> {
-        if self.crop == 0 || self.resize < self.crop {
-            return Err(format!(
-                "crop ({}) must be positive and no larger than resize ({})",
-                self.crop, self.resize
-            ));
-        }
-        if self.std.iter().any(|s| !s.is_finite() || *s <= 0.0) || self.mean.iter().any(|v| !v.is_finite()) {
-            return Err("mean must be finite and std positive".into());
-        }
-        Ok(())
+        check_resize_crop(self.resize, self.crop)?;
+        check_mean_std(&self.mean, &self.std)
     }
+}
+
+/// The resize and centre-crop sides of an image-like section: the crop positive and no larger
+/// than the resized short side.
+pub(crate) fn check_resize_crop(resize: u32, crop: u32) -> Result<(), String> {
+    if crop == 0 || resize < crop {
+        return Err(format!("crop ({crop}) must be positive and no larger than resize ({resize})"));
+    }
+    Ok(())
+}
+
+/// Normalisation values: every mean finite, every std positive.
+pub(crate) fn check_mean_std(mean: &[f32], std: &[f32]) -> Result<(), String> {
+    if std.iter().any(|s| !s.is_finite() || *s <= 0.0) || mean.iter().any(|v| !v.is_finite()) {
+        return Err("mean must be finite and std positive".into());
+    }
+    Ok(())
 }
 
 /// An encoded image (any format the decoder reads).
@@ -87,10 +96,8 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
     let spec: ImagePreprocess = parse_section(section.preprocess)?;
     spec.check()?;
     let side = spec.crop as usize;
-    Ok(Box::new(ImagePipeline {
-        tensors: [TensorSpec::f32(section.input, vec![3, side, side])],
-        preprocessor: ImagePreprocessor::new(&spec, limits.get::<ImageLimits>()),
-    }))
+    let preprocessor = ImagePreprocessor::new(&spec, limits.get::<ImageLimits>());
+    Ok(Box::new(OneTensor::new(section.input, vec![3, side, side], preprocessor)))
 }
 
 const EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
@@ -106,25 +113,10 @@ fn from_proto(input: pb::input::Payload) -> Result<Payload, pb::input::Payload> 
     }
 }
 
-struct ImagePipeline {
-    tensors: [TensorSpec; 1],
-    preprocessor: ImagePreprocessor,
-}
+impl FillOne for ImagePreprocessor {
+    type Value = EncodedImage;
 
-impl Pipeline for ImagePipeline {
-    fn tensors(&self) -> &[TensorSpec] {
-        &self.tensors
-    }
-
-    fn preprocess_into(
-        &self,
-        payload: &Payload,
-        slots: &mut [Slot<'_>],
-    ) -> Result<Observed, PreprocessError> {
-        let image = payload.expect_value::<EncodedImage>()?;
-        self.preprocessor
-            .preprocess_into(&image.0, slot(slots, 0)?.f32()?)
-            .map_err(PreprocessError::input)?;
-        Ok(Observed::default())
+    fn fill(&self, value: &EncodedImage, out: &mut [f32]) -> Result<(), PreprocessError> {
+        self.preprocess_into(&value.0, out).map_err(PreprocessError::input)
     }
 }

@@ -19,6 +19,7 @@ use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 pub use kind::{EncodedImage, ImagePreprocess, KIND, ResizeFilter, payload};
+pub(crate) use kind::{check_mean_std, check_resize_crop};
 use resample::Rgb8;
 
 /// Size limits checked before any expensive decoding (the server's `--max-image-*` flags).

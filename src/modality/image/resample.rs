@@ -358,33 +358,77 @@ pub(crate) fn resize_window(
     rows: Range<u64>,
     filter: ResizeFilter,
 ) -> Rgb8 {
-    let need_h = out_w != img.width as u64;
-    let need_v = out_h != img.height as u64;
-    let shrink_h = img.height as i64 - out_h as i64;
-    let shrink_w = img.width as i64 - out_w as i64;
+    let (width, height, data) =
+        resize_passes(&RGB8, &img.data, (img.width, img.height), (out_w, out_h), cols, rows, filter);
+    Rgb8 { width, height, data }
+}
+
+/// One pass over `src` (`width` pixels a row): the rows (horizontal) or columns (vertical) to
+/// compute, the offset of the buffer's first row or column in the image, and the coefficients.
+type Pass<T, C> = fn(src: &[T], width: usize, lines: Range<usize>, offset: usize, c: &C) -> Vec<T>;
+
+/// The two passes of one sample layout, and how their coefficients are made.
+struct Passes<T, C> {
+    coeffs: fn(usize, u64, Range<u64>, ResizeFilter) -> C,
+    span: fn(&C) -> Range<usize>,
+    horizontal: Pass<T, C>,
+    vertical: Pass<T, C>,
+    /// Samples per pixel.
+    bands: usize,
+}
+
+const RGB8: Passes<u8, Coeffs> = Passes { coeffs, span: input_span, horizontal, vertical, bands: 3 };
+const L8: Passes<u8, Coeffs> =
+    Passes { coeffs, span: input_span, horizontal: horizontal_l8, vertical: vertical_l8, bands: 1 };
+const F32: Passes<f32, FloatCoeffs> = Passes {
+    coeffs: float_coeffs,
+    span: float_input_span,
+    horizontal: horizontal_f32,
+    vertical: vertical_f32,
+    bands: 1,
+};
+
+/// Pillow's `ImagingResampleInner` for the window `cols x rows` of the `out` size: the pass order
+/// Pillow picks, each pass only where the size changes, the first pass only over the input the
+/// second reads. Returns the window's width, height and samples.
+fn resize_passes<T: Copy, C>(
+    p: &Passes<T, C>,
+    src: &[T],
+    (width, height): (usize, usize),
+    (out_w, out_h): (u64, u64),
+    cols: Range<u64>,
+    rows: Range<u64>,
+    filter: ResizeFilter,
+) -> (usize, usize, Vec<T>) {
+    let need_h = out_w != width as u64;
+    let need_v = out_h != height as u64;
+    let shrink_h = height as i64 - out_h as i64;
+    let shrink_w = width as i64 - out_w as i64;
     let horizontal_first = !(shrink_h > 0 && shrink_h > shrink_w * 2);
     let win_w = (cols.end - cols.start) as usize;
     let win_h = (rows.end - rows.start) as usize;
     let (c0, r0) = (cols.start as usize, rows.start as usize);
 
-    let hc = need_h.then(|| coeffs(img.width, out_w, cols, filter));
-    let vc = need_v.then(|| coeffs(img.height, out_h, rows, filter));
+    let hc = need_h.then(|| (p.coeffs)(width, out_w, cols, filter));
+    let vc = need_v.then(|| (p.coeffs)(height, out_h, rows, filter));
     let data = match (&hc, &vc) {
-        (None, None) => copy_window(img, c0..c0 + win_w, r0..r0 + win_h),
-        (Some(h), None) => horizontal(&img.data, img.width, r0..r0 + win_h, 0, h),
-        (None, Some(v)) => vertical(&img.data, img.width, c0..c0 + win_w, 0, v),
+        (None, None) => (r0..r0 + win_h)
+            .flat_map(|y| src[(y * width + c0) * p.bands..(y * width + c0 + win_w) * p.bands].iter().copied())
+            .collect(),
+        (Some(h), None) => (p.horizontal)(src, width, r0..r0 + win_h, 0, h),
+        (None, Some(v)) => (p.vertical)(src, width, c0..c0 + win_w, 0, v),
         (Some(h), Some(v)) if horizontal_first => {
-            let span = input_span(v);
-            let mid = horizontal(&img.data, img.width, span.clone(), 0, h);
-            vertical(&mid, win_w, 0..win_w, span.start, v)
+            let span = (p.span)(v);
+            let mid = (p.horizontal)(src, width, span.clone(), 0, h);
+            (p.vertical)(&mid, win_w, 0..win_w, span.start, v)
         }
         (Some(h), Some(v)) => {
-            let span = input_span(h);
-            let mid = vertical(&img.data, img.width, span.clone(), 0, v);
-            horizontal(&mid, span.len(), 0..win_h, span.start, h)
+            let span = (p.span)(h);
+            let mid = (p.vertical)(src, width, span.clone(), 0, v);
+            (p.horizontal)(&mid, span.len(), 0..win_h, span.start, h)
         }
     };
-    Rgb8 { width: win_w, height: win_h, data }
+    (win_w, win_h, data)
 }
 
 /// [`resize_window`] for a single-channel 8-bit image (Pillow mode `L`): the same weights, pass
@@ -398,35 +442,7 @@ pub(crate) fn resize_window_l8(
     rows: Range<u64>,
     filter: ResizeFilter,
 ) -> (usize, usize, Vec<u8>) {
-    let need_h = out_w != width as u64;
-    let need_v = out_h != height as u64;
-    let shrink_h = height as i64 - out_h as i64;
-    let shrink_w = width as i64 - out_w as i64;
-    let horizontal_first = !(shrink_h > 0 && shrink_h > shrink_w * 2);
-    let win_w = (cols.end - cols.start) as usize;
-    let win_h = (rows.end - rows.start) as usize;
-    let (c0, r0) = (cols.start as usize, rows.start as usize);
-
-    let hc = need_h.then(|| coeffs(width, out_w, cols, filter));
-    let vc = need_v.then(|| coeffs(height, out_h, rows, filter));
-    let out = match (&hc, &vc) {
-        (None, None) => (r0..r0 + win_h)
-            .flat_map(|y| data[y * width + c0..y * width + c0 + win_w].iter().copied())
-            .collect(),
-        (Some(h), None) => horizontal_l8(data, width, r0..r0 + win_h, 0, h),
-        (None, Some(v)) => vertical_l8(data, width, c0..c0 + win_w, 0, v),
-        (Some(h), Some(v)) if horizontal_first => {
-            let span = input_span(v);
-            let mid = horizontal_l8(data, width, span.clone(), 0, h);
-            vertical_l8(&mid, win_w, 0..win_w, span.start, v)
-        }
-        (Some(h), Some(v)) => {
-            let span = input_span(h);
-            let mid = vertical_l8(data, width, span.clone(), 0, v);
-            horizontal_l8(&mid, span.len(), 0..win_h, span.start, h)
-        }
-    };
-    (win_w, win_h, out)
+    resize_passes(&L8, data, (width, height), (out_w, out_h), cols, rows, filter)
 }
 
 /// `ImagingResampleHorizontal_8bpc` for one band.
@@ -484,39 +500,15 @@ pub(crate) fn resize_window_f32(
     rows: Range<u64>,
     filter: ResizeFilter,
 ) -> PlaneF32 {
-    let need_h = out_w != img.width as u64;
-    let need_v = out_h != img.height as u64;
-    let shrink_h = img.height as i64 - out_h as i64;
-    let shrink_w = img.width as i64 - out_w as i64;
-    let horizontal_first = !(shrink_h > 0 && shrink_h > shrink_w * 2);
-    let win_w = (cols.end - cols.start) as usize;
-    let win_h = (rows.end - rows.start) as usize;
-    let (c0, r0) = (cols.start as usize, rows.start as usize);
+    let (width, height, data) =
+        resize_passes(&F32, &img.data, (img.width, img.height), (out_w, out_h), cols, rows, filter);
+    PlaneF32 { width, height, data }
+}
 
-    let hc = need_h.then(|| float_coeffs(img.width, out_w, cols, filter));
-    let vc = need_v.then(|| float_coeffs(img.height, out_h, rows, filter));
-    let span = |c: &FloatCoeffs| {
-        let first = c.start.iter().copied().min().unwrap_or(0);
-        first..c.start.iter().zip(&c.len).map(|(s, l)| s + l).max().unwrap_or(first)
-    };
-    let data = match (&hc, &vc) {
-        (None, None) => (r0..r0 + win_h)
-            .flat_map(|y| img.data[y * img.width + c0..y * img.width + c0 + win_w].iter().copied())
-            .collect(),
-        (Some(h), None) => horizontal_f32(&img.data, img.width, r0..r0 + win_h, 0, h),
-        (None, Some(v)) => vertical_f32(&img.data, img.width, c0..c0 + win_w, 0, v),
-        (Some(h), Some(v)) if horizontal_first => {
-            let rows = span(v);
-            let mid = horizontal_f32(&img.data, img.width, rows.clone(), 0, h);
-            vertical_f32(&mid, win_w, 0..win_w, rows.start, v)
-        }
-        (Some(h), Some(v)) => {
-            let cols = span(h);
-            let mid = vertical_f32(&img.data, img.width, cols.clone(), 0, v);
-            horizontal_f32(&mid, cols.len(), 0..win_h, cols.start, h)
-        }
-    };
-    PlaneF32 { width: win_w, height: win_h, data }
+/// The input range a run of float coefficients reads.
+fn float_input_span(c: &FloatCoeffs) -> Range<usize> {
+    let first = c.start.iter().copied().min().unwrap_or(0);
+    first..c.start.iter().zip(&c.len).map(|(s, l)| s + l).max().unwrap_or(first)
 }
 
 /// `ImagingResampleHorizontal_32bpc` on rows `rows` of a float buffer `width` samples wide.
@@ -562,16 +554,6 @@ fn vertical_f32(
             }
         }
         out.extend(acc.iter().map(|&a| a as f32));
-    }
-    out
-}
-
-/// The window `cols x rows` of `img`, unchanged.
-fn copy_window(img: &Rgb8, cols: Range<usize>, rows: Range<usize>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(cols.len() * rows.len() * 3);
-    for y in rows {
-        let row = y * img.width * 3;
-        out.extend_from_slice(&img.data[row + cols.start * 3..row + cols.end * 3]);
     }
     out
 }

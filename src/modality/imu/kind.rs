@@ -4,8 +4,8 @@ use serde::Deserialize;
 
 use super::{ImuLimits, ImuPreprocessor};
 use crate::modality::{
-    Argument, BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError,
-    Section, Slot, TensorSpec, limits_of, parse_section, slot,
+    Argument, BuildError, FillOne, InputLimits, Kind, OneTensor, Payload, PayloadValue, Pipeline,
+    PreprocessError, Section, limits_of, parse_section,
 };
 use crate::shared::{Modality, pb};
 
@@ -100,10 +100,8 @@ fn check(section: &Section<'_>) -> Result<(), String> {
 fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline>, BuildError> {
     let spec: ImuPreprocess = parse_section(section.preprocess)?;
     spec.check()?;
-    Ok(Box::new(ImuPipeline {
-        tensors: [TensorSpec::f32(section.input, vec![spec.channels.len(), spec.samples])],
-        preprocessor: ImuPreprocessor::new(&spec, limits.get::<ImuLimits>()),
-    }))
+    let shape = vec![spec.channels.len(), spec.samples];
+    Ok(Box::new(OneTensor::new(section.input, shape, ImuPreprocessor::new(&spec, limits.get::<ImuLimits>()))))
 }
 
 /// CSV is also a point-cloud extension, and point clouds are registered first, so wherever
@@ -163,23 +161,10 @@ fn examples(seed: u64) -> Vec<pb::input::Payload> {
         .collect()
 }
 
-struct ImuPipeline {
-    tensors: [TensorSpec; 1],
-    preprocessor: ImuPreprocessor,
-}
+impl FillOne for ImuPreprocessor {
+    type Value = ImuPayload;
 
-impl Pipeline for ImuPipeline {
-    fn tensors(&self) -> &[TensorSpec] {
-        &self.tensors
-    }
-
-    fn preprocess_into(
-        &self,
-        payload: &Payload,
-        slots: &mut [Slot<'_>],
-    ) -> Result<Observed, PreprocessError> {
-        let imu = payload.expect_value::<ImuPayload>()?;
-        self.preprocessor.preprocess_into(imu, slot(slots, 0)?.f32()?).map_err(PreprocessError::input)?;
-        Ok(Observed::default())
+    fn fill(&self, value: &ImuPayload, out: &mut [f32]) -> Result<(), PreprocessError> {
+        self.preprocess_into(value, out).map_err(PreprocessError::input)
     }
 }

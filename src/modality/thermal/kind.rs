@@ -3,10 +3,10 @@
 use serde::Deserialize;
 
 use super::{ThermalLimits, ThermalPreprocessor};
-use crate::modality::image::ResizeFilter;
+use crate::modality::image::{ResizeFilter, check_mean_std, check_resize_crop};
 use crate::modality::{
-    Argument, BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError,
-    Section, Slot, TensorSpec, limits_of, parse_section, slot,
+    Argument, BuildError, FillOne, InputLimits, Kind, OneTensor, Payload, PayloadValue, Pipeline,
+    PreprocessError, Section, limits_of, parse_section,
 };
 use crate::shared::{Modality, pb};
 
@@ -104,15 +104,8 @@ impl ThermalPreprocess {
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.crop == 0 || self.resize < self.crop {
-            return Err(format!(
-                "crop ({}) must be positive and no larger than resize ({})",
-                self.crop, self.resize
-            ));
-        }
-        if !self.std.is_finite() || self.std <= 0.0 || !self.mean.is_finite() {
-            return Err("mean must be finite and std positive".into());
-        }
+        check_resize_crop(self.resize, self.crop)?;
+        check_mean_std(&[self.mean], &[self.std])?;
         Ok(())
     }
 }
@@ -144,10 +137,8 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
     let spec: ThermalPreprocess = parse_section(section.preprocess)?;
     spec.check()?;
     let side = spec.crop as usize;
-    Ok(Box::new(ThermalPipeline {
-        tensors: [TensorSpec::f32(section.input, vec![1, side, side])],
-        preprocessor: ThermalPreprocessor::new(&spec, limits.get::<ThermalLimits>()),
-    }))
+    let preprocessor = ThermalPreprocessor::new(&spec, limits.get::<ThermalLimits>());
+    Ok(Box::new(OneTensor::new(section.input, vec![1, side, side], preprocessor)))
 }
 
 /// Image files; a file of these is an image (not a thermal input) wherever bindery picks the
@@ -192,25 +183,10 @@ fn examples(seed: u64) -> Vec<pb::input::Payload> {
         .collect()
 }
 
-struct ThermalPipeline {
-    tensors: [TensorSpec; 1],
-    preprocessor: ThermalPreprocessor,
-}
+impl FillOne for ThermalPreprocessor {
+    type Value = ThermalPayload;
 
-impl Pipeline for ThermalPipeline {
-    fn tensors(&self) -> &[TensorSpec] {
-        &self.tensors
-    }
-
-    fn preprocess_into(
-        &self,
-        payload: &Payload,
-        slots: &mut [Slot<'_>],
-    ) -> Result<Observed, PreprocessError> {
-        let thermal = payload.expect_value::<ThermalPayload>()?;
-        self.preprocessor
-            .preprocess_into(&thermal.data, slot(slots, 0)?.f32()?)
-            .map_err(PreprocessError::input)?;
-        Ok(Observed::default())
+    fn fill(&self, value: &ThermalPayload, out: &mut [f32]) -> Result<(), PreprocessError> {
+        self.preprocess_into(&value.data, out).map_err(PreprocessError::input)
     }
 }

@@ -281,6 +281,36 @@ impl Drop for TempDir {
     }
 }
 
+/// Asserts that each served embedding is the golden of the same position: same id, `modality`,
+/// and cosine >= 0.9999 with the reference embedding. `goldens` holds (id, file, embedding).
+pub fn assert_matches_goldens(
+    embeddings: &[pb::Embedding],
+    goldens: &[(&str, &str, &[f32])],
+    modality: pb::Modality,
+) {
+    assert_eq!(embeddings.len(), goldens.len());
+    for (e, (id, file, golden)) in embeddings.iter().zip(goldens) {
+        assert_eq!((e.id.as_str(), e.modality), (*id, modality as i32));
+        let c = cosine(&e.vector, golden);
+        assert!(c >= 0.9999, "{modality:?} case {id} ({file}): cosine {c}");
+    }
+}
+
+/// Asserts that a Classify result's probabilities are the softmax, over the labels, of
+/// `result.logit_scale` times the cosines between `reference` (the input's reference embedding)
+/// and each label's embedding.
+pub fn assert_softmax_of_scaled_cosines(result: &pb::Classification, reference: &[f32], labels: &[Vec<f32>]) {
+    let logits: Vec<f64> =
+        labels.iter().map(|l| f64::from(result.logit_scale) * cosine(reference, l)).collect();
+    let max = logits.iter().copied().fold(f64::MIN, f64::max);
+    let sum: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+    assert_eq!(result.probabilities.len(), labels.len());
+    for (j, p) in result.probabilities.iter().enumerate() {
+        let want = (logits[j] - max).exp() / sum;
+        assert!((f64::from(*p) - want).abs() < 1e-3, "label {j}: probability {p}, reference {want}");
+    }
+}
+
 /// Options serving a copy of the fixture model whose `model.toml` has each `from` replaced by its
 /// `to` (a model that differs in a few preprocessing values), and the folder holding the copy.
 pub fn fixture_variant(changes: &[(&str, &str)]) -> (ServerOptions, TempDir) {
