@@ -34,13 +34,13 @@ impl EmbedderService {
     }
 }
 
-pub use crate::shared::TIMING_KEYS;
+pub use crate::shared::{CACHE_HITS_KEY, TIMING_KEYS};
 
 async fn embed(
     engine: &Engine,
     request: pb::EmbedRequest,
     deadline: Option<Instant>,
-) -> Result<(pb::EmbedResponse, StageTimes), EngineError> {
+) -> Result<(pb::EmbedResponse, Served), EngineError> {
     let started = Instant::now();
     let span = tracing::info_span!(
         "embed",
@@ -61,7 +61,7 @@ async fn embed(
     };
     let outcome = embed_inner(engine, request, deadline).instrument(span.clone()).await;
     let code = match &outcome {
-        Ok((_, times)) => {
+        Ok((_, Served { times, .. })) => {
             span.record("queue_us", times.queue.as_micros() as u64);
             span.record("preprocess_us", times.preprocess.as_micros() as u64);
             span.record("inference_us", times.inference.as_micros() as u64);
@@ -134,14 +134,15 @@ async fn embed_inner(
     engine: &Engine,
     request: pb::EmbedRequest,
     deadline: Option<Instant>,
-) -> Result<(pb::EmbedResponse, StageTimes), EngineError> {
+) -> Result<(pb::EmbedResponse, Served), EngineError> {
     let items = convert::items(request.inputs)?;
     let options = EmbedOptions {
         normalize: request.normalize.unwrap_or(true),
         use_cache: request.cache.unwrap_or(true),
         deadline,
     };
-    let Embedded { model, embeddings, times } = engine.embed(&request.model, items, options).await?;
+    let Embedded { model, embeddings, times, cache_hits } =
+        engine.embed(&request.model, items, options).await?;
     let reply = pb::EmbedResponse {
         embeddings: embeddings
             .into_iter()
@@ -156,7 +157,13 @@ async fn embed_inner(
         model: model.name.clone(),
         error: None,
     };
-    Ok((reply, times))
+    Ok((reply, Served { times, cache_hits }))
+}
+
+/// How a request was served: time per stage, and how many inputs came from the cache.
+struct Served {
+    times: StageTimes,
+    cache_hits: usize,
 }
 
 /// The deadline a call's `grpc-timeout` header sets, if any.
@@ -205,16 +212,20 @@ impl Embedder for EmbedderService {
     async fn embed(&self, request: Request<pb::EmbedRequest>) -> Result<Response<pb::EmbedResponse>, Status> {
         let started = Instant::now();
         let deadline = deadline_of(request.metadata());
-        let (reply, times) = embed(&self.engine, request.into_inner(), deadline).await.map_err(|e| {
-            tracing::debug!(error = %e, "embed request rejected");
-            status::to_status(&e)
-        })?;
+        let (reply, Served { times, cache_hits }) =
+            embed(&self.engine, request.into_inner(), deadline).await.map_err(|e| {
+                tracing::debug!(error = %e, "embed request rejected");
+                status::to_status(&e)
+            })?;
         let mut response = Response::new(reply);
         let values = [times.queue, times.preprocess, times.inference, started.elapsed()];
         for (key, value) in TIMING_KEYS.iter().zip(values) {
             if let Ok(v) = MetadataValue::try_from(value.as_micros().to_string()) {
                 response.metadata_mut().insert(*key, v);
             }
+        }
+        if let Ok(v) = MetadataValue::try_from(cache_hits.to_string()) {
+            response.metadata_mut().insert(CACHE_HITS_KEY, v);
         }
         Ok(response)
     }

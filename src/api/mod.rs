@@ -9,7 +9,7 @@ mod status;
 
 pub use crate::service::SimilarityError;
 pub use collections::CollectionsService;
-pub use embedder::{EmbedderService, TIMING_KEYS};
+pub use embedder::{CACHE_HITS_KEY, EmbedderService, TIMING_KEYS};
 pub use status::{RETRY_AFTER_KEY, to_status};
 
 use std::sync::Arc;

@@ -579,7 +579,11 @@ fn stage(
                     l2_normalize(&mut vector);
                 }
                 let times = StageTimes { queue: taken_at - job.admitted, ..StageTimes::default() };
-                job.complete(index, EncodedItem { vector, dropped_points: cached.dropped_points }, &times);
+                job.complete(
+                    index,
+                    EncodedItem { vector, dropped_points: cached.dropped_points, cached: true },
+                    &times,
+                );
             }
             _ => {
                 if key.is_some() {
@@ -741,7 +745,7 @@ fn run_batch(context: &EncoderContext, labels: &EncoderLabels, pace: &PaceMeter,
         context.metrics.queue_seconds.get_or_create(labels).observe(queue.as_secs_f64());
         let times =
             StageTimes { queue, preprocess: preprocessed_at - taken_at, inference: finished - started };
-        job.complete(*index, EncodedItem { vector, dropped_points }, &times);
+        job.complete(*index, EncodedItem { vector, dropped_points, cached: false }, &times);
     }
     if let Some(cache) = &context.cache {
         context.metrics.cache_bytes.set(cache.bytes() as i64);
@@ -874,15 +878,15 @@ mod tests {
     fn a_job_replies_once_with_results_in_order_or_with_its_first_failure() {
         let (j, rx) = job(2);
         let times = StageTimes::default();
-        j.complete(1, EncodedItem { vector: vec![2.0], dropped_points: 0 }, &times);
-        j.complete(0, EncodedItem { vector: vec![1.0], dropped_points: 3 }, &times);
+        j.complete(1, EncodedItem { vector: vec![2.0], dropped_points: 0, cached: false }, &times);
+        j.complete(0, EncodedItem { vector: vec![1.0], dropped_points: 3, cached: false }, &times);
         let (items, _) = rx.blocking_recv().unwrap().unwrap();
         assert_eq!(items.iter().map(|e| e.vector[0]).collect::<Vec<_>>(), vec![1.0, 2.0]);
         assert_eq!(items[0].dropped_points, 3);
 
         let (j, rx) = job(2);
         j.fail(EngineError::DeadlineExceeded { stage: "in the queue" });
-        j.complete(0, EncodedItem { vector: vec![1.0], dropped_points: 0 }, &times);
+        j.complete(0, EncodedItem { vector: vec![1.0], dropped_points: 0, cached: false }, &times);
         j.fail(EngineError::Internal("second".into()));
         assert!(matches!(rx.blocking_recv().unwrap(), Err(EngineError::DeadlineExceeded { .. })));
         assert!(!j.is_live(), "a failed job takes no more work");

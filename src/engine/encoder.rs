@@ -224,6 +224,8 @@ pub struct EncodedItem {
     pub vector: Vec<f32>,
     /// Points dropped as non-finite (point clouds only).
     pub dropped_points: u64,
+    /// Answered from the embedding cache.
+    pub cached: bool,
 }
 
 impl Encoder {
@@ -309,7 +311,11 @@ impl Encoder {
                 if normalize {
                     l2_normalize(&mut vector);
                 }
-                out.push(EncodedItem { vector, dropped_points: *outcome.as_ref().unwrap_or(&0) });
+                out.push(EncodedItem {
+                    vector,
+                    dropped_points: *outcome.as_ref().unwrap_or(&0),
+                    cached: false,
+                });
             }
         }
         Ok(out)

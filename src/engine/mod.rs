@@ -103,6 +103,8 @@ pub struct Embedded {
     pub embeddings: Vec<ItemEmbedding>,
     /// Time spent per stage (the slowest modality group's, per stage).
     pub times: StageTimes,
+    /// Inputs answered from the embedding cache.
+    pub cache_hits: usize,
 }
 
 /// Health of one encoder.
@@ -166,7 +168,7 @@ struct LateWatch<'a> {
 }
 
 impl LateWatch<'_> {
-    fn settle(&mut self, result: &Result<(Vec<Option<ItemEmbedding>>, StageTimes), EngineError>) {
+    fn settle<T>(&mut self, result: &Result<T, EngineError>) {
         let late = self.deadline.is_some_and(|d| Instant::now() >= d);
         self.outcome = match result {
             Ok(_) if late => DeadlineOutcome::Missed,
@@ -383,17 +385,21 @@ impl Engine {
         let collect = async move {
             let mut slots: Vec<Option<ItemEmbedding>> = (0..total).map(|_| None).collect();
             let mut times = StageTimes::default();
+            let mut cache_hits = 0;
             for (modality, positions, done) in waiting {
                 let (encoded, group_times) = done
                     .await
                     .map_err(|_| EngineError::ShuttingDown { model: model_name.clone(), modality })??;
                 times.max(&group_times);
-                for (position, EncodedItem { vector, dropped_points }) in positions.into_iter().zip(encoded) {
+                for (position, EncodedItem { vector, dropped_points, cached }) in
+                    positions.into_iter().zip(encoded)
+                {
+                    cache_hits += usize::from(cached);
                     let id = std::mem::take(&mut ids[position]);
                     slots[position] = Some(ItemEmbedding { id, modality, vector, dropped_points });
                 }
             }
-            Ok::<_, EngineError>((slots, times))
+            Ok::<_, EngineError>((slots, times, cache_hits))
         };
         let result = match options.deadline {
             Some(deadline) => tokio::time::timeout_at(deadline.into(), collect)
@@ -402,13 +408,13 @@ impl Engine {
             None => collect.await,
         };
         late.settle(&result);
-        let (slots, times) = result?;
+        let (slots, times, cache_hits) = result?;
         drop(guards);
         let embeddings = slots
             .into_iter()
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| EngineError::Internal("an input got no embedding".into()))?;
-        Ok(Embedded { model, embeddings, times })
+        Ok(Embedded { model, embeddings, times, cache_hits })
     }
 
     fn check_item(&self, model: &LoadedModel, item: &Item, modality: Modality) -> Result<(), EngineError> {

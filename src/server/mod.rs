@@ -183,11 +183,16 @@ pub async fn serve_with_store(
     let health = tonic_health::server::HealthReporter::new();
     let (health_watches, end_health_watches) = health::ShutdownAwareHealth::new(health.clone());
     let health_service = tonic_health::pb::health_server::HealthServer::new(health_watches);
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    // Both reflection versions: grpcurl and Rust tooling speak v1, Python's grpcio-reflection
+    // and older tools only v1alpha.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder().build_v1().map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let reflection_v1alpha =
+        reflection_builder().build_v1alpha().map_err(|e| ServeError::Reflection(e.to_string()))?;
     let embedder = EmbedderServer::new(EmbedderService::new(Arc::clone(&engine)))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
@@ -251,6 +256,7 @@ pub async fn serve_with_store(
         .layer(layers)
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(embedder)
         .add_service(collections)
         .serve_with_incoming_shutdown(connections::incoming(listener, tracker), async move {

@@ -17,6 +17,10 @@ pub use modality::{Modality, UnknownModality};
 /// or audio files).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
 
+/// Response metadata key: how many of the request's inputs were answered from the server's
+/// embedding cache (`bindery load` reports it, since cached answers do not measure embedding).
+pub const CACHE_HITS_KEY: &str = "bindery-cache-hits";
+
 /// Response metadata keys carrying the server-side stage timings of an embed call, in
 /// microseconds: queue, preprocess, inference, total.
 pub const TIMING_KEYS: [&str; 4] =

@@ -152,6 +152,25 @@ async fn health_reports_serving_and_reflection_lists_the_service() {
     };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"bindery.v1.Embedder"), "{names:?}");
+
+    // The v1alpha protocol too (Python's grpcio-reflection speaks only that one).
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as AlphaClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AlphaRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse as AlphaResponse;
+    let req = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(AlphaRequest::ListServices(String::new())),
+    };
+    let mut replies = AlphaClient::new(server.channel.clone())
+        .server_reflection_info(futures::stream::iter(vec![req]))
+        .await
+        .expect("v1alpha reflection")
+        .into_inner();
+    let first = replies.next().await.expect("a reply").expect("ok");
+    let Some(AlphaResponse::ListServicesResponse(list)) = first.message_response else {
+        panic!("unexpected v1alpha reflection reply");
+    };
+    assert!(list.service.iter().any(|s| s.name == "bindery.v1.Collections"), "{:?}", list.service);
 }
 
 #[tokio::test]
@@ -165,6 +184,28 @@ async fn text_over_the_length_limit_is_refused() {
         .await;
     assert_refused(essay, Code::InvalidArgument, &["essay", "limit of 16 bytes"]);
     assert!(server.client.embed(request(vec![text("short", "a cat")])).await.is_ok());
+}
+
+#[tokio::test]
+async fn unary_replies_say_how_many_inputs_came_from_the_cache() {
+    let mut server = start_fixture().await;
+    let hits = |reply: &tonic::Response<pb::EmbedResponse>| -> u64 {
+        reply
+            .metadata()
+            .get(bindery::api::CACHE_HITS_KEY)
+            .expect("cache hits key")
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let inputs = || vec![text("a", "a cached sentence"), text("b", "another one")];
+    let first = server.client.embed(request(inputs())).await.expect("first");
+    assert_eq!(hits(&first), 0);
+    let second = server.client.embed(request(inputs())).await.expect("second");
+    assert_eq!(hits(&second), 2);
+    let bypass = server.client.embed(uncached(inputs())).await.expect("uncached");
+    assert_eq!(hits(&bypass), 0);
 }
 
 #[tokio::test]

@@ -93,6 +93,9 @@ async fn closed_loop_run_reports_throughput_latency_and_server_stages() {
     assert!(f(&report, "/server_stages_ms/queue") >= 0.0);
     assert!(f(&report, "/server_stages_ms/total") <= max, "server time fits in the client's latency");
     assert_eq!(f(&report, "/mix/text"), 0.5);
+    // The generated payload pools are small, so most inputs repeat and come from the cache; the
+    // report says so (and its summary warns).
+    assert!(f(&report, "/cache_hit_ratio") > 0.5, "{report:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,9 +1,11 @@
 //! Sending the load: the RPC callers (unary or stream) and the closed- and open-loop schedules.
 
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use indicatif::{ProgressBar, ProgressFinish, ProgressStyle};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
@@ -16,7 +18,7 @@ use super::stats::{Outcome, Recorder, StageMicros, Stats};
 use super::workload::Workload;
 use super::{LoadError, Mode};
 use crate::client::connect::Client;
-use crate::shared::{TIMING_KEYS, pb};
+use crate::shared::{CACHE_HITS_KEY, TIMING_KEYS, pb};
 
 /// How requests are paced.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -109,6 +111,11 @@ fn stage_micros(metadata: &MetadataMap) -> Option<StageMicros> {
     Some(out)
 }
 
+/// Inputs the server answered from its cache, from response metadata.
+fn cache_hits(metadata: &MetadataMap) -> Option<u64> {
+    metadata.get(CACHE_HITS_KEY)?.to_str().ok()?.parse().ok()
+}
+
 impl Caller {
     /// A caller spreading requests over `clients` (one per connection).
     pub fn new(clients: Vec<Client>, mode: Mode) -> Self {
@@ -161,7 +168,11 @@ impl Caller {
         match tokio::time::timeout(remaining, client.embed(request)).await {
             Err(_) => Outcome::Failed(code_name(Code::DeadlineExceeded)),
             Ok(Err(status)) => Outcome::Failed(code_name(status.code())),
-            Ok(Ok(reply)) => Outcome::Ok { items, stages: stage_micros(reply.metadata()) },
+            Ok(Ok(reply)) => Outcome::Ok {
+                items,
+                stages: stage_micros(reply.metadata()),
+                cache_hits: cache_hits(reply.metadata()),
+            },
         }
     }
 
@@ -198,7 +209,7 @@ impl Caller {
                 self.streams.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
                 match reply.error {
                     Some(error) => Outcome::Failed(code_name(Code::from_i32(error.code))),
-                    None => Outcome::Ok { items, stages: None },
+                    None => Outcome::Ok { items, stages: None, cache_hits: None },
                 }
             }
         }
@@ -338,11 +349,24 @@ async fn open(
     while tasks.join_next().await.is_some() {}
 }
 
-/// Prints a progress line on stderr once a second until aborted.
+/// Shows progress on stderr once a second until aborted: a bar over the run's planned length when
+/// stderr is a terminal, else one line per second (for logs).
 async fn report_progress(label: String, recorder: Arc<Recorder>, clock: Clock) {
     let period = Duration::from_secs(1);
     let mut tick = tokio::time::interval_at((Instant::now() + period).into(), period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let planned = clock.stop_at.map(|stop| stop.saturating_duration_since(clock.start).as_secs());
+        let bar = match planned {
+            Some(secs) => ProgressBar::new(secs.max(1)).with_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} s {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ),
+            None => ProgressBar::new_spinner(),
+        };
+        // Aborted at the end of the run: the summary replaces the bar.
+        bar.with_finish(ProgressFinish::AndClear)
+    });
     let mut last_done = 0;
     let mut last_at = Instant::now();
     loop {
@@ -359,14 +383,23 @@ async fn report_progress(label: String, recorder: Arc<Recorder>, clock: Clock) {
             "measuring"
         };
         let p99 = p99.map_or_else(|| "-".to_string(), |ms| format!("{ms:.1} ms"));
-        let line = format!(
-            "bindery load [{label}] {:>4.0}s {phase}: {} done ({rate:.1}/s), {} failed, {} in flight, p99 {p99}\n",
-            now.duration_since(clock.start).as_secs_f64(),
+        let elapsed = now.duration_since(clock.start).as_secs_f64();
+        let status = format!(
+            "{phase}: {} done ({rate:.1}/s), {} failed, {} in flight, p99 {p99}",
             live.done,
             live.failed,
             recorder.in_flight(),
         );
-        // A closed stderr only loses the progress line.
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        match &bar {
+            Some(bar) => {
+                bar.set_position(elapsed as u64);
+                bar.set_message(status);
+            }
+            None => {
+                let line = format!("bindery load [{label}] {elapsed:>4.0}s {status}\n");
+                // A closed stderr only loses the progress line.
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            }
+        }
     }
 }

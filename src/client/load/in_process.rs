@@ -46,7 +46,8 @@ impl InProcess {
             Ok(Ok(times)) => {
                 let us = |d: std::time::Duration| d.as_micros() as u64;
                 let stages = [0, us(times.preprocess), us(times.inference), us(started.elapsed())];
-                Outcome::Ok { items, stages: Some(stages) }
+                // The in-process baseline has no cache: every input is embedded.
+                Outcome::Ok { items, stages: Some(stages), cache_hits: Some(0) }
             }
             Ok(Err(code)) => Outcome::Failed(format!("{code:?}")),
             Err(_) => Outcome::Failed(format!("{:?}", Code::Internal)),

@@ -100,8 +100,24 @@ pub struct RunReport {
     pub latency_trend_ms: Vec<Option<f64>>,
     /// Mean server stage timings; absent in stream mode, whose replies carry none.
     pub server_stages_ms: Option<Stages>,
+    /// Share of the inputs the server answered from its embedding cache (absent when the replies
+    /// did not say: stream mode).
+    pub cache_hit_ratio: Option<f64>,
     /// Objective checks.
     pub slo: Slo,
+}
+
+/// Cache-hit share from which a run's figures are flagged as measuring the cache.
+const CACHE_WARNING_RATIO: f64 = 0.1;
+
+/// The warning for a run whose inputs came from the server's cache `ratio` of the time.
+fn cache_warning(ratio: Option<f64>) -> Option<String> {
+    let ratio = ratio.filter(|r| *r >= CACHE_WARNING_RATIO)?;
+    Some(format!(
+        "{:.0}% of inputs were answered from the server's embedding cache, so throughput and stage \
+         times do not measure embedding; add --no-cache, or send more distinct payloads",
+        ratio * 100.0
+    ))
 }
 
 impl RunReport {
@@ -175,8 +191,16 @@ impl RunReport {
             latency_ms: latency,
             latency_trend_ms: stats.trend_ms(),
             server_stages_ms: stages,
+            cache_hit_ratio: (stats.cache_reported_items > 0)
+                .then(|| stats.cache_hits as f64 / stats.cache_reported_items as f64),
             slo: Slo { passed: missed.is_empty(), missed },
         }
+    }
+
+    /// Set when a tenth or more of the inputs came from the server's cache: the run then measures
+    /// cache lookups, not embedding.
+    pub fn cache_warning(&self) -> Option<String> {
+        cache_warning(self.cache_hit_ratio)
     }
 
     /// The sweep level of this run, e.g. "concurrency 4".
@@ -235,6 +259,13 @@ impl RunReport {
                 fmt_ms(st.inference),
                 fmt_ms(st.total)
             );
+        }
+        if let Some(ratio) = self.cache_hit_ratio {
+            let _ =
+                writeln!(s, "  cache       {:.1}% of inputs answered from the server's cache", ratio * 100.0);
+        }
+        if let Some(warning) = self.cache_warning() {
+            let _ = writeln!(s, "  warning     {warning}");
         }
         if !self.errors_by_code.is_empty() {
             let codes: Vec<String> = self.errors_by_code.iter().map(|(c, n)| format!("{c} {n}")).collect();
@@ -366,4 +397,21 @@ pub fn draw_chart(path: &Path, runs: &[RunReport]) -> Result<(), LoadError> {
         .map_err(|e| fail(e.to_string()))?;
     root.present().map_err(|e| fail(e.to_string()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_served_from_the_cache_is_flagged() {
+        assert_eq!(cache_warning(None), None);
+        assert_eq!(cache_warning(Some(0.05)), None);
+        let warning = cache_warning(Some(0.98)).expect("flagged");
+        assert!(
+            warning.starts_with("98% of inputs were answered from the server's embedding cache"),
+            "{warning}"
+        );
+        assert!(warning.contains("--no-cache"));
+    }
 }

@@ -28,6 +28,8 @@ pub enum Outcome {
         items: u64,
         /// Server stage timings.
         stages: Option<StageMicros>,
+        /// Inputs the server answered from its embedding cache, when the reply said.
+        cache_hits: Option<u64>,
     },
     /// Failed with this gRPC status code name.
     Failed(String),
@@ -91,6 +93,11 @@ pub struct Stats {
     pub stage_sums: [u64; 4],
     /// Replies that carried stage timings.
     pub stage_samples: u64,
+    /// Inputs answered from the server's embedding cache, over `cache_reported_items` inputs of
+    /// replies that said.
+    pub cache_hits: u64,
+    /// Inputs of replies that reported their cache hits.
+    pub cache_reported_items: u64,
     /// When the last measured request completed.
     pub last_done: Option<Instant>,
     /// Measured requests issued (highest sequence number + 1).
@@ -107,6 +114,8 @@ impl Stats {
             errors: BTreeMap::new(),
             stage_sums: [0; 4],
             stage_samples: 0,
+            cache_hits: 0,
+            cache_reported_items: 0,
             last_done: None,
             issued: 0,
             trend: Trend::new(),
@@ -176,9 +185,13 @@ impl Recorder {
         stats.issued = stats.issued.max(seq + 1);
         stats.last_done = Some(stats.last_done.map_or(done, |t| t.max(done)));
         match outcome {
-            Outcome::Ok { items, stages } => {
+            Outcome::Ok { items, stages, cache_hits } => {
                 stats.ok += 1;
                 stats.items += items;
+                if let Some(hits) = cache_hits {
+                    stats.cache_hits += hits;
+                    stats.cache_reported_items += items;
+                }
                 stats.histogram.saturating_record(micros.max(1));
                 stats.trend.add(seq, micros);
                 if let Some(stages) = stages {
@@ -244,8 +257,13 @@ mod tests {
         let recorder = Recorder::new().unwrap();
         let t0 = Instant::now();
         let later = t0 + Duration::from_millis(5);
-        recorder.record(None, t0, later, Outcome::Ok { items: 1, stages: None });
-        recorder.record(Some(0), t0, later, Outcome::Ok { items: 2, stages: Some([1, 2, 3, 6]) });
+        recorder.record(None, t0, later, Outcome::Ok { items: 1, stages: None, cache_hits: None });
+        recorder.record(
+            Some(0),
+            t0,
+            later,
+            Outcome::Ok { items: 2, stages: Some([1, 2, 3, 6]), cache_hits: Some(1) },
+        );
         recorder.record(Some(1), t0, later, Outcome::Failed("Unavailable".into()));
         let stats = recorder.finish();
         assert_eq!((stats.ok, stats.items, stats.failed(), stats.issued), (1, 2, 1, 2));
