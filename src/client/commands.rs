@@ -1,14 +1,15 @@
 //! Client subcommands: talk to a running server and print JSON. `bindery embed` has one flag per
 //! registered modality.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::connect::ConnectArgs;
-use super::write_stdout;
+use super::{write_stdout, write_stdout_bytes};
 use crate::modality::{self, Argument, Kind, Modality};
 use crate::shared::pb;
 
@@ -19,7 +20,7 @@ pub struct EmbedArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// What to embed: `--text TEXT...`, and for every other modality `--<modality> FILE...`
-    /// (files, folders of files with that modality's extensions, or `-` for stdin).
+    /// (files, glob patterns, folders of files with that modality's extensions, or `-` for stdin).
     #[command(flatten)]
     pub inputs: EmbedInputs,
     /// Model (default: the server's default model).
@@ -28,6 +29,25 @@ pub struct EmbedArgs {
     /// Return the tower's raw output instead of unit vectors.
     #[arg(long)]
     pub raw: bool,
+    /// Output: `json` (one object with every embedding), `jsonl` (one compact line per
+    /// embedding) or `npy` (a float32 [inputs, dimension] array, to a file or pipe). Default:
+    /// `json` for one input, `jsonl` for more.
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+    /// Inputs per request; more inputs are sent as several requests, in order.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+}
+
+/// How `bindery embed` writes its embeddings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// One JSON object: `{"model": ..., "embeddings": [...]}`.
+    Json,
+    /// One compact JSON object per embedding, one per line.
+    Jsonl,
+    /// A numpy `.npy` float32 array, one row per input in order.
+    Npy,
 }
 
 /// The inputs of `bindery embed`, one flag per registered modality, in command-line order.
@@ -69,7 +89,9 @@ impl Args for EmbedInputs {
                 }
                 Argument::Files => (
                     "FILE",
-                    format!("Files of {name} to embed: files, folders or - for stdin (several, repeatable)"),
+                    format!(
+                        "Files of {name} to embed: files, glob patterns, folders or - for stdin (several, repeatable)"
+                    ),
                 ),
             };
             command.arg(
@@ -113,7 +135,9 @@ fn inputs_of(kind: &Kind, value: &str) -> anyhow::Result<Vec<pb::Input>> {
         }
         Argument::Files => {
             let mut files = Vec::new();
-            collect_files(Path::new(value), kind, &mut files)?;
+            for path in expand_glob(value)? {
+                collect_files(&path, kind, &mut files)?;
+            }
             if files.is_empty() {
                 anyhow::bail!("{value} holds no {} file ({})", kind.modality, kind.extensions.join(", "));
             }
@@ -125,6 +149,24 @@ fn inputs_of(kind: &Kind, value: &str) -> anyhow::Result<Vec<pb::Input>> {
             Ok(inputs)
         }
     }
+}
+
+/// `value` itself, or the paths its glob pattern matches (sorted) when it has pattern characters
+/// and names no existing file. A pattern that matches nothing is an error.
+fn expand_glob(value: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let path = Path::new(value);
+    if path.exists() || !value.contains(['*', '?', '[']) {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let pattern = glob::glob(value).map_err(|e| anyhow::anyhow!("bad glob pattern {value:?}: {e}"))?;
+    let mut paths = pattern
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {}", e.path().display(), e.error()))?;
+    if paths.is_empty() {
+        anyhow::bail!("{value} matches no file");
+    }
+    paths.sort();
+    Ok(paths)
 }
 
 fn extension(path: &Path) -> String {
@@ -163,28 +205,91 @@ pub async fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         let kind = modality::kind(*modality).ok_or_else(|| anyhow::anyhow!("no {modality} pipeline"))?;
         inputs.extend(inputs_of(kind, value)?);
     }
+    let format =
+        args.format.unwrap_or(if inputs.len() > 1 { OutputFormat::Jsonl } else { OutputFormat::Json });
+    if format == OutputFormat::Npy && std::io::stdout().is_terminal() {
+        anyhow::bail!("--format npy writes binary: redirect stdout to a file or a pipe");
+    }
     let mut client = args.connect.client().await?;
-    let request =
-        pb::EmbedRequest { model: args.model.clone(), inputs, normalize: Some(!args.raw), cache: None };
-    let reply =
-        client.embed(request).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?;
-    let reply = reply.into_inner();
-    let embeddings: Vec<_> = reply
-        .embeddings
-        .iter()
-        .map(|e| {
-            json!({
-                "id": e.id,
-                "modality": pb::Modality::try_from(e.modality).map(|m| m.as_str_name()).unwrap_or("UNKNOWN"),
-                "model": e.model,
-                "dimension": e.vector.len(),
-                "vector": e.vector,
-            })
-        })
-        .collect();
-    let text = serde_json::to_string_pretty(&json!({ "model": reply.model, "embeddings": embeddings }))?;
-    write_stdout(&(text + "\n"))?;
+    // A bar on stderr when there are several requests to wait for (hidden when stderr is not a
+    // terminal).
+    let batches: Vec<Vec<pb::Input>> = inputs.chunks(args.batch_size as usize).map(<[_]>::to_vec).collect();
+    let progress = if batches.len() > 1 {
+        ProgressBar::new(inputs.len() as u64).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} inputs, {per_sec}, eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut model = String::new();
+    let mut embeddings = Vec::with_capacity(inputs.len());
+    for batch in batches {
+        let count = batch.len() as u64;
+        let request = pb::EmbedRequest {
+            model: args.model.clone(),
+            inputs: batch,
+            normalize: Some(!args.raw),
+            cache: None,
+        };
+        let reply = client
+            .embed(request)
+            .await
+            .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+            .into_inner();
+        model = reply.model;
+        embeddings.extend(reply.embeddings);
+        progress.inc(count);
+    }
+    progress.finish_and_clear();
+    match format {
+        OutputFormat::Json => {
+            let all: Vec<_> = embeddings.iter().map(embedding_json).collect();
+            write_stdout(&(json!({ "model": model, "embeddings": all }).to_string() + "\n"))?;
+        }
+        OutputFormat::Jsonl => {
+            let lines: String = embeddings.iter().map(|e| embedding_json(e).to_string() + "\n").collect();
+            write_stdout(&lines)?;
+        }
+        OutputFormat::Npy => write_stdout_bytes(&npy_matrix(&embeddings)?)?,
+    }
     Ok(())
+}
+
+fn embedding_json(e: &pb::Embedding) -> serde_json::Value {
+    json!({
+        "id": e.id,
+        "modality": pb::Modality::try_from(e.modality).map(|m| m.as_str_name()).unwrap_or("UNKNOWN"),
+        "model": e.model,
+        "dimension": e.vector.len(),
+        "vector": e.vector,
+    })
+}
+
+/// The vectors as a numpy `.npy` file (format 1.0, little-endian float32, C order).
+fn npy_matrix(embeddings: &[pb::Embedding]) -> anyhow::Result<Vec<u8>> {
+    let dimension = embeddings.first().map_or(0, |e| e.vector.len());
+    if let Some(other) = embeddings.iter().find(|e| e.vector.len() != dimension) {
+        anyhow::bail!(
+            "{} has {} dimensions, not {dimension}: npy needs one size",
+            other.id,
+            other.vector.len()
+        );
+    }
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {dimension}), }}", embeddings.len());
+    // The magic, version and length take 10 bytes; numpy pads the header to a multiple of 64.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for e in embeddings {
+        out.extend(e.vector.iter().flat_map(|v| v.to_le_bytes()));
+    }
+    Ok(out)
 }
 
 /// `bindery models`.

@@ -14,8 +14,13 @@ use std::io::{ErrorKind, Write};
 /// Writes `text` to stdout. A closed stdout (`bindery embed | head`) is not an error: its reader
 /// has all it wanted, so the command ends quietly, as Unix tools do.
 pub fn write_stdout(text: &str) -> std::io::Result<()> {
+    write_stdout_bytes(text.as_bytes())
+}
+
+/// [`write_stdout`] for binary output.
+pub fn write_stdout_bytes(bytes: &[u8]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
         Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }

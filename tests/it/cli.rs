@@ -91,10 +91,8 @@ async fn embed_takes_every_modality_folders_and_stdin_in_command_line_order() {
     .await
     .expect("join");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let reply: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
-    let got: Vec<(String, String)> = reply["embeddings"]
-        .as_array()
-        .expect("embeddings")
+    let embeddings = json_lines(&output.stdout);
+    let got: Vec<(String, String)> = embeddings
         .iter()
         .map(|e| {
             (
@@ -115,9 +113,8 @@ async fn embed_takes_every_modality_folders_and_stdin_in_command_line_order() {
         .arg(common::FIXTURES.path("point_cloud/cases"));
     let output = run(command).await;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let reply: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
-    let ids: Vec<&str> =
-        reply["embeddings"].as_array().expect("embeddings").iter().filter_map(|e| e["id"].as_str()).collect();
+    let embeddings = json_lines(&output.stdout);
+    let ids: Vec<&str> = embeddings.iter().filter_map(|e| e["id"].as_str()).collect();
     let mut sorted = ids.clone();
     sorted.sort();
     assert!(ids.len() >= 3 && ids == sorted, "{ids:?}");
@@ -139,15 +136,14 @@ async fn embed_takes_thermal_files_and_folders() {
         .arg(common::FIXTURES.path("thermal"));
     let output = run(command).await;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let reply: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
-    let embeddings = reply["embeddings"].as_array().expect("embeddings");
+    let embeddings = json_lines(&output.stdout);
     // The file, then every image file in the folder (its cases.json is not one).
     let files = std::fs::read_dir(common::FIXTURES.path("thermal"))
         .expect("thermal fixtures")
         .filter(|e| !e.as_ref().expect("entry").path().to_string_lossy().ends_with(".json"))
         .count();
     assert_eq!(embeddings.len(), 1 + files);
-    assert!(embeddings.iter().all(|e| e["modality"] == "MODALITY_THERMAL"), "{reply:#}");
+    assert!(embeddings.iter().all(|e| e["modality"] == "MODALITY_THERMAL"), "{embeddings:#?}");
     assert!(embeddings[0]["id"].as_str().unwrap_or_default().ends_with("gray8_640x512.png"));
 }
 
@@ -161,10 +157,9 @@ async fn embed_takes_imu_csv_and_npy_files() {
         .arg(common::FIXTURES.path("imu/sample_major.npy"));
     let output = run(command).await;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let reply: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
-    let embeddings = reply["embeddings"].as_array().expect("embeddings");
+    let embeddings = json_lines(&output.stdout);
     assert_eq!(embeddings.len(), 2);
-    assert!(embeddings.iter().all(|e| e["modality"] == "MODALITY_IMU"), "{reply:#}");
+    assert!(embeddings.iter().all(|e| e["modality"] == "MODALITY_IMU"), "{embeddings:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,8 +172,98 @@ async fn embed_takes_depth_maps_and_arrays() {
         .arg(common::FIXTURES.path("depth/metres_320x240.npy"));
     let output = run(command).await;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let reply: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
-    let embeddings = reply["embeddings"].as_array().expect("embeddings");
+    let embeddings = json_lines(&output.stdout);
     assert_eq!(embeddings.len(), 2);
-    assert!(embeddings.iter().all(|e| e["modality"] == "MODALITY_DEPTH"), "{reply:#}");
+    assert!(embeddings.iter().all(|e| e["modality"] == "MODALITY_DEPTH"), "{embeddings:#?}");
+}
+
+/// The objects of `bindery embed`'s JSON Lines output (its default for several inputs), one per
+/// line, each line a complete compact object.
+fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    let text = std::str::from_utf8(stdout).expect("UTF-8 on stdout");
+    text.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_writes_compact_json_jsonl_and_npy_in_input_order_across_batches() {
+    let server = common::start_fixture().await;
+    let addr = server.addr.to_string();
+    let texts = ["a red cube", "a blue sphere", "a green cone", "a dog", "a cat"];
+    let embed = |extra: &[&str]| {
+        let mut command = bindery();
+        command.args(["embed", "--server", &addr, "--text"]).args(texts).args(extra);
+        command
+    };
+
+    // One input: one compact JSON object on one line (not a pretty-printed page).
+    let mut one = bindery();
+    one.args(["embed", "--server", &addr, "--text", "a red cube"]);
+    let output = run(one).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).expect("UTF-8");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let object: serde_json::Value = serde_json::from_str(&text).expect("one JSON object");
+    let single = object["embeddings"][0]["vector"].clone();
+
+    // Several inputs, sent two per request: JSON Lines by default, in command-line order.
+    let output = run(embed(&["--batch-size", "2"])).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines = json_lines(&output.stdout);
+    let ids: Vec<&str> = lines.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids, texts);
+    assert_eq!(lines[0]["vector"], single);
+
+    // --format json: the same embeddings in one object.
+    let output = run(embed(&["--format", "json"])).await;
+    let object: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON object");
+    assert_eq!(object["embeddings"].as_array().map(Vec::len), Some(texts.len()));
+
+    // --format npy: a float32 [5, D] array holding the same vectors.
+    let output = run(embed(&["--format", "npy"])).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let npy = output.stdout;
+    assert!(npy.starts_with(b"\x93NUMPY\x01\x00"));
+    let header_len = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+    let header = std::str::from_utf8(&npy[10..10 + header_len]).expect("text header");
+    let dim = lines[0]["dimension"].as_u64().expect("dimension") as usize;
+    assert!(header.contains(&format!("'shape': (5, {dim})")) && header.contains("'<f4'"), "{header}");
+    assert_eq!((10 + header_len) % 64, 0, "numpy aligns the data to 64 bytes");
+    let values: Vec<f32> = npy[10 + header_len..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    assert_eq!(values.len(), 5 * dim);
+    for (row, line) in values.chunks(dim).zip(&lines) {
+        let want: Vec<f32> = serde_json::from_value(line["vector"].clone()).expect("floats");
+        assert_eq!(row, &want[..]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_expands_glob_patterns_and_names_one_that_matches_nothing() {
+    let server = common::start_fixture().await;
+    let images = common::FIXTURES.path("images");
+    let pattern = images.join("png_2*.png").display().to_string();
+    let mut command = bindery();
+    command.args(["embed", "--server", &server.addr.to_string(), "--image", &pattern]);
+    let output = run(command).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let ids: Vec<String> =
+        json_lines(&output.stdout).iter().filter_map(|e| e["id"].as_str().map(str::to_string)).collect();
+    let mut want: Vec<String> = std::fs::read_dir(&images)
+        .expect("images")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("png_2")))
+        .map(|p| p.display().to_string())
+        .collect();
+    want.sort();
+    assert!(want.len() >= 2, "{want:?}");
+    assert_eq!(ids, want);
+
+    let none = images.join("nothing_like_this_*.png").display().to_string();
+    let mut command = bindery();
+    command.args(["embed", "--server", &server.addr.to_string(), "--image", &none]);
+    let output = run(command).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("matches no file"), "{stderr}");
 }
