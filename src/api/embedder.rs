@@ -14,6 +14,7 @@ use super::{StreamBudget, convert, pb, status};
 use crate::engine::{EmbedOptions, Embedded, Engine, EngineError, StageTimes};
 use crate::metrics::{EncoderLabels, StatusLabels};
 use crate::service::Similarity;
+use crate::service::compact::{self, Encoding};
 use crate::shared::Modality;
 
 /// How many stream requests may be in flight (embedding) at once per `EmbedStream` call; the
@@ -136,22 +137,42 @@ async fn embed_inner(
     deadline: Option<Instant>,
 ) -> Result<(pb::EmbedResponse, Served), EngineError> {
     let items = convert::items(request.inputs)?;
-    let options = EmbedOptions {
-        normalize: request.normalize.unwrap_or(true),
-        use_cache: request.cache.unwrap_or(true),
-        deadline,
+    let encoding = convert::encoding(request.encoding)?;
+    let normalize = request.normalize.unwrap_or(true);
+    // Checked before any embedding is done.
+    let dimensions = match request.dimensions.filter(|d| *d > 0) {
+        Some(d) => {
+            let model = engine.registry().resolve(&request.model)?;
+            compact::check_dimensions(d as usize, model.dim, &model.name)
+                .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+            Some(d as usize)
+        }
+        None => None,
     };
+    let options = EmbedOptions { normalize, use_cache: request.cache.unwrap_or(true), deadline };
     let Embedded { model, embeddings, times, cache_hits } =
         engine.embed(&request.model, items, options).await?;
     let reply = pb::EmbedResponse {
         embeddings: embeddings
             .into_iter()
-            .map(|e| pb::Embedding {
-                id: e.id,
-                modality: e.modality.to_pb() as i32,
-                model: model.name.clone(),
-                vector: e.vector,
-                dropped_points: e.dropped_points,
+            .map(|e| {
+                let mut vector = e.vector;
+                if let Some(d) = dimensions {
+                    compact::truncate(&mut vector, d, normalize);
+                }
+                let packed = compact::pack(&vector, encoding);
+                let dimension = vector.len() as u32;
+                pb::Embedding {
+                    id: e.id,
+                    modality: e.modality.to_pb() as i32,
+                    model: model.name.clone(),
+                    vector: if encoding == Encoding::Float32 { vector } else { Vec::new() },
+                    dropped_points: e.dropped_points,
+                    packed: packed.bytes,
+                    scale: packed.scale,
+                    dimension,
+                    encoding: convert::encoding_to_pb(encoding) as i32,
+                }
             })
             .collect(),
         model: model.name.clone(),

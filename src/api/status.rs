@@ -16,6 +16,7 @@ pub fn to_status(error: &EngineError) -> Status {
         EngineError::ModelNotFound { .. } => Code::NotFound,
         EngineError::InvalidInput { source, .. } if !source.is_input_error() => Code::Internal,
         EngineError::NoInputs
+        | EngineError::InvalidRequest(_)
         | EngineError::TooManyInputs { .. }
         | EngineError::MissingPayload { .. }
         | EngineError::InvalidInput { .. }

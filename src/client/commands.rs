@@ -34,6 +34,9 @@ pub struct EmbedArgs {
     /// `json` for one input, `jsonl` for more.
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
+    /// Keep only the first N values of each vector (renormalised unless --raw).
+    #[arg(long, value_name = "N")]
+    pub dimensions: Option<u32>,
     /// Inputs per request; more inputs are sent as several requests, in order.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: u32,
@@ -230,7 +233,8 @@ pub async fn embed(args: EmbedArgs) -> anyhow::Result<()> {
             model: args.model.clone(),
             inputs: batch,
             normalize: Some(!args.raw),
-            cache: None,
+            dimensions: args.dimensions,
+            ..Default::default()
         };
         let reply = client
             .embed(request)

@@ -31,8 +31,13 @@ pub enum EngineError {
         /// Configured limit.
         limit: usize,
     },
+    /// A request option that cannot be honoured (the message names it).
+    #[error("{0}")]
+    InvalidRequest(String),
     /// An input has no payload set.
-    #[error("input {id:?}: no payload set (set one of text, image, audio, point_cloud, depth, thermal, imu)")]
+    #[error(
+        "input {id:?}: no payload set (set one of text, image, audio, point_cloud, depth_map, thermal_image, imu)"
+    )]
     MissingPayload {
         /// Input id.
         id: String,

@@ -3,6 +3,7 @@
 //! so the API edge only converts protobuf, and tools and tests can call them without it.
 
 pub mod collections;
+pub mod compact;
 pub mod similarity;
 
 use crate::engine::{EmbedOptions, Embedded, Engine, EngineError, Item};

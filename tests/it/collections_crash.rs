@@ -335,7 +335,7 @@ async fn verify(server: &mut Server, ledger: &mut Ledger) {
             .map(|id| pb::Input { id: id.clone(), payload: Some(pb::input::Payload::Text(text_of(id))) })
             .collect();
         let reply = embedder
-            .embed(pb::EmbedRequest { model: String::new(), inputs, normalize: None, cache: None })
+            .embed(pb::EmbedRequest { inputs, ..Default::default() })
             .await
             .expect("embed")
             .into_inner();

@@ -16,6 +16,7 @@ mod bind_mini;
 mod cli;
 mod collections;
 mod collections_crash;
+mod compact;
 mod connections;
 mod embed_audio;
 mod embed_depth;

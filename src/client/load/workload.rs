@@ -242,7 +242,7 @@ impl Workload {
                 pb::Input { id: String::new(), payload }
             })
             .collect();
-        pb::EmbedRequest { model: self.model.clone(), inputs, normalize: None, cache: self.cache }
+        pb::EmbedRequest { model: self.model.clone(), inputs, cache: self.cache, ..Default::default() }
     }
 }
 

@@ -130,7 +130,7 @@ pub fn audio(id: &str, bytes: Vec<u8>, hint: &str) -> pb::Input {
 
 /// A request for the default model.
 pub fn request(inputs: Vec<pb::Input>) -> pb::EmbedRequest {
-    pb::EmbedRequest { model: String::new(), inputs, normalize: None, cache: None }
+    pb::EmbedRequest { inputs, ..Default::default() }
 }
 
 /// A distinct PNG per seed (a seed-dependent pattern), `size` pixels square; large sizes make
