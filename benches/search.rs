@@ -14,12 +14,15 @@
 //! (one element = one query). `BINDERY_BENCH_HNSW_POINTS` changes the size of the HNSW data set
 //! (default 100000) and `BINDERY_BENCH_HNSW_M` / `BINDERY_BENCH_HNSW_EF_CONSTRUCTION` the graph
 //! parameters (default: the collection defaults), to try parameters quickly.
+//! `BINDERY_BENCH_GROUPS=quantized` (or `exact_100k`, `exact_1M`, `hnsw`, comma-separated) runs
+//! only those groups; the quantized group measures int8 and binary codes with float rescoring.
 
 use std::collections::HashSet;
 use std::hint::black_box;
 use std::time::Instant;
 
 use bindery::store::hnsw::HnswIndex;
+use bindery::store::quantized::{Quantization, QuantizedRows};
 use bindery::store::search;
 use bindery::store::{HnswParams, Metric};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -103,6 +106,9 @@ fn pool(threads: usize) -> rayon::ThreadPool {
 }
 
 fn exact_group(c: &mut Criterion, n: usize, label: &str) {
+    if !wanted(&format!("exact_{label}")) {
+        return;
+    }
     let model = model();
     let started = Instant::now();
     let data = mixture(n, &model, 0);
@@ -148,6 +154,9 @@ fn exact_1m(c: &mut Criterion) {
 fn hnsw_100k(c: &mut Criterion) {
     let env =
         |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    if !wanted("hnsw") {
+        return;
+    }
     let n = env("BINDERY_BENCH_HNSW_POINTS", 100_000);
     let model = model();
     let data = mixture(n, &model, 0);
@@ -201,5 +210,80 @@ fn hnsw_100k(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(search_benches, exact_100k, hnsw_100k, exact_1m);
+/// Whether the group `name` should run: `BINDERY_BENCH_GROUPS` (comma-separated names, e.g.
+/// `quantized`) picks groups, so a quick run skips the others' set-up (the HNSW build, the 1M
+/// set); unset, every group runs.
+fn wanted(name: &str) -> bool {
+    std::env::var("BINDERY_BENCH_GROUPS").map_or(true, |groups| groups.split(',').any(|g| g == name))
+}
+
+/// Quantized exact search on the 100k set: recall@10 against float exact search for int8 and
+/// binary codes at several oversampling factors (candidates rescored with the float rows), and
+/// query time against the float scan on one thread, in the same run.
+fn quantized_100k(c: &mut Criterion) {
+    if !wanted("quantized") {
+        return;
+    }
+    let n = 100_000;
+    let model = model();
+    let data = mixture(n, &model, 0);
+    let queries = mixture(RECALL_QUERIES, &model, 11);
+    let truth: Vec<HashSet<usize>> = queries
+        .chunks_exact(DIM)
+        .map(|q| {
+            search::exact(&data, DIM, q, Metric::Cosine, K, &|_| true).into_iter().map(|h| h.row).collect()
+        })
+        .collect();
+    let settings = [(Quantization::Int8, [1, 2, 4]), (Quantization::Binary, [4, 10, 20])];
+    let mut built = Vec::new();
+    for (quantization, oversamples) in settings {
+        let started = Instant::now();
+        let codes = QuantizedRows::build(quantization, &data, DIM);
+        println!(
+            "search: {quantization:?} codes for {n} x {DIM}: {:.1} MB (floats {:.1} MB), built in {:.2}s",
+            codes.bytes() as f64 / 1e6,
+            (data.len() * 4) as f64 / 1e6,
+            started.elapsed().as_secs_f64()
+        );
+        for oversample in oversamples {
+            let found: usize = queries
+                .chunks_exact(DIM)
+                .zip(&truth)
+                .map(|(q, t)| {
+                    codes.search(&data, q, K, oversample).iter().filter(|h| t.contains(&h.row)).count()
+                })
+                .sum();
+            println!(
+                "search: {quantization:?} recall@{K} with {oversample}x candidates rescored: {:.4}",
+                found as f64 / (RECALL_QUERIES * K) as f64
+            );
+        }
+        built.push((quantization, oversamples[1], codes));
+    }
+    let mut group = c.benchmark_group(format!("quantized_100kx{DIM}"));
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    let one = pool(1);
+    let mut q = 0;
+    group.bench_function(format!("float_exact_top{K}_threads_1"), |b| {
+        b.iter(|| {
+            q = (q + 1) % RECALL_QUERIES;
+            let query = &queries[q * DIM..(q + 1) * DIM];
+            one.install(|| black_box(search::exact(&data, DIM, query, Metric::Cosine, K, &|_| true)))
+        })
+    });
+    for (quantization, oversample, codes) in &built {
+        let mut q = 0;
+        group.bench_function(format!("{quantization:?}_top{K}_{oversample}x_rescored"), |b| {
+            b.iter(|| {
+                q = (q + 1) % RECALL_QUERIES;
+                let query = &queries[q * DIM..(q + 1) * DIM];
+                black_box(codes.search(&data, query, K, *oversample))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(search_benches, exact_100k, hnsw_100k, exact_1m, quantized_100k);
 criterion_main!(search_benches);

@@ -14,6 +14,7 @@ mod compactor;
 pub mod hnsw;
 pub mod index;
 pub mod manifest;
+pub mod quantized;
 pub mod record;
 pub mod search;
 pub mod snapshot;
