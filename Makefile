@@ -18,6 +18,7 @@ lint:
 
 test: setup lint
 	$(CARGO) test
+	scripts/test_python.sh
 
 bench: setup
 	$(CARGO) bench

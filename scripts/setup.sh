@@ -3,10 +3,61 @@
 #
 #   scripts/setup.sh          CPU runtime  -> .ort/libonnxruntime.so.1.31.1      (PyPI onnxruntime)
 #   scripts/setup.sh --gpu    CUDA runtime -> .ort-gpu/ (PyPI onnxruntime-gpu; CUDA 13, cuDNN 9)
+#   scripts/setup.sh --python the venv .venv-test/ for the Python client's tests (only that)
 #
-# Idempotent: does nothing when the library is already there.
+# Idempotent: does nothing when the library (or the up-to-date venv) is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Pinned test dependencies of clients/python; grpcio-tools also generates its stubs, and its
+# protoc decides the grpcio/protobuf floors in clients/python/pyproject.toml.
+python_test_pins=(
+  grpcio==1.85.4 grpcio-tools==1.85.4 protobuf==7.36.2 numpy==2.4.6 setuptools==84.2.1
+  pytest==9.2.0 cryptography==51.0.1
+)
+
+# Creates .venv-test/ with the pins and the client installed from clients/python. A stamp of the
+# pins and the package's sources (proto files included) makes re-runs a no-op until one changes.
+python_test_env() {
+  local venv=.venv-test python=${PYTHON:-python3} stamp
+  command -v "$python" >/dev/null || { echo "setup: python3 is needed for the Python client tests" >&2; exit 1; }
+  stamp=$({
+    printf '%s\n' "${python_test_pins[@]}"
+    find clients/python proto -type f \( -name '*.py' -o -name '*.toml' -o -name '*.proto' -o -name '*.md' \) \
+      -not -path 'clients/python/tests/*' -not -path 'clients/python/build/*' \
+      -not -path 'clients/python/bindery_client/_proto/bindery/*' -not -path '*.egg-info/*' -print0 \
+      | sort -z | xargs -0 sha256sum
+  } | sha256sum | cut -d' ' -f1)
+  if [ -f "$venv/.stamp" ] && [ "$(cat "$venv/.stamp")" = "$stamp" ]; then
+    echo "setup: $venv up to date"
+    return
+  fi
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "setup: creating $venv"
+    if ! "$python" -m venv "$venv" 2>/dev/null; then
+      # Debian ships ensurepip separately (python3-venv): make the venv bare and bootstrap pip
+      # from its PyPI wheel, which can run itself.
+      rm -rf "$venv"
+      "$python" -m venv --without-pip "$venv"
+      local wheels
+      wheels=$(mktemp -d)
+      "$python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: pip -d "$wheels"
+      "$venv/bin/python" "$(ls "$wheels"/pip-*.whl)/pip" install --quiet --no-index "$(ls "$wheels"/pip-*.whl)"
+      rm -rf "$wheels"
+    fi
+  fi
+  echo "setup: installing the Python client and its test dependencies into $venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${python_test_pins[@]}"
+  # setuptools reuses clients/python/build/ between builds; a stale copy could ship deleted files.
+  rm -rf clients/python/build
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation ./clients/python
+  echo "$stamp" >"$venv/.stamp"
+}
+
+if [ "${1:-}" = "--python" ]; then
+  python_test_env
+  exit 0
+fi
 
 # libjpeg-turbo's x86 SIMD code (used through the `mozjpeg` crate, as Pillow uses it) is
 # assembled with nasm; without nasm the build falls back to the C code, which decodes the same
