@@ -30,7 +30,15 @@ from .collection_types import (
     metric_to_proto,
 )
 from .inputs import Input, InputLike, as_input, modality_to_proto
-from .results import Classification, ClassifyResult, Embedding, EmbedResult, ModelInfo, SimilarityResult
+from .results import (
+    Classification,
+    ClassifyResult,
+    Embedding,
+    EmbedResult,
+    ModelInfo,
+    SimilarityResult,
+    encoding_to_proto,
+)
 
 R = TypeVar("R")
 
@@ -102,13 +110,21 @@ def embed(
     normalize: bool,
     modality: str | None,
     cache: bool | None,
+    dimensions: int | None,
+    encoding: str,
     limits: BatchLimits,
 ) -> Plan[EmbedResult]:
     """Embed, split into requests under `limits`."""
     inputs = _inputs(values, modality)
-    options: dict[str, Any] = {"model": model or "", "normalize": normalize}
+    options: dict[str, Any] = {
+        "model": model or "",
+        "normalize": normalize,
+        "encoding": encoding_to_proto(encoding),
+    }
     if cache is not None:
         options["cache"] = cache
+    if dimensions:
+        options["dimensions"] = dimensions
     groups = chunk(_input_protos(inputs), message_size, limits.max_items, limits.max_request_bytes)
     requests = (pb.EmbedRequest(inputs=group, **options) for group in groups)
 

@@ -119,11 +119,20 @@ class AsyncClient:
         normalize: bool = True,
         modality: str | None = None,
         cache: bool | None = None,
+        dimensions: int | None = None,
+        encoding: str = "float32",
     ) -> EmbedResult:
         """Embeds inputs of any modalities; see `Client.embed`."""
         return await self._run(
             ops.embed(
-                inputs, model=model, normalize=normalize, modality=modality, cache=cache, limits=self.limits
+                inputs,
+                model=model,
+                normalize=normalize,
+                modality=modality,
+                cache=cache,
+                dimensions=dimensions,
+                encoding=encoding,
+                limits=self.limits,
             )
         )
 

@@ -143,6 +143,8 @@ class Client:
         normalize: bool = True,
         modality: str | None = None,
         cache: bool | None = None,
+        dimensions: int | None = None,
+        encoding: str = "float32",
     ) -> EmbedResult:
         """Embeds inputs of any modalities into the model's shared space.
 
@@ -153,6 +155,11 @@ class Client:
             normalize: unit-norm vectors (default); False returns the towers' raw outputs.
             modality: the modality of every file input (e.g. "thermal"), instead of sniffing.
             cache: use the server's embedding cache (None: the server's default).
+            dimensions: keep only the first `dimensions` values of each vector, renormalised
+                (only Matryoshka-trained models keep their quality; ImageBind does not).
+            encoding: how vectors travel: "float32" (default), "float16", "bfloat16", "int8" or
+                "binary"; they are decoded back into float32 `vector`s (binary: 0.0/1.0 per
+                bit), and each `Embedding.packed` keeps the packed bytes.
 
         Returns:
             The embeddings in input order (`.matrix()` stacks them). Unnamed inputs are named by
@@ -160,7 +167,14 @@ class Client:
         """
         return self._run(
             ops.embed(
-                inputs, model=model, normalize=normalize, modality=modality, cache=cache, limits=self.limits
+                inputs,
+                model=model,
+                normalize=normalize,
+                modality=modality,
+                cache=cache,
+                dimensions=dimensions,
+                encoding=encoding,
+                limits=self.limits,
             )
         )
 

@@ -8,7 +8,43 @@ from typing import Any, overload
 
 import numpy as np
 
+from ._proto import pb
 from .inputs import modality_from_proto
+
+#: Wire encodings of embeddings (`Client.embed(encoding=...)`).
+ENCODINGS: dict[str, pb.Encoding] = {
+    "float32": pb.ENCODING_FLOAT32,
+    "float16": pb.ENCODING_FLOAT16,
+    "bfloat16": pb.ENCODING_BFLOAT16,
+    "int8": pb.ENCODING_INT8,
+    "binary": pb.ENCODING_BINARY,
+}
+_ENCODING_NAMES = {value: name for name, value in ENCODINGS.items()}
+
+
+def encoding_to_proto(name: str) -> pb.Encoding:
+    """The proto enum of an encoding name such as "int8"."""
+    try:
+        return ENCODINGS[name]
+    except KeyError:
+        raise ValueError(f"unknown encoding {name!r}; expected one of {', '.join(ENCODINGS)}") from None
+
+
+def decode_vector(message: Any) -> np.ndarray:
+    """The float32 vector of a `bindery.v1.Embedding`, unpacking its encoding (binary: 1.0 for
+    each set bit, i.e. each value that was > 0, else 0.0)."""
+    data = message.packed
+    if message.encoding == pb.ENCODING_FLOAT16:
+        return np.frombuffer(data, dtype="<f2").astype(np.float32)
+    if message.encoding == pb.ENCODING_BFLOAT16:
+        # bfloat16 is the top half of a float32.
+        return (np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+    if message.encoding == pb.ENCODING_INT8:
+        return np.frombuffer(data, dtype=np.int8).astype(np.float32) * np.float32(message.scale)
+    if message.encoding == pb.ENCODING_BINARY:
+        bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+        return bits[: message.dimension].astype(np.float32)
+    return np.asarray(message.vector, dtype=np.float32)
 
 
 @dataclass(frozen=True, eq=False)  # == on numpy arrays gives an array, not a bool
@@ -18,9 +54,13 @@ class Embedding:
     Attributes:
         id: the input's id.
         modality: "text", "image", "audio", "point_cloud", "depth", "thermal" or "imu".
-        vector: float32 vector (unit norm unless the call asked for raw outputs).
+        vector: float32 vector (unit norm unless the call asked for raw outputs), decoded from
+            the wire encoding when the call asked for one.
         model: the model that embedded it.
         dropped_points: point clouds only: points dropped for a NaN or infinite value.
+        encoding: the wire encoding: "float32", "float16", "bfloat16", "int8" or "binary".
+        packed: the vector as the server packed it (empty for "float32"), e.g. to store it so.
+        scale: "int8" only: value ~= signed byte * scale.
     """
 
     id: str
@@ -28,6 +68,9 @@ class Embedding:
     vector: np.ndarray
     model: str
     dropped_points: int = 0
+    encoding: str = "float32"
+    packed: bytes = b""
+    scale: float = 0.0
 
     @classmethod
     def from_proto(cls, message: Any) -> Embedding:
@@ -35,9 +78,12 @@ class Embedding:
         return cls(
             id=message.id,
             modality=modality_from_proto(message.modality),
-            vector=np.asarray(message.vector, dtype=np.float32),
+            vector=decode_vector(message),
             model=message.model,
             dropped_points=message.dropped_points,
+            encoding=_ENCODING_NAMES.get(message.encoding, "float32"),
+            packed=message.packed,
+            scale=message.scale,
         )
 
 

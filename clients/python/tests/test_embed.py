@@ -114,3 +114,27 @@ def test_no_server_raises_unavailable() -> None:
         with pytest.raises(Unavailable) as caught:
             nowhere.embed(["x"])
         assert caught.value.code.name == "UNAVAILABLE"
+
+
+def test_truncated_dimensions_are_renormalised(client: Client) -> None:
+    full = client.embed(["a red cube"])[0].vector
+    short = client.embed(["a red cube"], dimensions=8)[0].vector
+    assert short.shape == (8,)
+    np.testing.assert_allclose(short, full[:8] / np.linalg.norm(full[:8]), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "encoding, tolerance", [("float16", 1e-3), ("bfloat16", 1e-2), ("int8", 1e-2), ("binary", None)]
+)
+def test_packed_encodings_decode_to_the_float_vectors(client: Client, encoding: str, tolerance) -> None:
+    inputs = ["a red cube", FIXTURES / "images" / "png_rgb.png"]
+    floats = client.embed(inputs).matrix()
+    packed = client.embed(inputs, encoding=encoding)
+    assert all(e.encoding == encoding and e.packed for e in packed)
+    if tolerance is None:
+        np.testing.assert_array_equal(packed.matrix(), (floats > 0).astype(np.float32))
+        assert len(packed[0].packed) == DIMENSION // 8
+    else:
+        np.testing.assert_allclose(packed.matrix(), floats, atol=tolerance)
+    with pytest.raises(ValueError, match="unknown encoding"):
+        client.embed(inputs, encoding="float8")
