@@ -74,7 +74,7 @@ async fn metrics_endpoint_exports_every_series_and_they_move() {
     for family in ["bindery_encoder_up", "bindery_queue_depth", "bindery_cache_bytes"] {
         assert!(before.contains(family), "{family} missing from:\n{before}");
     }
-    for modality in ["text", "image", "audio", "point_cloud"] {
+    for modality in ["text", "image", "audio", "point_cloud", "depth", "thermal", "imu"] {
         let up = metric(&before, "bindery_encoder_up", &[("model", MODEL), ("modality", modality)]);
         assert_eq!(up, Some(1.0), "{modality} encoder warmed up and serving");
     }
@@ -184,7 +184,7 @@ async fn an_encoder_whose_session_fails_is_reported_not_serving_by_name() {
         }
     };
     assert_eq!(status("").await, Ok(ServingStatus::Serving as i32), "the server itself is up");
-    for modality in ["text", "image", "audio", "point_cloud"] {
+    for modality in ["text", "image", "audio", "point_cloud", "depth", "thermal", "imu"] {
         assert_eq!(
             status(&format!("broken/{modality}")).await,
             Ok(ServingStatus::NotServing as i32),
@@ -193,6 +193,6 @@ async fn an_encoder_whose_session_fails_is_reported_not_serving_by_name() {
     }
     let reply = server.client.clone().embed(request(vec![common::text("t", "hello")])).await;
     assert_refused(reply, tonic::Code::Internal, &["broken/text encoder failed"]);
-    let unknown = health.check(tonic_health::pb::HealthCheckRequest { service: "broken/depth".into() }).await;
+    let unknown = health.check(tonic_health::pb::HealthCheckRequest { service: "broken/smell".into() }).await;
     assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
 }

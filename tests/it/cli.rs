@@ -267,3 +267,28 @@ async fn embed_expands_glob_patterns_and_names_one_that_matches_nothing() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("matches no file"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_shows_a_progress_bar_only_on_a_terminal() {
+    let server = common::start_fixture().await;
+    // Ten valid image files (the thermal fixtures), sent two per request.
+    let images = common::FIXTURES.path("thermal").display().to_string();
+    let bin = env!("CARGO_BIN_EXE_bindery");
+    let args = format!("embed --server {} --batch-size 2 --image {images}", server.addr);
+
+    // Redirected stderr: no bar, no control codes.
+    let mut plain = Command::new(bin);
+    plain.args(args.split(' '));
+    let output = run(plain).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.stderr.is_empty(), "{:?}", String::from_utf8_lossy(&output.stderr));
+
+    // Under a pseudo-terminal (util-linux `script`), the bar is drawn on stderr while the
+    // requests run, then cleared.
+    let mut tty = Command::new("script");
+    tty.args(["--quiet", "--return", "--command", &format!("{bin} {args} > /dev/null"), "/dev/null"]);
+    let output = run(tty).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(screen.contains(" inputs, "), "no progress bar on the terminal: {screen:?}");
+}
