@@ -318,13 +318,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(addr) = options.metrics_addr {
         let metrics_listener = tokio::net::TcpListener::bind(addr).await?;
-        tracing::info!(metrics = %metrics_listener.local_addr()?, "serving Prometheus metrics at /metrics");
-        let metrics = Arc::clone(engine.metrics());
+        tracing::info!(
+            metrics = %metrics_listener.local_addr()?,
+            "serving Prometheus metrics at /metrics, liveness at /health, readiness at /ready"
+        );
+        let (engine, draining) = (Arc::clone(&engine), options.draining.clone());
         tokio::spawn(async move {
             let stopped = async {
                 let _ = metrics_stopped.await;
             };
-            if let Err(e) = server::serve_metrics(metrics_listener, metrics, stopped).await {
+            if let Err(e) = server::serve_metrics(metrics_listener, engine, draining, stopped).await {
                 tracing::error!(error = %e, "metrics endpoint failed");
             }
         });

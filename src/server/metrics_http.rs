@@ -1,29 +1,81 @@
-//! The Prometheus endpoint: plain HTTP, on its own address, so it can be bound to a private
-//! interface while the gRPC port faces clients (it carries no API-key check).
+//! The operations endpoint: plain HTTP, on its own address, so it can be bound to a private
+//! interface while the gRPC port faces clients (it carries no API-key check). `GET /metrics` is
+//! the Prometheus text; `GET /health` (the process answers) and `GET /ready` (every encoder
+//! serving and the server not shutting down) are for load balancers and orchestrators, which
+//! mostly cannot speak `grpc.health.v1`.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use tokio::net::TcpListener;
 
-use crate::metrics::Metrics;
+use crate::engine::Engine;
 
 /// Content type of the OpenMetrics text format, which Prometheus scrapes natively.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Serves `GET /metrics` on `listener` until `shutdown` resolves.
+/// Whether the server has begun shutting down; shared by the gRPC server (which sets it before
+/// its listener closes, when it turns its gRPC health NOT_SERVING) and `/ready`.
+#[derive(Debug, Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    /// Marks the server as shutting down.
+    pub fn start(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn started(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// `/ready`: 200 with "ready" when every encoder serves and the server is not shutting down;
+/// 503 naming the encoders that do not, or "shutting down".
+fn readiness(engine: &Engine, draining: &Draining) -> (StatusCode, String) {
+    if draining.started() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down\n".into());
+    }
+    let down: Vec<String> = engine
+        .encoder_health()
+        .into_iter()
+        .filter(|e| !e.serving)
+        .map(|e| format!("{}/{}", e.model, e.modality))
+        .collect();
+    if down.is_empty() {
+        (StatusCode::OK, "ready\n".into())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: not serving: {}\n", down.join(", ")))
+    }
+}
+
+/// Serves `GET /metrics`, `/health` and `/ready` on `listener` until `shutdown` resolves.
 pub async fn serve_metrics(
     listener: TcpListener,
-    metrics: Arc<Metrics>,
+    engine: Arc<Engine>,
+    draining: Draining,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let metrics = Arc::clone(&metrics);
-            async move { ([(CONTENT_TYPE, OPENMETRICS)], metrics.render()) }
-        }),
-    );
+    let metrics = Arc::clone(engine.metrics());
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = Arc::clone(&metrics);
+                async move { ([(CONTENT_TYPE, OPENMETRICS)], metrics.render()) }
+            }),
+        )
+        .route("/health", axum::routing::get(|| async { "ok\n" }))
+        .route(
+            "/ready",
+            axum::routing::get(move || {
+                let (engine, draining) = (Arc::clone(&engine), draining.clone());
+                async move { readiness(&engine, &draining) }
+            }),
+        );
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -8,7 +8,7 @@ mod metrics_http;
 pub mod rate_limit;
 pub mod tls;
 
-pub use metrics_http::serve_metrics;
+pub use metrics_http::{Draining, serve_metrics};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -72,6 +72,8 @@ pub struct ServerOptions {
     /// Collection store settings.
     pub store: StoreOptions,
     /// Connection cap, timeouts and listen backlog of the gRPC listener.
+    /// Set when shutdown begins, so the operations endpoint's `/ready` fails from then on.
+    pub draining: Draining,
     pub connections: connections::ConnectionOptions,
 }
 
@@ -95,6 +97,7 @@ impl ServerOptions {
             data_dir: None,
             store: StoreOptions::default(),
             connections: connections::ConnectionOptions::default(),
+            draining: Draining::default(),
         }
     }
 }
@@ -252,6 +255,7 @@ pub async fn serve_with_store(
         .layer(rate_limit::RateLimitLayer::new(options.rate_limit))
         .into_inner();
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown_draining = options.draining.clone();
     let server = builder
         .layer(layers)
         .add_service(health_service)
@@ -261,7 +265,9 @@ pub async fn serve_with_store(
         .add_service(collections)
         .serve_with_incoming_shutdown(connections::incoming(listener, tracker), async move {
             shutdown.await;
-            // NOT_SERVING before the listener closes, so balancers stop routing here first.
+            // NOT_SERVING (and /ready failing) before the listener closes, so balancers stop
+            // routing here first.
+            shutdown_draining.start();
             shutdown_health.set_not_serving::<EmbedderServer<EmbedderService>>().await;
             shutdown_health.set_not_serving::<CollectionsServer<CollectionsService>>().await;
             shutdown_health.set_service_status("", ServingStatus::NotServing).await;

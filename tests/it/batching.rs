@@ -193,6 +193,11 @@ async fn an_encoder_whose_session_fails_is_reported_not_serving_by_name() {
     }
     let reply = server.client.clone().embed(request(vec![common::text("t", "hello")])).await;
     assert_refused(reply, tonic::Code::Internal, &["broken/text encoder failed"]);
+    // The operations endpoint: alive, but not ready, naming the encoders that do not serve.
+    assert_eq!(common::http_get(server.metrics, "/health").await, (200, "ok\n".to_string()));
+    let (code, body) = common::http_get(server.metrics, "/ready").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.starts_with("not ready: not serving: broken/") && body.contains("broken/text"), "{body}");
     let unknown = health.check(tonic_health::pb::HealthCheckRequest { service: "broken/smell".into() }).await;
     assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
 }

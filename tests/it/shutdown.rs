@@ -376,3 +376,31 @@ async fn a_second_server_on_a_data_folder_is_refused_and_a_killed_ones_restart_i
     let names: Vec<String> = listed.into_inner().collections.into_iter().map(|c| c.name).collect();
     assert_eq!(names, ["after", "mine"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_fails_as_soon_as_shutdown_begins_while_calls_drain() {
+    let mut server = crate::common::process::ServerProcess::start(&["--drain-timeout", "60s"], None);
+    let metrics = server.metrics.expect("metrics endpoint");
+    assert_eq!(http_get(metrics, "/ready").await, (200, "ready\n".to_string()));
+    let channel = Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
+    let mut client = EmbedderClient::new(channel)
+        .max_encoding_message_size(256 << 20)
+        .max_decoding_message_size(256 << 20);
+    let slow = tokio::spawn(async move { client.embed(slow_request()).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!slow.is_finished(), "the slow request must still be running when SIGTERM arrives");
+    sigterm(&server.child);
+    // While the call drains, /health still answers and /ready says why it fails.
+    let mut ready = (0, String::new());
+    for _ in 0..50 {
+        ready = http_get(metrics, "/ready").await;
+        if ready.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ready, (503, "not ready: shutting down\n".to_string()));
+    assert_eq!(http_get(metrics, "/health").await.0, 200);
+    assert!(slow.await.unwrap().is_ok(), "the in-flight call completes");
+    assert!(exit_status(&mut server.child).await.success());
+}

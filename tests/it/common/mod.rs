@@ -66,9 +66,14 @@ pub async fn start_bare(options: ServerOptions) -> BareServer {
     let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind metrics");
     let metrics = metrics_listener.local_addr().expect("metrics addr");
     let (metrics_tx, metrics_rx) = oneshot::channel::<()>();
-    tokio::spawn(server::serve_metrics(metrics_listener, Arc::clone(engine.metrics()), async {
-        let _ = metrics_rx.await;
-    }));
+    tokio::spawn(server::serve_metrics(
+        metrics_listener,
+        Arc::clone(&engine),
+        options.draining.clone(),
+        async {
+            let _ = metrics_rx.await;
+        },
+    ));
     tokio::spawn(async move {
         server::serve(engine, listener, &options, async {
             let _ = rx.await;
@@ -214,17 +219,22 @@ pub fn assert_refused(refusal: impl Refusal, code: tonic::Code, parts: &[&str]) 
 
 /// The text of `GET /metrics` from a server's metrics endpoint.
 pub async fn scrape(metrics: SocketAddr) -> String {
+    let (status, body) = http_get(metrics, "/metrics").await;
+    assert_eq!(status, 200, "metrics endpoint answered {status}: {body}");
+    body
+}
+
+/// `GET path` on the operations endpoint at `addr`: the status code and the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(metrics).await.expect("connect to metrics");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: bindery\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("send metrics request");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the operations endpoint");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: bindery\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send request");
     let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read metrics");
-    assert!(response.starts_with("HTTP/1.1 200"), "metrics endpoint answered: {response}");
+    stream.read_to_string(&mut response).await.expect("read response");
+    let status = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("HTTP status");
     let (_, body) = response.split_once("\r\n\r\n").expect("HTTP body");
-    body.to_string()
+    (status, body.to_string())
 }
 
 /// The value of the series `name` whose labels include every `labels` pair, if present.
