@@ -15,12 +15,10 @@ Output is deterministic: running twice gives byte-identical files.
 from __future__ import annotations
 
 import argparse
-import filecmp
 import io
 import json
 import struct
 import sys
-import tempfile
 import warnings
 import zlib
 from pathlib import Path
@@ -36,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Pillow's note when the reference converts a palette PNG with per-index alpha to RGB; expected.
 warnings.filterwarnings("ignore", message="Palette images with Transparency expressed in bytes")
 
+from bindery_tools import goldens  # noqa: E402
 from bindery_tools import reference as ref  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -472,21 +471,7 @@ def _owned_files(root: Path) -> set[str]:
 
 def check(root: Path, model_dir: Path) -> int:
     """Regenerate into a temp dir; report any file that differs from ``root``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        fresh = Path(tmp)
-        generate(fresh, model_dir)
-        names = sorted(_owned_files(root) | _owned_files(fresh))
-        bad = [
-            n
-            for n in names
-            if not (root / n).is_file()
-            or not (fresh / n).is_file()
-            or not filecmp.cmp(root / n, fresh / n, shallow=False)
-        ]
-    for n in bad:
-        print(f"differs: {n}")
-    print("fixtures up to date" if not bad else f"{len(bad)} fixture file(s) differ")
-    return 1 if bad else 0
+    return goldens.check_regenerated(root, model_dir, generate, _owned_files)
 
 
 def main() -> None:

@@ -14,11 +14,9 @@ consistency check only; the goldens never come from it. Output is deterministic.
 from __future__ import annotations
 
 import argparse
-import filecmp
 import io
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +27,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bindery_tools import goldens  # noqa: E402
 from bindery_tools import reference as ref  # noqa: E402
 from bindery_tools import sensors  # noqa: E402
 
@@ -367,21 +366,7 @@ def _owned(root: Path) -> set[str]:
 
 def check(root: Path, model_dir: Path) -> int:
     """Regenerate into a temp dir; report any file that differs from ``root``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        fresh = Path(tmp)
-        generate(fresh, model_dir)
-        names = sorted(_owned(root) | _owned(fresh))
-        bad = [
-            n
-            for n in names
-            if not (root / n).is_file()
-            or not (fresh / n).is_file()
-            or not filecmp.cmp(root / n, fresh / n, shallow=False)
-        ]
-    for n in bad:
-        print(f"differs: {n}")
-    print("fixtures up to date" if not bad else f"{len(bad)} fixture file(s) differ")
-    return 1 if bad else 0
+    return goldens.check_regenerated(root, model_dir, generate, _owned)
 
 
 def main() -> None:

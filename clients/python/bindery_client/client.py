@@ -9,9 +9,8 @@ from typing import Any, TypeVar
 import grpc
 
 from . import _operations as ops
-from ._batching import DEFAULT_MAX_ITEMS, DEFAULT_MAX_REQUEST_BYTES, BatchLimits
-from ._connection import ConnectionSettings, Pem
-from ._proto import collections_grpc, embedder_grpc
+from ._client_base import ClientBase
+from ._connection import ConnectionSettings
 from .collection_types import (
     CollectionInfo,
     CollectionStats,
@@ -28,7 +27,7 @@ from .results import ClassifyResult, EmbedResult, ModelInfo, SimilarityResult
 R = TypeVar("R")
 
 
-class Client:
+class Client(ClientBase):
     """A connection to a bindery server.
 
     Example:
@@ -58,44 +57,11 @@ class Client:
     Calls raise `BinderyError` (a subclass per common status code) on failure.
     """
 
-    def __init__(
-        self,
-        address: str | None = None,
-        *,
-        api_key: str | None = None,
-        tls: bool | None = None,
-        root_certificates: Pem | None = None,
-        client_certificate: Pem | None = None,
-        client_key: Pem | None = None,
-        server_name: str | None = None,
-        timeout: float | None = None,
-        max_items: int = DEFAULT_MAX_ITEMS,
-        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-        channel_options: Sequence[tuple[str, Any]] = (),
-    ) -> None:
-        self._settings = ConnectionSettings.create(
-            address,
-            api_key=api_key,
-            tls=tls,
-            root_certificates=root_certificates,
-            client_certificate=client_certificate,
-            client_key=client_key,
-            server_name=server_name,
-            channel_options=channel_options,
-        )
-        self.limits = BatchLimits(max_items, max_request_bytes)
-        self.timeout = timeout
-        self._channel = self._settings.channel()
-        self._stubs = {
-            "embedder": embedder_grpc.EmbedderStub(self._channel),
-            "collections": collections_grpc.CollectionsStub(self._channel),
-        }
-        self.collections = Collections(self)
+    def _open_channel(self, settings: ConnectionSettings) -> Any:
+        return settings.channel()
 
-    @property
-    def target(self) -> str:
-        """The "host:port" connected to."""
-        return self._settings.target
+    def _collections(self) -> Collections:
+        return Collections(self)
 
     def __enter__(self) -> Client:
         return self
