@@ -1,5 +1,6 @@
 //! Generates the gRPC code from `proto/` with the vendored `protoc` (using bindery's own codec,
-//! `shared::codec`), plus the file descriptor set that server reflection serves.
+//! `shared::codec`), the file descriptor set that server reflection serves, and the canonical
+//! protobuf JSON mapping of every message (serde, by `pbjson-build`) that the HTTP API speaks.
 
 use std::path::PathBuf;
 
@@ -21,5 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &["proto/bindery/v1/embedder.proto", "proto/bindery/v1/collections.proto"],
             &["proto"],
         )?;
+    let descriptors = std::fs::read(out_dir.join("bindery_descriptor.bin"))?;
+    pbjson_build::Builder::new().register_descriptors(&descriptors)?.build(&[".bindery.v1"])?;
     Ok(())
 }

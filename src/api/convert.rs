@@ -3,21 +3,46 @@
 use super::pb;
 use crate::engine::{EngineError, Item};
 use crate::modality;
+use crate::modality::text::{self, OverContext};
 use crate::service::compact::Encoding;
 
-/// Converts request inputs, giving unnamed inputs their position (`#0`, `#1`, ...) as id.
+/// Converts request inputs, giving unnamed inputs their position (`#0`, `#1`, ...) as id; texts
+/// longer than the context are truncated.
 pub fn items(inputs: Vec<pb::Input>) -> Result<Vec<Item>, EngineError> {
+    items_with(inputs, OverContext::Truncate)
+}
+
+/// [`items`], with texts longer than the context handled as `over_context` says.
+pub fn items_with(inputs: Vec<pb::Input>, over_context: OverContext) -> Result<Vec<Item>, EngineError> {
     inputs
         .into_iter()
         .enumerate()
         .map(|(position, input)| {
             let id = if input.id.is_empty() { format!("#{position}") } else { input.id };
             match input.payload {
-                Some(payload) => Ok(Item { id, payload: modality::payload_from_proto(payload) }),
+                Some(pb::input::Payload::Text(text)) if over_context == OverContext::Refuse => {
+                    Ok(Item { id, payload: text::payload_refusing_over_context(text) })
+                }
+                Some(payload) => match modality::payload_from_proto(payload) {
+                    Some(payload) => Ok(Item { id, payload }),
+                    // The edge fetches every URL it accepts before converting.
+                    None => Err(EngineError::InvalidRequest(format!(
+                        "input {id}: media_url is not accepted by this call"
+                    ))),
+                },
                 None => Err(EngineError::MissingPayload { id }),
             }
         })
         .collect()
+}
+
+/// The text truncation policy of an `EmbedRequest`; an unknown value is named.
+pub fn over_context(value: i32) -> Result<OverContext, EngineError> {
+    match pb::TextTruncation::try_from(value) {
+        Ok(pb::TextTruncation::Truncate) => Ok(OverContext::Truncate),
+        Ok(pb::TextTruncation::Error) => Ok(OverContext::Refuse),
+        Err(_) => Err(EngineError::InvalidRequest(format!("unknown text_truncation {value}"))),
+    }
 }
 
 /// The encoding of an `EmbedRequest`; an unknown value is named.

@@ -120,7 +120,8 @@ fn request_modalities(inputs: &[pb::Input]) -> Vec<&'static str> {
     let mut seen: Vec<&'static str> = Vec::new();
     for input in inputs {
         let Some(payload) = &input.payload else { continue };
-        let name = Modality::of_input(payload).as_str();
+        let Some(modality) = Modality::of_input(payload) else { continue };
+        let name = modality.as_str();
         if !seen.contains(&name) {
             seen.push(name);
         }
@@ -136,7 +137,7 @@ async fn embed_inner(
     request: pb::EmbedRequest,
     deadline: Option<Instant>,
 ) -> Result<(pb::EmbedResponse, Served), EngineError> {
-    let items = convert::items(request.inputs)?;
+    let items = convert::items_with(request.inputs, convert::over_context(request.text_truncation)?)?;
     let encoding = convert::encoding(request.encoding)?;
     let normalize = request.normalize.unwrap_or(true);
     // Checked before any embedding is done.
@@ -167,7 +168,9 @@ async fn embed_inner(
                     modality: e.modality.to_pb() as i32,
                     model: model.name.clone(),
                     vector: if encoding == Encoding::Float32 { vector } else { Vec::new() },
-                    dropped_points: e.dropped_points,
+                    dropped_points: e.observed.dropped_points,
+                    tokens: e.observed.tokens,
+                    truncated: e.observed.truncated,
                     packed: packed.bytes,
                     scale: packed.scale,
                     dimension,

@@ -32,7 +32,7 @@ use super::encoder::{Batch, EncodedItem, StageTimes, Stages, l2_normalize};
 use super::error::EngineError;
 use super::{Item, LoadError};
 use crate::metrics::{EncoderLabels, Metrics, StageLabels};
-use crate::modality::Modality;
+use crate::modality::{Modality, Observed};
 use crate::shared::panic::reason as panic_reason;
 
 /// What a finished job hands back: one embedding per item, in order, and its stage times.
@@ -579,11 +579,7 @@ fn stage(
                     l2_normalize(&mut vector);
                 }
                 let times = StageTimes { queue: taken_at - job.admitted, ..StageTimes::default() };
-                job.complete(
-                    index,
-                    EncodedItem { vector, dropped_points: cached.dropped_points, cached: true },
-                    &times,
-                );
+                job.complete(index, EncodedItem { vector, observed: cached.observed, cached: true }, &times);
             }
             _ => {
                 if key.is_some() {
@@ -619,7 +615,7 @@ fn stage(
     let mut keep = vec![true; batch.len()];
     for ((slot, outcome), (job, index)) in batch.outcomes.iter_mut().enumerate().zip(&misses) {
         if outcome.is_err()
-            && let Err(source) = std::mem::replace(outcome, Ok(0))
+            && let Err(source) = std::mem::replace(outcome, Ok(Observed::default()))
         {
             job.fail(EngineError::InvalidInput {
                 id: job.items[*index].id.clone(),
@@ -733,9 +729,9 @@ fn run_batch(context: &EncoderContext, labels: &EncoderLabels, pace: &PaceMeter,
     for (((job, index), key), (row, outcome)) in
         entries.iter().zip(&keys).zip(flat.chunks(dim).zip(&batch.outcomes))
     {
-        let dropped_points = *outcome.as_ref().unwrap_or(&0);
+        let observed = outcome.as_ref().copied().unwrap_or_default();
         if let (Some(key), Some(cache)) = (key, &context.cache) {
-            cache.insert(*key, CachedEmbedding { vector: row.into(), dropped_points });
+            cache.insert(*key, CachedEmbedding { vector: row.into(), observed });
         }
         let mut vector = row.to_vec();
         if job.normalize {
@@ -745,7 +741,7 @@ fn run_batch(context: &EncoderContext, labels: &EncoderLabels, pace: &PaceMeter,
         context.metrics.queue_seconds.get_or_create(labels).observe(queue.as_secs_f64());
         let times =
             StageTimes { queue, preprocess: preprocessed_at - taken_at, inference: finished - started };
-        job.complete(*index, EncodedItem { vector, dropped_points, cached: false }, &times);
+        job.complete(*index, EncodedItem { vector, observed, cached: false }, &times);
     }
     if let Some(cache) = &context.cache {
         context.metrics.cache_bytes.set(cache.bytes() as i64);
@@ -878,15 +874,31 @@ mod tests {
     fn a_job_replies_once_with_results_in_order_or_with_its_first_failure() {
         let (j, rx) = job(2);
         let times = StageTimes::default();
-        j.complete(1, EncodedItem { vector: vec![2.0], dropped_points: 0, cached: false }, &times);
-        j.complete(0, EncodedItem { vector: vec![1.0], dropped_points: 3, cached: false }, &times);
+        j.complete(
+            1,
+            EncodedItem { vector: vec![2.0], observed: Observed::default(), cached: false },
+            &times,
+        );
+        j.complete(
+            0,
+            EncodedItem {
+                vector: vec![1.0],
+                observed: Observed { dropped_points: 3, ..Observed::default() },
+                cached: false,
+            },
+            &times,
+        );
         let (items, _) = rx.blocking_recv().unwrap().unwrap();
         assert_eq!(items.iter().map(|e| e.vector[0]).collect::<Vec<_>>(), vec![1.0, 2.0]);
-        assert_eq!(items[0].dropped_points, 3);
+        assert_eq!(items[0].observed.dropped_points, 3);
 
         let (j, rx) = job(2);
         j.fail(EngineError::DeadlineExceeded { stage: "in the queue" });
-        j.complete(0, EncodedItem { vector: vec![1.0], dropped_points: 0, cached: false }, &times);
+        j.complete(
+            0,
+            EncodedItem { vector: vec![1.0], observed: Observed::default(), cached: false },
+            &times,
+        );
         j.fail(EngineError::Internal("second".into()));
         assert!(matches!(rx.blocking_recv().unwrap(), Err(EngineError::DeadlineExceeded { .. })));
         assert!(!j.is_live(), "a failed job takes no more work");

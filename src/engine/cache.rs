@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::Item;
-use crate::modality::Modality;
+use crate::modality::{Modality, Observed};
 
 /// Cache key: a BLAKE3 hash of the model, the modality and every byte that preprocessing reads.
 /// A cryptographic hash, because clients share the cache: one must not be able to craft an input
@@ -33,8 +33,8 @@ impl CacheKey {
 pub struct CachedEmbedding {
     /// Raw tower output.
     pub vector: Arc<[f32]>,
-    /// Points dropped as non-finite (point clouds only).
-    pub dropped_points: u64,
+    /// What preprocessing observed.
+    pub observed: Observed,
 }
 
 /// Bytes an entry is charged: its vector plus the key and bookkeeping.
@@ -129,7 +129,10 @@ mod tests {
         let cache = EmbeddingCache::new(10 * (128 * 4 + ENTRY_OVERHEAD_BYTES)).unwrap();
         for i in 0..100 {
             let key = CacheKey::of("m", Modality::Text, &text(&i.to_string()));
-            cache.insert(key, CachedEmbedding { vector: vec![0.0; 128].into(), dropped_points: 0 });
+            cache.insert(
+                key,
+                CachedEmbedding { vector: vec![0.0; 128].into(), observed: Observed::default() },
+            );
         }
         assert!(cache.bytes() <= cache.capacity_bytes(), "{} > {}", cache.bytes(), cache.capacity_bytes());
         assert!(cache.len() <= 10 && !cache.is_empty(), "{} entries", cache.len());

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::Item;
 use super::error::EngineError;
-use crate::modality::{ElementType, Modality, Pipeline, PreprocessError, Slot, TensorSpec};
+use crate::modality::{ElementType, Modality, Observed, Pipeline, PreprocessError, Slot, TensorSpec};
 use crate::model::tower::{NamedInput, Tower, TowerInput};
 use crate::shared::panic::reason as panic_reason;
 
@@ -59,7 +59,7 @@ impl BatchBuffer {
 pub(crate) struct Batch {
     tensors: Vec<BatchBuffer>,
     /// Per item: the number of points dropped as non-finite (0 outside point clouds), or the error.
-    pub outcomes: Vec<Result<u64, PreprocessError>>,
+    pub outcomes: Vec<Result<Observed, PreprocessError>>,
 }
 
 impl Batch {
@@ -89,9 +89,7 @@ impl Batch {
             .into_par_iter()
             .zip(items.par_iter())
             .map(|(mut item_slots, item)| {
-                guarded(item, || {
-                    pipeline.preprocess_into(&item.payload, &mut item_slots).map(|o| o.dropped_points)
-                })
+                guarded(item, || pipeline.preprocess_into(&item.payload, &mut item_slots))
             })
             .collect();
         Batch { tensors, outcomes }
@@ -222,8 +220,8 @@ impl StageTimes {
 pub struct EncodedItem {
     /// The vector.
     pub vector: Vec<f32>,
-    /// Points dropped as non-finite (point clouds only).
-    pub dropped_points: u64,
+    /// What preprocessing observed (dropped points, text tokens).
+    pub observed: Observed,
     /// Answered from the embedding cache.
     pub cached: bool,
 }
@@ -274,7 +272,7 @@ impl Encoder {
             .iter()
             .map(|spec| BatchBuffer::zeros(spec.element, n * spec.item_len()))
             .collect();
-        let batch = Batch { tensors, outcomes: (0..n).map(|_| Ok(0)).collect() };
+        let batch = Batch { tensors, outcomes: (0..n).map(|_| Ok(Observed::default())).collect() };
         self.run(model, &batch).map(|_| ())
     }
 
@@ -294,7 +292,7 @@ impl Encoder {
             let refs: Vec<&Item> = chunk.iter().collect();
             let mut batch = Batch::preprocess(self.pipeline.as_ref(), &refs);
             if let Some(i) = batch.outcomes.iter().position(|o| o.is_err())
-                && let Err(source) = std::mem::replace(&mut batch.outcomes[i], Ok(0))
+                && let Err(source) = std::mem::replace(&mut batch.outcomes[i], Ok(Observed::default()))
             {
                 return Err(EngineError::InvalidInput {
                     id: chunk[i].id.clone(),
@@ -313,7 +311,7 @@ impl Encoder {
                 }
                 out.push(EncodedItem {
                     vector,
-                    dropped_points: *outcome.as_ref().unwrap_or(&0),
+                    observed: outcome.as_ref().copied().unwrap_or_default(),
                     cached: false,
                 });
             }
@@ -342,7 +340,7 @@ mod tests {
                 BatchBuffer::F32((0..8).map(|v| v as f32).collect()),
                 BatchBuffer::I64((0..4).collect()),
             ],
-            outcomes: vec![Ok(0), Ok(1), Ok(2), Ok(3)],
+            outcomes: (0..4).map(|d| Ok(Observed { dropped_points: d, ..Observed::default() })).collect(),
         };
         batch.retain(&[false, true, false, true]);
         assert_eq!(batch.len(), 2);
@@ -354,7 +352,10 @@ mod tests {
             BatchBuffer::I64(b) => assert_eq!(b, &[1, 3]),
             BatchBuffer::F32(_) => panic!("wrong buffer type"),
         }
-        assert_eq!(batch.outcomes.iter().map(|o| *o.as_ref().unwrap()).collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(
+            batch.outcomes.iter().map(|o| o.as_ref().unwrap().dropped_points).collect::<Vec<_>>(),
+            vec![1, 3]
+        );
         batch.retain(&[false, false]);
         assert!(batch.is_empty() && batch.tensors.iter().all(|t| t.len() == 0));
     }

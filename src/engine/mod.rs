@@ -27,7 +27,7 @@ pub use limits::{ItemLimitError, Limits, check_count};
 pub use registry::{LoadedModel, Registry};
 
 pub use crate::modality::Payload;
-use crate::modality::{self, Modality};
+use crate::modality::{self, Modality, Observed};
 
 /// One input: a client id and its payload.
 #[derive(Debug, Clone)]
@@ -47,8 +47,8 @@ pub struct ItemEmbedding {
     pub modality: Modality,
     /// The vector.
     pub vector: Vec<f32>,
-    /// Points dropped as non-finite (point clouds only).
-    pub dropped_points: u64,
+    /// What preprocessing observed (dropped points, text tokens and truncation).
+    pub observed: Observed,
 }
 
 /// Engine-wide execution settings.
@@ -391,12 +391,11 @@ impl Engine {
                     .await
                     .map_err(|_| EngineError::ShuttingDown { model: model_name.clone(), modality })??;
                 times.max(&group_times);
-                for (position, EncodedItem { vector, dropped_points, cached }) in
-                    positions.into_iter().zip(encoded)
+                for (position, EncodedItem { vector, observed, cached }) in positions.into_iter().zip(encoded)
                 {
                     cache_hits += usize::from(cached);
                     let id = std::mem::take(&mut ids[position]);
-                    slots[position] = Some(ItemEmbedding { id, modality, vector, dropped_points });
+                    slots[position] = Some(ItemEmbedding { id, modality, vector, observed });
                 }
             }
             Ok::<_, EngineError>((slots, times, cache_hits))

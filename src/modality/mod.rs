@@ -130,15 +130,38 @@ pub fn kind_of_extension(extension: &str) -> Option<&'static Kind> {
 }
 
 /// The payload of a protobuf input. A modality without a pipeline gives an [`Unsupported`]
-/// payload, which the engine answers as unimplemented.
-pub fn payload_from_proto(mut input: pb::input::Payload) -> Payload {
+/// payload, which the engine answers as unimplemented; a media URL (which the API edge replaces
+/// by the file it fetched) gives `None`.
+pub fn payload_from_proto(mut input: pb::input::Payload) -> Option<Payload> {
     for kind in KINDS {
         match (kind.from_proto)(input) {
-            Ok(payload) => return payload,
+            Ok(payload) => return Some(payload),
             Err(other) => input = other,
         }
     }
-    Payload::new(Modality::of_input(&input), Unsupported)
+    match &input {
+        pb::input::Payload::MediaUrl(_) => None,
+        other => Modality::of_input(other).map(|modality| Payload::new(modality, Unsupported)),
+    }
+}
+
+/// The protobuf input of a file's bytes, as if they had been sent inline in `modality`'s own
+/// field (`hint` is the format hint, lower case). Text is sent as text, not as a file, and a
+/// modality without a pipeline has no file reader; the message says so.
+pub fn input_from_bytes(
+    modality: Modality,
+    bytes: Vec<u8>,
+    hint: &str,
+) -> Result<pb::input::Payload, String> {
+    if modality == Modality::Text {
+        return Err("text is sent as a string, not as file bytes".into());
+    }
+    let kind = kind(modality).ok_or_else(|| format!("this server has no {modality} pipeline"))?;
+    let mut inputs = (kind.inputs_from_file)(bytes, hint);
+    match (inputs.pop(), inputs.is_empty()) {
+        (Some(input), true) => Ok(input),
+        _ => Err(format!("a {modality} file must hold exactly one input")),
+    }
 }
 
 /// Reads a `preprocess` table as a modality's section type; the message names the field.
@@ -241,8 +264,8 @@ mod tests {
             pb::input::Payload::Imu(pb::Imu::default()),
         ];
         for input in inputs {
-            let modality = Modality::of_input(&input);
-            let payload = payload_from_proto(input);
+            let modality = Modality::of_input(&input).unwrap();
+            let payload = payload_from_proto(input).unwrap();
             assert_eq!(payload.modality(), modality);
             assert_eq!(payload.value::<Unsupported>().is_some(), kind(modality).is_none(), "{modality}");
         }

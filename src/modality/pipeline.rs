@@ -86,11 +86,16 @@ pub fn slot<'s, 'a>(slots: &'s mut [Slot<'a>], index: usize) -> Result<&'s mut S
         .ok_or_else(|| PreprocessError::Internal(format!("slot {index} of {count} requested")))
 }
 
-/// What preprocessing observed about one input, besides the tensors it wrote.
+/// What preprocessing observed about one input, besides the tensors it wrote; it travels with
+/// the vector to the reply (and into the embedding cache).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Observed {
     /// Points dropped as non-finite (point clouds; 0 elsewhere).
     pub dropped_points: u64,
+    /// Tokens of the input before truncation, start and end tokens included (text; 0 elsewhere).
+    pub tokens: u32,
+    /// The input had more tokens than the context and was cut (text; false elsewhere).
+    pub truncated: bool,
 }
 
 /// Why one input could not be preprocessed.

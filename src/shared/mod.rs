@@ -42,6 +42,9 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 pub mod pb {
     #![allow(missing_docs, clippy::all)]
     tonic::include_proto!("bindery.v1");
+    // Canonical protobuf JSON (lowerCamelCase names, enums by name, 64-bit integers and bytes as
+    // strings), for the HTTP API.
+    include!(concat!(env!("OUT_DIR"), "/bindery.v1.serde.rs"));
 
     /// Encoded file descriptor set served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bindery_descriptor");

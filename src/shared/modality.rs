@@ -79,9 +79,10 @@ impl Modality {
         }
     }
 
-    /// The modality of a protobuf input's payload.
-    pub fn of_input(payload: &pb::input::Payload) -> Modality {
-        match payload {
+    /// The modality of a protobuf input's payload: a media URL's declared one (`None` when it
+    /// is unset or unknown).
+    pub fn of_input(payload: &pb::input::Payload) -> Option<Modality> {
+        Some(match payload {
             pb::input::Payload::Text(_) => Modality::Text,
             pb::input::Payload::Image(_) => Modality::Image,
             pb::input::Payload::Audio(_) => Modality::Audio,
@@ -89,7 +90,8 @@ impl Modality {
             pb::input::Payload::DepthMap(_) => Modality::Depth,
             pb::input::Payload::ThermalImage(_) => Modality::Thermal,
             pb::input::Payload::Imu(_) => Modality::Imu,
-        }
+            pb::input::Payload::MediaUrl(url) => return Modality::from_pb(url.modality).ok().flatten(),
+        })
     }
 }
 

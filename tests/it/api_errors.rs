@@ -44,7 +44,7 @@ async fn a_model_without_a_tower_for_a_modality_names_what_it_serves() {
         pb::input::Payload::Imu(pb::Imu { values: vec![0.0; 12], channels: 6, ..Default::default() }),
     ];
     for payload in inputs {
-        let modality = bindery::shared::Modality::of_input(&payload);
+        let modality = bindery::shared::Modality::of_input(&payload).expect("a sensor modality");
         let input = pb::Input { id: "sensor".into(), payload: Some(payload) };
         let reply =
             server.client.embed(pb::EmbedRequest { model: "bind-mini".into(), ..request(vec![input]) }).await;

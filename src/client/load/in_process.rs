@@ -58,7 +58,7 @@ impl InProcess {
         let items = request
             .inputs
             .into_iter()
-            .map(|input| Some(Item { id: input.id, payload: modality::payload_from_proto(input.payload?) }))
+            .map(|input| Some(Item { id: input.id, payload: modality::payload_from_proto(input.payload?)? }))
             .collect::<Option<Vec<_>>>()
             .ok_or(Code::InvalidArgument)?;
         let mut groups: Vec<Vec<Item>> = Vec::new();

@@ -195,6 +195,6 @@ impl Pipeline for PointCloudPipeline {
             .preprocessor
             .preprocess_into(cloud.as_input(), neighborhood.f32()?, center.f32()?)
             .map_err(PreprocessError::input)?;
-        Ok(Observed { dropped_points: stats.dropped_points })
+        Ok(Observed { dropped_points: stats.dropped_points, ..Observed::default() })
     }
 }

@@ -55,19 +55,39 @@ impl Default for TextLimits {
     }
 }
 
-/// A text input.
+/// A text input, and whether it is refused when longer than the model's context.
 #[derive(Debug)]
-pub struct Text(pub String);
+pub struct Text(pub String, pub OverContext);
+
+/// What happens to a text with more tokens than the model's context.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OverContext {
+    /// Its first tokens are embedded (the reference model's behaviour).
+    #[default]
+    Truncate,
+    /// The input is refused with its token count.
+    Refuse,
+}
 
 impl PayloadValue for Text {
     fn key_parts(&self, part: &mut dyn FnMut(&[u8])) {
         part(self.0.as_bytes());
+        // A refusing input's cache entry could only ever hold a text that fits, but kept apart
+        // so a truncated vector cached for another request never answers it.
+        if self.1 == OverContext::Refuse {
+            part(b"refuse-over-context");
+        }
     }
 }
 
-/// A text payload.
+/// A text payload, truncated when longer than the context.
 pub fn payload(text: String) -> Payload {
-    Payload::new(Modality::Text, Text(text))
+    Payload::new(Modality::Text, Text(text, OverContext::Truncate))
+}
+
+/// A text payload refused when longer than the context.
+pub fn payload_refusing_over_context(text: String) -> Payload {
+    Payload::new(Modality::Text, Text(text, OverContext::Refuse))
 }
 
 fn check(section: &Section<'_>) -> Result<(), String> {
@@ -131,9 +151,19 @@ impl Pipeline for TextPipeline {
         payload: &Payload,
         slots: &mut [Slot<'_>],
     ) -> Result<Observed, PreprocessError> {
-        let text = payload.expect_value::<Text>()?;
+        let Text(text, over_context) = payload.expect_value::<Text>()?;
         let row = slot(slots, 0)?.i64()?;
-        self.tokenizer.encode_into(&text.0, row).map_err(PreprocessError::input)?;
-        Ok(Observed::default())
+        let encoded = self.tokenizer.encode_into(text, row).map_err(PreprocessError::input)?;
+        if encoded.truncated && *over_context == OverContext::Refuse {
+            return Err(PreprocessError::input(TextError::OverContext {
+                tokens: encoded.tokens,
+                context: self.tokenizer.context_length(),
+            }));
+        }
+        Ok(Observed {
+            tokens: u32::try_from(encoded.tokens).unwrap_or(u32::MAX),
+            truncated: encoded.truncated,
+            ..Observed::default()
+        })
     }
 }

@@ -24,7 +24,7 @@ use std::path::Path;
 use tokenizers::{Model, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, Token, Tokenizer};
 
 pub use cleanup::clean;
-pub use kind::{KIND, Text, TextLimits, TextPreprocess, payload};
+pub use kind::{KIND, OverContext, Text, TextLimits, TextPreprocess, payload, payload_refusing_over_context};
 
 /// Texts longer than this many bytes are tokenized in chunks cut at spaces.
 const CHUNK_BYTES: usize = 256;
@@ -54,6 +54,17 @@ pub enum TextError {
         /// Configured limit.
         limit: usize,
     },
+    /// Text with more tokens than the context, under the request's `TEXT_TRUNCATION_ERROR`.
+    #[error(
+        "text is {tokens} tokens (with the start and end tokens), more than the model's context of \
+         {context}; shorten it or allow truncation (text_truncation TRUNCATE)"
+    )]
+    OverContext {
+        /// Tokens of the whole text.
+        tokens: usize,
+        /// The model's context length.
+        context: usize,
+    },
     /// The tokenizer failed on this text.
     #[error("tokenization failed: {0}")]
     Tokenize(String),
@@ -65,6 +76,15 @@ pub enum TextError {
         /// Length of the slice passed in.
         actual: usize,
     },
+}
+
+/// What encoding one text found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encoded {
+    /// Tokens of the whole text, the start and end tokens included.
+    pub tokens: usize,
+    /// The text had more tokens than the context holds, and its row keeps only the first ones.
+    pub truncated: bool,
 }
 
 /// Turns strings into the fixed-length id rows the text tower takes.
@@ -126,11 +146,12 @@ impl TextPreprocessor {
         self.context_length
     }
 
-    /// Writes the `context_length` ids for `text` into `out`.
+    /// Writes the `context_length` ids for `text` into `out`, and says how many tokens the whole
+    /// text has.
     ///
     /// Empty text, and text that cleanup reduces to nothing, is rejected rather than encoded as
     /// the reference would (as `[start, end]`): such a request is almost certainly a mistake.
-    pub fn encode_into(&self, text: &str, out: &mut [i64]) -> Result<(), TextError> {
+    pub fn encode_into(&self, text: &str, out: &mut [i64]) -> Result<Encoded, TextError> {
         if out.len() != self.context_length {
             return Err(TextError::RowLength { expected: self.context_length, actual: out.len() });
         }
@@ -143,7 +164,7 @@ impl TextPreprocessor {
         }
         // Reference: `([start] + ids)[:context_length - 1] + [end]`, zero-padded.
         let room = self.context_length - 2;
-        let ids = self.token_ids(&cleaned, room)?;
+        let (ids, rest) = self.token_ids(&cleaned, room + 1)?;
         let kept = ids.len().min(room);
         out[0] = self.start_id;
         for (slot, &id) in out[1..=kept].iter_mut().zip(&ids) {
@@ -151,15 +172,20 @@ impl TextPreprocessor {
         }
         out[kept + 1] = self.end_id;
         out[kept + 2..].fill(self.pad_id);
-        Ok(())
+        let truncated = ids.len() > room;
+        // A cut text is counted to its end, so replies and refusals give its real length; the
+        // count costs one pass of the tokenizer over at most --max-text-bytes.
+        let uncounted = if truncated { self.token_ids(rest, usize::MAX)?.0.len() } else { 0 };
+        Ok(Encoded { tokens: ids.len() + uncounted + 2, truncated })
     }
 
-    /// BPE ids of already cleaned text, stopping once at least `limit` ids are known.
+    /// BPE ids of already cleaned text, stopping once at least `limit` ids are known, and the
+    /// text not yet tokenized.
     ///
     /// No piece of the reference pattern contains a space, and a space is the only whitespace
     /// left after cleanup, so cutting the text at spaces yields the same pieces; long texts are
     /// therefore split in chunks and only tokenized as far as the row needs.
-    fn token_ids(&self, cleaned: &str, limit: usize) -> Result<Vec<u32>, TextError> {
+    fn token_ids<'t>(&self, cleaned: &'t str, limit: usize) -> Result<(Vec<u32>, &'t str), TextError> {
         let mut ids = Vec::new();
         let mut rest = cleaned;
         while !rest.is_empty() && ids.len() < limit {
@@ -173,7 +199,7 @@ impl TextPreprocessor {
             self.chunk_ids(chunk, &mut ids)?;
             rest = tail;
         }
-        Ok(ids)
+        Ok((ids, rest))
     }
 
     /// Appends the BPE ids of one chunk of cleaned text to `ids`.

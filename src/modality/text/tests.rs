@@ -194,9 +194,25 @@ fn context_length_sets_truncation_and_padding() {
     spec.pad_token = 7;
     let preprocessor = TextPreprocessor::new(&spec, &fixture_dir()).unwrap();
     let mut row = vec![0; 4];
-    preprocessor.encode_into("a", &mut row).unwrap();
+    let fits = preprocessor.encode_into("a", &mut row).unwrap();
     // "a" is one token (320 in the reference vocabulary, see the goldens).
     assert_eq!(row, [i64::from(START), 320, i64::from(END), 7]);
-    preprocessor.encode_into("a photo of a cat", &mut row).unwrap();
+    assert_eq!(fits, Encoded { tokens: 3, truncated: false });
+    let cut = preprocessor.encode_into("a photo of a cat", &mut row).unwrap();
     assert_eq!(row, [i64::from(START), 320, 1125, i64::from(END)]);
+    // Five words of one token each, counted to the end although two were kept.
+    assert_eq!(cut, Encoded { tokens: 7, truncated: true });
+    let exact = preprocessor.encode_into("a photo", &mut row).unwrap();
+    assert_eq!(exact, Encoded { tokens: 4, truncated: false }, "exactly the context is not cut");
+}
+
+#[test]
+fn a_long_text_is_counted_to_its_end() {
+    // Far beyond one tokenizer chunk, so the count continues past the chunk that filled the row.
+    let words = 3_000;
+    let text = vec!["cat"; words].join(" ");
+    let mut row = vec![0; CONTEXT_LENGTH];
+    let encoded = preprocessor().encode_into(&text, &mut row).unwrap();
+    assert_eq!(encoded, Encoded { tokens: words + 2, truncated: true });
+    assert_eq!(row[CONTEXT_LENGTH - 1], i64::from(END));
 }
