@@ -81,6 +81,11 @@ pub struct ServeArgs {
     /// bind it to a private address).
     #[arg(long, env = "BINDERY_METRICS", value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// Serve the HTTP/JSON API on ADDR (e.g. `127.0.0.1:8080`): `/v1/embed`, `/v1/embeddings`
+    /// (OpenAI), `/v1/collections/...`, `/openapi.json`, `/health`, `/ready`. Same TLS, API keys
+    /// and limits as gRPC. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
     /// Most entries in one request: inputs to embed, Similarity queries and candidates together,
     /// Classify inputs, Upsert items, Get and Delete ids.
     #[arg(long, default_value_t = Limits::default().max_items_per_request)]
@@ -332,6 +337,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
+    let http = match args.http {
+        Some(addr) => {
+            let http = server::connections::bind(addr, options.connections.listen_backlog)?;
+            tracing::info!(http = %http.local_addr()?, tls = options.tls.is_some(), "serving the HTTP API");
+            Some(http)
+        }
+        None => None,
+    };
     tracing::info!(
         listen = %listener.local_addr()?,
         default_model = engine.registry().default_model(),
@@ -340,7 +353,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir = %options.data_dir.as_deref().map_or("none".into(), |d| d.display().to_string()),
         "bindery serving"
     );
-    server::serve_with_store(engine, listener, &options, store, shutdown).await?;
+    let listeners = server::Listeners { grpc: listener, http };
+    server::serve_all(engine, listeners, &options, store, shutdown).await?;
     let _ = stop_metrics.send(());
     tracing::info!("bindery stopped");
     Ok(())

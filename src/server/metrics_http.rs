@@ -36,7 +36,7 @@ impl Draining {
 
 /// `/ready`: 200 with "ready" when every encoder serves and the server is not shutting down;
 /// 503 naming the encoders that do not, or "shutting down".
-fn readiness(engine: &Engine, draining: &Draining) -> (StatusCode, String) {
+pub(crate) fn readiness(engine: &Engine, draining: &Draining) -> (StatusCode, String) {
     if draining.started() {
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down\n".into());
     }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod catch_panic;
 pub mod connections;
 mod health;
+pub mod http;
 mod metrics_http;
 pub mod rate_limit;
 pub mod tls;
@@ -182,6 +183,28 @@ pub async fn serve_with_store(
     store: Option<Arc<Store>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    serve_all(engine, Listeners { grpc: listener, http: None }, options, store, shutdown).await
+}
+
+/// The listeners a server serves on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// gRPC.
+    pub grpc: TcpListener,
+    /// The HTTP API (`--http`), when it is on.
+    pub http: Option<TcpListener>,
+}
+
+/// [`serve_with_store`] on gRPC and, when `listeners.http` is set, the HTTP API, which shares
+/// the services, keys, rate limits, TLS, connection settings and shutdown.
+pub async fn serve_all(
+    engine: Arc<Engine>,
+    listeners: Listeners,
+    options: &ServerOptions,
+    store: Option<Arc<Store>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let Listeners { grpc: listener, http: http_listener } = listeners;
     let max_message_bytes = options.max_message_bytes;
     let health = tonic_health::server::HealthReporter::new();
     let (health_watches, end_health_watches) = health::ShutdownAwareHealth::new(health.clone());
@@ -202,6 +225,7 @@ pub async fn serve_with_store(
     let collections = CollectionsServer::new(CollectionsService::new(Arc::clone(&engine), store.clone()))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
+    let api_routes = tonic::service::Routes::new(embedder).add_service(collections).prepare();
     // Every encoder was loaded and warmed up before we got here, so the server is ready as soon
     // as it listens. Each encoder also has its own health entry, `<model>/<modality>`, which
     // follows its warm-up and then its latest batch.
@@ -246,23 +270,52 @@ pub async fn serve_with_store(
         "connection limits"
     );
     let tracker = connections::Tracker::new(conn.clone(), max_connections, Arc::clone(engine.metrics()));
+    // Shared by both listeners, so a caller has one bucket whichever protocol it uses.
+    let rate_limit = rate_limit::RateLimitLayer::new(options.rate_limit);
     // Outermost first: panics anywhere below are caught; keys are checked before the rate, which
     // draws from the bucket of the key the auth layer found.
     let layers = tower::ServiceBuilder::new()
         .layer(connections::ActivityLayer)
         .layer(catch_panic::CatchPanicLayer)
         .layer(auth::AuthLayer::new(options.api_keys.clone()))
-        .layer(rate_limit::RateLimitLayer::new(options.rate_limit))
+        .layer(rate_limit.clone())
         .into_inner();
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let http_task = match http_listener {
+        Some(http_listener) => {
+            let grpc = tower::ServiceBuilder::new()
+                .map_response(|r: ::http::Response<_>| r.map(tonic::body::Body::new))
+                .layer(catch_panic::CatchPanicLayer)
+                .layer(auth::AuthLayer::new(options.api_keys.clone()))
+                .layer(rate_limit)
+                .service(api_routes.clone());
+            let gateway = http::Gateway::new(tower::util::BoxCloneSyncService::new(grpc), max_message_bytes);
+            let app = http::router(gateway, Arc::clone(&engine), options.draining.clone(), max_message_bytes);
+            let serve = http::HttpServe {
+                app,
+                tls: options.tls.as_ref().map(tls::rustls_config).transpose()?,
+                tracker: connections::Tracker::new(
+                    conn.clone(),
+                    max_connections,
+                    Arc::clone(engine.metrics()),
+                ),
+                handshake_timeout: conn.handshake_timeout,
+                drain_timeout: options.drain_timeout,
+            };
+            Some(tokio::spawn(http::serve(http_listener, serve, async move {
+                let _ = http_stop_rx.await;
+            })))
+        }
+        None => None,
+    };
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown_draining = options.draining.clone();
     let server = builder
         .layer(layers)
+        .add_routes(api_routes)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
-        .add_service(embedder)
-        .add_service(collections)
         .serve_with_incoming_shutdown(connections::incoming(listener, tracker), async move {
             shutdown.await;
             // NOT_SERVING (and /ready failing) before the listener closes, so balancers stop
@@ -276,6 +329,7 @@ pub async fn serve_with_store(
             report_encoder_health(&shutdown_engine, &shutdown_health, true).await;
             // Watch streams never end on their own and would hold the drain until its timeout.
             end_health_watches.fire();
+            let _ = http_stop_tx.send(());
             let _ = draining_tx.send(());
         });
     // Once shutdown starts, tonic stops accepting and waits for every open call; this bounds
@@ -295,6 +349,10 @@ pub async fn serve_with_store(
         }
     }
     health_watcher.abort();
+    // HTTP calls reach the services in process, not through the gRPC listener: wait for them too.
+    if let Some(task) = http_task {
+        let _ = task.await;
+    }
     // No call can reach the server's state any more: fold every collection log into a snapshot
     // so the next start replays nothing (every acknowledged write is already on disk).
     if let Some(store) = store {

@@ -1,6 +1,11 @@
-//! TLS on the gRPC port, and mutual TLS when a client CA is configured.
+//! TLS on the gRPC port (and the HTTP API's), and mutual TLS when a client CA is configured.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
@@ -63,4 +68,38 @@ pub fn server_config(options: &TlsOptions) -> Result<ServerTlsConfig, TlsError> 
         config = config.client_ca_root(Certificate::from_pem(read_pem("client CA", ca)?));
     }
     Ok(config)
+}
+
+/// The same TLS settings as rustls server configuration, for the HTTP listener (HTTP/2 and
+/// HTTP/1.1 by ALPN; client certificates required when a client CA is set, as on gRPC).
+pub fn rustls_config(options: &TlsOptions) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config_error = |e: &dyn std::fmt::Display| TlsError::Config(e.to_string());
+    let cert_pem = read_pem("certificate", &options.cert)?;
+    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Config(format!("certificate {}: {e}", options.cert.display())))?;
+    let key = PrivateKeyDer::from_pem_slice(&read_pem("private key", &options.key)?)
+        .map_err(|e| TlsError::Config(format!("private key {}: {e}", options.key.display())))?;
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| config_error(&e))?;
+    let builder = match &options.client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(&read_pem("client CA", ca)?) {
+                let cert = cert.map_err(|e| TlsError::Config(format!("client CA {}: {e}", ca.display())))?;
+                roots.add(cert).map_err(|e| config_error(&e))?;
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .map_err(|e| config_error(&e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| config_error(&e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }

@@ -25,6 +25,7 @@ mod embed_point_cloud;
 mod embed_text_image;
 mod embed_thermal;
 mod fuzz_regressions;
+mod http_api;
 mod image_preprocess;
 mod limits;
 mod load_tool;

@@ -39,6 +39,8 @@ pub struct BareServer {
     pub addr: SocketAddr,
     /// Address of its Prometheus endpoint (`http://{metrics}/metrics`).
     pub metrics: SocketAddr,
+    /// Address of its HTTP API.
+    pub http: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -50,8 +52,8 @@ impl Drop for BareServer {
     }
 }
 
-/// Starts a server with `options` on 127.0.0.1:0 (and its metrics endpoint on another port)
-/// and returns without connecting to it.
+/// Starts a server with `options` on 127.0.0.1:0 (and its metrics endpoint and HTTP API on other
+/// ports) and returns without connecting to it.
 pub async fn start_bare(options: ServerOptions) -> BareServer {
     raise_open_file_limit();
     let load_options = options.clone();
@@ -74,15 +76,19 @@ pub async fn start_bare(options: ServerOptions) -> BareServer {
             let _ = metrics_rx.await;
         },
     ));
+    let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind http");
+    let http = http_listener.local_addr().expect("http addr");
     tokio::spawn(async move {
-        server::serve(engine, listener, &options, async {
+        let store = server::open_store(&options).await.expect("store opens");
+        let listeners = server::Listeners { grpc: listener, http: Some(http_listener) };
+        server::serve_all(engine, listeners, &options, store, async {
             let _ = rx.await;
         })
         .await
         .expect("server runs");
         let _ = metrics_tx.send(());
     });
-    BareServer { addr, metrics, shutdown: Some(tx) }
+    BareServer { addr, metrics, http, shutdown: Some(tx) }
 }
 
 /// A running server with a connected client; stops when dropped.
@@ -95,6 +101,8 @@ pub struct TestServer {
     pub channel: Channel,
     /// Address of its Prometheus endpoint (`http://{metrics}/metrics`).
     pub metrics: SocketAddr,
+    /// Address of its HTTP API.
+    pub http: SocketAddr,
     _server: BareServer,
 }
 
@@ -107,7 +115,7 @@ pub async fn start(options: ServerOptions) -> TestServer {
     let client = EmbedderClient::new(channel.clone())
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
-    TestServer { addr, client, channel, metrics: server.metrics, _server: server }
+    TestServer { addr, client, channel, metrics: server.metrics, http: server.http, _server: server }
 }
 
 /// Starts a server on the committed fixture model.
@@ -235,6 +243,103 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let status = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("HTTP status");
     let (_, body) = response.split_once("\r\n\r\n").expect("HTTP body");
     (status, body.to_string())
+}
+
+/// An HTTP/1.1 reply.
+#[derive(Debug)]
+pub struct HttpReply {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// Body (chunked transfer decoded).
+    pub body: Vec<u8>,
+}
+
+impl HttpReply {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends one HTTP/1.1 request over `stream` (`Connection: close`) and reads the whole reply.
+pub async fn http_exchange<S>(
+    mut stream: S,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpReply
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: bindery\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream.write_all(head.as_bytes()).await.expect("send head");
+    stream.write_all(body).await.expect("send body");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read reply");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status =
+        lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).expect("status");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")) {
+        let mut decoded = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let line_end = rest.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
+            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..line_end]).trim(), 16)
+                .expect("chunk size");
+            rest = &rest[line_end + 2..];
+            if size == 0 {
+                break;
+            }
+            decoded.extend_from_slice(&rest[..size]);
+            rest = &rest[size + 2..];
+        }
+        body = decoded;
+    }
+    HttpReply { status, headers, body }
+}
+
+/// Sends one plaintext HTTP/1.1 request to `addr`.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpReply {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the HTTP API");
+    http_exchange(stream, method, path, headers, body).await
+}
+
+/// `POST`s `body` as JSON to `path`.
+pub async fn http_post_json(addr: SocketAddr, path: &str, body: &serde_json::Value) -> HttpReply {
+    http_request(addr, "POST", path, &[("Content-Type", "application/json")], body.to_string().as_bytes())
+        .await
 }
 
 /// The value of the series `name` whose labels include every `labels` pair, if present.

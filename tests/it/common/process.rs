@@ -17,6 +17,8 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     /// Address of its metrics endpoint, when started with `--metrics`.
     pub metrics: Option<SocketAddr>,
+    /// Address of its HTTP API, when started with `--http`.
+    pub http: Option<SocketAddr>,
     /// Its log lines, as they come.
     pub log: mpsc::Receiver<String>,
     /// The log lines read so far.
@@ -69,12 +71,17 @@ impl ServerProcess {
             child,
             addr: "0.0.0.0:0".parse().expect("placeholder"),
             metrics: None,
+            http: None,
             log,
             seen: Vec::new(),
             _data: data,
         };
         let metrics = server.wait_for_line("serving Prometheus metrics");
         server.metrics = field(&metrics, "metrics=").map(|a| a.parse().expect("metrics address"));
+        if extra.contains(&"--http") {
+            let http = server.wait_for_line("serving the HTTP API");
+            server.http = field(&http, "http=").map(|a| a.parse().expect("http address"));
+        }
         let serving = server.wait_for_line("bindery serving");
         server.addr = field(&serving, "listen=").expect("listen= field").parse().expect("address");
         server
