@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::media_url::MediaFetcher;
 use super::pb::collections_server::Collections;
-use super::{convert, pb};
+use super::{convert, fetch, pb};
 use crate::engine::Engine;
 use crate::modality::Modality;
 use crate::service::collections::{SearchQuery, UpsertItem, blocking};
@@ -21,13 +22,14 @@ use crate::store::{
 #[derive(Clone)]
 pub struct CollectionsService {
     collections: service::Collections,
+    media: MediaFetcher,
 }
 
 impl CollectionsService {
-    /// A service over `store`; with `None` every call fails with FAILED_PRECONDITION (the server
-    /// runs without a data folder).
-    pub fn new(engine: Arc<Engine>, store: Option<Arc<Store>>) -> Self {
-        Self { collections: service::Collections::new(engine, store) }
+    /// A service over `store`, fetching media URLs with `media`; with `None` every call fails
+    /// with FAILED_PRECONDITION (the server runs without a data folder).
+    pub fn new(engine: Arc<Engine>, store: Option<Arc<Store>>, media: MediaFetcher) -> Self {
+        Self { collections: service::Collections::new(engine, store), media }
     }
 }
 
@@ -145,7 +147,17 @@ impl CollectionsService {
         Ok(info(&collection))
     }
 
-    async fn run_upsert(&self, request: pb::UpsertRequest) -> Result<pb::UpsertResponse, Status> {
+    async fn run_upsert(&self, mut request: pb::UpsertRequest) -> Result<pb::UpsertResponse, Status> {
+        let inputs = request.items.iter_mut().filter_map(|item| match &mut item.source {
+            Some(pb::item::Source::Input(input)) => {
+                if input.id.is_empty() {
+                    input.id.clone_from(&item.id);
+                }
+                Some(input)
+            }
+            _ => None,
+        });
+        fetch::resolve(&self.media, inputs.collect()).await?;
         let mut items = Vec::with_capacity(request.items.len());
         for item in request.items {
             let modality = modality_from_pb(item.modality, &format!("item {:?}", item.id))?;
@@ -175,7 +187,13 @@ impl CollectionsService {
         Ok(pb::UpsertResponse { upserted: upserted as u32, sequence })
     }
 
-    async fn run_search(&self, request: pb::SearchRequest) -> Result<pb::SearchResponse, Status> {
+    async fn run_search(&self, mut request: pb::SearchRequest) -> Result<pb::SearchResponse, Status> {
+        if let Some(pb::search_request::Query::Input(input)) = &mut request.query {
+            if input.id.is_empty() {
+                input.id = "query".into();
+            }
+            fetch::resolve(&self.media, vec![input]).await?;
+        }
         let filter = match request.filter {
             Some(f) => Filter {
                 modalities: f

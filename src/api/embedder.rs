@@ -9,8 +9,9 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use super::media_url::MediaFetcher;
 use super::pb::embedder_server::Embedder;
-use super::{StreamBudget, convert, pb, status};
+use super::{StreamBudget, convert, fetch, pb, similarity, status};
 use crate::engine::{EmbedOptions, Embedded, Engine, EngineError, StageTimes};
 use crate::metrics::{EncoderLabels, StatusLabels};
 use crate::service::Similarity;
@@ -26,12 +27,13 @@ const STREAM_IN_FLIGHT: usize = 4;
 pub struct EmbedderService {
     engine: Arc<Engine>,
     similarity: Arc<Similarity>,
+    media: MediaFetcher,
 }
 
 impl EmbedderService {
-    /// A service backed by `engine`.
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Self { similarity: Arc::new(Similarity::new(Arc::clone(&engine))), engine }
+    /// A service backed by `engine`, fetching media URLs with `media`.
+    pub fn new(engine: Arc<Engine>, media: MediaFetcher) -> Self {
+        Self { similarity: Arc::new(Similarity::new(Arc::clone(&engine))), engine, media }
     }
 }
 
@@ -236,8 +238,10 @@ impl Embedder for EmbedderService {
     async fn embed(&self, request: Request<pb::EmbedRequest>) -> Result<Response<pb::EmbedResponse>, Status> {
         let started = Instant::now();
         let deadline = deadline_of(request.metadata());
+        let mut request = request.into_inner();
+        fetch::resolve(&self.media, request.inputs.iter_mut().collect()).await?;
         let (reply, Served { times, cache_hits }) =
-            embed(&self.engine, request.into_inner(), deadline).await.map_err(|e| {
+            embed(&self.engine, request, deadline).await.map_err(|e| {
                 tracing::debug!(error = %e, "embed request rejected");
                 status::to_status(&e)
             })?;
@@ -261,6 +265,7 @@ impl Embedder for EmbedderService {
         request: Request<Streaming<pb::EmbedRequest>>,
     ) -> Result<Response<Self::EmbedStreamStream>, Status> {
         let engine = Arc::clone(&self.engine);
+        let media = self.media.clone();
         // A stream's deadline covers the whole call, so every message shares it.
         let deadline = deadline_of(request.metadata());
         // Each message is a request and pays for itself; the call already paid for the first.
@@ -274,11 +279,14 @@ impl Embedder for EmbedderService {
                     (Ok(_), Some(budget)) if !std::mem::take(&mut first_covered) => budget.charge().err(),
                     _ => None,
                 };
-                let engine = Arc::clone(&engine);
+                let (engine, media) = (Arc::clone(&engine), media.clone());
                 async move {
-                    let request = message?;
+                    let mut request = message?;
                     if let Some(refusal) = refused {
                         tracing::debug!("stream message over the rate limit");
+                        return Ok(error_reply(&refusal));
+                    }
+                    if let Err(refusal) = fetch::resolve(&media, request.inputs.iter_mut().collect()).await {
                         return Ok(error_reply(&refusal));
                     }
                     Ok(match embed(&engine, request, deadline).await {
@@ -323,14 +331,26 @@ impl Embedder for EmbedderService {
         &self,
         request: Request<pb::SimilarityRequest>,
     ) -> Result<Response<pb::SimilarityResponse>, Status> {
-        Ok(Response::new(super::similarity::similarity(&self.similarity, request.into_inner()).await?))
+        let mut request = request.into_inner();
+        similarity::name_inputs("queries", &mut request.queries);
+        similarity::name_inputs("candidates", &mut request.candidates);
+        let inputs = request.queries.iter_mut().chain(&mut request.candidates).filter_map(|item| {
+            match &mut item.item {
+                Some(pb::similarity_item::Item::Input(input)) => Some(input),
+                _ => None,
+            }
+        });
+        fetch::resolve(&self.media, inputs.collect()).await?;
+        Ok(Response::new(similarity::similarity(&self.similarity, request).await?))
     }
 
     async fn classify(
         &self,
         request: Request<pb::ClassifyRequest>,
     ) -> Result<Response<pb::ClassifyResponse>, Status> {
-        Ok(Response::new(super::similarity::classify(&self.similarity, request.into_inner()).await?))
+        let mut request = request.into_inner();
+        fetch::resolve(&self.media, request.inputs.iter_mut().collect()).await?;
+        Ok(Response::new(similarity::classify(&self.similarity, request).await?))
     }
 }
 

@@ -4,6 +4,8 @@
 mod collections;
 mod convert;
 mod embedder;
+mod fetch;
+pub mod media_url;
 mod similarity;
 mod status;
 

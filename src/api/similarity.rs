@@ -7,16 +7,25 @@ use crate::service::similarity::{
     Classified, ClassifyQuery, Similarity, SimilarityError, SimilarityMatrix, SimilarityQuery,
 };
 
+/// Names the unnamed inputs of one side `side[i]`, as errors and replies call them.
+pub fn name_inputs(side: &str, items: &mut [pb::SimilarityItem]) {
+    for (i, item) in items.iter_mut().enumerate() {
+        if let Some(pb::similarity_item::Item::Input(input)) = &mut item.item
+            && input.id.is_empty()
+        {
+            input.id = format!("{side}[{i}]");
+        }
+    }
+}
+
 /// One side's protobuf items as operands; unnamed inputs are called `side[i]`.
-fn operands(side: &str, items: Vec<pb::SimilarityItem>) -> Result<Vec<Operand>, SimilarityError> {
+fn operands(side: &str, mut items: Vec<pb::SimilarityItem>) -> Result<Vec<Operand>, SimilarityError> {
+    name_inputs(side, &mut items);
     items
         .into_iter()
         .enumerate()
         .map(|(i, item)| match item.item {
-            Some(pb::similarity_item::Item::Input(mut input)) => {
-                if input.id.is_empty() {
-                    input.id = format!("{side}[{i}]");
-                }
+            Some(pb::similarity_item::Item::Input(input)) => {
                 let mut converted = convert::items(vec![input])?;
                 converted
                     .pop()

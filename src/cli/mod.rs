@@ -24,8 +24,10 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
+// Parsed once per process; boxing the arguments would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
-    /// Load the models and serve them over gRPC.
+    /// Load the models and serve them over gRPC (and HTTP with `--http`).
     Serve(ServeArgs),
     /// Embed a text or an image with a running server and print JSON.
     Embed(commands::EmbedArgs),
@@ -86,6 +88,22 @@ pub struct ServeArgs {
     /// and limits as gRPC. Off by default.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
+    /// Let `media_url` inputs fetch from these hosts (comma-separated: `media.example.com`, or
+    /// `*.example.com` for its subdomains). Off by default. Addresses that are private, loopback,
+    /// link-local or cloud metadata are refused even then, unless allowed below.
+    #[arg(long, value_name = "HOSTS", value_delimiter = ',')]
+    pub media_url_allow: Vec<String>,
+    /// Address ranges media URLs may reach although they are private or loopback
+    /// (comma-separated, e.g. `10.1.0.0/16,127.0.0.1`).
+    #[arg(long, value_name = "CIDRS", value_delimiter = ',')]
+    pub media_url_allow_addresses: Vec<server::media_url::AddressRange>,
+    /// Largest file a media URL may return, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = server::media_url::DEFAULT_MAX_BYTES)]
+    pub media_url_max_bytes: usize,
+    /// Longest one media URL fetch may take, redirects included (e.g. `10s`).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration,
+          default_value = "30s")]
+    pub media_url_timeout: std::time::Duration,
     /// Most entries in one request: inputs to embed, Similarity queries and candidates together,
     /// Classify inputs, Upsert items, Get and Delete ids.
     #[arg(long, default_value_t = Limits::default().max_items_per_request)]
@@ -239,6 +257,13 @@ impl ServeArgs {
         options.data_dir = self.data_dir.clone().or_else(crate::store::default_data_dir);
         options.store.compact_wal_bytes = self.wal_compact_bytes;
         options.store.compact_interval = std::time::Duration::from_secs(self.compact_interval);
+        options.media_urls = server::media_url::MediaUrlPolicy {
+            allowed_hosts: self.media_url_allow.clone(),
+            allowed_addresses: self.media_url_allow_addresses.clone(),
+            max_bytes: self.media_url_max_bytes,
+            total_timeout: self.media_url_timeout,
+            ..Default::default()
+        };
         options.connections = ConnectionOptions {
             max_connections: self.max_connections,
             reserved_fds: self.reserved_fds,

@@ -9,6 +9,7 @@ mod metrics_http;
 pub mod rate_limit;
 pub mod tls;
 
+pub use crate::api::media_url;
 pub use metrics_http::{Draining, serve_metrics};
 
 use std::future::Future;
@@ -21,6 +22,7 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
+use crate::api::media_url::{MediaFetcher, MediaPolicyError, MediaUrlPolicy};
 use crate::api::pb::FILE_DESCRIPTOR_SET;
 use crate::api::pb::collections_server::CollectionsServer;
 use crate::api::pb::embedder_server::EmbedderServer;
@@ -72,10 +74,12 @@ pub struct ServerOptions {
     pub data_dir: Option<PathBuf>,
     /// Collection store settings.
     pub store: StoreOptions,
-    /// Connection cap, timeouts and listen backlog of the gRPC listener.
     /// Set when shutdown begins, so the operations endpoint's `/ready` fails from then on.
     pub draining: Draining,
+    /// Connection cap, timeouts and listen backlog of the gRPC listener.
     pub connections: connections::ConnectionOptions,
+    /// What `media_url` inputs may fetch; off (no host allowed) by default.
+    pub media_urls: MediaUrlPolicy,
 }
 
 impl ServerOptions {
@@ -99,6 +103,7 @@ impl ServerOptions {
             store: StoreOptions::default(),
             connections: connections::ConnectionOptions::default(),
             draining: Draining::default(),
+            media_urls: MediaUrlPolicy::default(),
         }
     }
 }
@@ -118,6 +123,9 @@ pub enum ServeError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The media URL policy is invalid (a host pattern, a limit).
+    #[error("invalid media URL settings: {0}")]
+    MediaUrls(#[from] MediaPolicyError),
     /// The collection store could not be opened or closed (its messages name the folder or file;
     /// transparent, so an error chain does not print them twice).
     #[error(transparent)]
@@ -219,12 +227,14 @@ pub async fn serve_all(
     let reflection = reflection_builder().build_v1().map_err(|e| ServeError::Reflection(e.to_string()))?;
     let reflection_v1alpha =
         reflection_builder().build_v1alpha().map_err(|e| ServeError::Reflection(e.to_string()))?;
-    let embedder = EmbedderServer::new(EmbedderService::new(Arc::clone(&engine)))
+    let media = MediaFetcher::new(options.media_urls.clone())?;
+    let embedder = EmbedderServer::new(EmbedderService::new(Arc::clone(&engine), media.clone()))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
-    let collections = CollectionsServer::new(CollectionsService::new(Arc::clone(&engine), store.clone()))
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(max_message_bytes);
+    let collections =
+        CollectionsServer::new(CollectionsService::new(Arc::clone(&engine), store.clone(), media))
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes);
     let api_routes = tonic::service::Routes::new(embedder).add_service(collections).prepare();
     // Every encoder was loaded and warmed up before we got here, so the server is ready as soon
     // as it listens. Each encoder also has its own health entry, `<model>/<modality>`, which

@@ -29,6 +29,7 @@ mod http_api;
 mod image_preprocess;
 mod limits;
 mod load_tool;
+mod media_url;
 mod overload;
 mod panic_guard;
 mod point_cloud_pipeline;
