@@ -339,7 +339,6 @@ pub async fn serve_all(
             report_encoder_health(&shutdown_engine, &shutdown_health, true).await;
             // Watch streams never end on their own and would hold the drain until its timeout.
             end_health_watches.fire();
-            let _ = http_stop_tx.send(());
             let _ = draining_tx.send(());
         });
     // Once shutdown starts, tonic stops accepting and waits for every open call; this bounds
@@ -359,7 +358,10 @@ pub async fn serve_all(
         }
     }
     health_watcher.abort();
-    // HTTP calls reach the services in process, not through the gRPC listener: wait for them too.
+    // The HTTP listener stays open through the gRPC drain, answering probes with "shutting down"
+    // and new calls with UNAVAILABLE; its own calls in flight reach the services in process, so
+    // they are waited for too.
+    let _ = http_stop_tx.send(());
     if let Some(task) = http_task {
         let _ = task.await;
     }

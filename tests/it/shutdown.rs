@@ -379,9 +379,14 @@ async fn a_second_server_on_a_data_folder_is_refused_and_a_killed_ones_restart_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_fails_as_soon_as_shutdown_begins_while_calls_drain() {
-    let mut server = crate::common::process::ServerProcess::start(&["--drain-timeout", "60s"], None);
+    let mut server = crate::common::process::ServerProcess::start(
+        &["--drain-timeout", "60s", "--http", "127.0.0.1:0"],
+        None,
+    );
     let metrics = server.metrics.expect("metrics endpoint");
+    let http = server.http.expect("HTTP API");
     assert_eq!(http_get(metrics, "/ready").await, (200, "ready\n".to_string()));
+    assert_eq!(http_get(http, "/ready").await, (200, "ready\n".to_string()));
     let channel = Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
     let mut client = EmbedderClient::new(channel)
         .max_encoding_message_size(256 << 20)
@@ -401,6 +406,11 @@ async fn ready_fails_as_soon_as_shutdown_begins_while_calls_drain() {
     }
     assert_eq!(ready, (503, "not ready: shutting down\n".to_string()));
     assert_eq!(http_get(metrics, "/health").await.0, 200);
+    // The HTTP API's own /ready flips with it (its listener still answers while calls drain).
+    assert_eq!(http_get(http, "/ready").await, (503, "not ready: shutting down\n".to_string()));
+    let late = http_post_json(http, "/v1/embed", &serde_json::json!({"inputs": [{"text": "late"}]})).await;
+    assert_eq!(late.status, 503, "{}", late.text());
+    assert_eq!(late.json()["error"]["code"], "UNAVAILABLE");
     assert!(slow.await.unwrap().is_ok(), "the in-flight call completes");
     assert!(exit_status(&mut server.child).await.success());
 }

@@ -90,6 +90,71 @@ async fn tls_embed(
     tokio::time::timeout(Duration::from_secs(20), attempt).await.map_err(|_| "timed out".to_string())?
 }
 
+/// `GET /ready` over HTTPS to the HTTP API, trusting `ca`, optionally with a client identity.
+async fn https_ready(
+    addr: std::net::SocketAddr,
+    ca: &Ca,
+    identity: Option<(String, String)>,
+) -> Result<HttpReply, String> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto};
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap()).unwrap();
+    let builder = ClientConfig::builder_with_provider(Arc::new(crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let attempt = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let name = ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        try_http_exchange(tls, "GET", "/ready", &[], b"").await
+    };
+    tokio::time::timeout(Duration::from_secs(20), attempt).await.map_err(|_| "timed out".to_string())?
+}
+
+#[tokio::test]
+async fn the_http_api_speaks_tls_and_mutual_tls_like_the_grpc_port() {
+    let dir = TempDir::new("tls-http");
+    let ca = Ca::new("bindery test CA");
+    let client_ca = Ca::new("bindery client CA");
+    let mut options = fixture_options();
+    options.tls = Some(server_files(&dir, &ca, Some(&client_ca)));
+    let server = start_bare(options).await;
+    let reply =
+        https_ready(server.http, &ca, Some(client_ca.leaf(false))).await.expect("HTTPS with a client cert");
+    assert_eq!((reply.status, reply.text().as_str()), (200, "ready\n"));
+    https_ready(server.http, &ca, None).await.expect_err("no client certificate");
+    https_ready(server.http, &Ca::new("another CA"), Some(client_ca.leaf(false)))
+        .await
+        .expect_err("server not trusted");
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let plain = async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(server.http).await.unwrap();
+        stream.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw).await;
+        raw
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(20), plain).await.expect("closed promptly");
+    assert!(!raw.starts_with(b"HTTP/"), "{}", String::from_utf8_lossy(&raw));
+}
+
 #[tokio::test]
 async fn tls_clients_are_served_and_plaintext_clients_are_not() {
     let dir = TempDir::new("tls-tls");

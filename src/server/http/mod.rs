@@ -56,8 +56,9 @@ pub fn router(gateway: Gateway, engine: Arc<Engine>, draining: Draining, max_mes
         draining,
         max_body_bytes: max_message_bytes.saturating_mul(BODY_TO_MESSAGE_RATIO),
     };
-    let router = Router::new()
-        .route("/v1/embeddings", axum::routing::post(openai::embeddings))
+    let api = routes::add(Router::new().route("/v1/embeddings", axum::routing::post(openai::embeddings)))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), refuse_while_draining));
+    Router::new()
         .route("/openapi.json", axum::routing::get(openapi::document))
         .route("/health", axum::routing::get(|| async { "ok\n" }))
         .route(
@@ -65,8 +66,8 @@ pub fn router(gateway: Gateway, engine: Arc<Engine>, draining: Draining, max_mes
             axum::routing::get(|State(state): State<HttpState>| async move {
                 readiness(&state.engine, &state.draining)
             }),
-        );
-    routes::add(router)
+        )
+        .merge(api)
         .fallback(|method: http::Method, uri: http::Uri| async move {
             error::HttpError::from(tonic::Status::not_found(format!(
                 "no route {method} {}: see /openapi.json for the routes",
@@ -80,6 +81,23 @@ pub fn router(gateway: Gateway, engine: Arc<Engine>, draining: Draining, max_mes
             )
         })
         .with_state(state)
+}
+
+/// Once shutdown begins, new API calls are refused (the listener stays open while calls drain,
+/// so `/ready` can say why it fails): 503 UNAVAILABLE and `Connection: close`.
+async fn refuse_while_draining(
+    State(state): State<HttpState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if state.draining.started() {
+        let mut response = axum::response::IntoResponse::into_response(error::HttpError::from(
+            tonic::Status::unavailable("the server is shutting down; retry on another replica"),
+        ));
+        response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        return response;
+    }
+    next.run(request).await
 }
 
 /// How the HTTP listener runs.

@@ -276,12 +276,26 @@ impl HttpReply {
 
 /// Sends one HTTP/1.1 request over `stream` (`Connection: close`) and reads the whole reply.
 pub async fn http_exchange<S>(
-    mut stream: S,
+    stream: S,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpReply
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    try_http_exchange(stream, method, path, headers, body).await.expect("HTTP exchange")
+}
+
+/// [`http_exchange`], with I/O failures (a refused TLS session, say) returned.
+pub async fn try_http_exchange<S>(
+    mut stream: S,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpReply, String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -291,11 +305,11 @@ where
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    stream.write_all(head.as_bytes()).await.expect("send head");
-    stream.write_all(body).await.expect("send body");
+    stream.write_all(head.as_bytes()).await.map_err(|e| format!("send head: {e}"))?;
+    stream.write_all(body).await.map_err(|e| format!("send body: {e}"))?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read reply");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+    stream.read_to_end(&mut raw).await.map_err(|e| format!("read reply: {e}"))?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no end of headers")?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status =
@@ -321,7 +335,7 @@ where
         }
         body = decoded;
     }
-    HttpReply { status, headers, body }
+    Ok(HttpReply { status, headers, body })
 }
 
 /// Sends one plaintext HTTP/1.1 request to `addr`.
