@@ -3,7 +3,8 @@
 #
 #   scripts/setup.sh          CPU runtime  -> .ort/libonnxruntime.so.1.31.1      (PyPI onnxruntime)
 #   scripts/setup.sh --gpu    CUDA runtime -> .ort-gpu/ (PyPI onnxruntime-gpu; CUDA 13, cuDNN 9)
-#   scripts/setup.sh --python the venv .venv-test/ for the Python client's tests (only that)
+#   scripts/setup.sh --python the venv .venv-test/ for the Python tests (only that): the client's, and
+#                             the HTTP API's through the official openai package
 #
 # Idempotent: does nothing when the library (or the up-to-date venv) is already there.
 set -euo pipefail
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 # protoc decides the grpcio/protobuf floors in clients/python/pyproject.toml.
 python_test_pins=(
   grpcio==1.85.4 grpcio-tools==1.85.4 protobuf==7.36.2 numpy==2.4.6 setuptools==84.2.1
-  pytest==9.2.0 cryptography==51.0.1
+  pytest==9.2.0 cryptography==51.0.1 openai==3.63.0
 )
 
 # Creates .venv-test/ with the pins and the client installed from clients/python. A stamp of the

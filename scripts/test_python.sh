@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the Python client's tests (clients/python/tests) against real servers started from
+# Runs the Python tests (clients/python/tests: the client, and the HTTP API through the openai
+# package) against real servers started from
 # target/debug/bindery (built by `cargo test`), in the venv `scripts/setup.sh --python` prepares
 # (run first here; a no-op when it is up to date). Extra arguments go to pytest.
 set -euo pipefail

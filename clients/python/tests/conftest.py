@@ -43,6 +43,8 @@ class Server:
             link.symlink_to(REPO / "models" / FIXTURE_MODEL)
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
+        # The HTTP API, for the OpenAI-compatibility tests.
+        self.http_address = f"127.0.0.1:{_free_port()}"
         self.log_path = workdir / f"server-{self.port}.log"
         command = [
             str(binary), "serve",
@@ -51,6 +53,7 @@ class Server:
             "--data-dir", str(workdir / f"data-{self.port}"),
             "--no-warm-up",
             "--intra-threads", "2",
+            "--http", self.http_address,
             *args,
         ]  # fmt: skip
         with open(self.log_path, "wb") as log:
