@@ -414,3 +414,37 @@ async fn long_text_is_truncated_and_reported_or_refused_on_both_protocols() {
     .await;
     assert_eq!(strict.status, 400, "{}", strict.text());
 }
+
+#[tokio::test]
+async fn compact_outputs_round_trip_on_the_json_route() {
+    let mut server = start_fixture().await;
+    for encoding in [pb::Encoding::Float16, pb::Encoding::Bfloat16, pb::Encoding::Int8, pb::Encoding::Binary]
+    {
+        let grpc = server
+            .client
+            .embed(pb::EmbedRequest {
+                encoding: encoding as i32,
+                dimensions: Some(16),
+                ..request(vec![text("t", "a red cube")])
+            })
+            .await
+            .expect("gRPC compact embed")
+            .into_inner();
+        let reply = http_post_json(
+            server.http,
+            "/v1/embed",
+            &json!({"inputs": [{"id": "t", "text": "a red cube"}], "encoding": encoding.as_str_name(), "dimensions": 16}),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let embedding = &reply.json()["embeddings"][0];
+        let packed = BASE64.decode(embedding["packed"].as_str().expect("packed bytes as base64")).unwrap();
+        assert_eq!(packed, grpc.embeddings[0].packed, "{encoding:?}");
+        assert_eq!(embedding["dimension"], 16);
+        assert_eq!(embedding["encoding"], encoding.as_str_name());
+        assert!(embedding.get("vector").is_none(), "packed encodings leave `vector` empty");
+        if encoding == pb::Encoding::Int8 {
+            assert_eq!(embedding["scale"].as_f64().unwrap() as f32, grpc.embeddings[0].scale);
+        }
+    }
+}
