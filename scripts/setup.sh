@@ -73,6 +73,13 @@ if ! command -v nasm >/dev/null; then
   fi
 fi
 
+# HAProxy runs the replica test (tests/it/balancer.rs) with deploy/haproxy/haproxy.cfg.
+if ! command -v haproxy >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "setup: installing haproxy (Debian) for the replicas-behind-a-balancer test"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy >/dev/null 2>&1 \
+    || echo "setup: haproxy not installed; the balancer test will fail until it is" >&2
+fi
+
 version=1.31.1
 package=onnxruntime
 dest=.ort

@@ -179,6 +179,11 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT, how long to let in-flight calls finish before exiting (e.g. 30s).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub drain_timeout: std::time::Duration,
+    /// On SIGTERM/SIGINT, how long to keep taking new calls with health and /ready already
+    /// failing, so a load balancer stops routing here first (e.g. twice its check interval).
+    /// Then the listeners close and in-flight calls drain.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: std::time::Duration,
     /// Folder holding the collections (default: `bindery` in the platform's local data folder,
     /// e.g. ~/.local/share/bindery).
     #[arg(long, env = "BINDERY_DATA_DIR")]
@@ -254,6 +259,7 @@ impl ServeArgs {
         options.max_message_bytes = self.max_message_bytes;
         options.max_concurrent_streams = self.max_concurrent_streams;
         options.drain_timeout = self.drain_timeout;
+        options.shutdown_delay = self.shutdown_delay;
         options.data_dir = self.data_dir.clone().or_else(crate::store::default_data_dir);
         options.store.compact_wal_bytes = self.wal_compact_bytes;
         options.store.compact_interval = std::time::Duration::from_secs(self.compact_interval);

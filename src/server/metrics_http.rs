@@ -18,19 +18,36 @@ use crate::engine::Engine;
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Whether the server has begun shutting down; shared by the gRPC server (which sets it before
-/// its listener closes, when it turns its gRPC health NOT_SERVING) and `/ready`.
+/// its listener closes, when it turns its gRPC health NOT_SERVING), `/ready` and the HTTP API.
+/// Shutdown has two steps: it starts (health and `/ready` fail, calls are still taken, so
+/// balancers can stop routing here during `--shutdown-delay`), then the listeners close (new
+/// calls are refused, the ones in flight drain).
 #[derive(Debug, Clone, Default)]
-pub struct Draining(Arc<AtomicBool>);
+pub struct Draining {
+    started: Arc<AtomicBool>,
+    closing: Arc<AtomicBool>,
+}
 
 impl Draining {
     /// Marks the server as shutting down.
     pub fn start(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.started.store(true, Ordering::SeqCst);
     }
 
     /// Whether shutdown has begun.
     pub fn started(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.started.load(Ordering::SeqCst)
+    }
+
+    /// Marks the listeners as closing: new calls are refused from now on.
+    pub fn close(&self) {
+        self.start();
+        self.closing.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether new calls are refused.
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
     }
 }
 

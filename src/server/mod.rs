@@ -70,6 +70,9 @@ pub struct ServerOptions {
     pub max_concurrent_streams: u32,
     /// How long a shutdown waits for in-flight calls before giving up on them.
     pub drain_timeout: Duration,
+    /// How long the server keeps taking calls after shutdown begins, with health and `/ready`
+    /// already failing, so load balancers stop routing here before the listeners close.
+    pub shutdown_delay: Duration,
     /// Folder holding the collections; the Collections service refuses every call when `None`.
     pub data_dir: Option<PathBuf>,
     /// Collection store settings.
@@ -99,6 +102,7 @@ impl ServerOptions {
             rate_limit: None,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            shutdown_delay: Duration::ZERO,
             data_dir: None,
             store: StoreOptions::default(),
             connections: connections::ConnectionOptions::default(),
@@ -320,6 +324,7 @@ pub async fn serve_all(
     };
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown_draining = options.draining.clone();
+    let shutdown_delay = options.shutdown_delay;
     let server = builder
         .layer(layers)
         .add_routes(api_routes)
@@ -339,6 +344,11 @@ pub async fn serve_all(
             report_encoder_health(&shutdown_engine, &shutdown_health, true).await;
             // Watch streams never end on their own and would hold the drain until its timeout.
             end_health_watches.fire();
+            if !shutdown_delay.is_zero() {
+                tracing::info!(delay = ?shutdown_delay, "health failing; still taking calls while balancers notice");
+                tokio::time::sleep(shutdown_delay).await;
+            }
+            shutdown_draining.close();
             let _ = draining_tx.send(());
         });
     // Once shutdown starts, tonic stops accepting and waits for every open call; this bounds

@@ -11,6 +11,7 @@ mod common;
 mod api_errors;
 mod audio_pipeline;
 mod bad_inputs;
+mod balancer;
 mod batching;
 mod bind_mini;
 mod cli;

@@ -20,6 +20,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+use crate::common::process::{exit_status, signal, sigterm};
 use crate::common::*;
 
 /// `bindery serve` on an ephemeral port; killed if the test fails before it exits.
@@ -83,28 +84,6 @@ fn spawn_server(extra: &[&str]) -> ServerProcess {
     let line = wait_for_line(&log, "bindery serving");
     let field = line.split_whitespace().find_map(|w| w.strip_prefix("listen=")).expect("listen= field");
     ServerProcess { child, addr: field.parse().expect("address"), log, _data: data }
-}
-
-fn signal(child: &Child, signal: libc::c_int) {
-    // SAFETY: plain kill(2) on the pid of a child this test owns and has not reaped.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-    assert_eq!(rc, 0, "kill failed");
-}
-
-/// Waits up to 30 s for `child` to exit and returns its status.
-async fn exit_status(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "server did not exit");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn sigterm(child: &Child) {
-    signal(child, libc::SIGTERM);
 }
 
 /// A request that takes the debug-built server a few seconds (4 s on a busy 2-core machine): large point

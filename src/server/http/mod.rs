@@ -83,14 +83,14 @@ pub fn router(gateway: Gateway, engine: Arc<Engine>, draining: Draining, max_mes
         .with_state(state)
 }
 
-/// Once shutdown begins, new API calls are refused (the listener stays open while calls drain,
-/// so `/ready` can say why it fails): 503 UNAVAILABLE and `Connection: close`.
+/// Once the listeners close, new API calls are refused (the listener stays open while calls
+/// drain, so `/ready` can say why it fails): 503 UNAVAILABLE and `Connection: close`.
 async fn refuse_while_draining(
     State(state): State<HttpState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    if state.draining.started() {
+    if state.draining.closing() {
         let mut response = axum::response::IntoResponse::into_response(error::HttpError::from(
             tonic::Status::unavailable("the server is shutting down; retry on another replica"),
         ));

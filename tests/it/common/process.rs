@@ -38,11 +38,16 @@ impl ServerProcess {
     /// a metrics endpoint; `open_files` sets both the soft and the hard open-file limit of the
     /// child. Waits until it serves.
     pub fn start(extra: &[&str], open_files: Option<u64>) -> Self {
+        Self::start_at("127.0.0.1:0", extra, open_files)
+    }
+
+    /// [`ServerProcess::start`] with the gRPC listener on `listen`.
+    pub fn start_at(listen: &str, extra: &[&str], open_files: Option<u64>) -> Self {
         raise_open_file_limit();
         let data = TempDir::new("process-data");
         let mut command = Command::new(env!("CARGO_BIN_EXE_bindery"));
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+            .args(["serve", "--listen", listen, "--metrics", "127.0.0.1:0"])
             .args(["--default-model", "imagebind-fixture", "--intra-threads", "1", "--models"])
             .arg(repo().join("models"))
             .arg("--data-dir")
@@ -132,4 +137,28 @@ impl ServerProcess {
 /// The value of the `key` field (e.g. `listen=`) of a log line.
 pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace().find_map(|w| w.strip_prefix(key))
+}
+
+/// Sends `signal` to `child`.
+pub fn signal(child: &Child, signal: libc::c_int) {
+    // SAFETY: plain kill(2) on the pid of a child this test owns and has not reaped.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    assert_eq!(rc, 0, "kill failed");
+}
+
+/// Waits up to 30 s for `child` to exit and returns its status.
+pub async fn exit_status(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "server did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends SIGTERM to `child`.
+pub fn sigterm(child: &Child) {
+    signal(child, libc::SIGTERM);
 }
