@@ -409,19 +409,28 @@ def all_cases() -> list[tuple[str, str]]:
     return cases
 
 
-def main(argv: list[str]) -> int:
-    out = Path(argv[1]) if len(argv) > 1 else DEFAULT_OUT
-    cases = all_cases()
+def reference_entries(cases: list[tuple[str, str]]) -> list[dict]:
+    """Golden entries for named texts: the reference cleanup and the reference's 77 ids."""
     texts = [text for _, text in cases]
     ids = data.load_and_transform_text(texts, "cpu")
     entries = []
     for (name, text), row in zip(cases, ids.tolist()):
         cleaned = mp.whitespace_clean(mp.basic_clean(text)).lower()
         entries.append({"name": name, "text": text, "cleaned": cleaned, "ids": row})
+    return entries
+
+
+def write_entries(out: Path, entries: list[dict]) -> None:
+    """Writes golden entries as a JSON list, one entry per line, ASCII-escaped."""
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = ",\n".join(json.dumps(e, ensure_ascii=True) for e in entries)
     out.write_text("[\n" + lines + "\n]\n", encoding="utf-8")
     print(f"wrote {len(entries)} strings to {out}")
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[1]) if len(argv) > 1 else DEFAULT_OUT
+    write_entries(out, reference_entries(all_cases()))
     return 0
 
 

@@ -24,11 +24,6 @@ struct ImageCase {
 
 const END_OF_TEXT: i64 = 49407;
 
-/// Cases where bindery's cleanup knowingly differs from the reference (see
-/// `bindery::modality::text::cleanup`): ftfy's mojibake repair is a heuristic bindery does not
-/// reproduce. The test asserts they still differ, so the documentation stays true.
-const DOCUMENTED_TEXT_EXCEPTIONS: &[&str] = &["mojibake"];
-
 const IMAGES: Fixtures = Fixtures("images");
 
 fn text_cases() -> Vec<TextCase> {
@@ -63,10 +58,6 @@ async fn every_text_golden_matches_the_reference() {
         assert_eq!(e.modality, pb::Modality::Text as i32);
         assert!((norm(&e.vector) - 1.0).abs() < 1e-5, "unit norm by default");
         let c = cosine(&e.vector, &case.embedding);
-        if DOCUMENTED_TEXT_EXCEPTIONS.contains(&case.id.as_str()) {
-            assert!(c < 0.9999, "case {} now matches; drop it from the documented exceptions", case.id);
-            continue;
-        }
         assert!(c >= 0.9999, "text case {} ({:?}): cosine {c}", case.id, case.text);
         checked += 1;
     }

@@ -12,10 +12,13 @@ use std::sync::LazyLock;
 use regex::Regex;
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
-use super::html;
+use super::{ftfy, html};
 
 /// ftfy cuts text into segments of at most this many characters (`max_decode_length`).
 const FTFY_MAX_SEGMENT_CHARS: usize = 1_000_000;
+
+/// Bound on ftfy's `fix_and_explain` rounds per segment (see [`ftfy_fix_segment`]).
+const FTFY_MAX_ROUNDS: usize = 64;
 
 /// ftfy's `remove_terminal_escapes` pattern (`\033\[((?:\d|;)*)([a-zA-Z])`, where Python's `\d`
 /// is any Unicode decimal digit, as is the `regex` crate's).
@@ -26,7 +29,8 @@ static ANSI_ESCAPE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"\x1b
 /// Steps, in the reference order:
 /// 1. ftfy 6.3 `fix_text` with its default configuration, per line (and per 1,000,000
 ///    characters), each segment repeated until it no longer changes: `unescape_html` (complete
-///    references only; off from the first line containing `<` onwards), `fix_c1_controls`,
+///    references only; off from the first line containing `<` onwards), `fix_encoding` (mojibake
+///    repair, e.g. `cafÃ©` -> `café`, see [`super::ftfy`]), `fix_c1_controls`,
 ///    `fix_latin_ligatures`, `fix_character_width`, `uncurl_quotes`, `fix_line_breaks`,
 ///    `remove_terminal_escapes`, `remove_control_chars`, NFC normalisation;
 /// 2. Python's `html.unescape`, twice;
@@ -35,17 +39,16 @@ static ANSI_ESCAPE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"\x1b
 /// 5. lower-casing with full Unicode case mapping (`str.lower`, including final sigma).
 ///
 /// Documented differences from the reference:
-/// - **Mojibake repair is not reproduced.** ftfy's `fix_encoding` (re-decoding text that looks
-///   like UTF-8 read as Latin-1/Windows-125x/MacRoman/CP437, e.g. `cafÃ©` -> `café`, and its
-///   `restore_byte_a0`, `replace_lossy_sequences` and `decode_inconsistent_utf8` helpers) is
-///   driven by a statistical "badness" heuristic; such text is kept as written here. Text ftfy
-///   does not judge to be mojibake is unaffected.
 /// - **Unicode versions.** The reference runs on Python 3.11 (Unicode 14.0 for NFC and
 ///   `str.lower`), the `regex` package (its own, newer Unicode tables for `\p{L}`/`\p{N}`/`\s`)
 ///   and, here, Rust's and Oniguruma's tables. Characters whose properties differ between those
 ///   versions (mostly those assigned after Unicode 14.0) may be lower-cased, composed or split
-///   differently.
+///   differently. The one place mojibake repair consults such a table (a letter or digit after
+///   a suspicious pair, `\w` in ftfy's heuristic) follows the same rule.
 /// - **Lone surrogates** (`fix_surrogates`) cannot occur in Rust strings, so that step is absent.
+/// - **Runaway repair.** Where ftfy would repeat a repair without end, or recurse past Python's
+///   limit, bindery stops after a fixed number of rounds (far more than any text needs; see
+///   [`super::ftfy`]) and keeps what it has.
 pub fn clean(text: &str) -> String {
     let fixed = ftfy_fix_text(text);
     let once = html::unescape(&fixed);
@@ -81,7 +84,7 @@ fn collapse_whitespace(text: &str) -> String {
     out
 }
 
-/// ftfy's `fix_text` with its default configuration, minus `fix_encoding` (see [`clean`]).
+/// ftfy's `fix_text` with its default configuration.
 fn ftfy_fix_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     // `unescape_html="auto"` turns itself off for good once a segment contains '<'.
@@ -103,8 +106,13 @@ fn ftfy_fix_text(text: &str) -> String {
 /// ftfy's `fix_and_explain` loop: apply every fixer in order until nothing changes.
 fn ftfy_fix_segment(segment: &str, unescape: bool) -> String {
     let mut text = segment.to_owned();
-    loop {
+    // ftfy loops without a bound; every fixer only removes or repairs, so text settles within
+    // a few rounds and the bound only guarantees termination.
+    for _ in 0..FTFY_MAX_ROUNDS {
         let mut next = if unescape { html::ftfy_unescape(&text).into_owned() } else { text.clone() };
+        if let Cow::Owned(repaired) = ftfy::fix_encoding(&next) {
+            next = repaired;
+        }
         next = translate_chars(&next);
         next = fix_line_breaks(&next);
         if let Cow::Owned(s) = remove_terminal_escapes(&next) {
@@ -115,10 +123,11 @@ fn ftfy_fix_segment(segment: &str, unescape: bool) -> String {
             next = next.nfc().collect();
         }
         if next == text {
-            return text;
+            break;
         }
         text = next;
     }
+    text
 }
 
 /// `fix_c1_controls`, `fix_latin_ligatures`, `fix_character_width` and `uncurl_quotes`, which

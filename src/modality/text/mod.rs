@@ -16,6 +16,7 @@
 //! with no alternative (so it separates words) while Oniguruma counts it as a letter.
 
 mod cleanup;
+mod ftfy;
 mod html;
 mod kind;
 

@@ -1,5 +1,7 @@
-//! Parity of cleanup and tokenization with the reference, on the committed golden strings
-//! (`tests/fixtures/text/tokenizer_goldens.json`, written by `tools/make_tokenizer_goldens.py`).
+//! Parity of cleanup and tokenization with the reference, on the committed golden strings:
+//! `tests/fixtures/text/tokenizer_goldens.json` (written by `tools/make_tokenizer_goldens.py`)
+//! and, for mojibake repair, `tests/fixtures/text/ftfy_goldens.json` (ftfy's own test corpus plus
+//! generated mojibake, written by `tools/make_ftfy_goldens.py`).
 
 use std::path::{Path, PathBuf};
 
@@ -9,22 +11,16 @@ use super::*;
 
 /// Golden strings whose cleanup differs from the reference, and why (see [`clean`]).
 const CLEANUP_EXCEPTIONS: &[(&str, &str)] = &[
-    ("mojibake/00", "ftfy mojibake repair (fix_encoding) is not reproduced"),
-    ("mojibake/01", "ftfy mojibake repair (fix_encoding) is not reproduced"),
-    ("mojibake/02", "ftfy mojibake repair (fix_encoding) is not reproduced"),
-    ("mojibake/03", "ftfy mojibake repair (fix_encoding) is not reproduced"),
-    ("mojibake/04", "ftfy mojibake repair (fix_encoding) is not reproduced"),
-    ("mojibake/05", "ftfy mojibake repair (fix_encoding) is not reproduced"),
-    ("mojibake/06", "ftfy mojibake repair (fix_encoding) is not reproduced"),
-    ("mojibake/07", "ftfy mojibake repair (fix_encoding) is not reproduced"),
-    ("mojibake/08", "ftfy mojibake repair (fix_encoding) is not reproduced"),
-    ("mojibake/09", "ftfy mojibake repair (fix_encoding) is not reproduced"),
     (
         "unicode_version/01",
         "Garay capitals are unassigned in Python 3.11's Unicode 14.0, so str.lower keeps them",
     ),
     ("unicode_version/02", "U+A7CB/U+A7DC got lower-case mappings after Unicode 14.0"),
 ];
+
+/// Mojibake goldens whose cleanup or ids differ from the reference, and why. None do: bindery's
+/// port of ftfy's `fix_encoding` agrees with ftfy on every case of the corpus.
+const FTFY_EXCEPTIONS: &[(&str, &str)] = &[];
 
 /// Golden strings whose cleanup matches but whose ids differ, and why.
 const TOKEN_EXCEPTIONS: &[(&str, &str)] = &[
@@ -56,10 +52,18 @@ fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models/imagebind-fixture")
 }
 
-fn goldens() -> Vec<Golden> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/text/tokenizer_goldens.json");
+fn read_goldens(file: &str) -> Vec<Golden> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/text").join(file);
     let text = std::fs::read_to_string(path).unwrap();
     serde_json::from_str(&text).unwrap()
+}
+
+fn goldens() -> Vec<Golden> {
+    read_goldens("tokenizer_goldens.json")
+}
+
+fn ftfy_goldens() -> Vec<Golden> {
+    read_goldens("ftfy_goldens.json")
 }
 
 fn spec() -> TextPreprocess {
@@ -80,29 +84,27 @@ fn exception<'a>(list: &'a [(&str, &str)], name: &str) -> Option<&'a str> {
     list.iter().find(|(n, _)| *n == name).map(|(_, why)| *why)
 }
 
-#[test]
-fn goldens_are_well_formed() {
-    let goldens = goldens();
-    assert!(goldens.len() >= 250, "only {} golden strings", goldens.len());
+/// Checks names are unique, rows well formed and every exception names a golden.
+fn assert_well_formed(goldens: &[Golden], exceptions: &[&[(&str, &str)]]) {
     let mut names: Vec<&str> = goldens.iter().map(|g| g.name.as_str()).collect();
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), goldens.len(), "golden names must be unique");
-    for g in &goldens {
+    for g in goldens {
         assert_eq!(g.ids.len(), CONTEXT_LENGTH, "{}", g.name);
         assert_eq!(g.ids[0], i64::from(START), "{}", g.name);
     }
-    for (name, _) in CLEANUP_EXCEPTIONS.iter().chain(TOKEN_EXCEPTIONS) {
+    for (name, _) in exceptions.iter().copied().flatten() {
         assert!(names.contains(name), "exception {name} names no golden string");
     }
 }
 
-#[test]
-fn cleanup_matches_reference() {
+/// Compares bindery's cleanup with each golden's, honouring (and re-checking) `exceptions`.
+fn cleanup_mismatches(goldens: &[Golden], exceptions: &[(&str, &str)]) -> Vec<String> {
     let mut mismatches = Vec::new();
-    for g in goldens() {
+    for g in goldens {
         let got = clean(&g.text);
-        match exception(CLEANUP_EXCEPTIONS, &g.name) {
+        match exception(exceptions, &g.name) {
             Some(why) if got == g.cleaned => {
                 mismatches.push(format!("{}: documented exception no longer differs ({why})", g.name))
             }
@@ -113,18 +115,19 @@ fn cleanup_matches_reference() {
             None => {}
         }
     }
-    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    mismatches
 }
 
-#[test]
-fn ids_match_reference() {
+/// Compares bindery's ids with each golden's, honouring (and re-checking) `exceptions`.
+/// Returns the mismatches and how many goldens matched outside the exceptions.
+fn id_mismatches(goldens: &[Golden], exceptions: &[&[(&str, &str)]]) -> (Vec<String>, usize) {
     let preprocessor = preprocessor();
     let mut empty_row = vec![i64::from(PAD); CONTEXT_LENGTH];
     empty_row[0] = i64::from(START);
     empty_row[1] = i64::from(END);
     let mut mismatches = Vec::new();
     let mut matched = 0;
-    for g in goldens() {
+    for g in goldens {
         let mut row = vec![-1; CONTEXT_LENGTH];
         let result = preprocessor.encode_into(&g.text, &mut row);
         if g.cleaned.is_empty() {
@@ -142,7 +145,7 @@ fn ids_match_reference() {
             mismatches.push(format!("{}: {e}", g.name));
             continue;
         }
-        let why = exception(CLEANUP_EXCEPTIONS, &g.name).or(exception(TOKEN_EXCEPTIONS, &g.name));
+        let why = exceptions.iter().find_map(|list| exception(list, &g.name));
         match why {
             Some(why) if row == g.ids => {
                 mismatches.push(format!("{}: documented exception no longer differs ({why})", g.name))
@@ -154,8 +157,51 @@ fn ids_match_reference() {
             None => matched += 1,
         }
     }
+    (mismatches, matched)
+}
+
+#[test]
+fn goldens_are_well_formed() {
+    let goldens = goldens();
+    assert!(goldens.len() >= 250, "only {} golden strings", goldens.len());
+    assert_well_formed(&goldens, &[CLEANUP_EXCEPTIONS, TOKEN_EXCEPTIONS]);
+}
+
+#[test]
+fn cleanup_matches_reference() {
+    let mismatches = cleanup_mismatches(&goldens(), CLEANUP_EXCEPTIONS);
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn ids_match_reference() {
+    let (mismatches, matched) = id_mismatches(&goldens(), &[CLEANUP_EXCEPTIONS, TOKEN_EXCEPTIONS]);
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
     assert!(matched >= 250, "only {matched} golden strings matched");
+}
+
+#[test]
+fn ftfy_goldens_are_well_formed() {
+    let goldens = ftfy_goldens();
+    assert!(goldens.len() >= 700, "only {} mojibake golden strings", goldens.len());
+    assert_well_formed(&goldens, &[FTFY_EXCEPTIONS]);
+    // The corpus must exercise the repair: most inputs change under the reference cleanup.
+    let changed = goldens.iter().filter(|g| g.cleaned != g.text.trim().to_lowercase()).count();
+    assert!(changed >= 400, "only {changed} mojibake goldens are changed by the cleanup");
+}
+
+#[test]
+fn mojibake_cleanup_matches_reference() {
+    let mismatches = cleanup_mismatches(&ftfy_goldens(), FTFY_EXCEPTIONS);
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn mojibake_ids_match_reference() {
+    let goldens = ftfy_goldens();
+    let (mismatches, matched) = id_mismatches(&goldens, &[FTFY_EXCEPTIONS]);
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    assert!(matched + FTFY_EXCEPTIONS.len() == goldens.len(), "only {matched} mojibake goldens matched");
 }
 
 #[test]
