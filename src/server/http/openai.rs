@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::HttpState;
@@ -82,33 +82,61 @@ pub async fn embeddings(State(state): State<HttpState>, request: Request) -> Res
         .call::<pb::EmbedRequest, pb::EmbedResponse>("/bindery.v1.Embedder/Embed", &embed, &parts)
         .await?;
     let response = reply.message;
-    let mut tokens = 0u64;
-    let mut truncated = Vec::new();
-    let data: Vec<Value> = response
+    let mut usage = Usage::default();
+    let data = response
         .embeddings
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(index, e)| {
-            tokens += u64::from(e.tokens);
+            usage.prompt_tokens += u64::from(e.tokens);
             if e.truncated {
-                truncated.push(index);
+                usage.truncated_inputs.push(index);
             }
             let embedding = if base64_output {
                 let bytes: Vec<u8> = e.vector.iter().flat_map(|v| v.to_le_bytes()).collect();
-                Value::String(BASE64.encode(bytes))
+                EmbeddingValue::Base64(BASE64.encode(bytes))
             } else {
-                serde_json::json!(e.vector)
+                EmbeddingValue::Floats(e.vector)
             };
-            serde_json::json!({"object": "embedding", "index": index, "embedding": embedding})
+            EmbeddingData { object: "embedding", index, embedding }
         })
         .collect();
-    let body = serde_json::json!({
-        "object": "list",
-        "data": data,
-        "model": response.model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "truncated_inputs": truncated},
-    });
+    usage.total_tokens = usage.prompt_tokens;
+    let body = EmbeddingsResponse { object: "list", data, model: response.model, usage };
     Ok(json_reply(&body, reply.headers))
+}
+
+/// OpenAI's reply, fields in OpenAI's order; floats stay `f32`, so they print at their shortest.
+#[derive(Serialize)]
+struct EmbeddingsResponse {
+    object: &'static str,
+    data: Vec<EmbeddingData>,
+    model: String,
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+struct EmbeddingData {
+    object: &'static str,
+    index: usize,
+    embedding: EmbeddingValue,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum EmbeddingValue {
+    Floats(Vec<f32>),
+    /// Little-endian float32 bytes, base64.
+    Base64(String),
+}
+
+/// Text tokens (start and end tokens included, before truncation) and the inputs cut to the
+/// model's context.
+#[derive(Serialize, Default)]
+struct Usage {
+    prompt_tokens: u64,
+    total_tokens: u64,
+    truncated_inputs: Vec<usize>,
 }
 
 fn parse_modality(name: &str, field: &str) -> Result<Modality, HttpError> {
