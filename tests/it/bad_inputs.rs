@@ -235,6 +235,13 @@ fn cases() -> Vec<Case> {
         },
         Case {
             class: "wrong type",
+            modality: "image",
+            what: "a PCX file (a format the reference reads, bindery does not)",
+            send: Send::Request(one(image("i", FIXTURES.read("images/formats/pcx.pcx")))),
+            expect: InvalidArgument,
+        },
+        Case {
+            class: "wrong type",
             modality: "audio",
             what: "a PNG file as audio",
             send: Send::Request(one(audio("a", good_png.clone(), "wav"))),

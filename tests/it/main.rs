@@ -27,6 +27,7 @@ mod embed_text_image;
 mod embed_thermal;
 mod fuzz_regressions;
 mod http_api;
+mod image_formats;
 mod image_preprocess;
 mod limits;
 mod load_tool;

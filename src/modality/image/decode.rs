@@ -5,13 +5,15 @@
 //! RGB with the rules of the Pillow mode that format opens as. EXIF orientation and ICC
 //! profiles are ignored, as `Image.open` ignores them.
 //!
-//! Known gaps: palette TIFFs are refused (the `tiff` crate does not read them), and a few
-//! layouts Pillow refuses are accepted (e.g. 32-bit BMP bitfield masks outside Pillow's list).
+//! Formats are identified as Pillow identifies them (`formats.rs`); those bindery does not
+//! decode are refused by name. Known gap: a few layouts Pillow refuses are accepted (e.g. 32-bit
+//! BMP bitfield masks outside Pillow's list).
 
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
+use super::formats::{self, PilFormat, Support};
 use super::resample::Rgb8;
 use super::{ImageError, gif, jpeg, pil};
 
@@ -21,29 +23,34 @@ pub(crate) fn decode_rgb(
     max_alloc: u64,
     check_size: &dyn Fn(u32, u32) -> Result<(), ImageError>,
 ) -> Result<Rgb8, ImageError> {
-    let format = image::guess_format(bytes).map_err(|_| ImageError::Decode("unknown image format".into()))?;
+    let Some(format) = formats::identify(bytes) else {
+        return Err(ImageError::Decode("unknown image format".into()));
+    };
+    if format.support() == Support::Refused {
+        return Err(ImageError::UnsupportedFormat { format: format.name() });
+    }
     match format {
-        ImageFormat::Jpeg => jpeg::decode(bytes, check_size),
-        ImageFormat::Gif => gif::decode(bytes, check_size),
-        ImageFormat::Tiff => decode_tiff(bytes, max_alloc, check_size),
-        ImageFormat::Png => {
+        PilFormat::Jpeg => jpeg::decode(bytes, check_size),
+        PilFormat::Gif => gif::decode(bytes, check_size),
+        PilFormat::Tiff => decode_tiff(bytes, max_alloc, check_size),
+        PilFormat::Png => {
             // The PNG decoder reads every chunk up to the first IDAT before it reports the
             // size; IHDR is always first at a fixed offset, so check it straight away.
             if let Some((w, h)) = png_ihdr_size(bytes) {
                 check_size(w, h)?;
             }
-            decode_with_image(bytes, format, max_alloc, check_size)
+            decode_with_image(bytes, ImageFormat::Png, max_alloc, check_size)
         }
-        ImageFormat::Bmp => {
+        PilFormat::Bmp => {
             let fields = bmp_16bit_fields(bytes)?;
-            let mut img = decode_with_image(bytes, format, max_alloc, check_size)?;
+            let mut img = decode_with_image(bytes, ImageFormat::Bmp, max_alloc, check_size)?;
             if let Some(bits) = fields {
                 rescale_16bit_bmp(&mut img, bits);
             }
             Ok(img)
         }
-        ImageFormat::WebP => decode_with_image(bytes, format, max_alloc, check_size),
-        other => Err(ImageError::Decode(format!("unsupported image format {}", other.to_mime_type()))),
+        PilFormat::WebP => decode_with_image(bytes, ImageFormat::WebP, max_alloc, check_size),
+        other => Err(ImageError::UnsupportedFormat { format: other.name() }),
     }
 }
 
@@ -150,6 +157,7 @@ fn tiff_err(e: tiff::TiffError) -> ImageError {
 
 /// TIFF through the `tiff` crate, so that 32-bit grey ("I", "F") and CMYK can be converted the
 /// way Pillow does (the `image` crate refuses the former and converts CMYK with its own formula).
+/// Like `Image.open`, only the first page (IFD) of a multi-page file is read.
 fn decode_tiff(
     bytes: &[u8],
     max_alloc: u64,
@@ -158,53 +166,89 @@ fn decode_tiff(
     use tiff::ColorType as C;
     use tiff::decoder::{Decoder, DecodingResult as R, Limits};
 
+    // The `tiff` crate refuses palette images (photometric 3). Their samples are plain indices,
+    // so a copy whose photometric tag says BlackIsZero decodes to exactly those indices, and the
+    // colour map is applied below.
+    let patched;
+    let (source, is_palette) = match photometric_entry(bytes) {
+        Some(entry) if entry.value == PHOTOMETRIC_PALETTE => {
+            let mut copy = bytes.to_vec();
+            let one = if entry.big_endian { 1u16.to_be_bytes() } else { 1u16.to_le_bytes() };
+            if let Some(slot) = copy.get_mut(entry.at..entry.at + 2) {
+                slot.copy_from_slice(&one);
+            }
+            patched = copy;
+            (patched.as_slice(), true)
+        }
+        _ => (bytes, false),
+    };
+
     let mut limits = Limits::default();
     let max_alloc = usize::try_from(max_alloc).unwrap_or(usize::MAX);
     limits.decoding_buffer_size = max_alloc;
     limits.intermediate_buffer_size = max_alloc;
-    let mut dec = Decoder::new(Cursor::new(bytes)).map_err(tiff_err)?.with_limits(limits);
+    let mut dec = Decoder::new(Cursor::new(source)).map_err(tiff_err)?.with_limits(limits);
     let (w, h) = dec.dimensions().map_err(tiff_err)?;
     check_size(w, h)?;
     let color = dec.colortype().map_err(tiff_err)?;
     let (width, height) = (w as usize, h as usize);
     let pixels = width * height;
-    let samples = dec.read_image().map_err(tiff_err)?;
     let unsupported = || ImageError::Decode(format!("unsupported TIFF sample layout {color:?}"));
+    if matches!(color, C::YCbCr(_)) {
+        // Pillow opens these as "YCbCr" and converts with its own fixed-point tables.
+        return Err(ImageError::UnsupportedLayout { format: "TIFF", layout: "YCbCr samples" });
+    }
+    let palette = if is_palette {
+        let C::Gray(bits @ (1 | 2 | 4 | 8)) = color else {
+            return Err(ImageError::Decode(format!("unsupported TIFF palette layout {color:?}")));
+        };
+        let map = dec.get_tag_u16_vec(tiff::tags::Tag::ColorMap).map_err(tiff_err)?;
+        Some(tiff_palette(&map, bits))
+    } else {
+        None
+    };
+    let samples = dec.read_image().map_err(tiff_err)?;
     let grey = |v: u8| [v, v, v];
-    let data: Vec<u8> = match (color, samples) {
-        (C::Gray(8), R::U8(s)) => s.iter().flat_map(|&v| grey(v)).collect(),
-        // Bilevel ("1"): rows are packed MSB first and padded to a byte; set bits are white.
-        (C::Gray(1), R::U8(s)) => {
-            let stride = width.div_ceil(8);
-            s.chunks_exact(stride.max(1))
-                .take(height)
-                .flat_map(|row| {
-                    (0..width).map(move |x| if row[x / 8] & (0x80 >> (x % 8)) != 0 { 255 } else { 0 })
-                })
-                .flat_map(grey)
-                .collect()
+    let data: Vec<u8> = match (color, samples, palette) {
+        // "P;1", "P;2", "P;4", "P": indices through the colour map.
+        (C::Gray(bits), R::U8(s), Some(palette)) => {
+            unpack_rows(&s, width, height, bits).flat_map(|i| palette[usize::from(i)]).collect()
+        }
+        (C::Gray(8), R::U8(s), None) => s.iter().flat_map(|&v| grey(v)).collect(),
+        // Bilevel ("1"): set bits are white. "L;2" and "L;4" spread the levels over 0..=255.
+        (C::Gray(bits @ (1 | 2 | 4)), R::U8(s), None) => {
+            let scale = 255 / ((1u8 << bits) - 1);
+            unpack_rows(&s, width, height, bits).flat_map(|v| grey(v * scale)).collect()
         }
         // "I;16" clips, "I" (32-bit integer) clips, "F" truncates and clips.
-        (C::Gray(16), R::U16(s)) => s.iter().flat_map(|&v| grey(pil::clip_int(v.into()))).collect(),
-        (C::Gray(32), R::I32(s)) => s.iter().flat_map(|&v| grey(pil::clip_int(v.into()))).collect(),
+        (C::Gray(16), R::U16(s), None) => s.iter().flat_map(|&v| grey(pil::clip_int(v.into()))).collect(),
+        (C::Gray(32), R::I32(s), None) => s.iter().flat_map(|&v| grey(pil::clip_int(v.into()))).collect(),
         // Pillow reads unsigned 32-bit samples into its signed "I" storage as they are.
-        (C::Gray(32), R::U32(s)) => {
+        (C::Gray(32), R::U32(s), None) => {
             s.iter().flat_map(|&v| grey(pil::clip_int(i64::from(v as i32)))).collect()
         }
-        (C::Gray(32), R::F32(s)) => s.iter().flat_map(|&v| grey(pil::clip_float(v))).collect(),
-        (C::GrayA(8) | C::Multiband { bit_depth: 8, num_samples: 2 }, R::U8(s)) => {
+        (C::Gray(32), R::F32(s), None) => s.iter().flat_map(|&v| grey(pil::clip_float(v))).collect(),
+        (C::GrayA(8) | C::Multiband { bit_depth: 8, num_samples: 2 }, R::U8(s), None) => {
             s.chunks_exact(2).flat_map(|p| grey(p[0])).collect()
         }
-        (C::RGB(8), R::U8(s)) => s,
-        (C::RGBA(8), R::U8(s)) => s.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
-        (C::RGB(16), R::U16(s)) => s.iter().map(|&v| pil::high_byte(v)).collect(),
-        (C::RGBA(16), R::U16(s)) => {
+        (C::RGB(8), R::U8(s), None) => s,
+        (C::RGBA(8), R::U8(s), None) => s.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        (C::RGB(16), R::U16(s), None) => s.iter().map(|&v| pil::high_byte(v)).collect(),
+        (C::RGBA(16), R::U16(s), None) => {
             s.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]].map(pil::high_byte)).collect()
         }
         // TIFF CMYK is stored plainly (rawmode "CMYK"), then Pillow's cmyk2rgb.
-        (C::CMYK(8), R::U8(s)) => {
+        (C::CMYK(8), R::U8(s), None) => {
             s.chunks_exact(4).flat_map(|p| pil::cmyk_to_rgb(p[0], p[1], p[2], p[3])).collect()
         }
+        // "CMYK;16L"/"CMYK;16B" keep the high byte of each sample, then cmyk2rgb.
+        (C::CMYK(16), R::U16(s), None) => s
+            .chunks_exact(4)
+            .flat_map(|p| {
+                let [c, m, y, k] = [p[0], p[1], p[2], p[3]].map(pil::high_byte);
+                pil::cmyk_to_rgb(c, m, y, k)
+            })
+            .collect(),
         _ => return Err(unsupported()),
     };
     if data.len() != pixels * 3 {
@@ -214,4 +258,76 @@ fn decode_tiff(
         )));
     }
     Ok(Rgb8 { width, height, data })
+}
+
+/// Samples of `bits` (1, 2, 4 or 8) packed MSB first, each row padded to a byte; a short
+/// buffer yields fewer samples (the caller checks the count).
+fn unpack_rows(s: &[u8], width: usize, height: usize, bits: u8) -> impl Iterator<Item = u8> + '_ {
+    let bits = usize::from(bits);
+    let stride = (width * bits).div_ceil(8).max(1);
+    let mask = ((1u16 << bits) - 1) as u8;
+    s.chunks_exact(stride).take(height).flat_map(move |row| {
+        (0..width).map(move |x| {
+            let bit = x * bits;
+            (row[bit / 8] >> (8 - bits - bit % 8)) & mask
+        })
+    })
+}
+
+/// Pillow's TIFF palette: the high byte of each 16-bit colour map entry (`b // 256`), the map
+/// holding all reds, then all greens, then all blues. Missing entries are black.
+fn tiff_palette(map: &[u16], bits: u8) -> Vec<[u8; 3]> {
+    let n = 1usize << bits;
+    (0..n).map(|i| [0, 1, 2].map(|c| map.get(c * n + i).map_or(0, |&v| pil::high_byte(v)))).collect()
+}
+
+const PHOTOMETRIC_PALETTE: u16 = 3;
+
+/// Where the first IFD's PhotometricInterpretation value sits.
+struct PhotometricEntry {
+    at: usize,
+    value: u16,
+    big_endian: bool,
+}
+
+/// Finds the PhotometricInterpretation (262, SHORT) entry of the first IFD of a classic or
+/// BigTIFF file.
+fn photometric_entry(b: &[u8]) -> Option<PhotometricEntry> {
+    let big_endian = match b.get(..2)? {
+        b"MM" => true,
+        b"II" => false,
+        _ => return None,
+    };
+    let u16_at = |at: usize| {
+        let s: [u8; 2] = b.get(at..at.checked_add(2)?)?.try_into().ok()?;
+        Some(if big_endian { u16::from_be_bytes(s) } else { u16::from_le_bytes(s) })
+    };
+    let u32_at = |at: usize| {
+        let s: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        Some(if big_endian { u32::from_be_bytes(s) } else { u32::from_le_bytes(s) })
+    };
+    let u64_at = |at: usize| {
+        let s: [u8; 8] = b.get(at..at.checked_add(8)?)?.try_into().ok()?;
+        Some(if big_endian { u64::from_be_bytes(s) } else { u64::from_le_bytes(s) })
+    };
+    let (count, entries_at, entry_len) = match u16_at(2)? {
+        42 => {
+            let ifd = usize::try_from(u32_at(4)?).ok()?;
+            (u64::from(u16_at(ifd)?), ifd.checked_add(2)?, 12)
+        }
+        43 => {
+            let ifd = usize::try_from(u64_at(8)?).ok()?;
+            (u64_at(ifd)?, ifd.checked_add(8)?, 20)
+        }
+        _ => return None,
+    };
+    const SHORT: u16 = 3;
+    (0..count.min(4096)).find_map(|k| {
+        let entry = entries_at.checked_add(usize::try_from(k).ok()?.checked_mul(entry_len)?)?;
+        if u16_at(entry)? != 262 || u16_at(entry + 2)? != SHORT {
+            return None;
+        }
+        let at = entry + if entry_len == 12 { 8 } else { 12 };
+        Some(PhotometricEntry { at, value: u16_at(at)?, big_endian })
+    })
 }

@@ -8,6 +8,7 @@
 //! `decode.rs`, the resize in `resample.rs`, crop and normalisation here.
 
 mod decode;
+pub mod formats;
 mod gif;
 pub mod gray;
 mod jpeg;
@@ -68,6 +69,20 @@ pub enum ImageError {
     /// Bytes are not an image in a supported format, or are corrupt.
     #[error("cannot decode image: {0}")]
     Decode(String),
+    /// A format the reference (Pillow) opens that bindery does not decode.
+    #[error("{format} images are not supported")]
+    UnsupportedFormat {
+        /// Pillow's name of the format (`PIL.Image.OPEN`).
+        format: &'static str,
+    },
+    /// A layout of a decoded format that bindery does not decode (e.g. YCbCr TIFF).
+    #[error("{format} images with {layout} are not supported")]
+    UnsupportedLayout {
+        /// Pillow's name of the format.
+        format: &'static str,
+        /// What in the file is not supported.
+        layout: &'static str,
+    },
     /// The output slot passed to [`ImagePreprocessor::preprocess_into`] has the wrong length.
     #[error("output slot holds {got} values, the image tensor needs {expected}")]
     OutputSize {
@@ -143,6 +158,26 @@ impl ImagePreprocessor {
             }
         }
     }
+}
+
+/// A decoded image as 8-bit RGB, before any resize.
+#[derive(Debug, Clone)]
+pub struct RgbImage {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// `width * height * 3` samples, row-major, RGB.
+    pub data: Vec<u8>,
+}
+
+/// Decodes `bytes` under `limits` to the pixels of the reference's
+/// `Image.open(f).convert("RGB")`, before any resize.
+pub fn decode_rgb(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, ImageError> {
+    guarded(bytes, limits, |max_alloc, check| {
+        let Rgb8 { width, height, data } = decode::decode_rgb(bytes, max_alloc, check)?;
+        Ok(RgbImage { width, height, data })
+    })
 }
 
 /// Checks `bytes` against `limits`, then runs `decode(max_alloc, check_size)` with panics inside
