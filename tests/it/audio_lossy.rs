@@ -121,3 +121,43 @@ async fn lossy_audio_embeddings_match_the_reference() {
         assert!(worst.contains_key(codec), "no {codec} case with an embedding");
     }
 }
+
+/// Cut and overwritten copies of the files whose trimming is read outside symphonia (MP4 edit
+/// lists, Opus headers, WebM DiscardPadding, Ogg pages): each decodes or is refused, and none
+/// panics inside the decoder.
+#[test]
+fn damaged_lossy_files_are_refused_without_panicking() {
+    use bindery::modality::audio::AudioError;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for file in [
+        "cases/aac_48000_mono_long.m4a",
+        "cases/aac_8000_stereo_short.m4a",
+        "cases/opus_16000_stereo_long.opus",
+        "cases/opus_webm_48000_stereo_long.webm",
+        "cases/vorbis_8000_mono_short.ogg",
+    ] {
+        let bytes = LOSSY.read(file);
+        for round in 0..40 {
+            let mut b = bytes.clone();
+            if round % 2 == 0 {
+                b.truncate((next() as usize) % b.len());
+            } else {
+                // Mostly the header, where the edit list, OpusHead and page headers are.
+                let span = if round % 4 == 1 { 1024.min(b.len()) } else { b.len() };
+                for _ in 0..6 {
+                    let i = (next() as usize) % span;
+                    b[i] = next() as u8;
+                }
+            }
+            if let Err(AudioError::DecoderPanic(msg)) = decode(&b, None, &AudioLimits::default()) {
+                panic!("{file} round {round}: the decoder panicked: {msg}");
+            }
+        }
+    }
+}

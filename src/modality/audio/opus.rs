@@ -179,10 +179,8 @@ pub fn matroska_end_padding(bytes: &[u8], track: u64, rate: u32) -> Option<u64> 
                     g.1 = is_track;
                 }
             }
-            SIMPLE_BLOCK => {
-                if vint(bytes.get(body..end)?, false).map(|(n, _)| n) == Some(track) {
-                    last = Some(None);
-                }
+            SIMPLE_BLOCK if vint(bytes.get(body..end)?, false).map(|(n, _)| n) == Some(track) => {
+                last = Some(None);
             }
             DISCARD_PADDING => {
                 let value = bytes.get(body..end)?;
