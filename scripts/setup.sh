@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fetches the ONNX Runtime shared library bindery loads at run time (and nasm, see below).
+# Fetches the ONNX Runtime shared library bindery loads at run time (and nasm and libopus-dev,
+# see below).
 #
 #   scripts/setup.sh          CPU runtime  -> .ort/libonnxruntime.so.1.31.1      (PyPI onnxruntime)
 #   scripts/setup.sh --gpu    CUDA runtime -> .ort-gpu/ (PyPI onnxruntime-gpu; CUDA 13, cuDNN 9)
@@ -78,6 +79,20 @@ if ! command -v haproxy >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >
   echo "setup: installing haproxy (Debian) for the replicas-behind-a-balancer test"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy >/dev/null 2>&1 \
     || echo "setup: haproxy not installed; the balancer test will fail until it is" >&2
+fi
+
+# Opus audio is decoded by the system libopus (the audiopus crate finds it with pkg-config); the
+# build needs its headers and pkg-config file from Debian's libopus-dev.
+if ! pkg-config --exists opus 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing libopus-dev and pkg-config (Debian) for Opus audio decoding"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libopus-dev pkg-config >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libopus-dev pkg-config >/dev/null 2>&1; } \
+      || echo "setup: could not install libopus-dev; the build needs it for Opus decoding" >&2
+  else
+    echo "setup: libopus not found by pkg-config; install libopus-dev (Debian) or opus (Homebrew) to build" >&2
+  fi
 fi
 
 version=1.31.1

@@ -9,6 +9,7 @@
 mod common;
 
 mod api_errors;
+mod audio_lossy;
 mod audio_pipeline;
 mod bad_inputs;
 mod balancer;

@@ -1,8 +1,13 @@
-//! Decoding any supported container into planar `f32` samples with symphonia.
+//! Decoding any supported container into planar `f32` samples with symphonia (Opus: libopus).
 //!
 //! The container is found from the bytes (symphonia's probe); a client's extension or MIME type
 //! is passed along only as a hint. Samples come out as `f32` in `[-1, 1]`, scaled like
 //! `torchaudio.load(normalize=True)` (integer PCM divided by `2^(bits-1)`).
+//!
+//! The reference loads audio through FFmpeg, so lossy streams are trimmed as FFmpeg 5.1 trims
+//! them: MP3 by its LAME/Xing header and Vorbis by the Ogg granule positions (symphonia's
+//! gapless decoding does the same), AAC and other MP4 tracks by the edit list or `iTunSMPB`
+//! ([`super::mp4`]), Opus by its pre-skip and the container's end trimming ([`super::opus`]).
 //!
 //! Limits are enforced before the work they bound: the byte size before probing, the duration
 //! from the container's frame count (when it declares one) before decoding, and again as a
@@ -11,16 +16,19 @@
 use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use symphonia::core::codecs::audio::AudioDecoder;
 use symphonia::core::codecs::audio::well_known as codec;
 use symphonia::core::codecs::audio::{AudioCodecId, AudioCodecParameters, AudioDecoderOptions};
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::well_known::{FORMAT_ID_ISOMP4, FORMAT_ID_MKV, FORMAT_ID_OGG};
 use symphonia::core::formats::{FormatOptions, TrackType};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 
+use super::opus::{OPUS_RATE, OpusDecoder, OpusHead, matroska_end_padding};
 use super::resample::MAX_RATE;
-use super::{AudioError, AudioLimits};
+use super::{AudioError, AudioLimits, mp4};
 
 /// Lowest sample rate accepted (Hz); below it no filterbank frame would fit in a clip.
 pub const MIN_RATE: u32 = 1000;
@@ -94,9 +102,41 @@ fn decode_inner(bytes: &[u8], hint: Option<&str>, limits: &AudioLimits) -> Resul
         }
     }
 
-    let mut decoder = symphonia::default::get_codecs()
-        .make_audio_decoder(&params, &AudioDecoderOptions::default())
-        .map_err(|e| AudioError::UnsupportedCodec(e.to_string()))?;
+    let container = format.format_info().format;
+    // MP4: FFmpeg's edit list (or iTunSMPB) trim, which symphonia does not apply.
+    let mp4_trim = if container == FORMAT_ID_ISOMP4 {
+        mp4::trim_for_track(bytes, track_id, params.codec == codec::CODEC_ID_AAC)
+    } else {
+        None
+    };
+    // Samples dropped from the start and the end of the whole decoded stream, on top of the
+    // per-packet trims the demuxer marks.
+    let mut head_trim = mp4_trim.map_or(0, |t| t.skip);
+    // FFmpeg 5.1 does not trim the end of an Ogg Vorbis stream whose audio fits on one page (its
+    // first audio page is also its last); it still drops the start the packets mark. Decoding
+    // without symphonia's gapless trimming and dropping the marked start here does the same.
+    let keep_ogg_end = container == FORMAT_ID_OGG
+        && params.codec == codec::CODEC_ID_VORBIS
+        && ogg_first_audio_page_is_last(bytes, track_id);
+    let mut tail_trim = 0u64;
+    let mut decoder = if params.codec == codec::CODEC_ID_OPUS {
+        let fallback_channels = params.channels.as_ref().map_or(0, |c| c.count());
+        let head = OpusHead::from_extra_data(params.extra_data.as_deref(), fallback_channels)?;
+        // The pre-skip is the decoder's to drop (symphonia only records it as the track's
+        // delay); the end trim is marked on the packets by symphonia's Ogg reader, and read here
+        // for Matroska.
+        head_trim = head_trim.saturating_add(u64::from(head.pre_skip));
+        if container == FORMAT_ID_MKV {
+            tail_trim = matroska_end_padding(bytes, u64::from(track_id), OPUS_RATE).unwrap_or(0);
+        }
+        Decoder::Opus(OpusDecoder::new(&head)?)
+    } else {
+        Decoder::Symphonia(
+            symphonia::default::get_codecs()
+                .make_audio_decoder(&params, &AudioDecoderOptions::default().gapless(!keep_ogg_end))
+                .map_err(|e| AudioError::UnsupportedCodec(e.to_string()))?,
+        )
+    };
 
     let mut channels: Vec<Vec<f32>> = Vec::new();
     let mut sample_rate = params.sample_rate.unwrap_or(0);
@@ -123,6 +163,11 @@ fn decode_inner(bytes: &[u8], hint: Option<&str>, limits: &AudioLimits) -> Resul
         if packet.track_id != track_id {
             continue;
         }
+        // FFmpeg decodes up to the packet that reaches the edit's end, and keeps it whole.
+        let last_in_edit = mp4_trim.and_then(|t| t.end).is_some_and(|end| {
+            let dur = i64::try_from(packet.dur.get()).unwrap_or(i64::MAX);
+            packet.pts.get().saturating_add(dur) >= i64::try_from(end).unwrap_or(i64::MAX)
+        });
         // 16-bit PCM is by far the most common input; its samples are converted here straight
         // from the packet (same scaling as symphonia's: v / 32768), skipping a per-sample pass.
         if let Some((planes, rate)) =
@@ -143,7 +188,44 @@ fn decode_inner(bytes: &[u8], hint: Option<&str>, limits: &AudioLimits) -> Resul
                 limits,
             )?;
             extend_s16(&mut channels, &packet.data[..frames * 2 * planes]);
+            if last_in_edit {
+                break;
+            }
             continue;
+        }
+        let decoder = match &mut decoder {
+            Decoder::Symphonia(d) => d,
+            Decoder::Opus(opus) => {
+                let planes = opus.channels();
+                let samples = opus.decode(&packet.data)?;
+                let frames = samples.len() / planes;
+                let start = usize::try_from(packet.trim_start.get()).unwrap_or(usize::MAX).min(frames);
+                let end =
+                    frames - usize::try_from(packet.trim_end.get()).unwrap_or(usize::MAX).min(frames - start);
+                if end > start {
+                    append(
+                        &mut channels,
+                        &mut sample_rate,
+                        &mut frames_total,
+                        end - start,
+                        planes,
+                        OPUS_RATE,
+                        declared_frames,
+                        limits,
+                    )?;
+                    for (c, channel) in channels.iter_mut().enumerate() {
+                        channel.extend(samples[start * planes..end * planes].iter().skip(c).step_by(planes));
+                    }
+                    may_be_non_finite = true;
+                }
+                if last_in_edit {
+                    break;
+                }
+                continue;
+            }
+        };
+        if keep_ogg_end {
+            head_trim = head_trim.saturating_add(packet.trim_start.get());
         }
         let buf = match decoder.decode(&packet) {
             Ok(buf) => buf,
@@ -180,6 +262,9 @@ fn decode_inner(bytes: &[u8], hint: Option<&str>, limits: &AudioLimits) -> Resul
             .collect();
         buf.copy_to_slice_planar::<f32, _>(&mut tails);
         may_be_non_finite = true;
+        if last_in_edit {
+            break;
+        }
     }
 
     if frames_total == 0 {
@@ -206,11 +291,49 @@ fn decode_inner(bytes: &[u8], hint: Option<&str>, limits: &AudioLimits) -> Resul
     }
     // Without a declared length (streamed WAV, MP3 without an info header) the end of the bytes
     // is the end of the audio, even when it cuts the last packet short.
+    if head_trim > 0 || tail_trim > 0 {
+        let head = usize::try_from(head_trim).unwrap_or(usize::MAX).min(frames_total);
+        let tail = usize::try_from(tail_trim).unwrap_or(usize::MAX).min(frames_total - head);
+        for channel in &mut channels {
+            channel.truncate(frames_total - tail);
+            channel.drain(..head);
+        }
+        frames_total -= head + tail;
+        if frames_total == 0 {
+            return Err(AudioError::NoSamples);
+        }
+    }
     if may_be_non_finite && !channels.iter().all(|c| all_finite(c)) {
         // Float PCM can carry NaN or infinity; the filterbank would turn them into NaN features.
         return Err(AudioError::InvalidStream("the audio contains NaN or infinite samples".into()));
     }
     Ok(DecodedAudio { sample_rate, channels })
+}
+
+/// Whether the first page of Ogg stream `serial` that completes audio (granule position above
+/// 0; header pages have 0) is marked end-of-stream. Stops at the first malformed page.
+fn ogg_first_audio_page_is_last(bytes: &[u8], serial: u32) -> bool {
+    let mut pos = 0usize;
+    while let Some(page) = bytes.get(pos..).filter(|p| p.len() >= 27 && p.starts_with(b"OggS")) {
+        let segments = usize::from(page[26]);
+        let Some(lacing) = page.get(27..27 + segments) else { return false };
+        let body: usize = lacing.iter().map(|&l| usize::from(l)).sum();
+        let flags = page[5];
+        let granule =
+            i64::from_le_bytes([page[6], page[7], page[8], page[9], page[10], page[11], page[12], page[13]]);
+        let page_serial = u32::from_le_bytes([page[14], page[15], page[16], page[17]]);
+        if page_serial == serial && granule > 0 {
+            return flags & 0x04 != 0;
+        }
+        pos += 27 + segments + body;
+    }
+    false
+}
+
+/// symphonia's decoder for every codec it decodes; libopus for Opus.
+enum Decoder {
+    Symphonia(Box<dyn AudioDecoder>),
+    Opus(OpusDecoder),
 }
 
 /// Channels and rate of plain interleaved 16-bit little-endian PCM, the layout converted

@@ -16,6 +16,8 @@ pub mod clips;
 pub mod decode;
 pub mod fbank;
 mod kind;
+pub mod mp4;
+pub mod opus;
 pub mod resample;
 
 use std::borrow::Cow;
