@@ -27,7 +27,6 @@ import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import torch
@@ -35,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bindery_tools import reference as ref  # noqa: E402
-from make_audio_fixtures import load_ffmpeg  # noqa: E402
+from make_audio_fixtures import reference_preprocess  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
@@ -92,20 +91,8 @@ def reference_embedding(model: torch.nn.Module, case: Case) -> np.ndarray:
             pixels = ref.data.load_and_transform_vision_data([str(case.path)], "cpu")
             out = model({ref.ModalityType.VISION: pixels})[ref.ModalityType.VISION]
         else:
-            params = ref.audio_preprocess_params()
-            with mock.patch.object(ref.data.torchaudio, "load", load_ffmpeg):
-                fbank = ref.data.load_and_transform_audio_data(
-                    [str(case.path)],
-                    "cpu",
-                    num_mel_bins=params["num_mel_bins"],
-                    target_length=params["target_length"],
-                    sample_rate=params["sample_rate"],
-                    clip_duration=params["clip_duration"],
-                    clips_per_video=params["clips_per_video"],
-                    mean=params["mean"],
-                    std=params["std"],
-                )
-            out = model({ref.ModalityType.AUDIO: fbank})[ref.ModalityType.AUDIO]
+            fbank = reference_preprocess(case.path, "ffmpeg")
+            out = model({ref.ModalityType.AUDIO: fbank.unsqueeze(0)})[ref.ModalityType.AUDIO]
     vector = out[0].numpy().astype(np.float64)
     return vector / np.linalg.norm(vector)
 
