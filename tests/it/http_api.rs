@@ -28,16 +28,22 @@ fn long_text() -> String {
     vec!["cat"; 100].join(" ")
 }
 
-#[tokio::test]
-async fn the_json_routes_answer_what_grpc_answers() {
+/// A fixture server, a test image, and gRPC's embeddings of "a red cube" and of the image.
+async fn server_with_grpc_answers(seed: u32) -> (TestServer, Vec<u8>, pb::EmbedResponse) {
     let mut server = start_fixture().await;
-    let image_bytes = png(7, 40);
+    let image_bytes = png(seed, 40);
     let grpc = server
         .client
         .embed(request(vec![text("t", "a red cube"), image("i", image_bytes.clone())]))
         .await
         .expect("gRPC embed")
         .into_inner();
+    (server, image_bytes, grpc)
+}
+
+#[tokio::test]
+async fn the_json_routes_answer_what_grpc_answers() {
+    let (mut server, image_bytes, grpc) = server_with_grpc_answers(7).await;
     let reply = http_post_json(
         server.http,
         "/v1/embed",
@@ -289,14 +295,7 @@ async fn api_keys_and_rate_limits_hold_on_http() {
 
 #[tokio::test]
 async fn openai_embeddings_takes_strings_and_typed_items() {
-    let mut server = start_fixture().await;
-    let image_bytes = png(3, 32);
-    let grpc = server
-        .client
-        .embed(request(vec![text("t", "a red cube"), image("i", image_bytes.clone())]))
-        .await
-        .expect("gRPC embed")
-        .into_inner();
+    let (server, image_bytes, grpc) = server_with_grpc_answers(3).await;
     let one = http_post_json(server.http, "/v1/embeddings", &json!({"input": "a red cube"})).await;
     assert_eq!(one.status, 200, "{}", one.text());
     let one = one.json();
