@@ -10,6 +10,7 @@ use crate::client::connect::ConnectArgs;
 use crate::client::{commands, load};
 use crate::engine::{EngineOptions, Limits};
 use crate::modality::InputLimits;
+use crate::model::tower::Precision;
 use crate::server::connections::ConnectionOptions;
 use crate::server::{self, ServerOptions};
 
@@ -59,8 +60,13 @@ pub struct ServeArgs {
     /// CUDA build of ONNX Runtime; start-up fails rather than falling back to the CPU).
     #[arg(long, env = "BINDERY_DEVICE", default_value = "cpu", value_parser = parse_device)]
     pub device: Device,
-    /// Load the half-precision tower variants (`onnx_fp16` in the manifest) where there are any.
-    #[arg(long)]
+    /// Tower variants to load where the manifest names them: `fp32` (the towers themselves),
+    /// `fp16` (`onnx_fp16`, for GPUs) or `int8` (`onnx_int8`, for CPUs; refused when its recorded
+    /// cosine against fp32 is under the manifest's `int8_min_cosine`, default 0.99).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
+    /// Same as `--precision fp16`.
+    #[arg(long, conflicts_with = "precision")]
     pub fp16: bool,
     /// Threads that decode, resample, tokenize and group inputs (default: number of cores).
     #[arg(long)]
@@ -242,7 +248,7 @@ impl ServeArgs {
             Device::Cpu => None,
             Device::Cuda(n) => Some(n),
         };
-        options.towers.fp16 = self.fp16;
+        options.towers.precision = if self.fp16 { Precision::Fp16 } else { self.precision };
         if let Some(n) = self.cpu_workers {
             options.engine.cpu_workers = n;
         }
@@ -435,5 +441,28 @@ impl Args for InputLimitFlags {
 
     fn augment_args_for_update(command: clap::Command) -> clap::Command {
         InputLimits::flags(command)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_options(args: &[&str]) -> Result<ServerOptions, clap::Error> {
+        let cli = Cli::try_parse_from(["bindery", "serve"].iter().chain(args))?;
+        match cli.command {
+            Command::Serve(args) => Ok(args.options()),
+            _ => unreachable!("parsed a serve command"),
+        }
+    }
+
+    #[test]
+    fn precision_is_chosen_by_flag_and_fp16_stays_an_alias() {
+        assert_eq!(serve_options(&[]).unwrap().towers.precision, Precision::Fp32);
+        assert_eq!(serve_options(&["--precision", "int8"]).unwrap().towers.precision, Precision::Int8);
+        assert_eq!(serve_options(&["--fp16"]).unwrap().towers.precision, Precision::Fp16);
+        let both = serve_options(&["--fp16", "--precision", "int8"]).expect_err("conflicting flags");
+        assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(serve_options(&["--precision", "int4"]).is_err());
     }
 }

@@ -10,7 +10,7 @@ use super::limits::Limits;
 use crate::modality::{self, Modality};
 use crate::model::manifest::{EncoderSpec, ModelDir};
 use crate::model::runtime::Runtime;
-use crate::model::tower::{Tower, TowerOptions};
+use crate::model::tower::{Precision, Tower, TowerOptions};
 
 /// A model with every encoder its manifest declares.
 pub struct LoadedModel {
@@ -53,19 +53,13 @@ impl LoadedModel {
                 });
             }
             let names: Vec<&str> = pipeline.tensors().iter().map(|t| t.name.as_str()).collect();
-            let tower = Tower::load(
-                runtime,
-                &model.file(tower_file(spec, options)),
-                &names,
-                &spec.output,
-                dim,
-                options,
-            )
-            .map_err(|source| LoadError::Tower {
+            let file = tower_file(spec, options).map_err(|reason| LoadError::Pipeline {
                 model: model.name.clone(),
                 modality,
-                source,
+                source: reason.into(),
             })?;
+            let tower = Tower::load(runtime, &model.file(file), &names, &spec.output, dim, options)
+                .map_err(|source| LoadError::Tower { model: model.name.clone(), modality, source })?;
             let batching = &spec.batching;
             let encoder = Encoder {
                 modality,
@@ -109,13 +103,35 @@ impl LoadedModel {
     }
 }
 
-/// The ONNX file of a section: its half-precision variant when the server runs in fp16 and the
-/// manifest names one.
-fn tower_file<'a>(spec: &'a EncoderSpec, options: &TowerOptions) -> &'a Path {
-    match (&spec.onnx_fp16, options.fp16) {
-        (Some(half), true) => half,
+/// The ONNX file of a section in the server's precision: the manifest's variant when it names
+/// one (the fp32 tower otherwise). An int8 variant is refused when its recorded cosine against
+/// fp32 is missing or under the section's threshold.
+fn tower_file<'a>(spec: &'a EncoderSpec, options: &TowerOptions) -> Result<&'a Path, String> {
+    Ok(match (options.precision, &spec.onnx_fp16, &spec.onnx_int8) {
+        (Precision::Fp16, Some(half), _) => half,
+        (Precision::Int8, _, Some(int8)) => {
+            let threshold = spec.int8_min_cosine;
+            match spec.int8_cosine {
+                Some(cosine) if cosine >= threshold => int8,
+                Some(cosine) => {
+                    return Err(format!(
+                        "int8 tower {} has a recorded cosine of {cosine} against fp32, under the threshold \
+                         {threshold} (int8_min_cosine): serve it with --precision fp32, or quantize it \
+                         again (tools/quantize.py, --static for calibrated quantization)",
+                        int8.display()
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "int8 tower {} has no recorded int8_cosine: measure it with tools/quantize.py \
+                         before serving it",
+                        int8.display()
+                    ));
+                }
+            }
+        }
         _ => &spec.onnx,
-    }
+    })
 }
 
 /// Every loaded model and the default one.

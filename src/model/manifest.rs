@@ -78,6 +78,16 @@ pub struct EncoderSpec {
     /// outputs), used instead when the server runs with `--fp16` on a GPU.
     #[serde(default)]
     pub onnx_fp16: Option<PathBuf>,
+    /// Optional int8 variant of `onnx` (`tools/quantize.py`), used with `--precision int8`.
+    #[serde(default)]
+    pub onnx_int8: Option<PathBuf>,
+    /// The worst cosine of `onnx_int8` against `onnx` on held-out reference inputs, as the
+    /// quantizer measured it; an int8 tower without it is not served.
+    #[serde(default)]
+    pub int8_cosine: Option<f32>,
+    /// Lowest recorded `int8_cosine` served (default 0.99).
+    #[serde(default = "default_int8_min_cosine")]
+    pub int8_min_cosine: f32,
     /// Name of the tower's input tensor.
     pub input: String,
     /// Name of the tower's output tensor.
@@ -90,6 +100,13 @@ pub struct EncoderSpec {
     pub batching: BatchingSpec,
     /// Modality-specific preprocessing parameters, read by the modality's own section type.
     pub preprocess: toml::Table,
+}
+
+/// The default lowest recorded int8 cosine a server accepts.
+pub const DEFAULT_INT8_MIN_COSINE: f32 = 0.99;
+
+fn default_int8_min_cosine() -> f32 {
+    DEFAULT_INT8_MIN_COSINE
 }
 
 impl EncoderSpec {
@@ -244,6 +261,9 @@ impl ModelDir {
                 .map_err(|e| invalid(format!("{section}.preprocess: {e}")))?;
             if let Some(half) = &spec.onnx_fp16 {
                 self.require_file(&format!("{section}.onnx_fp16"), half, path)?;
+            }
+            if let Some(int8) = &spec.onnx_int8 {
+                self.require_file(&format!("{section}.onnx_int8"), int8, path)?;
             }
             self.require_file(&format!("{section}.onnx"), &spec.onnx, path)?;
             if spec.input.is_empty() || spec.output.is_empty() {

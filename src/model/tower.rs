@@ -53,14 +53,26 @@ pub struct TowerOptions {
     pub sessions: usize,
     /// Run on this CUDA device instead of the CPU.
     pub cuda_device: Option<i32>,
-    /// Load each encoder's half-precision variant (`onnx_fp16`) where the manifest names one.
-    pub fp16: bool,
+    /// Which tower variant to load where the manifest names one.
+    pub precision: Precision,
+}
+
+/// The numeric precision of the towers a server loads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    /// The manifest's `onnx` towers.
+    #[default]
+    Fp32,
+    /// Half-precision variants (`onnx_fp16`), for GPUs.
+    Fp16,
+    /// int8 variants (`onnx_int8`), for CPUs, when their recorded cosine passes the threshold.
+    Int8,
 }
 
 impl Default for TowerOptions {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Self { intra_threads: cores, sessions: 1, cuda_device: None, fp16: false }
+        Self { intra_threads: cores, sessions: 1, cuda_device: None, precision: Precision::Fp32 }
     }
 }
 

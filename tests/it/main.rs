@@ -30,6 +30,7 @@ mod fuzz_regressions;
 mod http_api;
 mod image_formats;
 mod image_preprocess;
+mod int8_towers;
 mod limits;
 mod load_tool;
 mod media_url;
