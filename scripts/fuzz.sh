@@ -40,9 +40,12 @@ seed() {
     rm -rf "$dir"
     mkdir -p "$dir"
     case $t in
-        image) cp tests/fixtures/images/*.{jpg,png,gif,bmp,tif,webp,bin} "$dir"/ ;;
+        image)
+            cp tests/fixtures/images/*.{jpg,png,gif,bmp,tif,webp,bin} "$dir"/
+            find tests/fixtures/images/formats -type f ! -name '*.json' ! -name '*.rgb' -size -600k -exec cp {} "$dir"/ \; ;;
         audio)
-            find tests/fixtures/audio/cases tests/fixtures/audio/bad -type f -size -600k -exec cp {} "$dir"/ \; ;;
+            find tests/fixtures/audio/cases tests/fixtures/audio/bad tests/fixtures/audio_lossy/cases -type f \
+                -size -600k -exec cp {} "$dir"/ \; ;;
         point_cloud_ply) cp tests/fixtures/point_cloud/{cases,bad}/*.ply "$dir"/ ;;
         point_cloud_pcd) cp tests/fixtures/point_cloud/{cases,bad}/*.pcd "$dir"/ ;;
         point_cloud_npy) cp tests/fixtures/point_cloud/{cases,bad}/*.npy "$dir"/ ;;

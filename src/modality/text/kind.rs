@@ -22,7 +22,7 @@ pub const KIND: Kind = Kind {
     limits: limits_of::<TextLimits>(),
     argument: Argument::Literal(pb::input::Payload::Text),
     examples: None,
-    fuzz: &[],
+    fuzz: &[("text_clean", super::fuzz_clean as fn(&[u8]))],
 };
 
 /// Text preprocessing: CLIP byte-level BPE with a fixed context (`[text.preprocess]`).

@@ -25,6 +25,14 @@ use std::path::Path;
 use tokenizers::{Model, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, Token, Tokenizer};
 
 pub use cleanup::clean;
+
+/// Fuzz target body: any bytes (read as UTF-8, lossily) through the reference cleanup, mojibake
+/// repair included: it must end without panicking and without blowing the text up.
+fn fuzz_clean(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let cleaned = clean(&text);
+    assert!(cleaned.len() <= text.len().saturating_mul(8) + 64, "cleanup grew the text without bound");
+}
 pub use kind::{KIND, OverContext, Text, TextLimits, TextPreprocess, payload, payload_refusing_over_context};
 
 /// Texts longer than this many bytes are tokenized in chunks cut at spaces.
