@@ -67,7 +67,7 @@ async fn fetch(
     } else {
         media.format_hint.to_ascii_lowercase()
     };
-    modality::input_from_bytes(modality, fetched.bytes.to_vec(), &hint).map_err(invalid)
+    modality::input_from_bytes(modality, Vec::from(fetched.bytes), &hint).map_err(invalid)
 }
 
 /// The lower-case extension of a URL's last path segment ("" when it has none).

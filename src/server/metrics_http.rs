@@ -53,7 +53,7 @@ impl Draining {
 
 /// `/ready`: 200 with "ready" when every encoder serves and the server is not shutting down;
 /// 503 naming the encoders that do not, or "shutting down".
-pub(crate) fn readiness(engine: &Engine, draining: &Draining) -> (StatusCode, String) {
+fn readiness(engine: &Engine, draining: &Draining) -> (StatusCode, String) {
     if draining.started() {
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down\n".into());
     }
@@ -70,6 +70,18 @@ pub(crate) fn readiness(engine: &Engine, draining: &Draining) -> (StatusCode, St
     }
 }
 
+/// `GET /health` (200 while the process answers) and `GET /ready` ([`readiness`]): the probes
+/// both the operations endpoint and the HTTP API serve.
+pub(crate) fn probes(engine: Arc<Engine>, draining: Draining) -> axum::Router {
+    axum::Router::new().route("/health", axum::routing::get(|| async { "ok\n" })).route(
+        "/ready",
+        axum::routing::get(move || {
+            let (engine, draining) = (Arc::clone(&engine), draining.clone());
+            async move { readiness(&engine, &draining) }
+        }),
+    )
+}
+
 /// Serves `GET /metrics`, `/health` and `/ready` on `listener` until `shutdown` resolves.
 pub async fn serve_metrics(
     listener: TcpListener,
@@ -78,21 +90,12 @@ pub async fn serve_metrics(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let metrics = Arc::clone(engine.metrics());
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            axum::routing::get(move || {
-                let metrics = Arc::clone(&metrics);
-                async move { ([(CONTENT_TYPE, OPENMETRICS)], metrics.render()) }
-            }),
-        )
-        .route("/health", axum::routing::get(|| async { "ok\n" }))
-        .route(
-            "/ready",
-            axum::routing::get(move || {
-                let (engine, draining) = (Arc::clone(&engine), draining.clone());
-                async move { readiness(&engine, &draining) }
-            }),
-        );
+    let app = probes(engine, draining).route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move { ([(CONTENT_TYPE, OPENMETRICS)], metrics.render()) }
+        }),
+    );
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

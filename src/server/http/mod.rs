@@ -31,14 +31,13 @@ use tokio_rustls::TlsAcceptor;
 use tonic::transport::server::Connected;
 
 use super::connections::{self, ActivityLayer, Tracker};
-use super::metrics_http::{Draining, readiness};
+use super::metrics_http::{Draining, probes};
 use crate::engine::Engine;
 
 /// What every HTTP handler reads.
 #[derive(Clone)]
 pub struct HttpState {
     gateway: Gateway,
-    engine: Arc<Engine>,
     draining: Draining,
     /// Largest request body read (JSON is bigger than protobuf: base64 bytes, decimal floats).
     max_body_bytes: usize,
@@ -50,9 +49,9 @@ pub const BODY_TO_MESSAGE_RATIO: usize = 4;
 
 /// The HTTP API's routes over `gateway`.
 pub fn router(gateway: Gateway, engine: Arc<Engine>, draining: Draining, max_message_bytes: usize) -> Router {
+    let probes = probes(engine, draining.clone());
     let state = HttpState {
         gateway,
-        engine,
         draining,
         max_body_bytes: max_message_bytes.saturating_mul(BODY_TO_MESSAGE_RATIO),
     };
@@ -60,13 +59,6 @@ pub fn router(gateway: Gateway, engine: Arc<Engine>, draining: Draining, max_mes
         .layer(axum::middleware::from_fn_with_state(state.clone(), refuse_while_draining));
     Router::new()
         .route("/openapi.json", axum::routing::get(openapi::document))
-        .route("/health", axum::routing::get(|| async { "ok\n" }))
-        .route(
-            "/ready",
-            axum::routing::get(|State(state): State<HttpState>| async move {
-                readiness(&state.engine, &state.draining)
-            }),
-        )
         .merge(api)
         .fallback(|method: http::Method, uri: http::Uri| async move {
             error::HttpError::from(tonic::Status::not_found(format!(
@@ -81,6 +73,7 @@ pub fn router(gateway: Gateway, engine: Arc<Engine>, draining: Draining, max_mes
             )
         })
         .with_state(state)
+        .merge(probes)
 }
 
 /// Once the listeners close, new API calls are refused (the listener stays open while calls

@@ -232,17 +232,10 @@ pub async fn scrape(metrics: SocketAddr) -> String {
     body
 }
 
-/// `GET path` on the operations endpoint at `addr`: the status code and the body.
+/// `GET path` on an HTTP listener (the operations endpoint or the HTTP API): status and body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the operations endpoint");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: bindery\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read response");
-    let status = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("HTTP status");
-    let (_, body) = response.split_once("\r\n\r\n").expect("HTTP body");
-    (status, body.to_string())
+    let reply = http_request(addr, "GET", path, &[], b"").await;
+    (reply.status, reply.text())
 }
 
 /// An HTTP/1.1 reply.
@@ -346,7 +339,7 @@ pub async fn http_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpReply {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the HTTP API");
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the HTTP listener");
     http_exchange(stream, method, path, headers, body).await
 }
 
