@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::client::connect::ConnectArgs;
 use crate::client::{commands, load};
-use crate::engine::{EngineOptions, Limits};
+use crate::engine::{EngineOptions, Limits, WarmUp};
 use crate::modality::InputLimits;
 use crate::model::tower::Precision;
 use crate::server::connections::ConnectionOptions;
@@ -82,7 +82,12 @@ pub struct ServeArgs {
     /// RESOURCE_EXHAUSTED (default: each manifest's `queue_capacity`).
     #[arg(long)]
     pub max_queue: Option<usize>,
-    /// Skip the warm-up batch each encoder runs before the server reports SERVING.
+    /// When each tower runs its warm-up item: `background` (the port opens at once; each encoder,
+    /// the overall health and `/ready` report NOT_SERVING until it ran), `before` (the port opens
+    /// after it) or `off`.
+    #[arg(long, value_enum, default_value_t = WarmUp::Background)]
+    pub warm_up: WarmUp,
+    /// The same as `--warm-up off`.
     #[arg(long)]
     pub no_warm_up: bool,
     /// Serve Prometheus metrics over HTTP at `http://ADDR/metrics` (no API key is checked there:
@@ -255,7 +260,7 @@ impl ServeArgs {
         options.engine.cache_bytes = self.cache_mib << 20;
         options.engine.max_batch_delay = self.max_batch_delay;
         options.engine.queue_capacity = self.max_queue;
-        options.engine.warm_up = !self.no_warm_up;
+        options.engine.warm_up = if self.no_warm_up { WarmUp::Off } else { self.warm_up };
         options.metrics_addr = self.metrics;
         options.limits.max_items_per_request = self.max_items;
         options.limits.max_labels = self.max_labels;

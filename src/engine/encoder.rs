@@ -262,10 +262,10 @@ impl Encoder {
         })
     }
 
-    /// Runs one batch of `max_batch_size` all-zero items through the tower, so the first
-    /// requests do not pay for ONNX Runtime's lazy allocations and kernel selection.
+    /// Runs one all-zero item through the tower, so the first requests do not pay for ONNX
+    /// Runtime's lazy session set-up and kernel selection.
     pub(crate) fn warm_up(&self, model: &str) -> Result<(), EngineError> {
-        let n = self.max_batch_size.max(1);
+        let n = 1;
         let tensors = self
             .pipeline
             .tensors()

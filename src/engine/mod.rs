@@ -62,8 +62,22 @@ pub struct EngineOptions {
     pub max_batch_delay: Option<Duration>,
     /// Overrides every encoder's admission queue capacity from its manifest.
     pub queue_capacity: Option<usize>,
-    /// Run one full batch through every tower before serving.
-    pub warm_up: bool,
+    /// When every tower runs its warm-up item.
+    pub warm_up: WarmUp,
+}
+
+/// When each tower runs its warm-up: one all-zero item, which pays for ONNX Runtime's lazy
+/// session set-up (kernel selection, first allocations) so the first request does not. One item,
+/// not a full batch: on a large model a full batch per tower took minutes before the port opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WarmUp {
+    /// No warm-up: every encoder reports serving at once.
+    Off,
+    /// Before [`Engine::new`] returns.
+    Before,
+    /// On a background thread once [`Engine::new`] has returned: the server listens at once, and
+    /// each encoder reports NOT_SERVING until its warm-up ran (or a batch succeeded).
+    Background,
 }
 
 impl Default for EngineOptions {
@@ -73,7 +87,7 @@ impl Default for EngineOptions {
             cache_bytes: 256 << 20,
             max_batch_delay: None,
             queue_capacity: None,
-            warm_up: true,
+            warm_up: WarmUp::Before,
         }
     }
 }
@@ -131,6 +145,7 @@ pub struct Engine {
     cache: Option<Arc<EmbeddingCache>>,
     encoders: HashMap<(String, Modality), EncoderSlot>,
     health_changed: Arc<watch::Sender<u64>>,
+    warming: Arc<AtomicBool>,
 }
 
 /// Cancels a job when its caller stops waiting (the request ended, failed or was dropped).
@@ -198,10 +213,22 @@ impl Drop for LateWatch<'_> {
     }
 }
 
+/// Runs `encoder`'s warm-up item; false (logged) when it failed.
+fn warm_up(encoder: &Encoder, model: &str) -> bool {
+    match encoder.warm_up(model) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(model = %model, modality = %encoder.modality, error = %e,
+                "warm-up failed; the encoder reports NOT_SERVING");
+            false
+        }
+    }
+}
+
 impl Engine {
-    /// Starts the CPU pool and every encoder's batching threads over `registry`, after warming up
-    /// each tower when `options.warm_up` is set. An encoder whose warm-up fails still starts, but
-    /// reports not serving until a batch succeeds.
+    /// Starts the CPU pool and every encoder's batching threads over `registry`, warming up each
+    /// tower as `options.warm_up` says. An encoder whose warm-up fails still starts, but reports
+    /// not serving until a batch succeeds.
     pub fn new(
         registry: Registry,
         limits: Limits,
@@ -218,18 +245,18 @@ impl Engine {
         let (health_changed, _) = watch::channel(0u64);
         let health_changed = Arc::new(health_changed);
         let mut encoders = HashMap::new();
+        let mut to_warm = Vec::new();
         for model in registry.models() {
             for encoder in model.shared_encoders() {
                 let labels = EncoderLabels::new(&model.name, encoder.modality.as_str());
-                let serving = !options.warm_up
-                    || match encoder.warm_up(&model.name) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            tracing::error!(model = %model.name, modality = %encoder.modality, error = %e,
-                                "warm-up failed; the encoder reports NOT_SERVING");
-                            false
-                        }
-                    };
+                let serving = match options.warm_up {
+                    WarmUp::Off => true,
+                    WarmUp::Before => warm_up(encoder, &model.name),
+                    WarmUp::Background => {
+                        to_warm.push((model.name.clone(), Arc::clone(encoder)));
+                        false
+                    }
+                };
                 metrics.encoder_up.get_or_create(&labels).set(i64::from(serving));
                 metrics.queue_depth.get_or_create(&labels).set(0);
                 let healthy = Arc::new(AtomicBool::new(serving));
@@ -252,7 +279,41 @@ impl Engine {
                 encoders.insert((model.name.clone(), encoder.modality), EncoderSlot { workers, healthy });
             }
         }
-        Ok(Self { registry, limits, metrics, cache, encoders, health_changed })
+        let warming = Arc::new(AtomicBool::new(!to_warm.is_empty()));
+        if !to_warm.is_empty() {
+            let slots: Vec<_> = to_warm
+                .into_iter()
+                .filter_map(|(model, encoder)| {
+                    let slot = encoders.get(&(model.clone(), encoder.modality))?;
+                    Some((model, encoder, Arc::clone(&slot.healthy)))
+                })
+                .collect();
+            let (metrics, health_changed, warming) =
+                (Arc::clone(&metrics), Arc::clone(&health_changed), Arc::clone(&warming));
+            std::thread::Builder::new()
+                .name("bindery-warm-up".into())
+                .spawn(move || {
+                    let started = Instant::now();
+                    for (model, encoder, healthy) in slots {
+                        if warm_up(&encoder, &model) {
+                            healthy.store(true, Ordering::Relaxed);
+                            let labels = EncoderLabels::new(&model, encoder.modality.as_str());
+                            metrics.encoder_up.get_or_create(&labels).set(1);
+                        }
+                        health_changed.send_modify(|generation| *generation += 1);
+                    }
+                    warming.store(false, Ordering::Release);
+                    health_changed.send_modify(|generation| *generation += 1);
+                    tracing::info!(seconds = started.elapsed().as_secs_f64(), "warm-up done");
+                })
+                .map_err(|e| LoadError::Threads(format!("cannot start the warm-up thread: {e}")))?;
+        }
+        Ok(Self { registry, limits, metrics, cache, encoders, health_changed, warming })
+    }
+
+    /// True while the background warm-up ([`WarmUp::Background`]) is still running.
+    pub fn warming_up(&self) -> bool {
+        self.warming.load(Ordering::Acquire)
     }
 
     /// The loaded models.

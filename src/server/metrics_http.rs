@@ -65,6 +65,8 @@ fn readiness(engine: &Engine, draining: &Draining) -> (StatusCode, String) {
         .collect();
     if down.is_empty() {
         (StatusCode::OK, "ready\n".into())
+    } else if engine.warming_up() {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: warming up: {}\n", down.join(", ")))
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: not serving: {}\n", down.join(", ")))
     }

@@ -172,6 +172,12 @@ async fn report_encoder_health(
         let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
         health.set_service_status(format!("{}/{}", encoder.model, encoder.modality), status).await;
     }
+    // The overall status waits for the background warm-up, so that probes on "" (Kubernetes'
+    // default) route no traffic to a replica whose towers are still cold.
+    if !stopping {
+        let status = if engine.warming_up() { ServingStatus::NotServing } else { ServingStatus::Serving };
+        health.set_service_status("", status).await;
+    }
 }
 
 /// Serves `engine` on `listener` until `shutdown` resolves, then drains in-flight calls; opens
@@ -240,12 +246,11 @@ pub async fn serve_all(
             .max_decoding_message_size(max_message_bytes)
             .max_encoding_message_size(max_message_bytes);
     let api_routes = tonic::service::Routes::new(embedder).add_service(collections).prepare();
-    // Every encoder was loaded and warmed up before we got here, so the server is ready as soon
-    // as it listens. Each encoder also has its own health entry, `<model>/<modality>`, which
-    // follows its warm-up and then its latest batch.
+    // Every encoder was loaded before we got here, so the services serve as soon as the server
+    // listens. The overall status ("") waits for a background warm-up; each encoder has its own
+    // entry, `<model>/<modality>`, which follows its warm-up and then its latest batch.
     health.set_serving::<EmbedderServer<EmbedderService>>().await;
     health.set_serving::<CollectionsServer<CollectionsService>>().await;
-    health.set_service_status("", ServingStatus::Serving).await;
     report_encoder_health(&engine, &health, false).await;
     let mut health_changes = engine.health_changes();
     let (watch_engine, watch_health) = (Arc::clone(&engine), health.clone());

@@ -79,11 +79,70 @@ fn wait_for_line(log: &mpsc::Receiver<String>, needle: &str) -> String {
     }
 }
 
+/// Reads `log` until every needle has appeared (in any order); returns the matching lines in the
+/// needles' order.
+fn wait_for_lines(log: &mpsc::Receiver<String>, needles: &[&str]) -> Vec<String> {
+    let mut found: Vec<Option<String>> = vec![None; needles.len()];
+    while found.iter().any(Option::is_none) {
+        let line = wait_for_line(log, "");
+        for (slot, needle) in found.iter_mut().zip(needles) {
+            if slot.is_none() && line.contains(needle) {
+                *slot = Some(line.clone());
+            }
+        }
+    }
+    found.into_iter().flatten().collect()
+}
+
+/// Starts `bindery serve` and waits until it listens and its background warm-up is done.
 fn spawn_server(extra: &[&str]) -> ServerProcess {
     let (child, log, data) = spawn_process(extra);
-    let line = wait_for_line(&log, "bindery serving");
-    let field = line.split_whitespace().find_map(|w| w.strip_prefix("listen=")).expect("listen= field");
+    let lines = wait_for_lines(&log, &["bindery serving", "warm-up done"]);
+    let field = lines[0].split_whitespace().find_map(|w| w.strip_prefix("listen=")).expect("listen= field");
     ServerProcess { child, addr: field.parse().expect("address"), log, _data: data }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overall_health_serves_once_the_background_warm_up_is_done() {
+    let (child, log, data) = spawn_process(&["--warm-up", "background"]);
+    let mut warmed = false;
+    let serving = loop {
+        let line = wait_for_line(&log, "");
+        warmed |= line.contains("warm-up done");
+        if line.contains("bindery serving") {
+            break line;
+        }
+    };
+    let field = serving.split_whitespace().find_map(|w| w.strip_prefix("listen=")).expect("listen= field");
+    let server = ServerProcess { child, addr: field.parse().expect("address"), log, _data: data };
+    let channel = Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
+    let mut watch = HealthClient::new(channel.clone())
+        .watch(HealthCheckRequest { service: String::new() })
+        .await
+        .expect("watch")
+        .into_inner();
+    // Zero or more NOT_SERVING (the warm-up still running), then SERVING; nothing else.
+    loop {
+        let status = tokio::time::timeout(Duration::from_secs(60), watch.message())
+            .await
+            .expect("the warm-up ends")
+            .expect("watch stream")
+            .expect("a status")
+            .status;
+        if status == ServingStatus::Serving as i32 {
+            break;
+        }
+        assert_eq!(status, ServingStatus::NotServing as i32);
+    }
+    // SERVING is only reported once the warm-up thread finished, and then every encoder serves.
+    if !warmed {
+        wait_for_line(&server.log, "warm-up done");
+    }
+    let mut health = HealthClient::new(channel);
+    for service in ["imagebind-fixture/text", "imagebind-fixture/image", "imagebind-fixture/audio"] {
+        let reply = health.check(HealthCheckRequest { service: service.into() }).await.expect("check");
+        assert_eq!(reply.into_inner().status, ServingStatus::Serving as i32, "{service}");
+    }
 }
 
 /// A request that takes the debug-built server a few seconds (4 s on a busy 2-core machine): large point

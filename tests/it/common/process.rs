@@ -89,6 +89,11 @@ impl ServerProcess {
         }
         let serving = server.wait_for_line("bindery serving");
         server.addr = field(&serving, "listen=").expect("listen= field").parse().expect("address");
+        // The default warm-up runs in the background after the port opens: tests start from a
+        // warm, ready server unless they choose the warm-up themselves.
+        if !extra.iter().any(|a| a.starts_with("--warm-up") || *a == "--no-warm-up") {
+            server.wait_for_line("warm-up done");
+        }
         server
     }
 
