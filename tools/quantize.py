@@ -11,7 +11,9 @@ inputs) for the sections named by ``--static``, for towers where dynamic quantiz
 much. The inputs are the reference preprocessing of the committed test files: text goldens
 through the reference tokenizer, images through ``load_and_transform_vision_data``, audio files
 through ``load_and_transform_audio_data``; the sensor towers, which have no reference loader, get
-the exporter's example inputs. The first half of them calibrates (static), the second half is
+the exporter's example inputs. A model whose towers take other shapes than ImageBind's (bind-mini)
+passes ``--cache DIR``: the reference tensors ``tools/bindmini/cache.py`` wrote with its manifest's
+values. The first half of them calibrates (static), the second half is
 held out. The worst cosine of the int8 tower against the fp32 tower on the held-out inputs is
 printed and written to ``model.toml`` beside ``onnx_int8`` as ``int8_cosine``: bindery refuses to
 serve an int8 tower (``--precision int8``) whose recorded cosine is under the section's
@@ -63,6 +65,23 @@ def reference_inputs(section: str) -> tuple[np.ndarray, str]:
     return example, f"{EXAMPLES} synthetic example inputs (no reference loader)"
 
 
+#: tools/bindmini/cache.py's file for each section's tower input.
+CACHE_FILES = {"text": "tokens.npy", "image": "vision.npy", "audio": "audio.npy"}
+
+
+def cached_inputs(cache: Path, section: str, limit: int = 64) -> tuple[np.ndarray, str]:
+    """The first `limit` rows of a section's tensors from a bind-mini cache (float16 stored)."""
+    if section not in CACHE_FILES:
+        raise SystemExit(f"--cache has no tensors for [{section}]; pass --sections")
+    data = np.load(cache / CACHE_FILES[section], mmap_mode="r")
+    if section == "text":
+        data = data.reshape(-1, data.shape[-1])  # [objects, captions, 77] -> one row per caption
+        rows = np.asarray(data[:limit]).astype(np.int64)
+    else:
+        rows = np.asarray(data[:limit]).astype(np.float32)
+    return rows, f"{len(rows)} cached reference tensors"
+
+
 class Batches(CalibrationDataReader):
     """One input at a time, for static calibration."""
 
@@ -105,6 +124,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("model_dir", type=Path)
     ap.add_argument("--sections", default="", help="comma-separated sections (default: every known tower)")
     ap.add_argument("--static", default="", help="sections quantized statically (QDQ, calibrated)")
+    ap.add_argument("--cache", type=Path, help="reference tensors from tools/bindmini/cache.py instead")
     args = ap.parse_args(argv)
     manifest_path = args.model_dir / "model.toml"
     manifest = tomllib.loads(manifest_path.read_text())
@@ -116,7 +136,7 @@ def main(argv: list[str]) -> int:
         spec = manifest[section]
         fp32 = args.model_dir / spec["onnx"]
         int8 = fp32.with_name(fp32.stem + ".int8.onnx")
-        inputs, source = reference_inputs(section)
+        inputs, source = cached_inputs(args.cache, section) if args.cache else reference_inputs(section)
         half = max(1, len(inputs) // 2)
         calibration, held_out = inputs[:half], inputs[half:] if len(inputs) > 1 else inputs
         if section in static:

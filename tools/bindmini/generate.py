@@ -166,9 +166,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0, help="only the first N objects (smoke test)")
+    parser.add_argument("--split", choices=("train", "test"),
+                        help="only this split (each object is seeded by its number, so its files are the same)")
     args = parser.parse_args()
     start = time.monotonic()
     jobs = plan(args.seed)
+    if args.split:
+        jobs = [j for j in jobs if j["split"] == args.split]
     if args.limit:
         jobs = jobs[: args.limit]
     for split in ("train", "test"):
