@@ -58,9 +58,9 @@ def connect(address: str, timeout: float = 120.0) -> "rpc.EmbedderStub":
 
 
 @contextmanager
-def server(binary: Path, models: Path, address: str) -> Iterator[subprocess.Popen]:
-    """Runs ``bindery serve --models MODELS --listen ADDRESS`` for the duration of the block."""
-    proc = subprocess.Popen([str(binary), "serve", "--models", str(models), "--listen", address],
+def server(binary: Path, models: Path, address: str, extra: tuple[str, ...] = ()) -> Iterator[subprocess.Popen]:
+    """Runs ``bindery serve --models MODELS --listen ADDRESS [EXTRA...]`` for the duration of the block."""
+    proc = subprocess.Popen([str(binary), "serve", "--models", str(models), "--listen", address, *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield proc

@@ -16,6 +16,11 @@ objects whose (shape, colour) combination was seen in training and for the unsee
 With the training checkpoint present it also checks that train and serve agree: the reference
 preprocessing of a few test files run through the PyTorch towers gives the server's vectors.
 Writes ``models/bind-mini/EVAL.md`` and prints the table.
+
+``--compare-int8`` instead evaluates through two servers, ``--precision fp32`` and ``int8`` (the
+towers ``tools/quantize.py`` wrote), and writes only EVAL.md's "int8 towers" section: what
+quantization changes in the tables. It needs only the held-out split
+(``generate.py --split test``).
 """
 
 from __future__ import annotations
@@ -164,7 +169,12 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "tools/.gen/bindmini/checkpoint.pt")
     parser.add_argument("--eval-md", type=Path, default=ROOT / "models/bind-mini/EVAL.md")
     parser.add_argument("--json", type=Path, default=ROOT / "tools/.gen/bindmini/eval.json")
+    parser.add_argument("--compare-int8", action="store_true",
+                        help="evaluate fp32 and int8 servers; write EVAL.md's int8 section only")
     args = parser.parse_args()
+    if args.compare_int8:
+        compare_int8(args)
+        return
 
     def run(address: str) -> tuple[dict, dict | None]:
         stub = C.connect(address)
@@ -229,8 +239,74 @@ def write_eval_md(args: argparse.Namespace, result: dict, table: str, index: dic
             "over 6 held-out objects: " + ", ".join(f"{LABEL[m]} {v:.7f}" for m, v in pc.items()) + ".",
         ]
     lines += [f"- Model files: {model_bytes / 1e6:.1f} MB.", ""]
+    # Keep the int8 comparison (--compare-int8), which a full evaluation does not redo.
+    old = args.eval_md.read_text() if args.eval_md.exists() else ""
+    if INT8_HEADING in old:
+        lines += ["", old[old.index(INT8_HEADING) :].rstrip("\n"), ""]
     args.eval_md.write_text("\n".join(lines))
     print(f"wrote {args.eval_md}")
+
+
+INT8_HEADING = "## int8 towers"
+
+
+def compare_int8(args: argparse.Namespace) -> None:
+    """Evaluates the same held-out split through an fp32 and an int8 server, one after the other,
+    and replaces EVAL.md's int8 section (everything from its heading to the next ``## ``)."""
+    results = {}
+    for precision in ("fp32", "int8"):
+        with C.server(args.bindery, args.models, args.listen, ("--precision", precision)):
+            results[precision] = evaluate(C.connect(args.listen), args.world)
+    fp32, int8 = results["fp32"], results["int8"]
+    manifest = (args.eval_md.parent / "model.toml").read_text()
+    cosines = ", ".join(f"{LABEL[m]} {c}" for m, c in
+                        zip(("text", "image", "audio"), _int8_cosines(manifest)) if c)
+    lines = [
+        INT8_HEADING,
+        "",
+        "`tools/bindmini/eval.py --compare-int8`: the tables above through `bindery serve --precision "
+        "int8` against `--precision fp32`, on the same held-out files. The int8 towers come from "
+        "`tools/quantize.py models/bind-mini --sections text,image,audio --cache tools/.gen/bindmini/cache` "
+        f"(dynamic quantization); worst cosine against fp32 on held-out reference tensors: {cosines}. "
+        "The point-cloud tower stays fp32. Cells: fp32 -> int8.",
+        "",
+        "| query -> gallery | R@1 seen | R@5 seen | R@1 unseen | R@5 unseen |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for pair in fp32["retrieval"]["seen"]:
+        q, g = pair.split("->")
+        cells = [f"{fp32['retrieval'][grp][pair][k]:.3f} -> {int8['retrieval'][grp][pair][k]:.3f}"
+                 for grp in ("seen", "unseen") for k in ("R@1", "R@5")]
+        lines.append(f"| {LABEL[q]} -> {LABEL[g]} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| zero-shot accuracy (shape+colour) | seen | unseen |",
+        "| --- | ---: | ---: |",
+    ]
+    for m in MODS:
+        cells = [f"{fp32['zero_shot'][grp][m]['shape+colour']:.3f} -> {int8['zero_shot'][grp][m]['shape+colour']:.3f}"
+                 for grp in ("seen", "unseen")]
+        lines.append(f"| {LABEL[m]} | " + " | ".join(cells) + " |")
+    section = "\n".join(lines) + "\n"
+    print(section)
+    text = args.eval_md.read_text()
+    start = text.find(INT8_HEADING)
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(INT8_HEADING))
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+    args.eval_md.write_text(text)
+    print(f"wrote the int8 section of {args.eval_md}")
+
+
+def _int8_cosines(manifest: str) -> list[str | None]:
+    """The recorded ``int8_cosine`` of [text], [image] and [audio], in that order."""
+    import tomllib
+
+    parsed = tomllib.loads(manifest)
+    return [str(parsed.get(s, {}).get("int8_cosine")) if "int8_cosine" in parsed.get(s, {}) else None
+            for s in ("text", "image", "audio")]
 
 
 #: What each stage of ``train.py`` trains.
