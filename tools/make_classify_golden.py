@@ -38,6 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bindery_tools import goldens  # noqa: E402
 from bindery_tools import reference as ref  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -164,13 +165,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--check", action="store_true", help="compare with the committed golden")
     args = parser.parse_args()
-    text = json.dumps(generate(), indent=1) + "\n"
     if args.check:
-        same = OUT.exists() and OUT.read_text() == text
-        print("classify golden up to date" if same else f"{OUT} differs from a fresh run")
-        sys.exit(0 if same else 1)
+        write = lambda root, _: (root / OUT.name).write_text(json.dumps(generate(), indent=1) + "\n")  # noqa: E731
+        sys.exit(goldens.check_regenerated(OUT.parent, Path(), write, lambda _: {OUT.name}))
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(text)
+    OUT.write_text(json.dumps(generate(), indent=1) + "\n")
     print(f"wrote {OUT}")
 
 

@@ -465,7 +465,12 @@ def _owned_files(root: Path) -> set[str]:
     files = {"text/cases.json"}
     images = root / "images"
     if images.is_dir():
-        files |= {str(p.relative_to(root)) for p in images.rglob("*") if p.is_file()}
+        # images/formats/ belongs to tools/make_image_format_fixtures.py.
+        files |= {
+            str(p.relative_to(root))
+            for p in images.rglob("*")
+            if p.is_file() and p.relative_to(images).parts[0] != "formats"
+        }
     return files
 
 

@@ -39,12 +39,11 @@ the reference reader did).
 from __future__ import annotations
 
 import argparse
-import filecmp
 import io
 import json
 import shutil
-import sys
 import tempfile
+import sys
 from pathlib import Path
 
 import fpsample
@@ -57,6 +56,7 @@ from plyfile import PlyData, PlyElement
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import point_tower  # noqa: E402
+from bindery_tools import goldens  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEST = ROOT / "tests/fixtures/point_cloud"
@@ -656,26 +656,13 @@ def main() -> None:
     parser.add_argument("--check", action="store_true", help="regenerate in a scratch folder and compare")
     args = parser.parse_args()
     if args.check:
-        with tempfile.TemporaryDirectory() as tmp:
-            write_goldens(Path(tmp))
-            cmp = filecmp.dircmp(tmp, DEST)
-            diffs = _diff(cmp)
-            if diffs:
-                raise SystemExit("differs from the committed fixtures: " + ", ".join(diffs))
-            print("fixtures match")
-        return
+        owned = lambda root: {str(f.relative_to(root)) for f in root.rglob("*") if f.is_file()}  # noqa: E731
+        raise SystemExit(goldens.check_regenerated(DEST, Path(), lambda root, _: write_goldens(root), owned))
     if DEST.exists():
         shutil.rmtree(DEST)
     DEST.mkdir(parents=True)
     write_goldens(DEST)
     print(f"wrote {DEST}")
-
-
-def _diff(cmp: filecmp.dircmp, prefix: str = "") -> list[str]:
-    out = [prefix + f for f in cmp.diff_files + cmp.left_only + cmp.right_only]
-    for name, sub in cmp.subdirs.items():
-        out += _diff(sub, f"{prefix}{name}/")
-    return out
 
 
 if __name__ == "__main__":
