@@ -20,7 +20,9 @@ import argparse
 import io
 import json
 import struct
+import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -343,6 +345,22 @@ def _wmf() -> bytes:
 
 
 # --------------------------------------------------------------------------------------------
+# AVIF layouts Pillow reads but does not write (its encoder writes 8-bit BT.601 only), written by
+# libavif's own avifenc (Debian libavif-bin) from a PNG. One thread, fixed quantizers: the output
+# is deterministic.
+
+
+def _avifenc(img: Image.Image, *args: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.png", Path(tmp) / "out.avif"
+        img.save(src)
+        cmd = ["avifenc", "-j", "1", "-c", "aom", "-s", "6", "--min", "12", "--max", "12"]
+        cmd += ["--minalpha", "12", "--maxalpha", "12", *args, str(src), str(dst)]
+        subprocess.run(cmd, check=True, capture_output=True)
+        return dst.read_bytes()
+
+
+# --------------------------------------------------------------------------------------------
 # (id, file name, format Pillow must identify it as, bytes builder)
 CASES: list[tuple[str, str, str, Callable[[], bytes]]] = [
     # Decoded by bindery.
@@ -380,6 +398,23 @@ CASES: list[tuple[str, str, str, Callable[[], bytes]]] = [
     ("tiff_ycbcr", "tiff_ycbcr.tif", "TIFF", lambda: _save(_rgb().convert("YCbCr"), "TIFF")),
     ("avif", "avif.avif", "AVIF", lambda: _save(_rgb(), "AVIF", quality=90)),
     ("avif_lossless", "avif_lossless.avif", "AVIF", lambda: _save(_rgb(), "AVIF", quality=100, subsampling="4:4:4")),
+    ("avif_422", "avif_422.avif", "AVIF", lambda: _save(_rgb(seed=21), "AVIF", quality=80, subsampling="4:2:2")),
+    ("avif_limited", "avif_limited.avif", "AVIF", lambda: _save(_rgb(seed=22), "AVIF", quality=80, range="limited")),
+    ("avif_rgba", "avif_rgba.avif", "AVIF", lambda: _save(_rgba(seed=23), "AVIF", quality=80)),
+    ("avif_even", "avif_even.avif", "AVIF", lambda: _save(_rgb(16, 10, seed=24), "AVIF", quality=70)),
+    ("avif_64x48_q40", "avif_64x48_q40.avif", "AVIF", lambda: _save(_rgb(64, 48, seed=37), "AVIF", quality=40)),
+    ("avif_1x1", "avif_1x1.avif", "AVIF", lambda: _save(_rgb(1, 1, seed=25), "AVIF")),
+    ("avif10_420", "avif10_420.avif", "AVIF", lambda: _avifenc(_rgb(seed=26), "-d", "10", "-y", "420")),
+    ("avif10_444", "avif10_444.avif", "AVIF", lambda: _avifenc(_rgb(seed=27), "-d", "10", "-y", "444")),
+    ("avif10_420_rgba", "avif10_420_rgba.avif", "AVIF", lambda: _avifenc(_rgba(seed=28), "-d", "10", "-y", "420")),
+    ("avif10_422_rgba", "avif10_422_rgba.avif", "AVIF", lambda: _avifenc(_rgba(seed=29), "-d", "10", "-y", "422")),
+    ("avif10_444_rgba", "avif10_444_rgba.avif", "AVIF", lambda: _avifenc(_rgba(seed=30), "-d", "10", "-y", "444")),
+    ("avif_bt709_limited", "avif_bt709_limited.avif", "AVIF", lambda: _avifenc(_rgb(seed=31), "-y", "420", "--cicp", "1/13/1", "-r", "limited")),
+    ("avif_bt2020_full", "avif_bt2020_full.avif", "AVIF", lambda: _avifenc(_rgb(seed=32), "-d", "10", "-y", "420", "--cicp", "9/16/9", "-r", "full")),
+    ("avif_premultiplied", "avif_premultiplied.avif", "AVIF", lambda: _save(_rgba(seed=33), "AVIF", alpha_premultiplied=True)),
+    ("avif_mono", "avif_mono.avif", "AVIF", lambda: _avifenc(_rgb(seed=34), "-y", "400")),
+    ("avif12", "avif12.avif", "AVIF", lambda: _avifenc(_rgb(seed=35), "-d", "12", "-y", "420")),
+    ("avif_identity", "avif_identity.avif", "AVIF", lambda: _avifenc(_rgb(seed=36), "-y", "444", "--cicp", "1/13/0")),
     ("qoi", "qoi.qoi", "QOI", lambda: _save(_rgba(), "QOI")),
     ("ppm_p6", "ppm_p6.ppm", "PPM", lambda: _save(_rgb(), "PPM")),
     ("ppm_p5", "ppm_p5.pgm", "PPM", lambda: _save(_gray(), "PPM")),

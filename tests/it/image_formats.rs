@@ -32,8 +32,18 @@ struct Case {
 }
 
 /// Samples of a decoded format whose layout bindery refuses, naming the format and the layout.
-const REFUSED_LAYOUTS: &[(&str, &str)] =
-    &[("tiff_ycbcr", "TIFF images with YCbCr samples are not supported")];
+/// AVIF layouts libavif converts without libyuv (or, for premultiplied alpha, un-premultiplies
+/// for Pillow) are among them.
+const REFUSED_LAYOUTS: &[(&str, &str)] = &[
+    ("tiff_ycbcr", "TIFF images with YCbCr samples are not supported"),
+    ("avif_premultiplied", "AVIF images with premultiplied alpha are not supported"),
+    ("avif_mono", "AVIF images with monochrome samples are not supported"),
+    ("avif12", "AVIF images with 12-bit samples are not supported"),
+    (
+        "avif_identity",
+        "AVIF images with a colour matrix other than BT.601, BT.709 or BT.2020 are not supported",
+    ),
+];
 
 /// Samples decoded with a known difference from Pillow: the largest difference of one 8-bit
 /// sample. JPEG-compressed TIFF strips go through the `tiff` crate's JPEG decoder (zune-jpeg),

@@ -15,7 +15,7 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
 use super::formats::{self, PilFormat, Support};
 use super::resample::Rgb8;
-use super::{ImageError, gif, jpeg, pil};
+use super::{ImageError, avif, gif, jpeg, pil};
 
 /// Decodes `bytes` into RGB; `check_size(width, height)` runs before pixel decoding.
 pub(crate) fn decode_rgb(
@@ -32,6 +32,7 @@ pub(crate) fn decode_rgb(
     match format {
         PilFormat::Jpeg => jpeg::decode(bytes, check_size),
         PilFormat::Gif => gif::decode(bytes, check_size),
+        PilFormat::Avif => avif::decode(bytes, check_size),
         PilFormat::Tiff => decode_tiff(bytes, max_alloc, check_size),
         PilFormat::Png => {
             // The PNG decoder reads every chunk up to the first IDAT before it reports the

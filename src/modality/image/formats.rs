@@ -49,7 +49,7 @@ macro_rules! formats {
 }
 
 formats! {
-    Avif = "AVIF", Refused;
+    Avif = "AVIF", Decoded;
     Blp = "BLP", Refused;
     Bmp = "BMP", Decoded;
     Bufr = "BUFR", Refused;
