@@ -386,6 +386,16 @@ def _avifenc(img: Image.Image, *args: str) -> bytes:
         return dst.read_bytes()
 
 
+def _avif_nclx_says(data: bytes, matrix: int, full_range: bool) -> bytes:
+    """``data`` with its colour box changed (the AV1 sequence header keeps what it says): libavif
+    takes the box's description over the sequence header's."""
+    at = data.index(b"colrnclx") + 8
+    out = bytearray(data)
+    out[at + 4 : at + 6] = struct.pack(">H", matrix)
+    out[at + 6] = 0x80 if full_range else 0
+    return bytes(out)
+
+
 # --------------------------------------------------------------------------------------------
 # (id, file name, format Pillow must identify it as, bytes builder)
 CASES: list[tuple[str, str, str, Callable[[], bytes]]] = [
@@ -437,6 +447,7 @@ CASES: list[tuple[str, str, str, Callable[[], bytes]]] = [
     ("avif10_444_rgba", "avif10_444_rgba.avif", "AVIF", lambda: _avifenc(_rgba(seed=30), "-d", "10", "-y", "444")),
     ("avif_bt709_limited", "avif_bt709_limited.avif", "AVIF", lambda: _avifenc(_rgb(seed=31), "-y", "420", "--cicp", "1/13/1", "-r", "limited")),
     ("avif_bt2020_full", "avif_bt2020_full.avif", "AVIF", lambda: _avifenc(_rgb(seed=32), "-d", "10", "-y", "420", "--cicp", "9/16/9", "-r", "full")),
+    ("avif_nclx_over_av1", "avif_nclx_over_av1.avif", "AVIF", lambda: _avif_nclx_says(_avifenc(_rgb(seed=38), "-y", "420", "--cicp", "1/13/1", "-r", "limited"), 6, True)),
     ("avif_premultiplied", "avif_premultiplied.avif", "AVIF", lambda: _save(_rgba(seed=33), "AVIF", alpha_premultiplied=True)),
     ("avif_mono", "avif_mono.avif", "AVIF", lambda: _avifenc(_rgb(seed=34), "-y", "400")),
     ("avif12", "avif12.avif", "AVIF", lambda: _avifenc(_rgb(seed=35), "-d", "12", "-y", "420")),

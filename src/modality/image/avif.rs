@@ -368,6 +368,22 @@ mod tests {
     }
 
     #[test]
+    fn the_colour_box_is_read_and_the_sequence_header_too() {
+        // Written by avifenc as BT.709 limited range, then its colour box rewritten to BT.601
+        // full range (tools/make_image_format_fixtures.py): both descriptions are read, and the
+        // box is the one that counts (tests/it/image_formats.rs checks the pixels).
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/images/formats/avif_nclx_over_av1.avif");
+        let bytes = std::fs::read(path).expect("fixture");
+        assert_eq!(nclx(&bytes), Some(Colour { primaries: 1, matrix: 6, full_range: true }));
+        let data = avif_parse::read_avif(&mut Cursor::new(&bytes)).expect("parse");
+        assert_eq!(
+            sequence_header_colour(&data.primary_item[..]),
+            Some(Colour { primaries: 1, matrix: 1, full_range: false })
+        );
+    }
+
+    #[test]
     fn junk_and_truncated_files_are_decode_errors() {
         let ok = |_: u32, _: u32| Ok(());
         for bytes in [&b"\0\0\0\x1cftypavif"[..], b"", b"\0\0\0\x08ftyp\0\0\0\x10meta"] {
