@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fetches the ONNX Runtime shared library bindery loads at run time (and nasm and libopus-dev,
-# see below).
+# Fetches the ONNX Runtime shared library bindery loads at run time (and nasm, libopus-dev and
+# libdav1d-dev, see below).
 #
 #   scripts/setup.sh          CPU runtime  -> .ort/libonnxruntime.so.1.31.1      (PyPI onnxruntime)
 #   scripts/setup.sh --gpu    CUDA runtime -> .ort-gpu/ (PyPI onnxruntime-gpu; CUDA 13, cuDNN 9)
@@ -92,6 +92,20 @@ if ! pkg-config --exists opus 2>/dev/null; then
       || echo "setup: could not install libopus-dev; the build needs it for Opus decoding" >&2
   else
     echo "setup: libopus not found by pkg-config; install libopus-dev (Debian) or opus (Homebrew) to build" >&2
+  fi
+fi
+
+# AVIF images are decoded by the system libdav1d (the dav1d crate finds it with pkg-config); the
+# build needs its headers and pkg-config file from Debian's libdav1d-dev (1.0 to 1.2).
+if ! pkg-config --exists dav1d 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing libdav1d-dev and pkg-config (Debian) for AVIF decoding"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libdav1d-dev pkg-config >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libdav1d-dev pkg-config >/dev/null 2>&1; } \
+      || echo "setup: could not install libdav1d-dev; the build needs it for AVIF decoding" >&2
+  else
+    echo "setup: libdav1d not found by pkg-config; install libdav1d-dev (Debian) to build" >&2
   fi
 fi
 

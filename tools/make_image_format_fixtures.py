@@ -20,7 +20,9 @@ import argparse
 import io
 import json
 import struct
+import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -329,6 +331,32 @@ def _icns() -> bytes:
     return b"icns" + struct.pack(">I", 8 + len(element)) + element
 
 
+def _pnm(magic: str, maxval: int | None, samples: np.ndarray, plain: bool = False) -> bytes:
+    """A PBM/PGM/PPM with any maxval, binary (16-bit big-endian above 255) or plain text."""
+    h, w = samples.shape[:2]
+    head = f"{magic}\n{w} {h}\n" + ("" if maxval is None else f"{maxval}\n")
+    if plain:
+        return head.encode() + "\n".join(" ".join(str(int(v)) for v in row.ravel()) for row in samples).encode() + b"\n"
+    return head.encode() + samples.astype(">u2" if (maxval or 0) > 255 else np.uint8).tobytes()
+
+
+def _levels(maxval: int, channels: int, seed: int) -> np.ndarray:
+    shape = (H, W, channels) if channels > 1 else (H, W)
+    return np.random.default_rng(seed).integers(0, maxval + 1, size=shape)
+
+
+def _pfm() -> bytes:
+    data = (np.asarray(_gray(), dtype="<f4") / 255.0)[::-1]
+    return f"Pf\n{W} {H}\n-1.0\n".encode() + data.tobytes()
+
+
+def _tga16() -> bytes:
+    # Uncompressed true colour, 16 bits per pixel (A1R5G5B5, little-endian), bottom-up.
+    px = np.random.default_rng(41).integers(0, 1 << 15, size=(H, W)).astype("<u2")
+    head = struct.pack("<BBBHHBHHHHBB", 0, 0, 2, 0, 0, 0, 0, 0, W, H, 16, 0)
+    return head + px.tobytes()
+
+
 def _stub(prefix: bytes) -> Callable[[], bytes]:
     return lambda: prefix
 
@@ -340,6 +368,32 @@ def _wmf() -> bytes:
     for (v,) in struct.iter_unpack("<H", head):
         checksum ^= v
     return head + struct.pack("<H", checksum) + struct.pack("<HHHIHIH", 1, 9, 0x300, 12, 0, 0, 0)
+
+
+# --------------------------------------------------------------------------------------------
+# AVIF layouts Pillow reads but does not write (its encoder writes 8-bit BT.601 only), written by
+# libavif's own avifenc (Debian libavif-bin) from a PNG. One thread, fixed quantizers: the output
+# is deterministic.
+
+
+def _avifenc(img: Image.Image, *args: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.png", Path(tmp) / "out.avif"
+        img.save(src)
+        cmd = ["avifenc", "-j", "1", "-c", "aom", "-s", "6", "--min", "12", "--max", "12"]
+        cmd += ["--minalpha", "12", "--maxalpha", "12", *args, str(src), str(dst)]
+        subprocess.run(cmd, check=True, capture_output=True)
+        return dst.read_bytes()
+
+
+def _avif_nclx_says(data: bytes, matrix: int, full_range: bool) -> bytes:
+    """``data`` with its colour box changed (the AV1 sequence header keeps what it says): libavif
+    takes the box's description over the sequence header's."""
+    at = data.index(b"colrnclx") + 8
+    out = bytearray(data)
+    out[at + 4 : at + 6] = struct.pack(">H", matrix)
+    out[at + 6] = 0x80 if full_range else 0
+    return bytes(out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,15 +434,47 @@ CASES: list[tuple[str, str, str, Callable[[], bytes]]] = [
     ("tiff_ycbcr", "tiff_ycbcr.tif", "TIFF", lambda: _save(_rgb().convert("YCbCr"), "TIFF")),
     ("avif", "avif.avif", "AVIF", lambda: _save(_rgb(), "AVIF", quality=90)),
     ("avif_lossless", "avif_lossless.avif", "AVIF", lambda: _save(_rgb(), "AVIF", quality=100, subsampling="4:4:4")),
+    ("avif_422", "avif_422.avif", "AVIF", lambda: _save(_rgb(seed=21), "AVIF", quality=80, subsampling="4:2:2")),
+    ("avif_limited", "avif_limited.avif", "AVIF", lambda: _save(_rgb(seed=22), "AVIF", quality=80, range="limited")),
+    ("avif_rgba", "avif_rgba.avif", "AVIF", lambda: _save(_rgba(seed=23), "AVIF", quality=80)),
+    ("avif_even", "avif_even.avif", "AVIF", lambda: _save(_rgb(16, 10, seed=24), "AVIF", quality=70)),
+    ("avif_64x48_q40", "avif_64x48_q40.avif", "AVIF", lambda: _save(_rgb(64, 48, seed=37), "AVIF", quality=40)),
+    ("avif_1x1", "avif_1x1.avif", "AVIF", lambda: _save(_rgb(1, 1, seed=25), "AVIF")),
+    ("avif10_420", "avif10_420.avif", "AVIF", lambda: _avifenc(_rgb(seed=26), "-d", "10", "-y", "420")),
+    ("avif10_444", "avif10_444.avif", "AVIF", lambda: _avifenc(_rgb(seed=27), "-d", "10", "-y", "444")),
+    ("avif10_420_rgba", "avif10_420_rgba.avif", "AVIF", lambda: _avifenc(_rgba(seed=28), "-d", "10", "-y", "420")),
+    ("avif10_422_rgba", "avif10_422_rgba.avif", "AVIF", lambda: _avifenc(_rgba(seed=29), "-d", "10", "-y", "422")),
+    ("avif10_444_rgba", "avif10_444_rgba.avif", "AVIF", lambda: _avifenc(_rgba(seed=30), "-d", "10", "-y", "444")),
+    ("avif_bt709_limited", "avif_bt709_limited.avif", "AVIF", lambda: _avifenc(_rgb(seed=31), "-y", "420", "--cicp", "1/13/1", "-r", "limited")),
+    ("avif_bt2020_full", "avif_bt2020_full.avif", "AVIF", lambda: _avifenc(_rgb(seed=32), "-d", "10", "-y", "420", "--cicp", "9/16/9", "-r", "full")),
+    ("avif_nclx_over_av1", "avif_nclx_over_av1.avif", "AVIF", lambda: _avif_nclx_says(_avifenc(_rgb(seed=38), "-y", "420", "--cicp", "1/13/1", "-r", "limited"), 6, True)),
+    ("avif_premultiplied", "avif_premultiplied.avif", "AVIF", lambda: _save(_rgba(seed=33), "AVIF", alpha_premultiplied=True)),
+    ("avif_mono", "avif_mono.avif", "AVIF", lambda: _avifenc(_rgb(seed=34), "-y", "400")),
+    ("avif12", "avif12.avif", "AVIF", lambda: _avifenc(_rgb(seed=35), "-d", "12", "-y", "420")),
+    ("avif_identity", "avif_identity.avif", "AVIF", lambda: _avifenc(_rgb(seed=36), "-y", "444", "--cicp", "1/13/0")),
     ("qoi", "qoi.qoi", "QOI", lambda: _save(_rgba(), "QOI")),
     ("ppm_p6", "ppm_p6.ppm", "PPM", lambda: _save(_rgb(), "PPM")),
     ("ppm_p5", "ppm_p5.pgm", "PPM", lambda: _save(_gray(), "PPM")),
     ("ppm_p4", "ppm_p4.pbm", "PPM", lambda: _save(_gray().convert("1"), "PPM")),
     ("ppm_p5_16", "ppm_p5_16.pgm", "PPM", lambda: _save(Image.fromarray(_u16_gray()), "PPM")),
+    ("ppm_p6_1000", "ppm_p6_1000.ppm", "PPM", lambda: _pnm("P6", 1000, _levels(1000, 3, 42))),
+    ("ppm_p6_65535", "ppm_p6_65535.ppm", "PPM", lambda: _pnm("P6", 65535, _levels(65535, 3, 54))),
+    ("ppm_p6_100", "ppm_p6_100.ppm", "PPM", lambda: _pnm("P6", 100, _levels(100, 3, 43))),
+    ("ppm_p5_15", "ppm_p5_15.pgm", "PPM", lambda: _pnm("P5", 15, _levels(15, 1, 44))),
+    ("ppm_p5_4000", "ppm_p5_4000.pgm", "PPM", lambda: _pnm("P5", 4000, _levels(4000, 1, 45))),
+    ("ppm_p3_plain", "ppm_p3_plain.ppm", "PPM", lambda: _pnm("P3", 255, _levels(255, 3, 46), plain=True)),
+    ("ppm_p2_plain_100", "ppm_p2_plain_100.pgm", "PPM", lambda: _pnm("P2", 100, _levels(100, 1, 47), plain=True)),
+    ("ppm_p1_plain", "ppm_p1_plain.pbm", "PPM", lambda: _pnm("P1", None, _levels(1, 1, 48), plain=True)),
+    ("ppm_pfm", "ppm_pfm.pfm", "PPM", _pfm),
     ("tga_rgb", "tga_rgb.tga", "TGA", lambda: _save(_rgb(), "TGA")),
+    ("tga_rgb_top", "tga_rgb_top.tga", "TGA", lambda: _save(_rgb(seed=49), "TGA", orientation=1)),
+    ("tga_gray_rle", "tga_gray_rle.tga", "TGA", lambda: _save(_gray(seed=50), "TGA", compression="tga_rle")),
+    ("tga_16", "tga_16.tga", "TGA", _tga16),
     ("tga_rgba_rle", "tga_rgba_rle.tga", "TGA", lambda: _save(_rgba(), "TGA", compression="tga_rle")),
     ("tga_palette", "tga_palette.tga", "TGA", lambda: _save(_palette(), "TGA")),
     ("ico", "ico.ico", "ICO", lambda: _save(_rgba(16, 16), "ICO", sizes=[(16, 16)])),
+    ("ico_sizes", "ico_sizes.ico", "ICO", lambda: _save(_rgba(48, 48, seed=51), "ICO", sizes=[(16, 16), (48, 48), (32, 32)])),
+    ("ico_bmp24", "ico_bmp24.ico", "ICO", lambda: _save(_rgb(32, 32, seed=52), "ICO", sizes=[(32, 32)], bitmap_format="bmp")),
     ("dds_rgb", "dds_rgb.dds", "DDS", lambda: _save(_rgb(12, 8), "DDS")),
     ("dds_dxt1", "dds_dxt1.dds", "DDS", lambda: _save(_rgb(12, 8), "DDS", pixel_format="DXT1")),
     ("dib", "dib.dib", "DIB", lambda: _save(_rgb(), "DIB")),

@@ -22,7 +22,13 @@ Writes, under ``tests/fixtures/audio_lossy``:
   (``embedding``), or, where the reference refuses the decoded audio (shorter than one 25 ms
   filterbank window after resampling), the error it raised (``reference_error``).
 
-Needs ``ffmpeg``, ``espeak-ng`` and ``sox`` on PATH (only for regenerating; outputs are committed).
+Besides the synthesized source, ``cases/*_real_*`` encode a real recording: ALSA's
+``Front_Center.wav`` (a voice saying "front center", 48 kHz mono, from Debian's ``alsa-utils``;
+GPL-2, Copyright 1998-2022 Jaroslav Kysela and others, see ``SOURCES.md`` written beside the
+cases), as FFmpeg's AAC in M4A and LAME's MP3, untouched.
+
+Needs ``ffmpeg``, ``espeak-ng``, ``sox`` and ``alsa-utils`` (for ``/usr/share/sounds/alsa``)
+(only for regenerating; outputs are committed).
 """
 
 from __future__ import annotations
@@ -68,6 +74,19 @@ EXTRA = (
     ("wav", "wav", ["-c:a", "pcm_s16le"], (8000, 2, "long")),
 )
 LOSSY = {"aac", "mp3", "vorbis", "opus"}
+#: A real recording, encoded as it is: (id, codec, extension, ffmpeg encoder arguments).
+REAL_SOURCE = Path("/usr/share/sounds/alsa/Front_Center.wav")
+REAL = (
+    ("aac_real_48000_mono", "aac", "m4a", ["-c:a", "aac", "-b:a", "64k"]),
+    ("mp3_real_48000_mono", "mp3", "mp3", ["-c:a", "libmp3lame", "-b:a", "64k"]),
+)
+SOURCES_NOTE = """# Sources of the recordings in cases/
+
+`*_real_*` files are encodings of `Front_Center.wav` from ALSA's alsa-utils (speaker-test's
+samples, as installed by Debian's `alsa-utils` package under /usr/share/sounds/alsa/).
+Copyright 1998-2022 Jaroslav Kysela and others; licensed under the GNU General Public License,
+version 2 (GPL-2). Every other file is synthesized by tools/make_lossy_audio_fixtures.py.
+"""
 
 
 def _source(sr: int, channels: int, seconds: float, tmp: Path) -> np.ndarray:
@@ -97,6 +116,15 @@ def _cases(cases_dir: Path, tmp: Path) -> list[dict]:
             for length in ("long", "short")]
     plan += list(EXTRA)
     out = []
+    if not REAL_SOURCE.is_file():
+        raise SystemExit(f"{REAL_SOURCE} not found: install alsa-utils (Debian)")
+    for id_, codec, ext, args in REAL:
+        name = f"{id_}.{ext}"
+        _encode(REAL_SOURCE, cases_dir / name, args)
+        info = maf.sf.info(str(REAL_SOURCE))
+        out.append({"id": id_, "file": f"cases/{name}", "codec": codec, "container": ext,
+                    "lossy": True, "source_rate": int(info.samplerate), "source_channels": int(info.channels),
+                    "source_seconds": round(float(info.duration), 6), "source": "alsa-utils Front_Center.wav"})
     for codec, ext, args, (sr, ch, length) in plan:
         layout = "mono" if ch == 1 else "stereo"
         id_ = f"{codec}_{ext}_{sr}_{layout}_{length}" if ext == "webm" else f"{codec}_{sr}_{layout}_{length}"
@@ -155,6 +183,7 @@ def generate(root: Path, model_dir: Path) -> None:  # noqa: ARG001 - the signatu
         "cases": cases,
     }
     maf._dump(out / "cases.json", meta)
+    (out / "SOURCES.md").write_text(SOURCES_NOTE)
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"{len(cases)} cases written under {out} ({total / 1e6:.2f} MB)")
 

@@ -5,8 +5,9 @@
     tools/.venv/bin/python tools/parity_report.py FOLDER --server 127.0.0.1:50051 --fixture   # models/imagebind-fixture
 
 Every file under FOLDER goes to a modality by extension: texts (``.txt``, one text per line),
-images (``.jpg .jpeg .png .webp .gif .bmp .tif .tiff`` and anything else Pillow opens with an image
-extension) and audio (``.wav .flac .mp3 .ogg .oga .opus .m4a .mp4 .aac .webm``). Each input is
+images (``.jpg .jpeg .png .webp .gif .bmp .tif .tiff`` and every other extension of a format
+Pillow opens: ``.avif .qoi .ppm .tga .ico .psd`` ...) and audio
+(``.wav .flac .mp3 .ogg .oga .opus .m4a .mp4 .aac .webm``). Each input is
 embedded twice: by the reference (``imagebind.data``'s loaders, audio decoded by the ``ffmpeg``
 CLI as ``torchaudio.load`` decodes through FFmpeg, and the PyTorch model with the weights the
 server serves) and by the server (``Embed``, normalised vectors). The report prints, per modality
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -37,8 +39,12 @@ from bindery_tools import reference as ref  # noqa: E402
 from make_audio_fixtures import reference_preprocess  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".aac", ".webm"}
+# Every extension of a format Pillow opens (.avif, .qoi, .ppm, .tga, .ico, .psd, ...), so that the
+# formats bindery refuses show up in the report too.
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"} | {
+    ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN and ext not in AUDIO_EXTENSIONS
+}
 
 
 @dataclass

@@ -32,8 +32,25 @@ struct Case {
 }
 
 /// Samples of a decoded format whose layout bindery refuses, naming the format and the layout.
-const REFUSED_LAYOUTS: &[(&str, &str)] =
-    &[("tiff_ycbcr", "TIFF images with YCbCr samples are not supported")];
+/// AVIF layouts libavif converts without libyuv (or, for premultiplied alpha, un-premultiplies
+/// for Pillow) are among them.
+const REFUSED_LAYOUTS: &[(&str, &str)] = &[
+    ("tiff_ycbcr", "TIFF images with YCbCr samples are not supported"),
+    ("ppm_pfm", "PPM images with floating-point samples (PFM) are not supported"),
+    ("ppm_p6_65535", "PPM images with a maxval other than 255 (or 65535 for grey) are not supported"),
+    ("ppm_p6_1000", "PPM images with a maxval other than 255 (or 65535 for grey) are not supported"),
+    ("ppm_p6_100", "PPM images with a maxval other than 255 (or 65535 for grey) are not supported"),
+    ("ppm_p5_15", "PPM images with a maxval other than 255 (or 65535 for grey) are not supported"),
+    ("ppm_p5_4000", "PPM images with a maxval other than 255 (or 65535 for grey) are not supported"),
+    ("ppm_p2_plain_100", "PPM images with a maxval other than 255 (or 65535 for grey) are not supported"),
+    ("avif_premultiplied", "AVIF images with premultiplied alpha are not supported"),
+    ("avif_mono", "AVIF images with monochrome samples are not supported"),
+    ("avif12", "AVIF images with 12-bit samples are not supported"),
+    (
+        "avif_identity",
+        "AVIF images with a colour matrix other than BT.601, BT.709 or BT.2020 are not supported",
+    ),
+];
 
 /// Samples decoded with a known difference from Pillow: the largest difference of one 8-bit
 /// sample. JPEG-compressed TIFF strips go through the `tiff` crate's JPEG decoder (zune-jpeg),

@@ -15,7 +15,7 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
 use super::formats::{self, PilFormat, Support};
 use super::resample::Rgb8;
-use super::{ImageError, gif, jpeg, pil};
+use super::{ImageError, avif, gif, jpeg, pil};
 
 /// Decodes `bytes` into RGB; `check_size(width, height)` runs before pixel decoding.
 pub(crate) fn decode_rgb(
@@ -32,6 +32,7 @@ pub(crate) fn decode_rgb(
     match format {
         PilFormat::Jpeg => jpeg::decode(bytes, check_size),
         PilFormat::Gif => gif::decode(bytes, check_size),
+        PilFormat::Avif => avif::decode(bytes, check_size),
         PilFormat::Tiff => decode_tiff(bytes, max_alloc, check_size),
         PilFormat::Png => {
             // The PNG decoder reads every chunk up to the first IDAT before it reports the
@@ -50,8 +51,83 @@ pub(crate) fn decode_rgb(
             Ok(img)
         }
         PilFormat::WebP => decode_with_image(bytes, ImageFormat::WebP, max_alloc, check_size),
+        PilFormat::Qoi => decode_with_image(bytes, ImageFormat::Qoi, max_alloc, check_size),
+        PilFormat::Ppm => {
+            pnm_layout_check(bytes)?;
+            decode_with_image(bytes, ImageFormat::Pnm, max_alloc, check_size)
+        }
+        PilFormat::Tga => {
+            let mut img = decode_with_image(bytes, ImageFormat::Tga, max_alloc, check_size)?;
+            if tga_is_16bit_true_colour(bytes)? {
+                rescale_16bit_bmp(&mut img, [5, 5, 5]);
+            }
+            Ok(img)
+        }
+        PilFormat::Ico => decode_with_image(bytes, ImageFormat::Ico, max_alloc, check_size),
         other => Err(ImageError::UnsupportedFormat { format: other.name() }),
     }
+}
+
+/// Refuses the PNM layouts whose samples Pillow (PpmImagePlugin) scales differently from the
+/// `image` crate: Pillow rounds `value / maxval * 255` (or `* 65535` for 16-bit grey, which
+/// opens as "I") in floating point. With a maxval of 255, or 65535 for grey ("I", clipped at 255
+/// on conversion), the samples are used as they are and both agree. PFM (float) is not read by
+/// the `image` crate.
+fn pnm_layout_check(b: &[u8]) -> Result<(), ImageError> {
+    let magic = b.get(1).copied().unwrap_or(0);
+    let refuse = |layout| Err(ImageError::UnsupportedLayout { format: "PPM", layout });
+    match magic {
+        // Bitmaps have no maxval.
+        b'1' | b'4' => return Ok(()),
+        b'2' | b'3' | b'5' | b'6' => {}
+        b'f' | b'F' => return refuse("floating-point samples (PFM)"),
+        // Anything else fails in the decoder with its own message.
+        _ => return Ok(()),
+    }
+    // Width, height, maxval: Pillow's `_read_token` skips whitespace and `#` comments.
+    let mut tokens = Vec::new();
+    let mut at = 2;
+    while tokens.len() < 3 {
+        match b.get(at) {
+            None => return Ok(()),
+            Some(b'#') => {
+                while b.get(at).is_some_and(|&c| c != b'\n' && c != b'\r') {
+                    at += 1;
+                }
+            }
+            Some(c) if c.is_ascii_whitespace() => at += 1,
+            Some(_) => {
+                let start = at;
+                while b.get(at).is_some_and(|c| !c.is_ascii_whitespace() && *c != b'#') {
+                    at += 1;
+                }
+                tokens.push(&b[start..at]);
+            }
+        }
+    }
+    let maxval = std::str::from_utf8(tokens[2]).ok().and_then(|t| t.parse::<u32>().ok());
+    let grey = matches!(magic, b'2' | b'5');
+    match maxval {
+        Some(255) => Ok(()),
+        Some(65535) if grey => Ok(()),
+        Some(_) => refuse("a maxval other than 255 (or 65535 for grey)"),
+        // Malformed: the decoder says why.
+        None => Ok(()),
+    }
+}
+
+/// Whether a TGA is 15/16-bit true colour, which Pillow expands with its truncating "BGR;15"
+/// unpackers (as for 16-bit BMPs); a colour map of 15/16-bit entries is refused.
+fn tga_is_16bit_true_colour(b: &[u8]) -> Result<bool, ImageError> {
+    let (Some(&map_type), Some(&kind), Some(&map_depth), Some(&depth)) =
+        (b.get(1), b.get(2), b.get(7), b.get(16))
+    else {
+        return Ok(false);
+    };
+    if map_type == 1 && matches!(map_depth, 15 | 16) {
+        return Err(ImageError::UnsupportedLayout { format: "TGA", layout: "a 16-bit colour map" });
+    }
+    Ok(matches!(kind, 2 | 10) && matches!(depth, 15 | 16))
 }
 
 /// Width and height from a PNG's IHDR chunk (signature, length, "IHDR", width, height).

@@ -49,7 +49,7 @@ macro_rules! formats {
 }
 
 formats! {
-    Avif = "AVIF", Refused;
+    Avif = "AVIF", Decoded;
     Blp = "BLP", Refused;
     Bmp = "BMP", Decoded;
     Bufr = "BUFR", Refused;
@@ -66,7 +66,7 @@ formats! {
     Grib = "GRIB", Refused;
     Hdf5 = "HDF5", Refused;
     Icns = "ICNS", Refused;
-    Ico = "ICO", Refused;
+    Ico = "ICO", Decoded;
     Im = "IM", Refused;
     Imt = "IMT", Refused;
     Iptc = "IPTC", Refused;
@@ -79,13 +79,13 @@ formats! {
     Pcx = "PCX", Refused;
     Pixar = "PIXAR", Refused;
     Png = "PNG", Decoded;
-    Ppm = "PPM", Refused;
+    Ppm = "PPM", Decoded;
     Psd = "PSD", Refused;
-    Qoi = "QOI", Refused;
+    Qoi = "QOI", Decoded;
     Sgi = "SGI", Refused;
     Spider = "SPIDER", Refused;
     Sun = "SUN", Refused;
-    Tga = "TGA", Refused;
+    Tga = "TGA", Decoded;
     Tiff = "TIFF", Decoded;
     WebP = "WEBP", Decoded;
     Wmf = "WMF", Refused;

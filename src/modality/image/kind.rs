@@ -100,7 +100,10 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
     Ok(Box::new(OneTensor::new(section.input, vec![3, side, side], preprocessor)))
 }
 
-const EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
+const EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "avif", "qoi", "ppm", "pgm", "pbm", "pnm",
+    "tga", "ico",
+];
 
 fn inputs_from_file(bytes: Vec<u8>, _extension: &str) -> Vec<pb::input::Payload> {
     vec![pb::input::Payload::Image(bytes)]

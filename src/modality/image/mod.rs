@@ -7,6 +7,7 @@
 //! torchvision 0.26). Every step is reproduced exactly: decoding and mode conversion in
 //! `decode.rs`, the resize in `resample.rs`, crop and normalisation here.
 
+mod avif;
 mod decode;
 pub mod formats;
 mod gif;
@@ -15,6 +16,7 @@ mod jpeg;
 mod kind;
 mod pil;
 mod resample;
+mod yuv;
 
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
