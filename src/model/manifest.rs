@@ -51,6 +51,8 @@ pub struct Manifest {
     pub family: String,
     /// Human-readable description.
     pub description: String,
+    /// Licence note of the weights and code (what a user must know before shipping the model).
+    pub licence: String,
     /// Dimension of the shared embedding space; every tower must output it.
     pub embedding_dim: usize,
     /// One section per modality served, named after the modality (`[text]`, `[image]`, ...).
@@ -65,6 +67,8 @@ struct Header {
     family: String,
     #[serde(default)]
     description: String,
+    #[serde(default)]
+    licence: String,
     embedding_dim: usize,
 }
 
@@ -195,7 +199,7 @@ impl ModelDir {
                 encoders.insert(modality, spec);
             }
         }
-        let known = ["name", "family", "description", "embedding_dim"];
+        let known = ["name", "family", "description", "licence", "embedding_dim"];
         if let Some(unknown) = table.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(parse_error(format!(
                 "unknown key `{unknown}`: expected {} or a section named after a modality ({})",
@@ -209,6 +213,7 @@ impl ModelDir {
             name: header.name,
             family: header.family,
             description: header.description,
+            licence: header.licence,
             embedding_dim: header.embedding_dim,
             encoders,
         };
