@@ -108,3 +108,96 @@ async fn a_resnet_with_longest_side_resize_is_served_from_its_manifest() {
     let images = worst_image_cosine("rn-fixture").await;
     eprintln!("rn-fixture: worst cosine text {text:.7}, images {images:.7}");
 }
+
+/// The openclip-fixture's manifest with every value its family gives left out.
+const OPENCLIP_MINIMAL: &str = r#"
+family = "openclip"
+licence = "MIT (open_clip code); seeded random weights"
+embedding_dim = 16
+
+[text]
+onnx = "text.onnx"
+input = "tokens"
+output = "embedding"
+logit_scale = 14.285714
+
+[image]
+onnx = "vision.onnx"
+input = "pixels"
+output = "embedding"
+
+[image.preprocess]
+size = 224
+"#;
+
+/// A copy of the openclip-fixture folder whose `model.toml` is `manifest`, named `name`.
+fn openclip_variant(name: &str, manifest: &str) -> TempDir {
+    let dir = TempDir::new("family-variant");
+    let model = dir.path().join(name);
+    std::fs::create_dir_all(&model).expect("create model folder");
+    for entry in std::fs::read_dir(repo().join("models/openclip-fixture")).expect("fixture model") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, model.join(path.file_name().expect("file name"))).expect("copy");
+    }
+    std::fs::write(model.join("model.toml"), manifest).expect("write manifest");
+    dir
+}
+
+#[tokio::test]
+async fn a_manifest_gets_what_it_leaves_out_from_its_family() {
+    let dir = openclip_variant("openclip-minimal", OPENCLIP_MINIMAL);
+    let mut options = fixture_options();
+    options.models_dir = dir.path().to_path_buf();
+    options.default_model = Some("openclip-minimal".into());
+    let mut server = start(options).await;
+    let texts: Vec<TextCase> = Fixtures("families").json("openclip-fixture/text.json");
+    let images: Vec<ImageCase> = Fixtures("families").json("openclip-fixture/images.json");
+    let (t, i) = (&texts[1], &images[0]);
+    let reply = server
+        .client
+        .embed(request(vec![text(&t.id, &t.text), image(&i.id, IMAGES.read(&i.file))]))
+        .await
+        .expect("embed")
+        .into_inner();
+    assert!(cosine(&reply.embeddings[0].vector, &t.embedding) >= 0.9999, "text from family defaults");
+    assert!(cosine(&reply.embeddings[1].vector, &i.embedding) >= 0.9999, "image from family defaults");
+}
+
+#[test]
+fn unknown_families_and_values_are_refused_naming_the_file_and_field() {
+    use bindery::model::manifest::ModelDir;
+    for (from, to, field) in [
+        ("family = \"openclip\"", "family = \"openclap\"", "family"),
+        ("size = 224", "size = 224\nresize_mode = \"crop\"", "resize_mode"),
+        ("size = 224", "size = 224\ninterpolation = \"lanczos\"", "interpolation"),
+        ("logit_scale = 14.285714", "logit_scale = 14.285714\n[text.preprocess]\nclean = \"upper\"", "clean"),
+        (
+            "logit_scale = 14.285714",
+            "logit_scale = 14.285714\n[text.preprocess]\ntokenizer_kind = \"wordpiece\"",
+            "tokenizer_kind",
+        ),
+    ] {
+        let manifest = OPENCLIP_MINIMAL.replacen(from, to, 1);
+        assert_ne!(manifest, OPENCLIP_MINIMAL, "{from:?} is in the manifest");
+        let dir = openclip_variant("refused", &manifest);
+        let err = ModelDir::load(&dir.path().join("refused")).expect_err(field).to_string();
+        assert!(err.contains("model.toml") && err.contains(field), "{field}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn list_models_shows_family_modalities_dimension_and_licence() {
+    let mut server = start_fixture().await;
+    let reply = server.client.list_models(pb::ListModelsRequest {}).await.expect("list").into_inner();
+    for (name, family) in
+        [("openclip-fixture", "openclip"), ("siglip-fixture", "siglip"), ("rn-fixture", "openclip")]
+    {
+        let model = reply.models.iter().find(|m| m.name == name).unwrap_or_else(|| panic!("{name} listed"));
+        assert_eq!(model.family, family);
+        assert_eq!(model.dimension, 16);
+        assert!(model.licence.contains("MIT"), "{name}: licence {:?}", model.licence);
+        let mut modalities: Vec<i32> = model.modalities.iter().map(|m| m.modality).collect();
+        modalities.sort_unstable();
+        assert_eq!(modalities, [pb::Modality::Text as i32, pb::Modality::Image as i32]);
+    }
+}

@@ -67,8 +67,9 @@ pub struct ImagePreprocess {
     /// How the image is brought to the square (default `shortest`).
     #[serde(default)]
     pub resize_mode: ResizeMode,
-    /// Resampling filter (`interpolation` is open_clip's name for it).
-    #[serde(alias = "interpolation")]
+    /// Resampling filter (open_clip's `interpolation`; `filter`, the name of the grey
+    /// modalities' field, is accepted too).
+    #[serde(rename = "interpolation", alias = "filter")]
     pub filter: ResizeFilter,
     /// Per-channel mean (RGB) subtracted after scaling to [0, 1].
     pub mean: [f32; 3],
