@@ -50,6 +50,7 @@ import export_openclip as oc  # noqa: E402
 from bindery_tools import goldens  # noqa: E402
 from open_clip import tokenizer as oc_tokenizer  # noqa: E402
 from open_clip import zero_shot_metadata  # noqa: E402
+from open_clip.zero_shot_classifier import build_zero_shot_classifier  # noqa: E402
 from open_clip.transform import image_transform_v2  # noqa: E402
 
 REPO = TOOLS.parent
@@ -163,6 +164,29 @@ def goldens_for(name: str, model_dir: Path) -> dict[str, Any]:
     return {"text": text, "images": images}
 
 
+#: Labels and image of the zero-shot golden (Classify with ``template_set = "imagenet"``).
+ZERO_SHOT_LABELS = ["dog", "cat", "red sofa", "fox", "lighthouse"]
+ZERO_SHOT_IMAGE = "jpeg_baseline.jpg"
+
+
+def zero_shot_golden(name: str, model_dir: Path) -> dict[str, Any]:
+    """open_clip's own zero-shot classifier over ``OPENAI_IMAGENET_TEMPLATES`` and the cosines
+    of one image with each label."""
+    spec = FIXTURES[name]
+    model = oc.build_model(name, pretrained_tag=spec.get("pretrained_tag"), force=spec.get("force"))
+    tokenizer = _reference_tokenizer(name, model_dir)
+    preprocess = image_transform_v2(oc.preprocess_cfg(model), is_train=False)
+    with torch.no_grad():
+        classifier = build_zero_shot_classifier(
+            model, tokenizer, ZERO_SHOT_LABELS, zero_shot_metadata.OPENAI_IMAGENET_TEMPLATES
+        )
+        with Image.open(INPUTS / "images" / ZERO_SHOT_IMAGE) as im:
+            pixels = preprocess(im.convert("RGB")).unsqueeze(0)
+        image = torch.nn.functional.normalize(model.encode_image(pixels), dim=-1)
+        cosines = (image @ classifier)[0]
+    return {"image": ZERO_SHOT_IMAGE, "labels": ZERO_SHOT_LABELS, "cosines": _f32_list(cosines)}
+
+
 def _check_onnx(model_dir: Path, tokenizer: Any, text: list, images: list, preprocess: Any) -> None:
     """The exported towers on the reference inputs must give the PyTorch goldens."""
     session = ort.InferenceSession(str(model_dir / "text.onnx"), providers=["CPUExecutionProvider"])
@@ -222,10 +246,13 @@ def generate(root: Path, models: Path, retrain: bool = False) -> None:
         cases = goldens_for(name, out)
         _dump(cases["text"], root / GOLDENS / name / "text.json")
         _dump(cases["images"], root / GOLDENS / name / "images.json")
+        if name == "openclip-fixture":
+            _dump([zero_shot_golden(name, out)], root / GOLDENS / name / "zero_shot.json")
 
 
 def _owned(root: Path) -> set[str]:
-    return {f"{GOLDENS}/{n}/{k}.json" for n in FIXTURES for k in ("text", "images")}
+    owned = {f"{GOLDENS}/{n}/{k}.json" for n in FIXTURES for k in ("text", "images")}
+    return owned | {f"{GOLDENS}/openclip-fixture/zero_shot.json"}
 
 
 def main() -> None:

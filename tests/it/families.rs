@@ -201,3 +201,35 @@ async fn list_models_shows_family_modalities_dimension_and_licence() {
         assert_eq!(modalities, [pb::Modality::Text as i32, pb::Modality::Image as i32]);
     }
 }
+
+#[derive(Deserialize)]
+struct ZeroShot {
+    image: String,
+    labels: Vec<String>,
+    cosines: Vec<f32>,
+}
+
+/// Classify with the `imagenet` template set gives open_clip's own zero-shot classifier
+/// (`build_zero_shot_classifier` over `OPENAI_IMAGENET_TEMPLATES`); an unknown set is refused.
+#[tokio::test]
+async fn classify_with_the_imagenet_template_set_matches_open_clips_zero_shot_classifier() {
+    let mut server = start_fixture().await;
+    let golden: Vec<ZeroShot> = Fixtures("families").json("openclip-fixture/zero_shot.json");
+    let golden = &golden[0];
+    let call = |set: &str| pb::ClassifyRequest {
+        model: "openclip-fixture".into(),
+        inputs: vec![image("probe", IMAGES.read(&golden.image))],
+        labels: golden.labels.clone(),
+        template_set: set.into(),
+        ..Default::default()
+    };
+    let reply = server.client.classify(call("imagenet")).await.expect("classify").into_inner();
+    let cosines = &reply.results[0].cosines;
+    let worst = max_abs_diff(cosines, &golden.cosines);
+    assert!(worst < 1e-4, "cosines {cosines:?}, open_clip {:?}", golden.cosines);
+    // The set is what made the difference: the label alone gives other cosines.
+    let plain = server.client.classify(call("")).await.expect("classify").into_inner();
+    assert!(max_abs_diff(&plain.results[0].cosines, &golden.cosines) > 1e-3);
+    let refused = server.client.classify(call("imagenet-21k")).await;
+    assert_refused(refused, Code::InvalidArgument, &["imagenet-21k", "imagenet"]);
+}
