@@ -214,7 +214,7 @@ def _example(spec: TowerSpec, model: torch.nn.Module, batch: int, gen: torch.Gen
         vocab = int(model.vocab_size if hasattr(model, "vocab_size") else 49408)
         context = int(model.context_length)
         ids = torch.randint(1, vocab, (batch, context), generator=gen)
-        # Rows of different lengths, each ended by its highest id (where CLIP pools).
+        # Rows of different lengths, zero-padded like real ones.
         for row, length in enumerate(torch.randint(2, context, (batch,), generator=gen).tolist()):
             ids[row, length:] = 0
         return ids
@@ -337,6 +337,22 @@ def manifest(
     return "\n".join(lines) + "\n"
 
 
+#: Attributes of open_clip's ``CLIP`` / ``CustomTextCLIP`` that hold the text tower.
+TEXT_PARTS = ("text", "transformer", "token_embedding", "positional_embedding", "ln_final", "text_projection")
+
+
+def drop_other_tower(model: torch.nn.Module, keep: TowerSpec) -> None:
+    """Frees the tower that is not exported, so a large model exports one tower per process
+    with only that tower's weights held (the preprocessing settings were read before)."""
+    if keep is TEXT:
+        model.visual = None
+    else:
+        for part in TEXT_PARTS:
+            if getattr(model, part, None) is not None:
+                setattr(model, part, None)
+    gc.collect()
+
+
 def family_of(name: str, text_params: dict[str, Any]) -> str:
     """The bindery family whose defaults fit: SigLIP's tokenizer and image path, or OpenCLIP's."""
     return "siglip" if text_params["tokenizer_kind"] == "hf" else "openclip"
@@ -362,6 +378,11 @@ def main() -> None:
     parser.add_argument("--name", help="model name (default: the folder name)")
     parser.add_argument("--description", help="model.toml description")
     parser.add_argument("--licence", default="", help="licence note shown by ListModels")
+    parser.add_argument(
+        "--towers",
+        help="text or image: export only that tower (the other is freed first), so that a large "
+        "model is exported one tower per process; model.toml and tokenizer.json are written each time",
+    )
     args = parser.parse_args()
     if args.pretrained_dir is None and not args.model:
         parser.error("--model is required unless --pretrained-dir is given")
@@ -384,6 +405,7 @@ def main() -> None:
         pretrained_tag=args.pretrained_tag,
         force=force,
         tokenizer_json=tokenizer_json,
+        towers=set(args.towers.split(",")) if args.towers else None,
     )
 
 
@@ -399,8 +421,10 @@ def export_model(
     pretrained_tag: str | None = None,
     force: dict[str, Any] | None = None,
     tokenizer_json: Path | None = None,
+    towers: set[str] | None = None,
 ) -> None:
-    """Writes the model folder ``out``: both towers, ``model.toml`` and ``tokenizer.json``."""
+    """Writes the model folder ``out``: both towers (or those in ``towers``), ``model.toml`` and
+    ``tokenizer.json``."""
     start = time.monotonic()
     text = text_preprocess(arch, pretrained_dir, tokenizer_json)
     model = build_model(arch, checkpoint, pretrained_dir, pretrained_tag, force)
@@ -413,14 +437,18 @@ def export_model(
     description = description or f"open_clip {arch}, {weights_note}."
 
     out.mkdir(parents=True, exist_ok=True)
-    for spec in (TEXT, IMAGE):
+    family = family_of(arch, text["params"])
+    # Written first: it reads both towers' settings, one of which may be dropped below.
+    (out / "model.toml").write_text(manifest(name, family, description, licence, model, text["params"]))
+    specs = [spec for spec in (TEXT, IMAGE) if towers is None or spec.section in towers]
+    if len(specs) == 1:
+        drop_other_tower(model, specs[0])
+    for spec in specs:
         t0 = time.monotonic()
         print(f"exporting {spec.section} -> {out / spec.onnx}", flush=True)
         export_tower(model, spec, out / spec.onnx)
         gc.collect()
         print(f"  done in {time.monotonic() - t0:.1f}s", flush=True)
-    family = family_of(arch, text["params"])
-    (out / "model.toml").write_text(manifest(name, family, description, licence, model, text["params"]))
     if text["tokenizer"] is not None:
         content = json.dumps(text["tokenizer"], ensure_ascii=False, separators=(",", ":"))
         (out / "tokenizer.json").write_text(content + "\n", encoding="utf-8")

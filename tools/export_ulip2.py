@@ -5,6 +5,10 @@
         --openclip-checkpoint open_clip_pytorch_model.bin --out models/ulip2-bigg
     python tools/export_ulip2.py --random --out tools/.gen/ulip2-bigg-random
     python tools/export_ulip2.py --random --openclip-model ViT-B-32 --out tools/.gen/ulip2-b32
+    # bigG one tower per process (each holds one tower's weights while it exports):
+    python tools/export_openclip.py --model ViT-bigG-14 --random --pretrained-tag laion2b_s39b_b160k \
+        --towers text --out DIR   # then --towers image, then:
+    python tools/export_ulip2.py --random --point-only --out DIR
 
 The text and image towers are OpenCLIP ViT-bigG-14's (``export_openclip.py``, one tower at a
 time); the point tower is ULIP-2's PointBERT (``PointTransformer_Colored`` with ULIP-2's
@@ -22,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 TOOLS = Path(__file__).resolve().parent
@@ -152,7 +157,10 @@ def random_point_checkpoint(sizes: point_tower.Sizes, seed: int = 0) -> dict[str
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for name, shape in ulip2_shapes(sizes).items():
-        if name.endswith("num_batches_tracked"):
+        if name == "logit_scale":
+            # ULIP's initial value, log(1 / 0.07).
+            out[f"module.{name}"] = torch.tensor(float(np.log(1 / 0.07)))
+        elif name.endswith("num_batches_tracked"):
             out[f"module.{name}"] = torch.tensor(0, dtype=torch.long)
         elif name.endswith("running_var"):
             out[f"module.{name}"] = torch.rand(shape, generator=gen) + 0.5
@@ -171,23 +179,34 @@ def main() -> None:
     parser.add_argument("--openclip-model", default="ViT-bigG-14", help="OpenCLIP architecture")
     parser.add_argument("--pretrained-tag", default="laion2b_s39b_b160k", help="preprocessing metadata")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--point-only",
+        action="store_true",
+        help="add the point tower to a folder whose OpenCLIP towers export_openclip.py already "
+        "wrote (one tower per process, for ViT-bigG-14)",
+    )
     args = parser.parse_args()
     if not args.random and (args.point_checkpoint is None or args.openclip_checkpoint is None):
         parser.error("give --point-checkpoint and --openclip-checkpoint, or --random")
 
     start = time.monotonic()
     tag = args.pretrained_tag if args.openclip_model == "ViT-bigG-14" else None
-    oc.export_model(
-        args.openclip_model,
-        args.out,
-        name=args.out.resolve().name,
-        description=f"ULIP-2 PointBERT in OpenCLIP {args.openclip_model}'s space"
-        + (" (random weights)." if args.random else "."),
-        licence="ULIP-2: BSD-3-Clause (code), see its weights' terms; OpenCLIP: MIT",
-        checkpoint=args.openclip_checkpoint,
-        pretrained_tag=tag,
-    )
-    dim = int((args.out / "model.toml").read_text().split("embedding_dim = ")[1].split("\n")[0])
+    if args.point_only:
+        if not (args.out / "model.toml").is_file():
+            parser.error(f"--point-only: {args.out} has no model.toml (export the OpenCLIP towers first)")
+    else:
+        oc.export_model(
+            args.openclip_model,
+            args.out,
+            name=args.out.resolve().name,
+            description=f"ULIP-2 PointBERT in OpenCLIP {args.openclip_model}'s space"
+            + (" (random weights)." if args.random else "."),
+            licence="ULIP-2: BSD-3-Clause (code), see its weights' terms; OpenCLIP: MIT",
+            checkpoint=args.openclip_checkpoint,
+            pretrained_tag=tag,
+        )
+    manifest = (args.out / "model.toml").read_text()
+    dim = int(manifest.split("embedding_dim = ")[1].split("\n")[0])
     sizes = point_tower.Sizes(**{**point_tower.ULIP2_SIZES.__dict__, "embed_dim": dim})
     tower = point_tower.PointTower(sizes).eval()
     state = (
@@ -197,8 +216,12 @@ def main() -> None:
     )
     mapped, scale = map_state_dict(state, tower)
     tower.load_state_dict(mapped, strict=True)
+    # bindery scales point-text logits by the point scale times the text scale; ULIP-2 scales
+    # them by its own logit_scale alone.
+    text_scale = float(manifest.split("logit_scale = ")[1].split("\n")[0])
+    point_scale = None if scale is None else scale / text_scale
     t0 = time.monotonic()
-    point_tower.export_tower(tower, args.out, ULIP2_PREPROCESS, scale)
+    point_tower.export_tower(tower, args.out, ULIP2_PREPROCESS, point_scale)
     print(f"point tower in {time.monotonic() - t0:.1f}s; all in {time.monotonic() - start:.1f}s")
 
 

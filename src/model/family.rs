@@ -27,10 +27,11 @@ pub fn defaults(family: &str) -> Option<Result<toml::Table, toml::de::Error>> {
 /// merged key by key, any other value the manifest gives wins.
 pub fn apply(manifest: &mut toml::Table, defaults: toml::Table) {
     for (key, default) in defaults {
-        match (manifest.get_mut(&key), default) {
-            (Some(toml::Value::Table(own)), toml::Value::Table(default)) => merge(own, default),
-            // A section the manifest does not declare stays undeclared.
-            _ => {}
+        // A section the manifest does not declare stays undeclared.
+        if let (Some(toml::Value::Table(own)), toml::Value::Table(default)) =
+            (manifest.get_mut(&key), default)
+        {
+            merge(own, default);
         }
     }
 }
