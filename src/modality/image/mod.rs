@@ -310,6 +310,17 @@ mod tests {
         assert_eq!(resized_size(1, 3, 224), (224, 672));
     }
 
+    /// Values of open_clip's `ResizeKeepRatio.get_params(img, (t, t), longest=1)` (Python 3.11).
+    #[test]
+    fn longest_side_sizes_round_half_to_even_like_python() {
+        assert_eq!(longest_size(500, 300, 224), (224, 134)); // round(134.4)
+        assert_eq!(longest_size(300, 500, 224), (134, 224));
+        assert_eq!(longest_size(4, 3, 2), (2, 2)); // round(1.5) == 2
+        assert_eq!(longest_size(4, 1, 2), (2, 0)); // round(0.5) == 0: too thin, refused
+        assert_eq!(longest_size(5000, 200, 224), (224, 9)); // round(8.96)
+        assert_eq!(longest_size(100, 100, 224), (224, 224));
+    }
+
     #[test]
     fn center_crop_offset_rounds_half_to_even() {
         assert_eq!(round_half_even_half(0), 0);
