@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use bindery::modality::image::{ImageLimits, ImagePreprocessor};
-use bindery::modality::image::{ImagePreprocess, ResizeFilter};
+use bindery::modality::image::{ImagePreprocess, ResizeFilter, ResizeMode};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use image::codecs::jpeg::JpegEncoder;
 use image::{ExtendedColorType, ImageEncoder};
@@ -29,13 +29,16 @@ fn photo_jpeg() -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let spec = ImagePreprocess {
-        resize: 224,
-        crop: 224,
+        size: None,
+        resize: Some(224),
+        crop: Some(224),
+        resize_mode: ResizeMode::Shortest,
         filter: ResizeFilter::Bicubic,
+        fill_color: 0,
         mean: [0.481_454_66_f64, 0.457_827_5, 0.408_210_73].map(|v| v as f32),
         std: [0.268_629_54_f64, 0.261_302_58, 0.275_777_11].map(|v| v as f32),
     };
-    let pre = ImagePreprocessor::new(&spec, ImageLimits::default());
+    let pre = ImagePreprocessor::new(&spec, ImageLimits::default()).expect("valid section");
     let jpeg = photo_jpeg();
     eprintln!("benchmark JPEG: 1920x1080, {} bytes", jpeg.len());
     let mut out = vec![0f32; pre.tensor_len()];

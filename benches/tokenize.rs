@@ -4,7 +4,7 @@
 use std::hint::black_box;
 use std::path::Path;
 
-use bindery::modality::text::TextPreprocess;
+use bindery::modality::text::{Clean, TextPreprocess, TokenizerKind};
 use bindery::modality::text::{TextPreprocessor, clean};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -53,9 +53,11 @@ fn long_text() -> String {
 fn preprocessor() -> TextPreprocessor {
     let spec = TextPreprocess {
         tokenizer: "tokenizer.json".into(),
+        tokenizer_kind: TokenizerKind::Clip,
+        clean: Clean::Lower,
         context_length: 77,
-        start_token: 49406,
-        end_token: 49407,
+        start_token: Some(49406),
+        end_token: Some(49407),
         pad_token: 0,
     };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/imagebind-fixture");

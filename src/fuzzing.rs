@@ -110,6 +110,7 @@ pub fn image(data: &[u8]) {
     let pre = PRE.get_or_init(|| {
         let spec: ImagePreprocess = fixture_section(Modality::Image);
         ImagePreprocessor::new(&spec, ImageLimits { max_bytes: 16 << 20, max_pixels: 16_000_000 })
+            .expect("the fixture's image section is valid")
     });
     let mut out = vec![0f32; pre.tensor_len()];
     let _ = pre.preprocess_into(data, &mut out);

@@ -68,13 +68,14 @@ INPUT, CENTER, OUTPUT = "neighborhood", "center", "embedding"
 class Encoder(nn.Module):
     """PointBERT's mini-PointNet patch encoder: ``[B, G, K, C] -> [B, G, D]``."""
 
-    def __init__(self, channels: int, dim: int) -> None:
+    def __init__(self, channels: int, dim: int, first: tuple[int, int] = (32, 64), second: int = 96) -> None:
         super().__init__()
+        a, b = first
         self.first_conv = nn.Sequential(
-            nn.Conv1d(channels, 32, 1), nn.BatchNorm1d(32), nn.ReLU(inplace=True), nn.Conv1d(32, 64, 1)
+            nn.Conv1d(channels, a, 1), nn.BatchNorm1d(a), nn.ReLU(inplace=True), nn.Conv1d(a, b, 1)
         )
         self.second_conv = nn.Sequential(
-            nn.Conv1d(128, 96, 1), nn.BatchNorm1d(96), nn.ReLU(inplace=True), nn.Conv1d(96, dim, 1)
+            nn.Conv1d(2 * b, second, 1), nn.BatchNorm1d(second), nn.ReLU(inplace=True), nn.Conv1d(second, dim, 1)
         )
         self.dim = dim
 
@@ -130,11 +131,30 @@ class Sizes:
     trans_dim: int = TRANS_DIM
     depth: int = DEPTH
     heads: int = HEADS
+    #: Widths of the patch encoder's first MLP and the hidden width of its second.
+    encoder_first: tuple[int, int] = (32, 64)
+    encoder_second: int = 96
+    #: Hidden width of the centre position embedding.
+    pos_hidden: int = 64
 
 
 # PointBERT as ULIP uses it (384 wide, 12 blocks, 6 heads, 256-wide group encoder), for measuring
 # inference-bound serving with random weights.
 POINTBERT_SIZES = Sizes(embed_dim=512, encoder_dim=256, trans_dim=384, depth=12, heads=6)
+
+# ULIP-2's PointBERT (salesforce/ULIP `models/pointbert/`: `PointTransformer_Colored` with
+# `ULIP_2_PointBERT_10k_colored_pointclouds.yaml`, the dVAE `Encoder` with `input_dim=6`) and its
+# projection from the 768 point features to OpenCLIP ViT-bigG-14's 1280-d space.
+ULIP2_SIZES = Sizes(
+    embed_dim=1280,
+    encoder_dim=256,
+    trans_dim=384,
+    depth=18,
+    heads=6,
+    encoder_first=(128, 256),
+    encoder_second=512,
+    pos_hidden=128,
+)
 
 
 class PointTower(nn.Module):
@@ -143,11 +163,11 @@ class PointTower(nn.Module):
     def __init__(self, sizes: Sizes | None = None) -> None:
         super().__init__()
         z = sizes or Sizes()
-        self.encoder = Encoder(CHANNELS, z.encoder_dim)
+        self.encoder = Encoder(CHANNELS, z.encoder_dim, z.encoder_first, z.encoder_second)
         self.reduce_dim = nn.Linear(z.encoder_dim, z.trans_dim)
         self.cls_token = nn.Parameter(torch.randn(1, 1, z.trans_dim) * 0.02)
         self.cls_pos = nn.Parameter(torch.randn(1, 1, z.trans_dim) * 0.02)
-        self.pos_embed = nn.Sequential(nn.Linear(3, 64), nn.GELU(), nn.Linear(64, z.trans_dim))
+        self.pos_embed = nn.Sequential(nn.Linear(3, z.pos_hidden), nn.GELU(), nn.Linear(z.pos_hidden, z.trans_dim))
         self.blocks = nn.ModuleList(Block(z.trans_dim, z.heads) for _ in range(z.depth))
         self.norm = nn.LayerNorm(z.trans_dim)
         # ULIP's pc_projection: a bias-free matrix from the point features to the shared space.
@@ -247,7 +267,7 @@ def _toml(v: object) -> str:
     return repr(v)
 
 
-def manifest_section() -> str:
+def manifest_section(preprocess: dict | None = None, logit_scale: float | None = None) -> str:
     """The ``[point_cloud]`` section of ``model.toml``."""
     lines = [
         "",
@@ -258,17 +278,23 @@ def manifest_section() -> str:
         f'onnx = "{ONNX_NAME}"',
         f'input = "{INPUT}"',
         f'output = "{OUTPUT}"',
-        "logit_scale = 1.0",
+        f"logit_scale = {1.0 if logit_scale is None else float(np.float32(logit_scale))}",
         "",
         "[point_cloud.preprocess]",
     ]
-    lines += [f"{k} = {_toml(v)}" for k, v in PREPROCESS.items()]
+    lines += [f"{k} = {_toml(v)}" for k, v in (preprocess or PREPROCESS).items()]
     return "\n".join(lines) + "\n"
 
 
 def export(out: Path, sizes: Sizes | None = None) -> None:
     """Writes ``point.onnx`` into ``out`` and sets the ``[point_cloud]`` section of its manifest."""
-    tower = build(sizes)
+    export_tower(build(sizes), out)
+
+
+def export_tower(
+    tower: PointTower, out: Path, preprocess: dict | None = None, logit_scale: float | None = None
+) -> None:
+    """Writes ``tower`` as ``point.onnx`` into ``out`` and sets the ``[point_cloud]`` section."""
     dest = out / ONNX_NAME
     print(f"exporting point_cloud -> {dest}", flush=True)
     _export_onnx(tower, dest)
@@ -277,7 +303,7 @@ def export(out: Path, sizes: Sizes | None = None) -> None:
     text = manifest.read_text() if manifest.exists() else ""
     # Replace a previous section (it is always last) so the export can be repeated.
     text = re.split(r"\n(?:# PointBERT-style tower[^\n]*\n(?:#[^\n]*\n)*)?\[point_cloud\]\n", text)[0]
-    manifest.write_text(text.rstrip("\n") + "\n" + manifest_section())
+    manifest.write_text(text.rstrip("\n") + "\n" + manifest_section(preprocess, logit_scale))
 
 
 def main() -> None:

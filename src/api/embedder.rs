@@ -319,6 +319,7 @@ impl Embedder for EmbedderService {
                 family: m.family.clone(),
                 description: m.description.clone(),
                 is_default: m.name == registry.default_model(),
+                licence: m.licence.clone(),
             })
             .collect();
         Ok(Response::new(pb::ListModelsResponse {

@@ -65,6 +65,7 @@ pub async fn classify(
         inputs: convert::items(request.inputs)?,
         labels: request.labels,
         templates: request.templates,
+        template_set: request.template_set,
         top_k: request.top_k as usize,
         logit_scale: request.logit_scale,
     };

@@ -90,6 +90,7 @@ pub fn similarity_status(error: &SimilarityError) -> Status {
         | SimilarityError::Template { .. }
         | SimilarityError::TooMany { .. }
         | SimilarityError::TopK { .. }
+        | SimilarityError::TemplateSet { .. }
         | SimilarityError::Scale(_) => Status::new(Code::InvalidArgument, error.to_string()),
     }
 }

@@ -313,6 +313,7 @@ pub async fn models(args: ConnectArgs) -> anyhow::Result<()> {
                 "dimension": m.dimension,
                 "family": m.family,
                 "description": m.description,
+                "licence": m.licence,
                 "default": m.is_default,
                 "modalities": m.modalities.iter().map(|x| json!({
                     "modality": pb::Modality::try_from(x.modality).map(|m| m.as_str_name()).unwrap_or("UNKNOWN"),

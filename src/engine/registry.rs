@@ -20,6 +20,8 @@ pub struct LoadedModel {
     pub family: String,
     /// Description from the manifest.
     pub description: String,
+    /// Licence note from the manifest.
+    pub licence: String,
     /// Embedding dimension.
     pub dim: usize,
     // Shared with each encoder's batching threads.
@@ -77,6 +79,7 @@ impl LoadedModel {
             name: model.name.clone(),
             family: m.family.clone(),
             description: m.description.clone(),
+            licence: m.licence.clone(),
             dim,
             encoders,
         })

@@ -166,7 +166,9 @@ pub fn input_from_bytes(
 
 /// Reads a `preprocess` table as a modality's section type; the message names the field.
 pub(crate) fn parse_section<T: serde::de::DeserializeOwned>(preprocess: &toml::Table) -> Result<T, String> {
-    T::deserialize(toml::Value::Table(preprocess.clone())).map_err(|e| e.message().trim().to_string())
+    // The full form names the key (`in `resize_mode``) where `message()` would not.
+    T::deserialize(toml::Value::Table(preprocess.clone()))
+        .map_err(|e| e.to_string().trim().replace('\n', " "))
 }
 
 /// Checks that `relative`, named by field `field` of a section, exists under `model_dir`.

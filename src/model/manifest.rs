@@ -4,13 +4,15 @@
 //! audio filterbank parameters, logit scales) lives in it, so a new model of the same family is a
 //! new folder and never a code change. This module reads the header and each section's tower
 //! fields; a section's `preprocess` table is read and checked by its modality's own section type
-//! (`modality::<kind>`), so the manifest never lists the modalities by hand.
+//! (`modality::<kind>`), so the manifest never lists the modalities by hand. A `family` fills in
+//! the values a manifest leaves out from that family's defaults (`family.rs`) first.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::family;
 use crate::modality::{self, Modality, Section};
 
 /// Errors found while reading or validating a manifest.
@@ -47,10 +49,13 @@ pub enum ManifestError {
 pub struct Manifest {
     /// Model name clients use; defaults to the folder name.
     pub name: Option<String>,
-    /// Model family (informational, e.g. `imagebind`).
+    /// Model family (`imagebind`, `openclip`, `siglip`): its preprocessing defaults fill what the
+    /// manifest leaves out (see [`super::family`]).
     pub family: String,
     /// Human-readable description.
     pub description: String,
+    /// Licence note of the weights and code (what a user must know before shipping the model).
+    pub licence: String,
     /// Dimension of the shared embedding space; every tower must output it.
     pub embedding_dim: usize,
     /// One section per modality served, named after the modality (`[text]`, `[image]`, ...).
@@ -65,6 +70,8 @@ struct Header {
     family: String,
     #[serde(default)]
     description: String,
+    #[serde(default)]
+    licence: String,
     embedding_dim: usize,
 }
 
@@ -187,15 +194,29 @@ impl ModelDir {
     pub fn parse(dir: &Path, path: &Path, text: &str) -> Result<Self, ManifestError> {
         let parse_error = |message: String| ManifestError::Parse { path: path.to_path_buf(), message };
         let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        let family = table.get("family").and_then(toml::Value::as_str).unwrap_or_default().to_string();
+        if !family.is_empty() {
+            let invalid = |message: String| ManifestError::Invalid { path: path.to_path_buf(), message };
+            let defaults = family::defaults(&family).ok_or_else(|| {
+                invalid(format!(
+                    "family: unknown family {family:?} (known: {})",
+                    family::names().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            let defaults =
+                defaults.map_err(|e| invalid(format!("family {family:?}: defaults unreadable: {e}")))?;
+            family::apply(&mut table, defaults);
+        }
         let mut encoders = BTreeMap::new();
         for modality in Modality::ALL {
             if let Some(section) = table.remove(modality.as_str()) {
-                let spec = EncoderSpec::deserialize(section)
-                    .map_err(|e| parse_error(format!("[{modality}]: {}", e.message().trim())))?;
+                let spec = EncoderSpec::deserialize(section).map_err(|e| {
+                    parse_error(format!("[{modality}]: {}", e.to_string().trim().replace('\n', " ")))
+                })?;
                 encoders.insert(modality, spec);
             }
         }
-        let known = ["name", "family", "description", "embedding_dim"];
+        let known = ["name", "family", "description", "licence", "embedding_dim"];
         if let Some(unknown) = table.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(parse_error(format!(
                 "unknown key `{unknown}`: expected {} or a section named after a modality ({})",
@@ -209,6 +230,7 @@ impl ModelDir {
             name: header.name,
             family: header.family,
             description: header.description,
+            licence: header.licence,
             embedding_dim: header.embedding_dim,
             encoders,
         };

@@ -75,6 +75,34 @@ pub enum SimilarityError {
     /// The logit scale override is unusable.
     #[error("logit_scale must be finite and positive, got {0}")]
     Scale(f32),
+    /// `template_set` names no known set.
+    #[error("template_set {name:?} is not a known template set (known: {known})")]
+    TemplateSet {
+        /// The name given.
+        name: String,
+        /// The known names, comma-separated.
+        known: String,
+    },
+}
+
+/// Classify's named prompt template sets, one template a line (written from the reference
+/// lists by `tools/make_template_sets.py`).
+pub const TEMPLATE_SETS: &[(&str, &str)] = &[("imagenet", include_str!("template_sets/imagenet.txt"))];
+
+/// The templates of a query: those of its named set, then its own.
+fn resolve_templates(set: &str, own: &mut Vec<String>) -> Result<(), SimilarityError> {
+    if set.is_empty() {
+        return Ok(());
+    }
+    let (_, text) =
+        TEMPLATE_SETS.iter().find(|(name, _)| *name == set).ok_or_else(|| SimilarityError::TemplateSet {
+            name: set.to_string(),
+            known: TEMPLATE_SETS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", "),
+        })?;
+    let mut templates: Vec<String> = text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
+    templates.append(own);
+    *own = templates;
+    Ok(())
 }
 
 /// A `Similarity` request.
@@ -120,6 +148,8 @@ pub struct ClassifyQuery {
     pub labels: Vec<String>,
     /// Prompt templates, each with one `{}` (empty: the label alone).
     pub templates: Vec<String>,
+    /// A named template set ([`TEMPLATE_SETS`]) used before `templates`; empty: none.
+    pub template_set: String,
     /// Labels ranked in `top` (0: all).
     pub top_k: usize,
     /// Overrides the per-modality logit scales.
@@ -218,8 +248,9 @@ impl Similarity {
     }
 
     /// Zero-shot probabilities of the labels for each input.
-    pub async fn classify(&self, query: ClassifyQuery) -> Result<Classified, SimilarityError> {
+    pub async fn classify(&self, mut query: ClassifyQuery) -> Result<Classified, SimilarityError> {
         let engine = &self.engine;
+        resolve_templates(&query.template_set, &mut query.templates)?;
         check_classify(&query, engine.limits())?;
         let scale_override = check_scale(query.logit_scale)?;
         let model = engine.registry().resolve(&query.model)?;

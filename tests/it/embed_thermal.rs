@@ -85,6 +85,7 @@ async fn thermal_classifies_against_text_like_the_reference() {
             templates: vec!["{}".into()],
             top_k: 2,
             logit_scale: None,
+            template_set: String::new(),
         })
         .await
         .expect("classify")

@@ -4,7 +4,7 @@
 //! `tests/fixtures/images/`.
 
 use bindery::modality::image::{ImageError, ImageLimits, ImagePreprocessor};
-use bindery::modality::image::{ImagePreprocess, ResizeFilter};
+use bindery::modality::image::{ImagePreprocess, ResizeFilter, ResizeMode};
 use serde::Deserialize;
 
 use crate::common::Fixtures;
@@ -13,16 +13,19 @@ use crate::common::Fixtures;
 /// floats to f32 the same way `as f32` does.
 fn imagebind_spec() -> ImagePreprocess {
     ImagePreprocess {
-        resize: 224,
-        crop: 224,
+        size: None,
+        resize: Some(224),
+        crop: Some(224),
+        resize_mode: ResizeMode::Shortest,
         filter: ResizeFilter::Bicubic,
         mean: [0.481_454_66_f64, 0.457_827_5, 0.408_210_73].map(|v| v as f32),
         std: [0.268_629_54_f64, 0.261_302_58, 0.275_777_11].map(|v| v as f32),
+        fill_color: 0,
     }
 }
 
 fn preprocessor() -> ImagePreprocessor {
-    ImagePreprocessor::new(&imagebind_spec(), ImageLimits::default())
+    ImagePreprocessor::new(&imagebind_spec(), ImageLimits::default()).expect("valid section")
 }
 
 const IMAGES: Fixtures = Fixtures("images");
@@ -154,7 +157,8 @@ fn random_bytes_are_an_unknown_format() {
 #[test]
 fn payload_over_max_bytes_is_rejected_before_decoding() {
     let pre =
-        ImagePreprocessor::new(&imagebind_spec(), ImageLimits { max_bytes: 100, ..ImageLimits::default() });
+        ImagePreprocessor::new(&imagebind_spec(), ImageLimits { max_bytes: 100, ..ImageLimits::default() })
+            .expect("valid section");
     let err = run(&pre, &[0u8; 101]).unwrap_err();
     assert!(matches!(err, ImageError::TooManyBytes { size: 101, limit: 100 }), "{err:?}");
     assert_eq!(err.to_string(), "image is 101 bytes, more than the limit of 100 bytes");
@@ -212,7 +216,8 @@ fn huge_declared_dimensions_are_rejected_from_the_header() {
 #[test]
 fn pixel_limit_applies_to_jpeg_headers_too() {
     let pre =
-        ImagePreprocessor::new(&imagebind_spec(), ImageLimits { max_pixels: 1000, ..ImageLimits::default() });
+        ImagePreprocessor::new(&imagebind_spec(), ImageLimits { max_pixels: 1000, ..ImageLimits::default() })
+            .expect("valid section");
     let err = run(&pre, &some_jpeg()).unwrap_err();
     assert!(matches!(err, ImageError::TooManyPixels { limit: 1000, .. }), "{err:?}");
 }

@@ -26,6 +26,7 @@ mod embed_imu;
 mod embed_point_cloud;
 mod embed_text_image;
 mod embed_thermal;
+mod families;
 mod fuzz_regressions;
 mod http_api;
 mod image_formats;

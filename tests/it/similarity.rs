@@ -208,6 +208,7 @@ async fn classify_matches_the_reference_golden() {
                 templates: req.templates.clone(),
                 top_k: 3,
                 logit_scale: None,
+                template_set: String::new(),
             })
             .await
             .unwrap_or_else(|s| panic!("classify {}: {s}", req.id))
@@ -259,6 +260,7 @@ async fn repeated_labels_come_from_the_cache() {
         templates,
         top_k: 0,
         logit_scale: None,
+        template_set: String::new(),
     };
     // Texts handed to the text encoder, as the engine counts them (run through the tower, or
     // answered from its embedding cache), so this sees re-encoding independently of the Classify
@@ -303,6 +305,7 @@ async fn bad_requests_get_precise_errors() {
         templates: templates.into_iter().map(String::from).collect(),
         top_k,
         logit_scale: None,
+        template_set: String::new(),
     };
     let cases = [
         (classify(vec![], vec![], 0), "labels is empty"),

@@ -62,8 +62,12 @@ def _onig_pattern(pat: Any) -> str:
     return prefix + pat.pattern
 
 
-def tokenizer_dict(tok: Any | None = None) -> dict[str, Any]:
-    """The ``tokenizer.json`` content for the reference tokenizer ``tok``."""
+def tokenizer_dict(
+    tok: Any | None = None, special_tokens: tuple[str, ...] = SPECIAL_TOKENS
+) -> dict[str, Any]:
+    """The ``tokenizer.json`` content for the reference tokenizer ``tok``, whose start and end
+    pieces are ``special_tokens`` (open_clip's ``SimpleTokenizer`` names them
+    ``<start_of_text>`` / ``<end_of_text>``)."""
     if tok is None:
         tok = reference_tokenizer()
     vocab: dict[str, int] = {token: int(i) for token, i in tok.encoder.items()}
@@ -94,7 +98,7 @@ def tokenizer_dict(tok: Any | None = None) -> dict[str, Any]:
                 "normalized": False,
                 "special": True,
             }
-            for name in SPECIAL_TOKENS
+            for name in special_tokens
         ],
         "normalizer": None,
         "pre_tokenizer": {

@@ -301,7 +301,7 @@ def image_preprocess_params() -> dict[str, Any]:
     return {
         "resize": side(resize.size),
         "crop": side(crop.size),
-        "filter": resize.interpolation.value,
+        "interpolation": resize.interpolation.value,
         "mean": [float(x) for x in norm.mean],
         "std": [float(x) for x in norm.std],
     }

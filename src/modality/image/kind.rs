@@ -23,7 +23,7 @@ pub const KIND: Kind = Kind {
     fuzz: &[],
 };
 
-/// Resampling filter used to scale images.
+/// Resampling filter used to scale images (open_clip's `interpolation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ResizeFilter {
@@ -33,26 +33,76 @@ pub enum ResizeFilter {
     Bilinear,
 }
 
-/// Image preprocessing: resize short side, center crop, normalise (CHW, f32) (`[image.preprocess]`).
+/// How the image is brought to the tower's square (open_clip's `resize_mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResizeMode {
+    /// torchvision `Resize(resize)` (short side) then `CenterCrop(crop)`, zero-padded where the
+    /// crop is larger.
+    #[default]
+    Shortest,
+    /// open_clip's `ResizeKeepRatio(longest=1)` (long side to `size`) then `CenterCropOrPad`
+    /// with `fill_color`.
+    Longest,
+    /// torchvision `Resize((size, size))`: both sides to `size`, the aspect ratio not kept.
+    Squash,
+}
+
+/// Image preprocessing (`[image.preprocess]`): resize, crop or pad, normalise (CHW, f32).
+///
+/// The side is either `size` (open_clip's name: resize and crop alike) or `resize` and `crop`
+/// (short side and crop, which may differ in `shortest` mode).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImagePreprocess {
-    /// The short side is resized to this many pixels.
-    pub resize: u32,
+    /// Side of the square the tower takes, for `resize` and `crop` alike.
+    #[serde(default)]
+    pub size: Option<u32>,
+    /// The short side is resized to this many pixels (`shortest` only).
+    #[serde(default)]
+    pub resize: Option<u32>,
     /// Side of the square center crop.
-    pub crop: u32,
-    /// Resampling filter.
+    #[serde(default)]
+    pub crop: Option<u32>,
+    /// How the image is brought to the square (default `shortest`).
+    #[serde(default)]
+    pub resize_mode: ResizeMode,
+    /// Resampling filter (open_clip's `interpolation`; `filter`, the name of the grey
+    /// modalities' field, is accepted too).
+    #[serde(rename = "interpolation", alias = "filter")]
     pub filter: ResizeFilter,
     /// Per-channel mean (RGB) subtracted after scaling to [0, 1].
     pub mean: [f32; 3],
     /// Per-channel standard deviation (RGB).
     pub std: [f32; 3],
+    /// 8-bit value of the padding `longest` adds around the image (open_clip's `fill_color`).
+    #[serde(default)]
+    pub fill_color: u8,
 }
 
 impl ImagePreprocess {
     fn check(&self) -> Result<(), String> {
-        check_resize_crop(self.resize, self.crop)?;
+        let (resize, crop) = self.sides()?;
+        check_resize_crop(resize, crop)?;
+        if self.resize_mode != ResizeMode::Shortest && resize != crop {
+            return Err(format!(
+                "resize_mode {:?} brings the image to one square: give size, not resize ({resize}) and crop ({crop})",
+                self.resize_mode
+            ));
+        }
+        if self.fill_color != 0 && self.resize_mode != ResizeMode::Longest {
+            return Err("fill_color is only used by resize_mode \"longest\"".into());
+        }
         check_mean_std(&self.mean, &self.std)
+    }
+
+    /// The resize and crop sides: `size` for both, or `resize` and `crop`.
+    pub(crate) fn sides(&self) -> Result<(u32, u32), String> {
+        match (self.size, self.resize, self.crop) {
+            (Some(size), None, None) => Ok((size, size)),
+            (None, Some(resize), Some(crop)) => Ok((resize, crop)),
+            _ => Err("give either size, or resize and crop".into()),
+        }
     }
 }
 
@@ -95,8 +145,8 @@ fn check(section: &Section<'_>) -> Result<(), String> {
 fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline>, BuildError> {
     let spec: ImagePreprocess = parse_section(section.preprocess)?;
     spec.check()?;
-    let side = spec.crop as usize;
-    let preprocessor = ImagePreprocessor::new(&spec, limits.get::<ImageLimits>());
+    let side = spec.sides()?.1 as usize;
+    let preprocessor = ImagePreprocessor::new(&spec, limits.get::<ImageLimits>())?;
     Ok(Box::new(OneTensor::new(section.input, vec![3, side, side], preprocessor)))
 }
 

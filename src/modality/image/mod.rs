@@ -1,11 +1,14 @@
-//! Images: decode, convert to RGB like PIL, resize like PIL, center crop like torchvision,
-//! normalise into a CHW f32 slot.
+//! Images: decode, convert to RGB like PIL, resize like PIL, center crop or pad like
+//! torchvision, normalise into a CHW f32 slot.
 //!
-//! The reference is ImageBind's `load_and_transform_vision_data`:
-//! `Image.open(f).convert("RGB")`, then torchvision `Resize(resize, BICUBIC)`,
-//! `CenterCrop(crop)`, `ToTensor()` and `Normalize(mean, std)` on the PIL image (Pillow 13,
-//! torchvision 0.26). Every step is reproduced exactly: decoding and mode conversion in
-//! `decode.rs`, the resize in `resample.rs`, crop and normalisation here.
+//! The reference is ImageBind's `load_and_transform_vision_data` and open_clip's
+//! `image_transform_v2` (inference): `Image.open(f).convert("RGB")`, then by `resize_mode`
+//! torchvision `Resize(resize)` + `CenterCrop(crop)` (`shortest`), open_clip's
+//! `ResizeKeepRatio(longest=1)` + `CenterCropOrPad(fill_color)` (`longest`) or
+//! `Resize((size, size))` (`squash`), with PIL `BICUBIC` or `BILINEAR`, then `ToTensor()` and
+//! `Normalize(mean, std)` (Pillow 13, torchvision 0.26, open_clip 3.3). Every step is
+//! reproduced exactly: decoding and mode conversion in `decode.rs`, the resize in
+//! `resample.rs`, crop, padding and normalisation here.
 
 mod avif;
 mod decode;
@@ -21,7 +24,7 @@ mod yuv;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-pub use kind::{EncodedImage, ImagePreprocess, KIND, ResizeFilter, payload};
+pub use kind::{EncodedImage, ImagePreprocess, KIND, ResizeFilter, ResizeMode, payload};
 pub(crate) use kind::{check_mean_std, check_resize_crop};
 use resample::Rgb8;
 
@@ -85,6 +88,16 @@ pub enum ImageError {
         /// What in the file is not supported.
         layout: &'static str,
     },
+    /// `longest` would scale a side of the image to nothing (as the reference, which fails).
+    #[error("a {width}x{height} image is too thin to fit a {side}x{side} square with its aspect ratio kept")]
+    TooThin {
+        /// Image width.
+        width: usize,
+        /// Image height.
+        height: usize,
+        /// The square's side.
+        side: u32,
+    },
     /// The output slot passed to [`ImagePreprocessor::preprocess_into`] has the wrong length.
     #[error("output slot holds {got} values, the image tensor needs {expected}")]
     OutputSize {
@@ -102,15 +115,25 @@ const ALLOC_SLACK: u64 = 64 << 20;
 
 /// Prepares encoded images for the vision tower.
 pub struct ImagePreprocessor {
-    spec: ImagePreprocess,
+    mode: ResizeMode,
+    filter: ResizeFilter,
+    /// Short side after the resize (`shortest`), or the square's side.
+    resize: u32,
+    /// Side of the output square.
+    crop: u32,
+    /// 8-bit value padding takes: `fill_color` in `longest` mode; torchvision's `CenterCrop`
+    /// pads with 0.
+    fill: u8,
     limits: ImageLimits,
     /// `Normalize(ToTensor(v))` for every 8-bit value, per channel.
     lut: Box<[[f32; 256]; 3]>,
 }
 
 impl ImagePreprocessor {
-    /// Builds a preprocessor from the manifest section and the server's limits.
-    pub fn new(spec: &ImagePreprocess, limits: ImageLimits) -> Self {
+    /// Builds a preprocessor from the manifest section and the server's limits; fails on a
+    /// section whose sides are not given as `size`, or `resize` and `crop`.
+    pub fn new(spec: &ImagePreprocess, limits: ImageLimits) -> Result<Self, String> {
+        let (resize, crop) = spec.sides()?;
         let mut lut = Box::new([[0f32; 256]; 3]);
         for (c, table) in lut.iter_mut().enumerate() {
             for (v, slot) in table.iter_mut().enumerate() {
@@ -119,12 +142,13 @@ impl ImagePreprocessor {
                 *slot = (v as f32 / 255.0 - spec.mean[c]) / spec.std[c];
             }
         }
-        Self { spec: spec.clone(), limits, lut }
+        let fill = if spec.resize_mode == ResizeMode::Longest { spec.fill_color } else { 0 };
+        Ok(Self { mode: spec.resize_mode, filter: spec.filter, resize, crop, fill, limits, lut })
     }
 
     /// Number of f32 values one image occupies in the batch tensor (3 * crop * crop).
     pub fn tensor_len(&self) -> usize {
-        3 * (self.spec.crop as usize) * (self.spec.crop as usize)
+        3 * (self.crop as usize) * (self.crop as usize)
     }
 
     /// Decodes `bytes` and writes the normalised CHW tensor into `out` (length `tensor_len()`).
@@ -134,23 +158,43 @@ impl ImagePreprocessor {
         }
         guarded(bytes, &self.limits, |max_alloc, check| {
             let img = decode::decode_rgb(bytes, max_alloc, check)?;
-            self.run(&img, out);
-            Ok(())
+            self.run(&img, out)
         })
     }
 
-    fn run(&self, img: &Rgb8, out: &mut [f32]) {
-        let (out_w, out_h) = resized_size(img.width as u64, img.height as u64, self.spec.resize);
-        let crop = u64::from(self.spec.crop);
+    /// The resized size of a `w x h` image, as the reference's resize step computes it.
+    fn resized(&self, w: usize, h: usize) -> Result<(u64, u64), ImageError> {
+        let side = u64::from(self.crop);
+        match self.mode {
+            ResizeMode::Shortest => Ok(resized_size(w as u64, h as u64, self.resize)),
+            ResizeMode::Squash => Ok((side, side)),
+            ResizeMode::Longest => {
+                let (w, h) = (w as u64, h as u64);
+                let (new_w, new_h) = longest_size(w, h, self.crop);
+                if new_w == 0 || new_h == 0 {
+                    return Err(ImageError::TooThin {
+                        width: w as usize,
+                        height: h as usize,
+                        side: self.crop,
+                    });
+                }
+                Ok((new_w, new_h))
+            }
+        }
+    }
+
+    fn run(&self, img: &Rgb8, out: &mut [f32]) -> Result<(), ImageError> {
+        let (out_w, out_h) = self.resized(img.width, img.height)?;
+        let crop = u64::from(self.crop);
         let (cols, pad_x) = crop_window(out_w, crop);
         let (rows, pad_y) = crop_window(out_h, crop);
-        let win = resample::resize_window(img, out_w, out_h, cols, rows, self.spec.filter);
+        let win = resample::resize_window(img, out_w, out_h, cols, rows, self.filter);
 
         let crop = crop as usize;
         let plane = crop * crop;
         for (c, (dst, lut)) in out.chunks_exact_mut(plane).zip(self.lut.iter()).enumerate() {
-            // torchvision pads with 0 where the crop is larger than the image.
-            dst.fill(lut[0]);
+            // Where the image is smaller than the square, the padding's value.
+            dst.fill(lut[usize::from(self.fill)]);
             for y in 0..win.height {
                 let src = &win.data[y * win.width * 3..(y + 1) * win.width * 3];
                 let row = (y + pad_y) * crop + pad_x;
@@ -159,7 +203,20 @@ impl ImagePreprocessor {
                 }
             }
         }
+        Ok(())
     }
+}
+
+/// open_clip's `ResizeKeepRatio.get_params` with `longest=1` and no random scaling: both sides
+/// divided by the larger of the two ratios `side / target` and rounded half to even (Python's
+/// `round`). Returns (w, h).
+fn longest_size(w: u64, h: u64, target: u32) -> (u64, u64) {
+    let target = f64::from(target);
+    let (ratio_h, ratio_w) = (h as f64 / target, w as f64 / target);
+    // `max * longest + min * (1 - longest)` with longest = 1: the maximum, exactly.
+    let ratio = ratio_h.max(ratio_w) * 1.0 + ratio_h.min(ratio_w) * 0.0;
+    let side = |x: u64| (x as f64 / ratio).round_ties_even() as u64;
+    (side(w), side(h))
 }
 
 /// A decoded image as 8-bit RGB, before any resize.
@@ -253,6 +310,17 @@ mod tests {
         assert_eq!(resized_size(1000, 333, 224), (672, 224));
         assert_eq!(resized_size(50, 50, 224), (224, 224));
         assert_eq!(resized_size(1, 3, 224), (224, 672));
+    }
+
+    /// Values of open_clip's `ResizeKeepRatio.get_params(img, (t, t), longest=1)` (Python 3.11).
+    #[test]
+    fn longest_side_sizes_round_half_to_even_like_python() {
+        assert_eq!(longest_size(500, 300, 224), (224, 134)); // round(134.4)
+        assert_eq!(longest_size(300, 500, 224), (134, 224));
+        assert_eq!(longest_size(4, 3, 2), (2, 2)); // round(1.5) == 2
+        assert_eq!(longest_size(4, 1, 2), (2, 0)); // round(0.5) == 0: too thin, refused
+        assert_eq!(longest_size(5000, 200, 224), (224, 9)); // round(8.96)
+        assert_eq!(longest_size(100, 100, 224), (224, 224));
     }
 
     #[test]

@@ -50,11 +50,46 @@ static ANSI_ESCAPE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"\x1b
 ///   limit, bindery stops after a fixed number of rounds (far more than any text needs; see
 ///   [`super::ftfy`]) and keeps what it has.
 pub fn clean(text: &str) -> String {
+    clean_with(text, Clean::Lower)
+}
+
+/// open_clip's text cleaning functions (`open_clip.tokenizer.get_clean_fn`), chosen by the
+/// manifest's `clean` value under open_clip's names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Clean {
+    /// `_clean_lower`: `whitespace_clean(basic_clean(x)).lower()`, the CLIP tokenizers' cleanup
+    /// (ImageBind's `SimpleTokenizer` does the same).
+    #[default]
+    Lower,
+    /// `_clean_whitespace`: `whitespace_clean(basic_clean(x))`, case kept.
+    Whitespace,
+    /// `_clean_canonicalize`: `canonicalize_text(basic_clean(x))`, SigLIP's: `_` becomes a
+    /// space, ASCII punctuation (`string.punctuation`) is removed, then lower-casing and
+    /// whitespace collapsing.
+    Canonicalize,
+}
+
+/// Cleans `text` with one of open_clip's cleaning functions; [`clean`] lists the steps and the
+/// documented differences, which hold for every mode.
+pub fn clean_with(text: &str, mode: Clean) -> String {
     let fixed = ftfy_fix_text(text);
     let once = html::unescape(&fixed);
     let twice = html::unescape(&once);
-    let collapsed = collapse_whitespace(py_strip(&twice));
-    py_strip(&collapsed).to_lowercase()
+    let basic = py_strip(&twice);
+    match mode {
+        Clean::Lower => py_strip(&collapse_whitespace(basic)).to_lowercase(),
+        Clean::Whitespace => py_strip(&collapse_whitespace(basic)).to_string(),
+        Clean::Canonicalize => {
+            // `str.translate` with `string.punctuation`, which is exactly ASCII punctuation.
+            let kept: String = basic
+                .chars()
+                .map(|c| if c == '_' { ' ' } else { c })
+                .filter(|c| !c.is_ascii_punctuation())
+                .collect();
+            py_strip(&collapse_whitespace(&kept.to_lowercase())).to_string()
+        }
+    }
 }
 
 /// Python's `str.isspace`: the `White_Space` property plus the four ASCII information separators.
@@ -268,6 +303,30 @@ mod tests {
         ];
         for (input, expected) in cases {
             assert_eq!(clean(input), expected, "{input:?}");
+        }
+    }
+
+    // Expected values are open_clip's `get_clean_fn(mode)(text)` (open_clip 3.3).
+    #[test]
+    fn open_clip_cleaning_modes() {
+        let cases = [
+            (
+                "Hello_World, it's  \u{C9}T\u{C9}!\t(&amp; more)",
+                [
+                    "hello_world, it's \u{E9}t\u{E9}! (& more)",
+                    "Hello_World, it's \u{C9}T\u{C9}! (& more)",
+                    "hello world its \u{E9}t\u{E9} more",
+                ],
+            ),
+            ("  A.B-C  ", ["a.b-c", "A.B-C", "abc"]),
+            ("...", ["...", "...", ""]),
+        ];
+        for (input, expected) in cases {
+            for (mode, want) in
+                [Clean::Lower, Clean::Whitespace, Clean::Canonicalize].into_iter().zip(expected)
+            {
+                assert_eq!(clean_with(input, mode), want, "{mode:?} {input:?}");
+            }
         }
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{TextError, TextPreprocessor};
+use super::{Clean, TextError, TextPreprocessor};
 use crate::modality::{
     Argument, BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError,
     Section, Slot, TensorSpec, limits_of, parse_section, require_file, slot,
@@ -25,20 +25,45 @@ pub const KIND: Kind = Kind {
     fuzz: &[("text_clean", super::fuzz_clean as fn(&[u8]))],
 };
 
-/// Text preprocessing: CLIP byte-level BPE with a fixed context (`[text.preprocess]`).
+/// Text preprocessing (`[text.preprocess]`): open_clip's cleaning, then a tokenizer from a
+/// `tokenizer.json`, into a fixed-length row of ids.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TextPreprocess {
     /// `tokenizer.json` (Hugging Face `tokenizers` format), relative to the model folder.
     pub tokenizer: PathBuf,
-    /// Number of token ids the tower takes (77 for CLIP/ImageBind).
+    /// How the tokenizer is run (default `clip`).
+    #[serde(default)]
+    pub tokenizer_kind: TokenizerKind,
+    /// open_clip's cleaning function applied first (default `lower`).
+    #[serde(default)]
+    pub clean: Clean,
+    /// Number of token ids the tower takes (77 for CLIP/ImageBind, 64 for SigLIP).
     pub context_length: usize,
-    /// Start-of-text id.
-    pub start_token: u32,
-    /// End-of-text id; kept as the last id when the text is truncated.
-    pub end_token: u32,
+    /// Start-of-text id (`clip` only).
+    #[serde(default)]
+    pub start_token: Option<u32>,
+    /// End-of-text id, kept as the last id when the text is truncated (`clip` only; an `hf`
+    /// tokenizer's post-processor adds its own).
+    #[serde(default)]
+    pub end_token: Option<u32>,
     /// Id used to pad to `context_length`.
     pub pad_token: u32,
+}
+
+/// How a `tokenizer.json` turns cleaned text into ids.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenizerKind {
+    /// CLIP's byte-level BPE as its reference `SimpleTokenizer` runs it (open_clip's and
+    /// ImageBind's): the file's pre-split pattern and BPE model, `[start] + ids`, cut to the
+    /// context with the end id kept last, padded.
+    #[default]
+    Clip,
+    /// The file's own pipeline (normalizer, pre-tokenizer, model such as SentencePiece Unigram,
+    /// post-processor), truncated and padded to the context as open_clip's `HFTokenizer` calls
+    /// it (`truncation=True, padding="max_length"`).
+    Hf,
 }
 
 /// Text limits (the server's `--max-text-bytes` flag).
@@ -94,6 +119,17 @@ fn check(section: &Section<'_>) -> Result<(), String> {
     let spec: TextPreprocess = parse_section(section.preprocess)?;
     if spec.context_length < 2 {
         return Err("context_length must be at least 2".into());
+    }
+    match spec.tokenizer_kind {
+        TokenizerKind::Clip if spec.start_token.is_none() || spec.end_token.is_none() => {
+            return Err("tokenizer_kind \"clip\" needs start_token and end_token".into());
+        }
+        TokenizerKind::Hf if spec.start_token.is_some() || spec.end_token.is_some() => {
+            return Err("tokenizer_kind \"hf\" takes its start and end ids from the tokenizer's \
+                        post-processor: remove start_token and end_token"
+                .into());
+        }
+        _ => {}
     }
     require_file("tokenizer", &spec.tokenizer, section.model_dir)
 }

@@ -1,8 +1,13 @@
-//! Text: reference-compatible cleanup and CLIP byte-level BPE tokenization.
+//! Text: reference-compatible cleanup, then one of two tokenizer kinds.
 //!
-//! Mirrors `SimpleTokenizer` of the reference (`imagebind.models.multimodal_preprocessors`):
-//! [`clean`] the text, split it with the reference pattern, byte-level BPE each piece, then
-//! `[start] + ids`, cut to `context_length - 1`, `+ [end]`, padded.
+//! `clip` mirrors the CLIP `SimpleTokenizer` (ImageBind's `multimodal_preprocessors` and
+//! open_clip's `tokenizer.py`, which differ only in their special tokens' names, read from the
+//! file): [`clean`] the text, split it with the reference pattern, byte-level BPE each piece,
+//! then `[start] + ids`, cut to `context_length - 1`, `+ [end]`, padded.
+//!
+//! `hf` mirrors open_clip's `HFTokenizer` (SigLIP): [`clean_with`] the text, run the file's own
+//! pipeline (normalizer, pre-tokenizer, model, e.g. SentencePiece Unigram), truncate the pieces
+//! so that the post-processor's special ids still fit, add them, pad to the context.
 //!
 //! The tokenizer file carries the pattern, vocabulary and merges. Its pre-tokenizer and model are
 //! run directly instead of `Tokenizer::encode`, because the reference maps a piece to the start
@@ -22,9 +27,12 @@ mod kind;
 
 use std::path::Path;
 
-use tokenizers::{Model, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, Token, Tokenizer};
+use tokenizers::{
+    Model, OffsetReferential, OffsetType, PostProcessor, PreTokenizedString, PreTokenizer, Token, Tokenizer,
+    TruncationDirection,
+};
 
-pub use cleanup::clean;
+pub use cleanup::{Clean, clean, clean_with};
 
 /// Fuzz target body: any bytes (read as UTF-8, lossily) through the reference cleanup, mojibake
 /// repair included: it must end without panicking and without blowing the text up.
@@ -33,7 +41,10 @@ fn fuzz_clean(data: &[u8]) {
     let cleaned = clean(&text);
     assert!(cleaned.len() <= text.len().saturating_mul(8) + 64, "cleanup grew the text without bound");
 }
-pub use kind::{KIND, OverContext, Text, TextLimits, TextPreprocess, payload, payload_refusing_over_context};
+pub use kind::{
+    KIND, OverContext, Text, TextLimits, TextPreprocess, TokenizerKind, payload,
+    payload_refusing_over_context,
+};
 
 /// Texts longer than this many bytes are tokenized in chunks cut at spaces.
 const CHUNK_BYTES: usize = 256;
@@ -100,20 +111,26 @@ pub struct Encoded {
 pub struct TextPreprocessor {
     tokenizer: Tokenizer,
     context_length: usize,
-    start_id: i64,
-    end_id: i64,
     pad_id: i64,
-    /// Pieces that map straight to an id (the reference tokenizer's cache seed).
-    special_pieces: [(String, u32); 2],
+    clean: Clean,
+    ids: Ids,
+}
+
+/// What each tokenizer kind needs besides the file.
+enum Ids {
+    /// CLIP BPE: the start and end ids, and the pieces that map straight to them (the reference
+    /// tokenizer's cache seed).
+    Clip { start_id: i64, end_id: i64, special_pieces: [(String, u32); 2] },
+    /// A tokenizer run whole: how many special ids its post-processor adds.
+    Hf { added: usize },
 }
 
 impl std::fmt::Debug for TextPreprocessor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TextPreprocessor")
             .field("context_length", &self.context_length)
-            .field("start_id", &self.start_id)
-            .field("end_id", &self.end_id)
             .field("pad_id", &self.pad_id)
+            .field("clean", &self.clean)
             .finish_non_exhaustive()
     }
 }
@@ -123,29 +140,53 @@ impl TextPreprocessor {
     pub fn new(spec: &TextPreprocess, model_dir: &Path) -> Result<Self, TextError> {
         let path = model_dir.join(&spec.tokenizer);
         let load_error = |message: String| TextError::Load { path: path.display().to_string(), message };
-        let tokenizer = Tokenizer::from_file(&path).map_err(|e| load_error(e.to_string()))?;
-        if tokenizer.get_pre_tokenizer().is_none() {
-            return Err(load_error("the tokenizer has no pre-tokenizer".into()));
-        }
+        let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| load_error(e.to_string()))?;
         if spec.context_length < 2 {
             return Err(load_error(format!(
                 "context_length {} leaves no room for the start and end ids",
                 spec.context_length
             )));
         }
-        let piece = |id: u32, field: &str| {
-            tokenizer
-                .id_to_token(id)
-                .map(|token| (token, id))
-                .ok_or_else(|| load_error(format!("{field} {id} is not in the vocabulary")))
+        let ids = match spec.tokenizer_kind {
+            TokenizerKind::Clip => {
+                if tokenizer.get_pre_tokenizer().is_none() {
+                    return Err(load_error("the tokenizer has no pre-tokenizer".into()));
+                }
+                let piece = |id: Option<u32>, field: &str| {
+                    let id = id.ok_or_else(|| load_error(format!("{field} is missing")))?;
+                    tokenizer
+                        .id_to_token(id)
+                        .map(|token| (token, id))
+                        .ok_or_else(|| load_error(format!("{field} {id} is not in the vocabulary")))
+                };
+                let special_pieces =
+                    [piece(spec.start_token, "start_token")?, piece(spec.end_token, "end_token")?];
+                Ids::Clip {
+                    start_id: i64::from(special_pieces[0].1),
+                    end_id: i64::from(special_pieces[1].1),
+                    special_pieces,
+                }
+            }
+            TokenizerKind::Hf => {
+                // Truncation and padding are bindery's, to the manifest's context; a file's own
+                // settings would cut before the special ids are counted.
+                tokenizer.with_truncation(None).map_err(|e| load_error(e.to_string()))?;
+                tokenizer.with_padding(None);
+                let added = tokenizer.get_post_processor().map_or(0, |p| p.added_tokens(false));
+                if added >= spec.context_length {
+                    return Err(load_error(format!(
+                        "the post-processor adds {added} ids, which leaves no room in a context of {}",
+                        spec.context_length
+                    )));
+                }
+                Ids::Hf { added }
+            }
         };
-        let special_pieces = [piece(spec.start_token, "start_token")?, piece(spec.end_token, "end_token")?];
         Ok(Self {
             context_length: spec.context_length,
-            start_id: i64::from(spec.start_token),
-            end_id: i64::from(spec.end_token),
             pad_id: i64::from(spec.pad_token),
-            special_pieces,
+            clean: spec.clean,
+            ids,
             tokenizer,
         })
     }
@@ -167,25 +208,67 @@ impl TextPreprocessor {
         if text.is_empty() {
             return Err(TextError::Empty);
         }
-        let cleaned = clean(text);
+        let cleaned = clean_with(text, self.clean);
         if cleaned.is_empty() {
             return Err(TextError::EmptyAfterCleanup);
         }
-        // Reference: `([start] + ids)[:context_length - 1] + [end]`, zero-padded.
+        match &self.ids {
+            Ids::Clip { start_id, end_id, .. } => self.encode_clip(&cleaned, *start_id, *end_id, out),
+            Ids::Hf { added } => self.encode_hf(&cleaned, *added, out),
+        }
+    }
+
+    /// The CLIP row: `([start] + ids)[:context_length - 1] + [end]`, padded (the reference pads
+    /// with zeros; the manifest's `pad_token` is that zero).
+    fn encode_clip(
+        &self,
+        cleaned: &str,
+        start_id: i64,
+        end_id: i64,
+        out: &mut [i64],
+    ) -> Result<Encoded, TextError> {
         let room = self.context_length - 2;
-        let (ids, rest) = self.token_ids(&cleaned, room + 1)?;
+        let (ids, rest) = self.token_ids(cleaned, room + 1)?;
         let kept = ids.len().min(room);
-        out[0] = self.start_id;
+        out[0] = start_id;
         for (slot, &id) in out[1..=kept].iter_mut().zip(&ids) {
             *slot = i64::from(id);
         }
-        out[kept + 1] = self.end_id;
+        out[kept + 1] = end_id;
         out[kept + 2..].fill(self.pad_id);
         let truncated = ids.len() > room;
         // A cut text is counted to its end, so replies and refusals give its real length; the
         // count costs one pass of the tokenizer over at most --max-text-bytes.
         let uncounted = if truncated { self.token_ids(rest, usize::MAX)?.0.len() } else { 0 };
         Ok(Encoded { tokens: ids.len() + uncounted + 2, truncated })
+    }
+
+    /// The `HFTokenizer` row, as `tokenizers` computes `encode` with truncation to the context
+    /// (the pieces cut to leave room for the post-processor's ids, from the right) and padding
+    /// to it; done in these steps so the uncut length is known.
+    fn encode_hf(&self, cleaned: &str, added: usize, out: &mut [i64]) -> Result<Encoded, TextError> {
+        let tokenize_error = |e: tokenizers::Error| TextError::Tokenize(e.to_string());
+        let mut pieces = self.tokenizer.encode(cleaned, false).map_err(tokenize_error)?;
+        let tokens = pieces.len() + added;
+        let room = self.context_length - added;
+        let truncated = pieces.len() > room;
+        if truncated {
+            pieces.truncate(room, 0, TruncationDirection::Right);
+        }
+        let row = self.tokenizer.post_process(pieces, None, true).map_err(tokenize_error)?;
+        let ids = row.get_ids();
+        if ids.len() > self.context_length {
+            return Err(TextError::Tokenize(format!(
+                "the post-processor made {} ids, more than the context of {}",
+                ids.len(),
+                self.context_length
+            )));
+        }
+        for (slot, &id) in out.iter_mut().zip(ids) {
+            *slot = i64::from(id);
+        }
+        out[ids.len()..].fill(self.pad_id);
+        Ok(Encoded { tokens, truncated })
     }
 
     /// BPE ids of already cleaned text, stopping once at least `limit` ids are known, and the
@@ -219,10 +302,14 @@ impl TextPreprocessor {
             pre_tokenizer.pre_tokenize(&mut pieces).map_err(tokenize_error)?;
         }
         let model = self.tokenizer.get_model();
+        let special_pieces: &[(String, u32)] = match &self.ids {
+            Ids::Clip { special_pieces, .. } => special_pieces,
+            Ids::Hf { .. } => &[],
+        };
         pieces
             .tokenize(|piece| {
                 let piece = piece.get();
-                match self.special_pieces.iter().find(|(s, _)| s == piece) {
+                match special_pieces.iter().find(|(s, _)| s == piece) {
                     Some((s, id)) => Ok(vec![Token::new(*id, s.clone(), (0, piece.len()))]),
                     None => model.tokenize(piece),
                 }

@@ -69,9 +69,11 @@ fn ftfy_goldens() -> Vec<Golden> {
 fn spec() -> TextPreprocess {
     TextPreprocess {
         tokenizer: "tokenizer.json".into(),
+        tokenizer_kind: TokenizerKind::Clip,
+        clean: Clean::Lower,
         context_length: CONTEXT_LENGTH,
-        start_token: START,
-        end_token: END,
+        start_token: Some(START),
+        end_token: Some(END),
         pad_token: PAD,
     }
 }
@@ -228,7 +230,7 @@ fn missing_tokenizer_is_a_load_error() {
 #[test]
 fn special_ids_must_be_in_the_vocabulary() {
     let mut spec = spec();
-    spec.end_token = 1_000_000;
+    spec.end_token = Some(1_000_000);
     let err = TextPreprocessor::new(&spec, &fixture_dir()).unwrap_err();
     assert!(err.to_string().contains("end_token"), "{err}");
 }
