@@ -371,7 +371,9 @@ async fn sigterm_ends_health_watches_so_an_idle_server_exits_at_once() {
     let took = signalled.elapsed();
     assert!(status.success(), "exit status {status:?}");
     eprintln!("exit {:.0} ms after SIGTERM with two health watches open", took.as_secs_f64() * 1000.0);
-    assert!(took < Duration::from_secs(1), "the watches held the exit for {took:?}");
+    // Held watches would keep the process for the whole 30 s drain; a loaded machine can take a
+    // second or more to unload the models, so the bound sits well between the two.
+    assert!(took < Duration::from_secs(10), "the watches held the exit for {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
