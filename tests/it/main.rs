@@ -41,3 +41,4 @@ mod shutdown;
 mod similarity;
 mod startup;
 mod tls_auth;
+mod video;

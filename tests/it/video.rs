@@ -1,0 +1,103 @@
+//! Video embeddings served over gRPC match the reference (goldens from
+//! `tools/make_video_fixtures.py`: `load_and_transform_video_data` with decord through the
+//! PyTorch fixture model) for every container and codec, and bad videos are refused with
+//! INVALID_ARGUMENT naming the input.
+
+use bindery::api::pb;
+#[cfg(feature = "video")]
+use serde::Deserialize;
+use tonic::Code;
+
+use crate::common::*;
+
+const VIDEO: Fixtures = Fixtures("video");
+
+#[cfg(feature = "video")]
+#[derive(Deserialize)]
+struct Case {
+    file: String,
+    embedding: Vec<f32>,
+}
+
+#[cfg(feature = "video")]
+#[derive(Deserialize)]
+struct Cases {
+    cases: Vec<Case>,
+}
+
+fn video(id: &str, data: Vec<u8>) -> pb::Input {
+    pb::Input {
+        id: id.into(),
+        payload: Some(pb::input::Payload::Video(pb::Video { data, format_hint: String::new() })),
+    }
+}
+
+/// Decoders that are exact by specification (H.264, H.265, FFV1), and the lossless
+/// YUV-to-RGB path, must match the reference to 1e-4; VP8, VP9 and MJPEG decoders may round
+/// differently between the reference's FFmpeg 4 (bundled by decord) and the system's.
+#[cfg(feature = "video")]
+fn threshold(file: &str) -> f64 {
+    if file.ends_with(".webm") || file.ends_with(".avi") { 0.999 } else { 0.9999 }
+}
+
+#[cfg(feature = "video")]
+#[tokio::test]
+async fn every_video_golden_matches_the_reference() {
+    let cases: Cases = VIDEO.json("cases.json");
+    assert!(
+        cases.cases.len() >= 12,
+        "MP4, MOV, H.265, VP8, VP9, FFV1, MJPEG, portrait, odd, short, VFR, audio"
+    );
+    let mut server = start_fixture().await;
+    for case in &cases.cases {
+        let mut request = uncached(vec![video(&case.file, VIDEO.read(&case.file))]);
+        request.normalize = Some(false);
+        let reply =
+            server.client.embed(request).await.unwrap_or_else(|e| panic!("{}: {e}", case.file)).into_inner();
+        let e = &reply.embeddings[0];
+        assert_eq!(e.modality, pb::Modality::Video as i32);
+        let c = cosine(&e.vector, &case.embedding);
+        eprintln!("video {}: cosine {c:.9}", case.file);
+        assert!(c >= threshold(&case.file), "{}: cosine {c}", case.file);
+        // Raw output: the mean of unit clip embeddings, as long as the reference's.
+        let (got, want) = (norm(&e.vector), norm(&case.embedding));
+        assert!((got - want).abs() < 1e-3 * want, "{}: norm {got}, reference {want}", case.file);
+    }
+}
+
+#[cfg(feature = "video")]
+#[tokio::test]
+async fn normalised_video_embeddings_have_unit_length() {
+    let case = "cases/h264.mp4";
+    let mut server = start_fixture().await;
+    let reply =
+        server.client.embed(uncached(vec![video("v", VIDEO.read(case))])).await.expect("embed").into_inner();
+    let n = norm(&reply.embeddings[0].vector);
+    assert!((n - 1.0).abs() < 1e-5, "norm {n}");
+}
+
+#[cfg(feature = "video")]
+#[tokio::test]
+async fn bad_videos_are_refused_naming_the_input() {
+    let good = VIDEO.read("cases/h264.mp4");
+    let wav = Fixtures("audio").read("cases/flac44k_stereo.flac");
+    let bad: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", Vec::new(), "empty"),
+        ("garbage", b"definitely not a video container at all".repeat(20), "not a video"),
+        ("audio_only", wav, "no video stream"),
+        ("truncated", good[..good.len() / 3].to_vec(), "video"),
+    ];
+    let mut server = start_fixture().await;
+    for (id, data, part) in bad {
+        let status = server.client.embed(uncached(vec![video(id, data)])).await;
+        assert_refused(status, Code::InvalidArgument, &[id, part]);
+    }
+}
+
+#[cfg(not(feature = "video"))]
+#[tokio::test]
+async fn without_the_video_feature_videos_are_unimplemented_naming_what_to_install() {
+    let mut server = start_fixture().await;
+    let status = server.client.embed(uncached(vec![video("clip", VIDEO.read("cases/h264.mp4"))])).await;
+    assert_refused(status, Code::Unimplemented, &["clip", "libavformat-dev", "--features video"]);
+}
