@@ -11,6 +11,7 @@ Writes, under ``tests/fixtures/video``:
   H.264 in MP4 and MOV, H.265, VP8 and VP9 in WebM, FFV1 (lossless) in MKV, MJPEG in AVI,
   portrait, odd dimensions, 1 s long (shorter than one clip), variable frame rate,
   and one with an AAC audio track. Short and small on purpose (tens of KB each).
+* ``bad/*``: a container declaring 10 hours, and an AVI whose codec tag names no codec.
 * ``cases.json``: per file, the reference ``imagebind.data.load_and_transform_video_data``
   (pytorchvideo ``EncodedVideo`` with the ``decord`` decoder, as the reference asks; decord 0.6.0
   bundles its own FFmpeg 4) through the fixture model's vision tower: the model's raw output
@@ -73,6 +74,33 @@ CASES: dict[str, list[str]] = {
 }
 
 
+#: Bad videos (``bad/``), each refused by bindery; made from small encodes, some patched.
+BAD: dict[str, list[str]] = {
+    # Two frames 10 hours apart: the container declares a 10 h duration.
+    "ten_hours.mkv": _src(64, 48, 2, rate=1)
+    + ["-vf", "settb=1/1000,setpts=N*36000/TB", "-fps_mode", "passthrough", "-enc_time_base", "1/1000",
+       "-c:v", "mjpeg", "-q:v", "20"],
+    "mjpeg.avi": _src(64, 48, 1, rate=5) + ["-c:v", "mjpeg", "-q:v", "20"],
+}
+
+
+def _patched_avi(avi: bytes) -> dict[str, bytes]:
+    """An AVI whose codec tag names no codec. (Patched frame sizes do not make a bad file: FFmpeg
+    takes the size from the decoded frame; the pixel limit is tested with a small limit.)"""
+    return {"unknown_codec.avi": avi.replace(b"MJPG", b"ZZZZ")}
+
+
+def _bad(out: Path) -> None:
+    bad = out / "bad"
+    bad.mkdir(parents=True, exist_ok=True)
+    for name, args in BAD.items():
+        cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args, *_BITEXACT, str(bad / name)]
+        subprocess.run(cmd, check=True)
+    for name, data in _patched_avi((bad / "mjpeg.avi").read_bytes()).items():
+        (bad / name).write_bytes(data)
+    (bad / "mjpeg.avi").unlink()
+
+
 def _encode(name: str, dest: Path) -> None:
     cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *CASES[name], *_BITEXACT, str(dest)]
     subprocess.run(cmd, check=True)
@@ -120,11 +148,13 @@ def generate(root: Path, model_dir: Path) -> None:
         print(f"{name}: {path.stat().st_size} bytes, {row['frames']} frames at {row['fps']:.3f} fps")
         rows.append(row)
     (out / "cases.json").write_text(json.dumps({"cases": rows}, indent=1) + "\n")
+    _bad(out)
 
 
 def _owned(root: Path) -> set[str]:
     out = root / "video"
     names = {f"video/cases/{n}" for n in CASES}
+    names |= {f"video/bad/{n}" for n in ("ten_hours.mkv", "unknown_codec.avi")}
     return names | ({"video/cases.json"} if (out / "cases.json").exists() else set())
 
 

@@ -78,20 +78,46 @@ async fn normalised_video_embeddings_have_unit_length() {
 
 #[cfg(feature = "video")]
 #[tokio::test]
-async fn bad_videos_are_refused_naming_the_input() {
+async fn bad_videos_are_refused_naming_the_input_and_the_problem() {
+    use bindery::modality::video::VideoLimits;
     let good = VIDEO.read("cases/h264.mp4");
-    let wav = Fixtures("audio").read("cases/flac44k_stereo.flac");
+    let m4a = Fixtures("audio_lossy").read("cases/aac_16000_mono_short.m4a");
     let bad: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("empty", Vec::new(), "empty"),
+        ("empty", Vec::new(), "empty (0 bytes)"),
         ("garbage", b"definitely not a video container at all".repeat(20), "not a video"),
-        ("audio_only", wav, "no video stream"),
-        ("truncated", good[..good.len() / 3].to_vec(), "video"),
+        ("audio_only", m4a, "no video stream"),
+        // FFmpeg writes the MP4 index at the end: the cut file has none.
+        ("truncated", good[..good.len() / 3].to_vec(), "not a video bindery can read: invalid data"),
+        ("ten_hours", VIDEO.read("bad/ten_hours.mkv"), "longer than the limit of 3600 s (36001.0 s)"),
+        ("unknown_codec", VIDEO.read("bad/unknown_codec.avi"), "unsupported video codec"),
+        ("oversized", VIDEO.read("cases/with_audio.mp4"), "more than the limit of 40000 bytes"),
+        ("too_many_pixels", VIDEO.read("cases/portrait.mp4"), "90x160, more than the limit of 10000 pixels"),
     ];
-    let mut server = start_fixture().await;
+    let mut options = fixture_options();
+    options.limits.inputs.update(|l: &mut VideoLimits| {
+        l.max_bytes = 40_000;
+        l.max_pixels = 10_000;
+    });
+    let mut server = start(options).await;
     for (id, data, part) in bad {
         let status = server.client.embed(uncached(vec![video(id, data)])).await;
-        assert_refused(status, Code::InvalidArgument, &[id, part]);
+        assert_refused(status, Code::InvalidArgument, &[&format!("input \"{id}\" (video)"), part]);
     }
+    // Still serving, and a video within the limits goes through.
+    let ok = server.client.embed(uncached(vec![video("ok", VIDEO.read("cases/ffv1.mkv"))])).await;
+    assert!(ok.is_ok(), "{ok:?}");
+}
+
+#[cfg(feature = "video")]
+#[tokio::test]
+async fn decoding_work_is_bounded_by_the_frame_limit() {
+    use bindery::modality::video::VideoLimits;
+    let mut options = fixture_options();
+    // The 4 s H.264 case has a key frame every 10 frames: its clips need more than 3 decoded.
+    options.limits.inputs.update(|l: &mut VideoLimits| l.max_decoded_frames = 3);
+    let mut server = start(options).await;
+    let status = server.client.embed(uncached(vec![video("v", VIDEO.read("cases/h264.mp4"))])).await;
+    assert_refused(status, Code::InvalidArgument, &["input \"v\" (video)", "limit of 3 decoded frames"]);
 }
 
 #[cfg(not(feature = "video"))]

@@ -141,7 +141,7 @@ impl<'a> Demuxed<'a> {
                 ffi::avformat_open_input(&mut ctx, std::ptr::null(), std::ptr::null(), std::ptr::null_mut());
             if ret < 0 {
                 free_io(&mut io);
-                return Err(VideoError::UnrecognizedFormat(ff::Error::from(ret).to_string()));
+                return Err(VideoError::UnrecognizedFormat(describe(ret)));
             }
             let input = ff::format::context::Input::wrap(ctx);
             (input, io)
@@ -172,7 +172,7 @@ impl<'a> Demuxed<'a> {
         // SAFETY: the context is open; find_stream_info reads packets through our IO.
         let ret = unsafe { ffi::avformat_find_stream_info(input.as_mut_ptr(), std::ptr::null_mut()) };
         if ret < 0 {
-            return Err(VideoError::Corrupt(ff::Error::from(ret).to_string()));
+            return Err(VideoError::Corrupt(describe(ret)));
         }
         let declared = input.duration();
         if declared > 0 && declared != ffi::AV_NOPTS_VALUE {
@@ -320,7 +320,7 @@ impl<'a> Demuxed<'a> {
                     )
                 };
                 if ret < 0 {
-                    return Err(VideoError::Corrupt(format!("seeking failed: {}", ff::Error::from(ret))));
+                    return Err(VideoError::Corrupt(format!("seeking failed: {}", describe(ret))));
                 }
                 decoder.flush();
                 reader.last = None;
@@ -464,6 +464,19 @@ fn set_colorspace(scaler: &mut scaling::Context, frame: &ff::frame::Video) {
             ctx, table, src_full, table, dst_full, brightness, contrast, saturation,
         );
     }
+}
+
+/// FFmpeg's description of an error code (`av_strerror`).
+fn describe(code: c_int) -> String {
+    let mut buf = [0 as std::ffi::c_char; 256];
+    // SAFETY: av_strerror writes a NUL-terminated string of at most `buf.len()` bytes.
+    let ok = unsafe { ffi::av_strerror(code, buf.as_mut_ptr(), buf.len()) } == 0;
+    if !ok {
+        return format!("error {code}");
+    }
+    // SAFETY: NUL-terminated by av_strerror.
+    let text = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    text.to_string_lossy().trim_end_matches('.').to_lowercase()
 }
 
 fn check_dimensions(width: u32, height: u32, limits: &VideoLimits) -> Result<(), VideoError> {
