@@ -89,6 +89,7 @@ pub struct Demuxed<'a> {
     keys: Vec<i64>,
     limits: VideoLimits,
     started: Instant,
+    decoded: u64,
 }
 
 // SAFETY: the raw AVIOContext and the input are used only through `&mut self`, never shared.
@@ -156,6 +157,7 @@ impl<'a> Demuxed<'a> {
             keys: Vec::new(),
             limits: *limits,
             started,
+            decoded: 0,
         };
         this.find_stream()?;
         this.index()?;
@@ -263,6 +265,11 @@ impl<'a> Demuxed<'a> {
         self.frames.len()
     }
 
+    /// Frames decoded so far (those the clips need and those on the way from a key frame).
+    pub fn frames_decoded(&self) -> u64 {
+        self.decoded
+    }
+
     /// The stream's average frame rate (NaN when it declares none).
     pub fn frame_rate(&self) -> f64 {
         self.rate
@@ -328,6 +335,7 @@ impl<'a> Demuxed<'a> {
             }
             out.push(reader.decode_until(input, &mut decoder, target)?);
         }
+        self.decoded += reader.decoded;
         Ok(out)
     }
 }

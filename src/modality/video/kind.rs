@@ -20,7 +20,7 @@ pub const KIND: Kind = Kind {
     inputs_from_file,
     limits: limits_of::<VideoLimits>(),
     argument: Argument::Files,
-    examples: None,
+    examples: Some(super::examples::examples),
     fuzz: FUZZ,
 };
 

@@ -27,6 +27,7 @@
 
 #[cfg(feature = "video")]
 pub mod decode;
+mod examples;
 mod kind;
 pub mod sampling;
 pub mod transform;
@@ -227,6 +228,12 @@ impl VideoPreprocessor {
         wanted.sort_unstable();
         wanted.dedup();
         let frames = video.decode_frames(&wanted)?;
+        tracing::debug!(
+            frames = video.frame_count(),
+            wanted = wanted.len(),
+            decoded = video.frames_decoded(),
+            "video decoded"
+        );
         let transform = transform::ClipTransform::new(&self.spec);
         let clip_len = self.tensor_len() / self.spec.clips;
         for (indices, slot) in clips.iter().zip(out.chunks_exact_mut(clip_len)) {
