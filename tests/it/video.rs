@@ -127,3 +127,73 @@ async fn without_the_video_feature_videos_are_unimplemented_naming_what_to_insta
     let status = server.client.embed(uncached(vec![video("clip", VIDEO.read("cases/h264.mp4"))])).await;
     assert_refused(status, Code::Unimplemented, &["clip", "libavformat-dev", "--features video"]);
 }
+
+#[cfg(feature = "video")]
+#[tokio::test]
+async fn videos_work_in_similarity_collections_and_the_cache() {
+    use std::collections::HashMap;
+    let cases: Cases = VIDEO.json("cases.json");
+    let golden =
+        |file: &str| cases.cases.iter().find(|c| c.file == file).map(|c| c.embedding.clone()).unwrap();
+    let (a, b) = ("cases/h264.mp4", "cases/portrait.mp4");
+    let mut server = start_fixture().await;
+
+    // Similarity of two videos is the cosine of their reference embeddings.
+    let item = |id: &str| pb::SimilarityItem {
+        item: Some(pb::similarity_item::Item::Input(video(id, VIDEO.read(id)))),
+    };
+    let reply = server
+        .client
+        .similarity(pb::SimilarityRequest {
+            queries: vec![item(a)],
+            candidates: vec![item(b)],
+            ..Default::default()
+        })
+        .await
+        .expect("similarity")
+        .into_inner();
+    let want = cosine(&golden(a), &golden(b));
+    assert!(
+        (f64::from(reply.cosine[0]) - want).abs() < 1e-4,
+        "cosine {} vs reference {want}",
+        reply.cosine[0]
+    );
+
+    // The second embedding of the same bytes is a cache hit.
+    let before = scrape(server.metrics).await;
+    server.client.embed(request(vec![video("again", VIDEO.read(a))])).await.expect("embed");
+    let after = scrape(server.metrics).await;
+    let hits =
+        |text: &str| metric(text, "bindery_cache_hits_total", &[("modality", "video")]).unwrap_or_default();
+    assert_eq!(hits(&after) - hits(&before), 1.0, "the repeated video is a cache hit");
+
+    // Stored in a collection, a video is found by itself.
+    let mut c = collections_client(&server);
+    c.create_collection(pb::CreateCollectionRequest { name: "clips".into(), ..Default::default() })
+        .await
+        .expect("create");
+    let items = [a, b, "cases/vp9.webm"]
+        .into_iter()
+        .map(|id| pb::Item {
+            id: id.into(),
+            source: Some(pb::item::Source::Input(video(id, VIDEO.read(id)))),
+            metadata: HashMap::new(),
+            modality: 0,
+        })
+        .collect();
+    c.upsert(pb::UpsertRequest { collection: "clips".into(), items }).await.expect("upsert");
+    let hits = c
+        .search(pb::SearchRequest {
+            collection: "clips".into(),
+            query: Some(pb::search_request::Query::Input(video("q", VIDEO.read(b)))),
+            top_k: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("search")
+        .into_inner()
+        .hits;
+    assert_eq!(hits[0].id, b);
+    assert_eq!(hits[0].modality, pb::Modality::Video as i32);
+    assert!((hits[0].score - 1.0).abs() < 1e-5);
+}
