@@ -16,7 +16,8 @@ Writes, under ``tests/fixtures/video``:
   (pytorchvideo ``EncodedVideo`` with the ``decord`` decoder, as the reference asks; decord 0.6.0
   bundles its own FFmpeg 4) through the fixture model's vision tower: the model's raw output
   (``embedding``: the mean of the 15 normalised clip embeddings, not renormalised), plus the
-  frame count and frame rate decord saw.
+  frame count and frame rate decord saw; for a few, ``frames_embedding``: the ``frames`` sampler
+  (2 frames spread over the whole video, one centre crop) built from the reference's own parts.
 
 Needs ``ffmpeg`` on PATH with libx264, libx265 and libvpx (only for regenerating).
 """
@@ -126,6 +127,31 @@ def reference_embedding(model: torch.nn.Module, path: Path) -> list[float]:
     return [float(v) for v in out[0]]
 
 
+#: Cases also embedded with the ``frames`` sampler (one clip spread over the whole video).
+FRAMES_CASES = ("h264.mp4", "portrait.mp4", "vfr.mp4")
+
+
+def frames_reference_embedding(model: torch.nn.Module, path: Path) -> list[float]:
+    """bindery's ``frames`` sampler built from the reference's own parts: decord's clip of the
+    whole video (``get_clip(0, duration)``), ``UniformTemporalSubsample(2)``, ``/ 255``, the same
+    ``ShortSideScale`` and ``NormalizeVideo``, and one centre crop (``SpatialCrop(224, 1)``),
+    through the vision tower as one clip."""
+    from pytorchvideo import transforms as pv_transforms
+
+    encoded = ref.data.EncodedVideo
+    video = encoded.from_path(str(path), decoder="decord", decode_audio=False)
+    clip = video.get_clip(0, video.duration)["video"]
+    frames = pv_transforms.UniformTemporalSubsample(num_samples=2)(clip) / 255.0
+    norm = ref.data.NormalizeVideo(
+        mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711)
+    )
+    frames = norm(pv_transforms.ShortSideScale(224)(frames))
+    crops = ref.data.SpatialCrop(224, num_crops=1)([frames])
+    with torch.no_grad():
+        out = model({ref.ModalityType.VISION: torch.stack(crops)[None]})[ref.ModalityType.VISION]
+    return [float(v) for v in out[0]]
+
+
 def _decord_info(path: Path) -> dict[str, Any]:
     import decord
 
@@ -145,6 +171,8 @@ def generate(root: Path, model_dir: Path) -> None:
         path = cases_dir / name
         _encode(name, path)
         row = {"file": f"cases/{name}", **_decord_info(path), "embedding": reference_embedding(model, path)}
+        if name in FRAMES_CASES:
+            row["frames_embedding"] = frames_reference_embedding(model, path)
         print(f"{name}: {path.stat().st_size} bytes, {row['frames']} frames at {row['fps']:.3f} fps")
         rows.append(row)
     (out / "cases.json").write_text(json.dumps({"cases": rows}, indent=1) + "\n")

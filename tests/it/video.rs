@@ -17,6 +17,9 @@ const VIDEO: Fixtures = Fixtures("video");
 struct Case {
     file: String,
     embedding: Vec<f32>,
+    /// The `frames` sampler's reference, for a few cases.
+    #[serde(default)]
+    frames_embedding: Option<Vec<f32>>,
 }
 
 #[cfg(feature = "video")]
@@ -196,4 +199,26 @@ async fn videos_work_in_similarity_collections_and_the_cache() {
     assert_eq!(hits[0].id, b);
     assert_eq!(hits[0].modality, pb::Modality::Video as i32);
     assert!((hits[0].score - 1.0).abs() < 1e-5);
+}
+
+#[cfg(feature = "video")]
+#[tokio::test]
+async fn the_frames_sampler_with_one_centre_crop_matches_its_reference() {
+    let cases: Cases = VIDEO.json("cases.json");
+    let cases: Vec<&Case> = cases.cases.iter().filter(|c| c.frames_embedding.is_some()).collect();
+    assert!(cases.len() >= 3, "landscape, portrait and variable frame rate");
+    let (options, _models) = fixture_variant(&[
+        ("sampler = \"clips\"", "sampler = \"frames\""),
+        ("clips = 5", "clips = 1"),
+        ("crops = 3", "crops = 1"),
+    ]);
+    let mut server = start(options).await;
+    for case in cases {
+        let mut request = uncached(vec![video(&case.file, VIDEO.read(&case.file))]);
+        request.normalize = Some(false);
+        let reply = server.client.embed(request).await.expect("embed").into_inner();
+        let golden = case.frames_embedding.as_deref().unwrap_or_default();
+        let c = cosine(&reply.embeddings[0].vector, golden);
+        assert!(c >= 0.9999, "{}: cosine {c}", case.file);
+    }
 }
