@@ -92,9 +92,6 @@ pub struct Demuxed<'a> {
     decoded: u64,
 }
 
-// SAFETY: the raw AVIOContext and the input are used only through `&mut self`, never shared.
-unsafe impl Send for Demuxed<'_> {}
-
 fn ffmpeg_init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
