@@ -29,10 +29,19 @@ command -v cargo-fuzz >/dev/null || { echo "fuzz: install cargo-fuzz first: carg
 # Same dependency versions as the server itself.
 [[ -f fuzz/Cargo.lock ]] || cp Cargo.lock fuzz/Cargo.lock
 
+# The video target links FFmpeg's libraries: built only where pkg-config finds them.
+features=()
+if pkg-config --exists libavformat libavcodec libswscale libavutil libswresample 2>/dev/null; then
+    features=(--features video)
+fi
+
 if [[ $# -gt 0 ]]; then
     targets=("$@")
 else
     mapfile -t targets < <(cd fuzz && cargo fuzz list)
+    if [[ ${#features[@]} -eq 0 ]]; then
+        mapfile -t targets < <(printf '%s\n' "${targets[@]}" | grep -vx video)
+    fi
 fi
 
 seed() {
@@ -67,7 +76,7 @@ seed() {
 }
 
 echo "fuzz: building the targets (release, debug assertions, AddressSanitizer)"
-(cd fuzz && cargo fuzz build --target-dir "$target_dir")
+(cd fuzz && cargo fuzz build "${features[@]}" --target-dir "$target_dir")
 # The binaries are run directly: `cargo fuzz run` would rebuild whenever the source tree changes,
 # so targets run later could test different code than the ones run first.
 bin_dir=$target_dir/$(rustc -vV | sed -n 's/^host: //p')/release

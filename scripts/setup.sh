@@ -109,6 +109,24 @@ if ! pkg-config --exists dav1d 2>/dev/null; then
   fi
 fi
 
+# Video is decoded by the system FFmpeg libraries (the `video` cargo feature, through the
+# ffmpeg-next crate, whose bindings are generated with clang). The Makefile turns the feature on
+# when pkg-config finds the libraries; without them bindery builds and answers video inputs as
+# unimplemented.
+video_packages=(libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libswresample-dev clang libclang-dev pkg-config)
+if ! pkg-config --exists libavformat libavcodec libswscale libavutil libswresample 2>/dev/null \
+  || ! ldconfig -p 2>/dev/null | grep -q libclang; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing FFmpeg's development libraries and clang (Debian) for video decoding"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${video_packages[@]}" >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${video_packages[@]}" >/dev/null 2>&1; } \
+      || echo "setup: could not install FFmpeg's libraries; bindery builds without video" >&2
+  else
+    echo "setup: FFmpeg's libraries not found by pkg-config; bindery builds without video (install ${video_packages[*]})" >&2
+  fi
+fi
+
 version=1.31.1
 package=onnxruntime
 dest=.ort

@@ -37,6 +37,11 @@ OPSET = 17
 TOLERANCE = 1e-3
 
 
+def _dynamic_input_axes(spec: ref.TowerSpec) -> dict[int, str]:
+    # A video's clip count is a manifest value, so the clip axis stays free too.
+    return {0: "batch", 1: "clips"} if spec.section == "video" else {0: "batch"}
+
+
 def _export_onnx(tower: ref.Tower, spec: ref.TowerSpec, dest: Path) -> None:
     """Trace ``tower`` into ``dest``, moving weights to ``<dest>.data`` when they are too big."""
     gen = torch.Generator().manual_seed(0)
@@ -52,7 +57,7 @@ def _export_onnx(tower: ref.Tower, spec: ref.TowerSpec, dest: Path) -> None:
                 str(raw),
                 input_names=[spec.input],
                 output_names=[spec.output],
-                dynamic_axes={spec.input: {0: "batch"}, spec.output: {0: "batch"}},
+                dynamic_axes={spec.input: _dynamic_input_axes(spec), spec.output: {0: "batch"}},
                 opset_version=OPSET,
                 do_constant_folding=True,
                 dynamo=False,
@@ -121,6 +126,7 @@ def _manifest(name: str, description: str, dim: int, model: torch.nn.Module) -> 
         "text": {"tokenizer": "tokenizer.json", **ref.text_preprocess_params()},
         "image": ref.image_preprocess_params(),
         "audio": ref.audio_preprocess_params(),
+        "video": ref.video_preprocess_params(),
         "thermal": sensors.THERMAL_DEFAULTS,
         "imu": sensors.IMU_DEFAULTS,
         "depth": sensors.DEPTH_DEFAULTS,

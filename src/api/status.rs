@@ -2,7 +2,7 @@
 
 use tonic::{Code, Status};
 
-use crate::engine::{EngineError, ItemLimitError};
+use crate::engine::{EngineError, ItemLimitError, PreprocessError};
 use crate::service::SimilarityError;
 use crate::store::StoreError;
 
@@ -14,6 +14,7 @@ pub const RETRY_AFTER_KEY: &str = "retry-after-ms";
 pub fn to_status(error: &EngineError) -> Status {
     let code = match error {
         EngineError::ModelNotFound { .. } => Code::NotFound,
+        EngineError::InvalidInput { source: PreprocessError::Unimplemented(_), .. } => Code::Unimplemented,
         EngineError::InvalidInput { source, .. } if !source.is_input_error() => Code::Internal,
         EngineError::NoInputs
         | EngineError::InvalidRequest(_)

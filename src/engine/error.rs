@@ -36,7 +36,7 @@ pub enum EngineError {
     InvalidRequest(String),
     /// An input has no payload set.
     #[error(
-        "input {id:?}: no payload set (set one of text, image, audio, point_cloud, depth_map, thermal_image, imu)"
+        "input {id:?}: no payload set (set one of text, image, audio, point_cloud, depth_map, thermal_image, imu, video)"
     )]
     MissingPayload {
         /// Input id.

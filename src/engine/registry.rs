@@ -63,14 +63,16 @@ impl LoadedModel {
             let tower = Tower::load(runtime, &model.file(file), &names, &spec.output, dim, options)
                 .map_err(|source| LoadError::Tower { model: model.name.clone(), modality, source })?;
             let batching = &spec.batching;
+            // The manifest's batch size and queue capacity count tower rows.
+            let rows = pipeline.rows_per_item().max(1);
             let encoder = Encoder {
                 modality,
+                max_batch_size: (batching.max_batch_size / rows).max(1),
+                queue_capacity: (batching.queue_capacity / rows).max(1),
                 pipeline,
                 tower,
                 logit_scale: spec.logit_scale,
-                max_batch_size: batching.max_batch_size,
                 max_batch_delay: batching.max_batch_delay(),
-                queue_capacity: batching.queue_capacity,
                 dim,
             };
             encoders.insert(modality, Arc::new(encoder));

@@ -14,6 +14,7 @@ mod pipeline;
 pub mod point_cloud;
 pub mod text;
 pub mod thermal;
+pub mod video;
 
 use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
@@ -29,8 +30,16 @@ pub use pipeline::{
 };
 
 /// Every modality bindery has a pipeline for: one line per modality folder.
-pub const KINDS: &[&Kind] =
-    &[&text::KIND, &image::KIND, &audio::KIND, &point_cloud::KIND, &thermal::KIND, &imu::KIND, &depth::KIND];
+pub const KINDS: &[&Kind] = &[
+    &text::KIND,
+    &image::KIND,
+    &audio::KIND,
+    &point_cloud::KIND,
+    &thermal::KIND,
+    &imu::KIND,
+    &depth::KIND,
+    &video::KIND,
+];
 
 /// How a modality plugs in: its manifest section becomes a pipeline, its protobuf input a payload.
 pub struct Kind {
@@ -264,6 +273,7 @@ mod tests {
             pb::input::Payload::DepthMap(pb::Depth::default()),
             pb::input::Payload::ThermalImage(pb::Thermal::default()),
             pb::input::Payload::Imu(pb::Imu::default()),
+            pb::input::Payload::Video(pb::Video::default()),
         ];
         for input in inputs {
             let modality = Modality::of_input(&input).unwrap();

@@ -107,6 +107,10 @@ pub enum PreprocessError {
     /// The server cannot preprocess it (configuration the manifest checks could not catch).
     #[error(transparent)]
     Server(Box<dyn std::error::Error + Send + Sync>),
+    /// This build cannot preprocess the input at all (a modality behind a cargo feature that was
+    /// off); the message says what to install.
+    #[error("{0}")]
+    Unimplemented(String),
     /// A bug in routing or in a pipeline; never caused by the input itself.
     #[error("internal error: {0}")]
     Internal(String),
@@ -195,6 +199,12 @@ impl PayloadValue for Unsupported {
 pub trait Pipeline: Send + Sync {
     /// The tower inputs this pipeline fills, in the order of the slots it is handed.
     fn tensors(&self) -> &[TensorSpec];
+
+    /// Tower rows one item occupies (a video's clips x crops: 15 for ImageBind); the encoder's
+    /// batch size and queue capacity count rows, so a heavy item takes its share of a batch.
+    fn rows_per_item(&self) -> usize {
+        1
+    }
 
     /// Cheap checks made when a request is admitted, before anything is queued (limits that need
     /// no decoding). Everything else is checked by [`Pipeline::preprocess_into`].

@@ -131,7 +131,8 @@ fn one() -> f32 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchingSpec {
-    /// Largest number of items in one ONNX run.
+    /// Largest number of tower rows in one ONNX run (an item is one row, a video one row per
+    /// clip and crop).
     #[serde(default = "default_max_batch_size")]
     pub max_batch_size: usize,
     /// Longest an input waits, in milliseconds, for others to join its batch once the encoder is
@@ -139,8 +140,8 @@ pub struct BatchingSpec {
     /// previous batch ran, so an idle server adds no latency.
     #[serde(default)]
     pub max_batch_delay_ms: f64,
-    /// Most inputs waiting in the encoder's admission queue; beyond it requests are refused with
-    /// RESOURCE_EXHAUSTED.
+    /// Most inputs waiting in the encoder's admission queue, counted in rows as above; beyond it
+    /// requests are refused with RESOURCE_EXHAUSTED.
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
 }

@@ -23,16 +23,18 @@ pub enum Modality {
     Thermal,
     /// Inertial measurement unit series.
     Imu,
+    /// Encoded video file.
+    Video,
 }
 
 /// A name that is not a modality (carries the name, for the message).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown modality {0:?} (known: text, image, audio, point_cloud, depth, thermal, imu)")]
+#[error("unknown modality {0:?} (known: text, image, audio, point_cloud, depth, thermal, imu, video)")]
 pub struct UnknownModality(pub String);
 
 impl Modality {
     /// Every modality, in the order of the protobuf enum.
-    pub const ALL: [Modality; 7] = [
+    pub const ALL: [Modality; 8] = [
         Modality::Text,
         Modality::Image,
         Modality::Audio,
@@ -40,6 +42,7 @@ impl Modality {
         Modality::Depth,
         Modality::Thermal,
         Modality::Imu,
+        Modality::Video,
     ];
 
     /// Lower-case name used in messages, metrics, the manifest, stored records and the
@@ -53,6 +56,7 @@ impl Modality {
             Modality::Depth => "depth",
             Modality::Thermal => "thermal",
             Modality::Imu => "imu",
+            Modality::Video => "video",
         }
     }
 
@@ -66,6 +70,7 @@ impl Modality {
             Modality::Depth => pb::Modality::Depth,
             Modality::Thermal => pb::Modality::Thermal,
             Modality::Imu => pb::Modality::Imu,
+            Modality::Video => pb::Modality::Video,
         }
     }
 
@@ -90,6 +95,7 @@ impl Modality {
             pb::input::Payload::DepthMap(_) => Modality::Depth,
             pb::input::Payload::ThermalImage(_) => Modality::Thermal,
             pb::input::Payload::Imu(_) => Modality::Imu,
+            pb::input::Payload::Video(_) => Modality::Video,
             pb::input::Payload::MediaUrl(url) => return Modality::from_pb(url.modality).ok().flatten(),
         })
     }

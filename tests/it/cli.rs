@@ -292,3 +292,26 @@ async fn embed_shows_a_progress_bar_only_on_a_terminal() {
     let screen = String::from_utf8_lossy(&output.stdout);
     assert!(screen.contains(" inputs, "), "no progress bar on the terminal: {screen:?}");
 }
+
+#[cfg(feature = "video")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_takes_video_files_and_matches_the_reference() {
+    let server = common::start_fixture().await;
+    let mut command = bindery();
+    command
+        .args(["embed", "--server", &server.addr.to_string(), "--format", "jsonl", "--video"])
+        .arg(common::FIXTURES.path("video/cases/vp9.webm"));
+    let output = run(command).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let embeddings = json_lines(&output.stdout);
+    assert_eq!(embeddings.len(), 1);
+    assert_eq!(embeddings[0]["modality"], "MODALITY_VIDEO");
+    let goldens: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(common::FIXTURES.path("video/cases.json")).unwrap()).unwrap();
+    let golden = goldens["cases"].as_array().unwrap().iter().find(|c| c["file"] == "cases/vp9.webm").unwrap();
+    let as_f32 = |v: &serde_json::Value| -> Vec<f32> {
+        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    };
+    let c = common::cosine(&as_f32(&embeddings[0]["vector"]), &as_f32(&golden["embedding"]));
+    assert!(c >= 0.999, "cosine {c}");
+}

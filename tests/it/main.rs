@@ -42,3 +42,4 @@ mod shutdown;
 mod similarity;
 mod startup;
 mod tls_auth;
+mod video;

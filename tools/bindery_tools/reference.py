@@ -44,6 +44,7 @@ __all__ = [
     "image_preprocess_params",
     "logit_scale",
     "text_preprocess_params",
+    "video_preprocess_params",
 ]
 
 #: Seed for the fixture model's random weights; the committed ONNX files and goldens depend on it.
@@ -189,6 +190,11 @@ def _example_pixels(batch: int, gen: torch.Generator) -> torch.Tensor:
     return torch.randn(batch, 3, 224, 224, generator=gen)
 
 
+def _example_clips(batch: int, gen: torch.Generator) -> torch.Tensor:
+    # load_and_transform_video_data's output: 5 clips x 3 crops, each [3, 2, 224, 224].
+    return torch.randn(batch, 15, 3, 2, 224, 224, generator=gen)
+
+
 def _example_fbank(batch: int, gen: torch.Generator) -> torch.Tensor:
     return torch.randn(batch, 3, 1, 128, 204, generator=gen)
 
@@ -206,6 +212,10 @@ TOWERS = (
     TowerSpec("text", ModalityType.TEXT, "text.onnx", "tokens", "embedding", _example_tokens),
     TowerSpec("image", ModalityType.VISION, "vision.onnx", "pixels", "embedding", _example_pixels),
     TowerSpec("audio", ModalityType.AUDIO, "audio.onnx", "fbank", "embedding", _example_fbank),
+    # The vision tower again, on a video's clips [B, S, 3, 2, H, W]: the model's own forward
+    # reads an input of 5 or more dimensions as S clips of one item and averages their
+    # normalised embeddings, so the clip mean is part of the graph (as the audio tower's is).
+    TowerSpec("video", ModalityType.VISION, "video.onnx", "clips", "embedding", _example_clips),
     TowerSpec(
         "thermal",
         ModalityType.THERMAL,
@@ -340,6 +350,45 @@ def audio_preprocess_params() -> dict[str, Any]:
         "frame_shift_ms": float(fbank["frame_shift"]),
         "mean": float(defaults["mean"]),
         "std": float(defaults["std"]),
+    }
+
+
+def video_preprocess_params() -> dict[str, Any]:
+    """Clip sampling, frame sampling, scaling, crops and normalisation of
+    ``load_and_transform_video_data``: defaults from its signature, the rest from the constants
+    of the transforms it builds (read back from a probe of the same classes)."""
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(data.load_and_transform_video_data).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    tree = ast.parse(inspect.getsource(data.load_and_transform_video_data))
+    literals: dict[str, Any] = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
+        if name in ("ShortSideScale", "SpatialCrop") and node.args:
+            literals[name] = ast.literal_eval(node.args[0])
+        if name == "SpatialCrop":
+            for kw in node.keywords:
+                if kw.arg == "num_crops":
+                    literals["num_crops"] = ast.literal_eval(kw.value)
+        if name == "NormalizeVideo":
+            for kw in node.keywords:
+                literals[kw.arg] = [float(x) for x in ast.literal_eval(kw.value)]
+    clip_duration = float(defaults["clip_duration"])
+    return {
+        "sampler": "clips",
+        "clips": int(defaults["clips_per_video"]),
+        "clip_duration": clip_duration,
+        # UniformTemporalSubsample(num_samples=clip_duration) in the reference.
+        "frames_per_clip": int(clip_duration),
+        "size": int(literals["ShortSideScale"]),
+        "crop": int(literals["SpatialCrop"]),
+        "crops": int(literals["num_crops"]),
+        "mean": literals["mean"],
+        "std": literals["std"],
     }
 
 

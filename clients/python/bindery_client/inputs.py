@@ -18,7 +18,7 @@ import numpy as np
 from ._proto import pb
 
 #: Modality names, as used throughout the client ("point_cloud" for 3D point clouds).
-MODALITIES: tuple[str, ...] = ("text", "image", "audio", "point_cloud", "depth", "thermal", "imu")
+MODALITIES: tuple[str, ...] = ("text", "image", "audio", "point_cloud", "depth", "thermal", "imu", "video")
 
 #: A file given by path or by its bytes.
 FileSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
@@ -33,6 +33,7 @@ _MODALITY_TO_PROTO: dict[str, pb.Modality] = {
     "depth": pb.MODALITY_DEPTH,
     "thermal": pb.MODALITY_THERMAL,
     "imu": pb.MODALITY_IMU,
+    "video": pb.MODALITY_VIDEO,
 }
 _PROTO_TO_MODALITY: dict[int, str] = {value: name for name, value in _MODALITY_TO_PROTO.items()}
 
@@ -43,6 +44,7 @@ _EXTENSION_MODALITY: dict[str, str] = {
     **dict.fromkeys(("jpg", "jpeg", "png", "gif", "bmp", "tif", "tiff", "webp"), "image"),
     **dict.fromkeys(("wav", "flac", "ogg", "oga", "mp3", "m4a", "aac"), "audio"),
     **dict.fromkeys(("ply", "pcd", "xyz", "pts", "xyzrgb", "obj", "npy", "csv"), "point_cloud"),
+    **dict.fromkeys(("mov", "m4v", "mkv", "webm", "avi"), "video"),
 }
 _AUDIO_MP4_BRANDS = {b"M4A ", b"M4B ", b"M4P ", b"mp41", b"mp42", b"isom", b"iso2", b"dash"}
 _OBJ_KEYWORDS = {"v", "vn", "vt", "f", "o", "g", "s", "mtllib", "usemtl"}
@@ -134,8 +136,8 @@ class Input:
     """One input to embed, classify, compare or store.
 
     Build one with the constructors (`Input.text`, `Input.file`, `Input.image`, `Input.audio`,
-    `Input.point_cloud`, `Input.depth`, `Input.thermal`, `Input.imu`). Files given by path are
-    read only when the request carrying them is built.
+    `Input.point_cloud`, `Input.depth`, `Input.thermal`, `Input.imu`, `Input.video`). Files given by
+    path are read only when the request carrying them is built.
 
     Attributes:
         modality: the modality name, e.g. "image".
@@ -267,6 +269,11 @@ class Input:
         return cls("thermal", id=id, source=source, format_hint=format_hint)
 
     @classmethod
+    def video(cls, source: FileSource, *, id: str | None = None, format_hint: str | None = None) -> Input:
+        """An encoded video (MP4, MOV, MKV, WebM, AVI, ...); needs a server built with video."""
+        return cls("video", id=id, source=source, format_hint=format_hint)
+
+    @classmethod
     def imu(
         cls,
         values: Any = None,
@@ -335,6 +342,8 @@ class Input:
             return pb.Input(id=id, depth_map=pb.Depth(data=data, format_hint=hint, **self._fields))
         if self.modality == "thermal":
             return pb.Input(id=id, thermal_image=pb.Thermal(data=data, format_hint=hint))
+        if self.modality == "video":
+            return pb.Input(id=id, video=pb.Video(data=data, format_hint=hint))
         return pb.Input(id=id, imu=pb.Imu(data=data, format_hint=hint, **self._fields))
 
     def _read(self) -> bytes:

@@ -53,7 +53,7 @@ class Embedding:
 
     Attributes:
         id: the input's id.
-        modality: "text", "image", "audio", "point_cloud", "depth", "thermal" or "imu".
+        modality: "text", "image", "audio", "point_cloud", "depth", "thermal", "imu" or "video".
         vector: float32 vector (unit norm unless the call asked for raw outputs), decoded from
             the wire encoding when the call asked for one.
         model: the model that embedded it.

@@ -11,7 +11,7 @@ def test_list_models_reports_the_fixture_model(client: Client) -> None:
     (model,) = client.list_models()
     assert model.name == FIXTURE_MODEL and model.is_default
     assert model.dimension == DIMENSION
-    assert set(model.modalities) == {"text", "image", "audio", "point_cloud", "depth", "thermal", "imu"}
+    assert set(model.modalities) == {"text", "image", "audio", "point_cloud", "depth", "thermal", "imu", "video"}
     assert model.logit_scales["audio"] == pytest.approx(20.0)
 
 

@@ -327,7 +327,7 @@ mod tests {
         assert!((shares.iter().map(|(_, w)| w).sum::<f64>() - 1.0).abs() < 1e-12);
         let mix: Mix = "image,text=3".parse().unwrap();
         assert_eq!(mix.shares().collect::<Vec<_>>(), vec![(Modality::Text, 0.75), (Modality::Image, 0.25)]);
-        assert!("video=1".parse::<Mix>().is_err());
+        assert!("smell=1".parse::<Mix>().is_err());
         assert!("text=-1".parse::<Mix>().is_err());
         assert!("text=0".parse::<Mix>().is_err());
         assert!("text,text".parse::<Mix>().is_err());

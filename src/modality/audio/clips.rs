@@ -25,32 +25,55 @@ pub fn clip_bounds(
     clips: usize,
 ) -> Result<Vec<(usize, usize)>, AudioError> {
     let invalid = |what: &str| AudioError::InvalidConfig(format!("clip sampling: {what}"));
-    if clips == 0 || sample_rate == 0 {
-        return Err(invalid("clips and sample rate must be positive"));
+    if sample_rate == 0 {
+        return Err(invalid("sample rate must be positive"));
     }
-    let clip = BigRational::from_float(clip_duration)
-        .filter(|c| *c > BigRational::zero())
-        .ok_or_else(|| invalid("clip duration must be a positive finite number"))?;
     let duration = num_samples as f64 / f64::from(sample_rate);
-    let headroom = duration - clip_duration;
-    let max_start = if headroom > 0.0 {
-        BigRational::from_float(headroom).ok_or_else(|| invalid("duration is not finite"))?
-    } else {
-        BigRational::zero()
-    };
-    let step = &max_start / BigInt::from(clips);
+    let spans = clip_spans(duration, clip_duration, clips).map_err(|e| invalid(&e))?;
     let rate = BigRational::from_integer(BigInt::from(sample_rate));
     let index = |t: &BigRational| -> Result<usize, AudioError> {
         // `int()` truncates toward zero; every time here is non-negative, so that is `floor`.
         (t * &rate).floor().to_integer().to_usize().ok_or_else(|| invalid("clip bound out of range"))
     };
+    spans
+        .iter()
+        .map(|(start, end)| {
+            let (a, b) = (index(start)?, index(end)?);
+            let b = b.min(num_samples);
+            Ok((a.min(b), b))
+        })
+        .collect()
+}
+
+/// Start and end times of each clip of `ConstantClipsPerVideoSampler` over `duration` seconds,
+/// as the exact fractions the sampler computes (`clip_duration` and `clips` come from the
+/// manifest; the message names a bad one). The reference takes `max(duration - clip_duration, 0)`
+/// in `f64` (a float minus a `Fraction` is a float in Python) and only then converts to a
+/// `Fraction`; every later step is exact. Media shorter than one clip gives `clips` copies of
+/// `[0, clip_duration]`.
+pub fn clip_spans(
+    duration: f64,
+    clip_duration: f64,
+    clips: usize,
+) -> Result<Vec<(BigRational, BigRational)>, String> {
+    if clips == 0 {
+        return Err("the clip count must be positive".into());
+    }
+    let clip = BigRational::from_float(clip_duration)
+        .filter(|c| *c > BigRational::zero())
+        .ok_or("clip duration must be a positive finite number")?;
+    let headroom = duration - clip_duration;
+    let max_start = if headroom > 0.0 {
+        BigRational::from_float(headroom).ok_or("duration is not finite")?
+    } else {
+        BigRational::zero()
+    };
+    let step = &max_start / BigInt::from(clips);
     let mut out = Vec::with_capacity(clips);
     for i in 0..clips {
         let start = &step * BigInt::from(i);
         let end = &start + &clip;
-        let (a, b) = (index(&start)?, index(&end)?);
-        let b = b.min(num_samples);
-        out.push((a.min(b), b));
+        out.push((start, end));
         // The sampler also stops once the next start would pass the last possible one; with
         // `step = max_start / clips` that never happens before `clips` clips, but it is kept so
         // the loop reads like the reference.

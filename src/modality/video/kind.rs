@@ -1,0 +1,171 @@
+//! Video as a bindery modality: the manifest section, the payload and the pipeline.
+
+use serde::Deserialize;
+
+use super::{UNAVAILABLE, VideoError, VideoLimits, VideoPreprocessor};
+use crate::modality::image::check_mean_std;
+use crate::modality::{
+    Argument, BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError,
+    Section, Slot, TensorSpec, limits_of, parse_section, slot,
+};
+use crate::shared::{Modality, pb};
+
+/// Registration of video.
+pub const KIND: Kind = Kind {
+    modality: Modality::Video,
+    check,
+    build,
+    from_proto,
+    extensions: EXTENSIONS,
+    inputs_from_file,
+    limits: limits_of::<VideoLimits>(),
+    argument: Argument::Files,
+    examples: Some(super::examples::examples),
+    fuzz: FUZZ,
+};
+
+#[cfg(feature = "video")]
+const FUZZ: &[crate::modality::FuzzTarget] = &[("video", super::decode::fuzz_demux as fn(&[u8]))];
+#[cfg(not(feature = "video"))]
+const FUZZ: &[crate::modality::FuzzTarget] = &[];
+
+/// How the frames of a video are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampler {
+    /// `clips` clips of `clip_duration` seconds spread over the video (pytorchvideo's
+    /// `ConstantClipsPerVideoSampler`), `frames_per_clip` frames of each (ImageBind).
+    Clips,
+    /// One clip of `frames_per_clip` frames spread over the whole video (LanguageBind's way).
+    Frames,
+}
+
+/// Video preprocessing (`[video.preprocess]`): clip and frame sampling, short-side scaling,
+/// normalisation and spatial crops, into `[clips x crops, 3, frames_per_clip, crop, crop]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoPreprocess {
+    /// How clips are placed.
+    pub sampler: Sampler,
+    /// Clips per video (1 for the `frames` sampler).
+    pub clips: usize,
+    /// Length of each clip in seconds (`clips` sampler).
+    pub clip_duration: f64,
+    /// Frames kept from each clip (`UniformTemporalSubsample`).
+    pub frames_per_clip: usize,
+    /// The short side is scaled to this many pixels.
+    pub size: usize,
+    /// Side of each square crop.
+    pub crop: usize,
+    /// Crops per clip: 3 (start, centre, end of the long side) or 1 (centre).
+    pub crops: usize,
+    /// Per-channel mean subtracted after scaling to [0, 1].
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation divided by.
+    pub std: [f32; 3],
+}
+
+impl VideoPreprocess {
+    fn check(&self) -> Result<(), String> {
+        if self.clips == 0 || self.frames_per_clip == 0 || self.size == 0 || self.crop == 0 {
+            return Err("clips, frames_per_clip, size and crop must all be positive".into());
+        }
+        if !(self.clip_duration.is_finite() && self.clip_duration > 0.0) {
+            return Err("clip_duration must be a positive number of seconds".into());
+        }
+        if self.sampler == Sampler::Frames && self.clips != 1 {
+            return Err("the frames sampler takes one clip: set clips = 1".into());
+        }
+        if self.crops != 1 && self.crops != 3 {
+            return Err(format!("crops must be 1 or 3, not {}", self.crops));
+        }
+        if self.crop > self.size {
+            return Err(format!("crop ({}) must not exceed size ({})", self.crop, self.size));
+        }
+        check_mean_std(&self.mean, &self.std)
+    }
+}
+
+/// An encoded video as the request carried it.
+#[derive(Debug, Clone, Default)]
+pub struct EncodedVideo {
+    /// File bytes.
+    pub data: Vec<u8>,
+    /// Format hint such as "mp4" (may be empty); the content decides.
+    pub format_hint: String,
+}
+
+impl PayloadValue for EncodedVideo {
+    fn key_parts(&self, part: &mut dyn FnMut(&[u8])) {
+        // The container is probed from the content, so the hint does not change the embedding.
+        part(&self.data);
+    }
+}
+
+/// A video payload.
+pub fn payload(data: Vec<u8>, format_hint: String) -> Payload {
+    Payload::new(Modality::Video, EncodedVideo { data, format_hint })
+}
+
+fn check(section: &Section<'_>) -> Result<(), String> {
+    parse_section::<VideoPreprocess>(section.preprocess)?.check()
+}
+
+fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline>, BuildError> {
+    let spec: VideoPreprocess = parse_section(section.preprocess)?;
+    spec.check()?;
+    let preprocessor = VideoPreprocessor::new(&spec, limits.get::<VideoLimits>());
+    let shape = vec![preprocessor.rows(), 3, spec.frames_per_clip, spec.crop, spec.crop];
+    Ok(Box::new(VideoPipeline { tensors: [TensorSpec::f32(section.input, shape)], preprocessor }))
+}
+
+/// The video pipeline: one tensor of all of a video's clips.
+struct VideoPipeline {
+    tensors: [TensorSpec; 1],
+    preprocessor: VideoPreprocessor,
+}
+
+fn preprocess_error(e: VideoError) -> PreprocessError {
+    if e.is_input_error() { PreprocessError::input(e) } else { PreprocessError::Server(Box::new(e)) }
+}
+
+impl Pipeline for VideoPipeline {
+    fn tensors(&self) -> &[TensorSpec] {
+        &self.tensors
+    }
+
+    fn rows_per_item(&self) -> usize {
+        self.preprocessor.rows()
+    }
+
+    fn admit(&self, payload: &Payload) -> Result<(), PreprocessError> {
+        if !super::AVAILABLE {
+            return Err(PreprocessError::Unimplemented(UNAVAILABLE.into()));
+        }
+        let video = payload.expect_value::<EncodedVideo>()?;
+        self.preprocessor.admit(&video.data).map_err(preprocess_error)
+    }
+
+    fn preprocess_into(
+        &self,
+        payload: &Payload,
+        slots: &mut [Slot<'_>],
+    ) -> Result<Observed, PreprocessError> {
+        let video = payload.expect_value::<EncodedVideo>()?;
+        self.preprocessor.preprocess_into(&video.data, slot(slots, 0)?.f32()?).map_err(preprocess_error)?;
+        Ok(Observed::default())
+    }
+}
+
+const EXTENSIONS: &[&str] = &["mp4", "mov", "m4v", "mkv", "webm", "avi"];
+
+fn inputs_from_file(bytes: Vec<u8>, extension: &str) -> Vec<pb::input::Payload> {
+    vec![pb::input::Payload::Video(pb::Video { data: bytes, format_hint: extension.to_string() })]
+}
+
+fn from_proto(input: pb::input::Payload) -> Result<Payload, pb::input::Payload> {
+    match input {
+        pb::input::Payload::Video(v) => Ok(payload(v.data, v.format_hint)),
+        other => Err(other),
+    }
+}
