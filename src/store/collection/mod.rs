@@ -27,7 +27,7 @@ use super::wal::{self, Wal};
 use super::{StoreError, snapshot};
 pub use read::{Filter, Item, SearchHit, SearchOutcome, Stats};
 use state::State;
-pub use validate::{MAX_ID_BYTES, MAX_TOP_K, check_id};
+pub use validate::{MAX_ID_BYTES, MAX_TOP_K, check_id, check_search_limits};
 use validate::{check_op, check_row};
 use write::Commit;
 pub use write::NewItem;

@@ -233,11 +233,11 @@ impl Collection {
     /// visible. Returns the write's sequence number. A call that fails changes nothing in
     /// memory; when its log write or flush failed, the collection refuses later writes too.
     pub fn upsert(&self, items: Vec<NewItem>) -> Result<u64, StoreError> {
-        self.check_items(items.iter().map(|i| (i.id.as_str(), &i.metadata)))?;
+        self.manifest.check_items(items.iter().map(|i| (i.id.as_str(), &i.metadata)))?;
         let mut rows = Vec::with_capacity(items.len());
         for item in items {
             let what = format!("item {:?}", item.id);
-            let vector = self.prepare_vector(&what, item.vector)?;
+            let vector = self.manifest.prepare_vector(&what, item.vector)?;
             rows.push(StoredRow {
                 id: item.id,
                 modality: item.modality.map(|m| m.as_str().to_string()).unwrap_or_default(),
