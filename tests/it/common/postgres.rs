@@ -10,7 +10,7 @@
 //! so it goes when the test process goes, however that ends.
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, mpsc};
@@ -102,6 +102,24 @@ fn spawn_kept(mut command: Command) -> Child {
     rx.recv().expect("keeper reply").expect("start postgres")
 }
 
+/// Removes the scratch folders of test processes that have ended: the shared server lives in a
+/// static, which is never dropped, so its folder outlives its process.
+fn remove_leftovers() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("bpg-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// A PostgreSQL server on a Unix socket in its own scratch folder.
 pub struct Postgres {
     root: PathBuf,
@@ -115,6 +133,7 @@ impl Postgres {
     pub fn start() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let bin = bin_dir();
+        remove_leftovers();
         // Short: the socket's path must fit in 107 bytes.
         let root = std::env::temp_dir().join(format!(
             "bpg-{}-{}",
