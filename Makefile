@@ -21,7 +21,10 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets $(FEATURES) -- -D warnings
 
+# The Rust tests of the PostgreSQL store run the PostgreSQL that .venv-test holds, so the venv
+# comes first.
 test: setup lint
+	scripts/setup.sh --python
 	$(CARGO) test $(FEATURES)
 	scripts/test_python.sh
 

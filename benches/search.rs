@@ -26,80 +26,13 @@ use bindery::store::quantized::{Quantization, QuantizedRows};
 use bindery::store::search;
 use bindery::store::{HnswParams, Metric};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rayon::prelude::*;
 
-const DIM: usize = 1024;
-const CENTRES: usize = 1000;
-/// Dimension of the latent space the clusters live in.
-const LATENT: usize = 64;
-/// Spread of a cluster around its centre (latent units; centres are standard normal): points of
-/// one cluster have a cosine of about 0.5, points of different clusters about 0, and clusters
-/// overlap.
-const SPREAD: f32 = 1.0;
-/// Amplitude of the uniform noise added to every one of the 1024 coordinates.
-const NOISE: f32 = 0.1;
 const K: usize = 10;
 const RECALL_QUERIES: usize = 200;
 
-/// xorshift64* stream.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn uniform(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// Approximately standard normal (sum of four uniforms, rescaled): cheap for a billion draws.
-    fn normal(&mut self) -> f32 {
-        (self.uniform() + self.uniform() + self.uniform() + self.uniform() - 2.0) * 1.732_050_8
-    }
-}
-
-fn normalize(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|x| *x /= n);
-}
-
-/// The fixed parts of the distribution: cluster centres (latent) and the projection.
-struct Mixture {
-    centres: Vec<f32>,
-    projection: Vec<f32>,
-}
-
-fn model() -> Mixture {
-    let mut rng = Rng::new(1);
-    let centres = (0..CENTRES * LATENT).map(|_| rng.normal()).collect();
-    let scale = 1.0 / (LATENT as f32).sqrt();
-    let projection = (0..LATENT * DIM).map(|_| rng.normal() * scale).collect();
-    Mixture { centres, projection }
-}
-
-/// `n` points, row-major; `salt` separates data from queries.
-fn mixture(n: usize, m: &Mixture, salt: u64) -> Vec<f32> {
-    let mut data = vec![0f32; n * DIM];
-    data.par_chunks_mut(DIM).enumerate().for_each(|(i, row)| {
-        let mut rng = Rng::new((i as u64) << 8 ^ salt);
-        let c = (rng.uniform() * CENTRES as f32) as usize % CENTRES;
-        for x in row.iter_mut() {
-            *x = NOISE * (2.0 * rng.uniform() - 1.0);
-        }
-        for k in 0..LATENT {
-            let z = m.centres[c * LATENT + k] + SPREAD * rng.normal();
-            for (x, p) in row.iter_mut().zip(&m.projection[k * DIM..(k + 1) * DIM]) {
-                *x += z * p;
-            }
-        }
-        normalize(row);
-    });
-    data
-}
+#[path = "common/mixture.rs"]
+mod mixture;
+use mixture::{DIM, mixture, model};
 
 fn pool(threads: usize) -> rayon::ThreadPool {
     rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool")

@@ -4,18 +4,22 @@
 #
 #   scripts/setup.sh          CPU runtime  -> .ort/libonnxruntime.so.1.31.1      (PyPI onnxruntime)
 #   scripts/setup.sh --gpu    CUDA runtime -> .ort-gpu/ (PyPI onnxruntime-gpu; CUDA 13, cuDNN 9)
-#   scripts/setup.sh --python the venv .venv-test/ for the Python tests (only that): the client's, and
-#                             the HTTP API's through the official openai package
+#   scripts/setup.sh --python the venv .venv-test/ for the tests that need Python packages (only
+#                             that): the client's, the HTTP API's through the official openai
+#                             package, and PostgreSQL 16 + pgvector (pgserver's bundled binaries)
+#                             for the Rust tests of the PostgreSQL collection store
 #
 # Idempotent: does nothing when the library (or the up-to-date venv) is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Pinned test dependencies of clients/python; grpcio-tools also generates its stubs, and its
-# protoc decides the grpcio/protobuf floors in clients/python/pyproject.toml.
+# protoc decides the grpcio/protobuf floors in clients/python/pyproject.toml. pgserver is not
+# imported: tests/it/common/postgres.rs runs the initdb and postgres it bundles (PostgreSQL 16.2
+# with pgvector 0.6.2).
 python_test_pins=(
   grpcio==1.85.4 grpcio-tools==1.85.4 protobuf==7.36.2 numpy==2.4.6 setuptools==84.2.1
-  pytest==9.2.0 cryptography==51.0.1 openai==3.63.0
+  pytest==9.2.0 cryptography==51.0.1 openai==3.63.0 pgserver==0.1.4
 )
 
 # Creates .venv-test/ with the pins and the client installed from clients/python. A stamp of the

@@ -10,15 +10,15 @@ use super::pb::collections_server::Collections;
 use super::{convert, fetch, pb};
 use crate::engine::Engine;
 use crate::modality::Modality;
-use crate::service::collections::{SearchQuery, UpsertItem, blocking};
+use crate::service::collections::{SearchQuery, UpsertItem};
 use crate::service::{self, CollectionsError, Operand};
 use crate::store::{
-    Collection, CollectionManifest, Filter, HnswParams, IndexSpec, MetadataSchema, Metric, Store, StoreError,
-    manifest::MANIFEST_FORMAT,
+    CollectionInfo, CollectionManifest, CollectionStore, Filter, HnswParams, IndexSpec, MetadataSchema,
+    Metric, StoreError, manifest::MANIFEST_FORMAT,
 };
 
-/// Implementation of the Collections service over the collections service (a [`Store`] and the
-/// [`Engine`] that embeds inputs for it).
+/// Implementation of the Collections service over the collections service (a
+/// [`CollectionStore`] and the [`Engine`] that embeds inputs for it).
 #[derive(Clone)]
 pub struct CollectionsService {
     collections: service::Collections,
@@ -28,7 +28,7 @@ pub struct CollectionsService {
 impl CollectionsService {
     /// A service over `store`, fetching media URLs with `media`; with `None` every call fails
     /// with FAILED_PRECONDITION (the server runs without a data folder).
-    pub fn new(engine: Arc<Engine>, store: Option<Arc<Store>>, media: MediaFetcher) -> Self {
+    pub fn new(engine: Arc<Engine>, store: Option<Arc<dyn CollectionStore>>, media: MediaFetcher) -> Self {
         Self { collections: service::Collections::new(engine, store), media }
     }
 }
@@ -69,8 +69,8 @@ fn modality_to_pb(modality: Option<Modality>) -> i32 {
     modality.map_or(pb::Modality::Unspecified, Modality::to_pb) as i32
 }
 
-fn info(collection: &Collection) -> pb::CollectionInfo {
-    let m = collection.manifest();
+fn info(collection: &CollectionInfo) -> pb::CollectionInfo {
+    let m = &collection.manifest;
     let (index, hnsw) = match m.index {
         IndexSpec::Exact => (pb::IndexKind::Exact, None),
         IndexSpec::Hnsw(p) => (
@@ -93,7 +93,7 @@ fn info(collection: &Collection) -> pb::CollectionInfo {
             allowed_keys: s.allowed.iter().cloned().collect(),
             required_keys: s.required.iter().cloned().collect(),
         }),
-        count: collection.len() as u64,
+        count: collection.count,
     }
 }
 
@@ -108,7 +108,7 @@ fn stored_item(item: crate::store::Item) -> pb::StoredItem {
 
 impl CollectionsService {
     async fn run_create(&self, request: pb::CreateCollectionRequest) -> Result<pb::CollectionInfo, Status> {
-        let store = Arc::clone(self.collections.store()?);
+        let store = self.collections.store()?;
         crate::store::check_name(&request.name)?;
         let model = self.collections.engine().registry().resolve(&request.model)?;
         let metric = metric_from_pb(request.metric)?;
@@ -143,8 +143,7 @@ impl CollectionsService {
             index,
             schema,
         };
-        let collection = blocking(move || store.create(manifest)).await?;
-        Ok(info(&collection))
+        Ok(info(&store.create(manifest).await?))
     }
 
     async fn run_upsert(&self, mut request: pb::UpsertRequest) -> Result<pb::UpsertResponse, Status> {
@@ -258,8 +257,7 @@ impl CollectionsService {
     }
 
     async fn run_stats(&self, request: pb::StatsRequest) -> Result<pb::StatsResponse, Status> {
-        let collection = self.collections.collection(&request.collection)?;
-        let stats = collection.stats()?;
+        let (collection, stats) = self.collections.store()?.stats(&request.collection).await?;
         Ok(pb::StatsResponse {
             collection: Some(info(&collection)),
             count_by_modality: stats.by_modality.into_iter().collect(),
@@ -291,7 +289,7 @@ impl Collections for CollectionsService {
         &self,
         _request: Request<pb::ListCollectionsRequest>,
     ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
-        let collections = self.collections.store()?.list().iter().map(|c| info(c)).collect();
+        let collections = self.collections.store()?.list().await?.iter().map(info).collect();
         Ok(Response::new(pb::ListCollectionsResponse { collections }))
     }
 
@@ -299,9 +297,7 @@ impl Collections for CollectionsService {
         &self,
         request: Request<pb::DeleteCollectionRequest>,
     ) -> Result<Response<pb::DeleteCollectionResponse>, Status> {
-        let store = Arc::clone(self.collections.store()?);
-        let name = request.into_inner().name;
-        blocking(move || store.delete(&name)).await?;
+        self.collections.store()?.drop_collection(&request.into_inner().name).await?;
         Ok(Response::new(pb::DeleteCollectionResponse {}))
     }
 
@@ -314,9 +310,10 @@ impl Collections for CollectionsService {
 
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         let request = request.into_inner();
-        let collection = self.collections.collection(&request.collection)?;
+        let store = self.collections.store()?;
         self.collections.engine().limits().check_items("ids", request.ids.len())?;
-        let (items, missing_ids) = collection.get(&request.ids, request.include_vectors)?;
+        let (items, missing_ids) =
+            store.get(&request.collection, request.ids, request.include_vectors).await?;
         Ok(Response::new(pb::GetResponse {
             items: items.into_iter().map(stored_item).collect(),
             missing_ids,

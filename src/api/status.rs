@@ -63,7 +63,9 @@ pub fn store_status(error: &StoreError) -> Status {
         StoreError::Io { .. }
         | StoreError::Corrupt { .. }
         | StoreError::InUse { .. }
+        | StoreError::Database(_)
         | StoreError::Internal(_) => Code::Internal,
+        StoreError::Unavailable(_) => Code::Unavailable,
     };
     Status::new(code, error.to_string())
 }

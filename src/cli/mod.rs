@@ -199,6 +199,11 @@ pub struct ServeArgs {
     /// e.g. ~/.local/share/bindery).
     #[arg(long, env = "BINDERY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep the collections in PostgreSQL with the pgvector extension instead of the data
+    /// folder: a URL such as postgres://user:password@host:5432/db, or
+    /// postgresql://user@/db?host=/run/postgresql for a Unix socket.
+    #[arg(long, env = "BINDERY_STORE", value_name = "URL")]
+    pub store: Option<String>,
     /// A collection's write-ahead log is folded into a snapshot once it exceeds this many bytes.
     #[arg(long, default_value_t = crate::store::StoreOptions::default().compact_wal_bytes)]
     pub wal_compact_bytes: u64,
@@ -272,6 +277,7 @@ impl ServeArgs {
         options.drain_timeout = self.drain_timeout;
         options.shutdown_delay = self.shutdown_delay;
         options.data_dir = self.data_dir.clone().or_else(crate::store::default_data_dir);
+        options.store_url = self.store.clone();
         options.store.compact_wal_bytes = self.wal_compact_bytes;
         options.store.compact_interval = std::time::Duration::from_secs(self.compact_interval);
         options.media_urls = server::media_url::MediaUrlPolicy {
@@ -392,6 +398,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_model = engine.registry().default_model(),
         tls = options.tls.is_some(),
         api_keys = options.api_keys.as_ref().map_or(0, |k| k.len()),
+        store = store.as_ref().map_or("none", |s| s.backend()),
         data_dir = %options.data_dir.as_deref().map_or("none".into(), |d| d.display().to_string()),
         "bindery serving"
     );

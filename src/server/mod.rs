@@ -31,7 +31,7 @@ use crate::engine::{Engine, EngineOptions, Limits, LoadError, Registry};
 use crate::metrics::Metrics;
 use crate::model::runtime;
 use crate::model::tower::TowerOptions;
-use crate::store::{Store, StoreError, StoreOptions};
+use crate::store::{CollectionStore, EmbeddedStore, Store, StoreError, StoreOptions};
 
 pub use crate::shared::DEFAULT_MAX_MESSAGE_BYTES;
 
@@ -73,8 +73,13 @@ pub struct ServerOptions {
     /// How long the server keeps taking calls after shutdown begins, with health and `/ready`
     /// already failing, so load balancers stop routing here before the listeners close.
     pub shutdown_delay: Duration,
-    /// Folder holding the collections; the Collections service refuses every call when `None`.
+    /// Folder holding the collections; the Collections service refuses every call when `None`
+    /// (unless `store_url` names a database).
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (`postgres://...` or `postgresql://...`, a Unix socket folder as
+    /// `?host=/path`) of a database with pgvector that keeps the collections instead of
+    /// `data_dir`.
+    pub store_url: Option<String>,
     /// Collection store settings.
     pub store: StoreOptions,
     /// Set when shutdown begins, so the operations endpoint's `/ready` fails from then on.
@@ -104,6 +109,7 @@ impl ServerOptions {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             shutdown_delay: Duration::ZERO,
             data_dir: None,
+            store_url: None,
             store: StoreOptions::default(),
             connections: connections::ConnectionOptions::default(),
             draining: Draining::default(),
@@ -136,15 +142,23 @@ pub enum ServeError {
     Store(#[from] StoreError),
 }
 
-/// Opens the collection store under `options.data_dir` (locking the folder and recovering every
-/// collection), off the async workers; `None` without a data folder.
-pub async fn open_store(options: &ServerOptions) -> Result<Option<Arc<Store>>, StoreError> {
+/// Opens the collection store: the PostgreSQL database of `options.store_url` (checking that
+/// it is reachable and preparing its tables), or else the embedded store under
+/// `options.data_dir` (locking the folder and recovering every collection, off the async
+/// workers); `None` with neither.
+pub async fn open_store(options: &ServerOptions) -> Result<Option<Arc<dyn CollectionStore>>, StoreError> {
+    if let Some(url) = &options.store_url {
+        let store =
+            crate::store::postgres::PgStore::connect(url, &crate::store::postgres::PgOptions::default())
+                .await?;
+        return Ok(Some(Arc::new(store)));
+    }
     let Some(dir) = options.data_dir.clone() else { return Ok(None) };
     let store_options = options.store.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&dir, store_options))
         .await
         .map_err(|e| StoreError::Internal(format!("store open task failed: {e}")))??;
-    Ok(Some(Arc::new(store)))
+    Ok(Some(Arc::new(EmbeddedStore(Arc::new(store)))))
 }
 
 /// Loads ONNX Runtime and every model named by `options`.
@@ -198,7 +212,7 @@ pub async fn serve_with_store(
     engine: Arc<Engine>,
     listener: TcpListener,
     options: &ServerOptions,
-    store: Option<Arc<Store>>,
+    store: Option<Arc<dyn CollectionStore>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     serve_all(engine, Listeners { grpc: listener, http: None }, options, store, shutdown).await
@@ -219,7 +233,7 @@ pub async fn serve_all(
     engine: Arc<Engine>,
     listeners: Listeners,
     options: &ServerOptions,
-    store: Option<Arc<Store>>,
+    store: Option<Arc<dyn CollectionStore>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let Listeners { grpc: listener, http: http_listener } = listeners;
@@ -383,9 +397,7 @@ pub async fn serve_all(
     // No call can reach the server's state any more: fold every collection log into a snapshot
     // so the next start replays nothing (every acknowledged write is already on disk).
     if let Some(store) = store {
-        tokio::task::spawn_blocking(move || store.close())
-            .await
-            .map_err(|e| StoreError::Internal(format!("store close task failed: {e}")))??;
+        store.close().await?;
     }
     Ok(())
 }

@@ -10,7 +10,9 @@ use super::{Operand, embed_unit};
 use crate::engine::{Engine, EngineError, Item, ItemLimitError, LoadedModel};
 use crate::modality::Modality;
 use crate::store::collection::MAX_TOP_K;
-use crate::store::{Collection, Filter, NewItem, SearchOutcome, Store, StoreError};
+use crate::store::{
+    CollectionManifest, CollectionStore, Filter, NewItem, SearchOutcome, StoreError, VectorSearch,
+};
 
 /// Why a collection call failed: the store refused it, or embedding an input failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,17 +58,17 @@ pub struct SearchQuery {
     pub include_vectors: bool,
 }
 
-/// Collections over a store, with the engine that embeds their inputs.
+/// Collections over a store (embedded or PostgreSQL), with the engine that embeds their inputs.
 #[derive(Clone)]
 pub struct Collections {
     engine: Arc<Engine>,
-    store: Option<Arc<Store>>,
+    store: Option<Arc<dyn CollectionStore>>,
 }
 
 impl Collections {
     /// Collections of `store`; with `None` every call fails with [`StoreError::Disabled`] (the
     /// server runs without a data folder).
-    pub fn new(engine: Arc<Engine>, store: Option<Arc<Store>>) -> Self {
+    pub fn new(engine: Arc<Engine>, store: Option<Arc<dyn CollectionStore>>) -> Self {
         Self { engine, store }
     }
 
@@ -76,18 +78,12 @@ impl Collections {
     }
 
     /// The store.
-    pub fn store(&self) -> Result<&Arc<Store>, StoreError> {
+    pub fn store(&self) -> Result<&Arc<dyn CollectionStore>, StoreError> {
         self.store.as_ref().ok_or(StoreError::Disabled)
     }
 
-    /// The collection called `name`.
-    pub fn collection(&self, name: &str) -> Result<Arc<Collection>, StoreError> {
-        self.store()?.get(name)
-    }
-
     /// The loaded model of `collection`, checked against the collection's dimension.
-    fn model_of(&self, collection: &Collection) -> Result<Arc<LoadedModel>, StoreError> {
-        let m = collection.manifest();
+    fn model_of(&self, m: &CollectionManifest) -> Result<Arc<LoadedModel>, StoreError> {
         let model = self.engine.registry().resolve(&m.model).map_err(|_| StoreError::ModelUnavailable {
             collection: m.name.clone(),
             model: m.model.clone(),
@@ -107,14 +103,14 @@ impl Collections {
     /// model is gone; anything else is about the input.
     async fn embed(
         &self,
-        collection: &Collection,
+        collection: &CollectionManifest,
         items: Vec<Item>,
     ) -> Result<Vec<(Modality, Vec<f32>)>, CollectionsError> {
         let model = self.model_of(collection)?;
         let embedded = embed_unit(&self.engine, &model.name, items).await.map_err(|e| match e {
             EngineError::ModelNotFound { .. } => CollectionsError::Store(StoreError::ModelUnavailable {
-                collection: collection.manifest().name.clone(),
-                model: collection.manifest().model.clone(),
+                collection: collection.name.clone(),
+                model: collection.model.clone(),
             }),
             e => e.into(),
         })?;
@@ -128,7 +124,9 @@ impl Collections {
         collection: &str,
         items: Vec<UpsertItem>,
     ) -> Result<(usize, u64), CollectionsError> {
-        let collection = self.collection(collection)?;
+        let store = self.store()?;
+        let name = collection;
+        let collection = store.manifest(name).await?;
         self.engine.limits().check_items("items", items.len())?;
         let mut rows = Vec::with_capacity(items.len());
         let mut inputs = Vec::new();
@@ -170,9 +168,7 @@ impl Collections {
             }
         }
         let count = rows.len();
-        let writer = Arc::clone(&collection);
-        let sequence = blocking(move || writer.upsert(rows)).await?;
-        self.compact_later(collection);
+        let sequence = store.upsert(name, rows).await?;
         Ok((count, sequence))
     }
 
@@ -183,12 +179,9 @@ impl Collections {
         collection: &str,
         ids: Vec<String>,
     ) -> Result<(usize, Vec<String>, u64), CollectionsError> {
-        let collection = self.collection(collection)?;
+        let store = self.store()?;
         self.engine.limits().check_items("ids", ids.len())?;
-        let writer = Arc::clone(&collection);
-        let outcome = blocking(move || writer.delete(&ids)).await?;
-        self.compact_later(collection);
-        Ok(outcome)
+        Ok(store.delete(collection, ids).await?)
     }
 
     /// Searches `collection`.
@@ -197,7 +190,8 @@ impl Collections {
         collection: &str,
         search: SearchQuery,
     ) -> Result<SearchOutcome, CollectionsError> {
-        let collection = self.collection(collection)?;
+        let store = self.store()?;
+        let name = collection;
         let k = search.top_k;
         if k == 0 || k > MAX_TOP_K {
             return Err(StoreError::TopK { top_k: k, max: MAX_TOP_K }.into());
@@ -205,35 +199,15 @@ impl Collections {
         let query = match search.query {
             Operand::Vector(values) => values,
             Operand::Input(input) => self
-                .embed(&collection, vec![input])
+                .embed(&store.manifest(name).await?, vec![input])
                 .await?
                 .pop()
                 .map(|(_, vector)| vector)
                 .ok_or_else(|| StoreError::Internal("the query got no embedding".into()))?,
         };
         let SearchQuery { filter, exact, ef_search, include_vectors, .. } = search;
-        Ok(blocking(move || collection.search(query, k, &filter, exact, ef_search, include_vectors)).await?)
+        let search =
+            VectorSearch { query, top_k: k, filter, exact, ef_search, with_vectors: include_vectors };
+        Ok(store.search(name, search).await?)
     }
-
-    /// Folds the collection's log into a snapshot in the background once it has grown enough.
-    fn compact_later(&self, collection: Arc<Collection>) {
-        let Some(store) = self.store.clone() else { return };
-        if collection.wal_bytes() <= store.options().compact_wal_bytes {
-            return;
-        }
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.compact_if_needed(&collection) {
-                tracing::error!(collection = %collection.manifest().name, error = %e, "compaction failed");
-            }
-        });
-    }
-}
-
-/// Runs blocking store work (file I/O, fsync, scans) off the async workers.
-pub async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
 }

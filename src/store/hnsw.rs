@@ -3,14 +3,51 @@
 //!
 //! Graph nodes are keyed by row index. Rows are never removed from the graph: deleted and
 //! replaced items are tombstones that the search filter skips, and the graph is rebuilt when the
-//! collection's rows are repacked (tombstones outnumbering live rows) and when it is opened.
+//! collection's rows are repacked (tombstones outnumbering live rows).
+//!
+//! A graph is saved beside the snapshot it indexes ([`HnswIndex::save`], folder [`GRAPH_DIR`]),
+//! when every row of the snapshot is in it, and loaded back at open ([`HnswIndex::load`]) if it
+//! was saved with the snapshot being loaded; otherwise the open builds one in the background.
+//!
+//! `hnsw_rs` loads a graph that borrows its loader (`HnswIo`) for its lifetime, while a
+//! collection holds an owned `Hnsw<'static>` (hnswlib-rs issue #19). Loaded without a memory
+//! map, as here, the graph copies every point out of the files, and the loader keeps only its
+//! folder, base name and options: a few hundred bytes. Each load therefore leaks its loader
+//! (once per collection open) to get the `'static` borrow, rather than carrying a
+//! self-referential pair of loader and graph through every use of the graph.
+
+use std::path::Path;
 
 use hnsw_rs::anndists::dist::Distance;
+use hnsw_rs::api::AnnT;
+use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::Hnsw;
+use serde::{Deserialize, Serialize};
 
 use super::index::VectorIndex;
 use super::manifest::{HnswParams, Metric};
 use super::search::{self, Hit};
+use super::{StoreError, snapshot};
+
+/// Folder of a saved graph inside the collection's folder.
+pub const GRAPH_DIR: &str = "graph";
+/// Where a graph is written before it is renamed to [`GRAPH_DIR`].
+const GRAPH_TMP_DIR: &str = ".graph.tmp";
+/// Base name of `hnsw_rs`'s two files (`graph.hnsw.graph`, `graph.hnsw.data`).
+const GRAPH_BASENAME: &str = "graph";
+/// What the saved graph indexes, written last.
+const GRAPH_META: &str = "graph.json";
+
+/// The snapshot a saved graph belongs to and the settings it was built with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct GraphMeta {
+    /// Sequence number of the snapshot's last write.
+    seq: u64,
+    /// Rows of the snapshot, every one a node of the graph.
+    rows: usize,
+    params: HnswParams,
+    metric: Metric,
+}
 
 /// Most layers in the graph (the library's own ceiling).
 const MAX_LAYERS: usize = 16;
@@ -144,6 +181,97 @@ impl HnswIndex {
             }
             fetch = (fetch * 4).min(nodes).min(MAX_FETCH);
         }
+    }
+}
+
+impl HnswIndex {
+    /// Saves the graph into `dir/graph` as the index of the snapshot whose last write is `seq`
+    /// and which holds `rows` rows (every one a node). Written into a temporary folder, synced
+    /// and renamed into place, so a crash leaves the old graph or the new one, or none.
+    pub fn save(&self, dir: &Path, seq: u64, rows: usize) -> Result<(), StoreError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
+        };
+        let tmp = dir.join(GRAPH_TMP_DIR);
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+        self.graph.file_dump(&tmp, GRAPH_BASENAME).map_err(|e| {
+            StoreError::Internal(format!("saving the HNSW graph into {}: {e}", tmp.display()))
+        })?;
+        let meta = GraphMeta { seq, rows, params: self.params, metric: self.metric };
+        let json = serde_json::to_vec(&meta).map_err(|e| StoreError::Internal(format!("graph meta: {e}")))?;
+        std::fs::write(tmp.join(GRAPH_META), json).map_err(io(&tmp.join(GRAPH_META)))?;
+        for entry in std::fs::read_dir(&tmp).map_err(io(&tmp))? {
+            let path = entry.map_err(io(&tmp))?.path();
+            std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(io(&path))?;
+        }
+        snapshot::sync_dir(&tmp)?;
+        let dest = dir.join(GRAPH_DIR);
+        if dest.exists() {
+            std::fs::remove_dir_all(&dest).map_err(io(&dest))?;
+        }
+        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
+        snapshot::sync_dir(dir)
+    }
+
+    /// Removes a saved graph (one that no longer matches the snapshot), if any.
+    pub fn remove_saved(dir: &Path) {
+        for name in [GRAPH_DIR, GRAPH_TMP_DIR] {
+            let path = dir.join(name);
+            if path.exists()
+                && let Err(e) = std::fs::remove_dir_all(&path)
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove an outdated HNSW graph");
+            }
+        }
+    }
+
+    /// The graph saved in `dir/graph` if it indexes the snapshot whose last write is `seq` and
+    /// which holds `rows` rows, with these settings; `None` (logged) when there is none, it
+    /// belongs to another snapshot or it cannot be read.
+    pub fn load(dir: &Path, params: HnswParams, metric: Metric, seq: u64, rows: usize) -> Option<Self> {
+        let folder = dir.join(GRAPH_DIR);
+        let text = std::fs::read(folder.join(GRAPH_META)).ok()?;
+        let want = GraphMeta { seq, rows, params, metric };
+        match serde_json::from_slice::<GraphMeta>(&text) {
+            Ok(meta) if meta == want => {}
+            Ok(meta) => {
+                tracing::info!(saved = ?meta, snapshot = ?want, "saved HNSW graph is outdated; rebuilding");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(path = %folder.display(), error = %e, "saved HNSW graph unreadable; rebuilding");
+                return None;
+            }
+        }
+        // See the module comment: the loader holds no point data, so leaking it costs bytes.
+        let loader: &'static HnswIo = Box::leak(Box::new(HnswIo::new(&folder, GRAPH_BASENAME)));
+        // The library asserts on damaged files rather than returning an error.
+        let loaded = std::panic::catch_unwind(|| loader.load_hnsw_with_dist(IndexDistance(metric)));
+        let graph = match loaded {
+            Ok(Ok(graph)) => graph,
+            Ok(Err(e)) => {
+                tracing::warn!(path = %folder.display(), error = %e, "saved HNSW graph unreadable; rebuilding");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(path = %folder.display(), "saved HNSW graph damaged; rebuilding");
+                return None;
+            }
+        };
+        if graph.get_nb_point() != rows {
+            tracing::warn!(
+                path = %folder.display(),
+                nodes = graph.get_nb_point(),
+                rows,
+                "saved HNSW graph does not hold every row; rebuilding"
+            );
+            return None;
+        }
+        Some(Self { graph, params, metric })
     }
 }
 

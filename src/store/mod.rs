@@ -9,11 +9,13 @@
 //! snapshot and the log emptied. Opening replays the snapshot, then the log up to its first
 //! damaged record.
 
+pub mod backend;
 pub mod collection;
 mod compactor;
 pub mod hnsw;
 pub mod index;
 pub mod manifest;
+pub mod postgres;
 pub mod quantized;
 pub mod record;
 pub mod search;
@@ -30,6 +32,7 @@ use std::time::Duration;
 use compactor::Compactor;
 use dashmap::DashMap;
 
+pub use backend::{CollectionInfo, CollectionStore, EmbeddedStore, VectorSearch, blocking};
 pub use collection::{Collection, Filter, Item, NewItem, Recovery, SearchHit, SearchOutcome, Stats};
 pub use index::VectorIndex;
 pub use manifest::{CollectionManifest, HnswParams, IndexSpec, MetadataSchema, Metric};
@@ -178,6 +181,14 @@ pub enum StoreError {
         /// What failed.
         reason: String,
     },
+    /// The database behind the store cannot be reached (down, restarting, or every pooled
+    /// connection busy past the wait limit). The call changed nothing it acknowledged; a retry
+    /// may succeed once the database is back.
+    #[error("the collection database is unavailable: {0}")]
+    Unavailable(String),
+    /// The database refused or failed a statement for a reason other than being unreachable.
+    #[error("collection database error: {0}")]
+    Database(String),
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -443,21 +454,26 @@ impl Store {
     /// from its log at the next start. Returns the first error after trying them all.
     pub fn close(&self) -> Result<(), StoreError> {
         self.stop_compactor();
-        let mut first = None;
-        for collection in self.list() {
-            match collection.compact(true) {
-                Ok(_) | Err(StoreError::CollectionNotFound { .. }) => {}
-                Err(e @ StoreError::LogUnusable { .. }) => {
-                    tracing::warn!(collection = %collection.manifest().name, error = %e, "no snapshot at shutdown");
-                }
-                Err(e) => {
-                    tracing::error!(collection = %collection.manifest().name, error = %e, "snapshot at shutdown failed");
-                    first.get_or_insert(e);
-                }
+        snapshot_all(&self.list())
+    }
+}
+
+/// Snapshots each of `collections` whose log holds records (see [`Store::close`]).
+fn snapshot_all(collections: &[Arc<Collection>]) -> Result<(), StoreError> {
+    let mut first = None;
+    for collection in collections {
+        match collection.compact(true) {
+            Ok(_) | Err(StoreError::CollectionNotFound { .. }) => {}
+            Err(e @ StoreError::LogUnusable { .. }) => {
+                tracing::warn!(collection = %collection.manifest().name, error = %e, "no snapshot at shutdown");
+            }
+            Err(e) => {
+                tracing::error!(collection = %collection.manifest().name, error = %e, "snapshot at shutdown failed");
+                first.get_or_insert(e);
             }
         }
-        first.map_or(Ok(()), Err)
     }
+    first.map_or(Ok(()), Err)
 }
 
 impl Drop for Store {

@@ -4,8 +4,13 @@
 //! acknowledged delete stays deleted, and every unacknowledged write is either wholly present or
 //! wholly absent. A writer stops only when the server is gone; any other error fails the test.
 //!
+//! The same trial runs against the PostgreSQL store: bindery killed as above, and separately
+//! PostgreSQL killed (every process of it) under the same writers, with bindery left running to
+//! reconnect once it is back. Its CI form kills each a few times; `BINDERY_PG_CRASH_KILLS=20`
+//! runs the full trial.
+//!
 //! Twenty restarts and three busy writers load the machine for a minute, and the writes counted
-//! depend on the CPU they get: the test holds `common::exclusive`.
+//! depend on the CPU they get: the tests hold `common::exclusive`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -18,6 +23,7 @@ use bindery::api::pb::collections_client::CollectionsClient;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use crate::common::postgres::Postgres;
 use crate::common::{self, TempDir, repo};
 
 const ROUNDS: usize = 20;
@@ -96,9 +102,14 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
-async fn start(data: &TempDir) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bindery"))
-        .arg("serve")
+/// Starts `bindery serve` on `data`, or on the database `store` when given.
+async fn start(data: &TempDir, store: Option<&str>) -> Server {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bindery"));
+    command.arg("serve");
+    if let Some(url) = store {
+        command.args(["--store", url]);
+    }
+    let mut child = command
         .arg("--models")
         .arg(repo().join("models"))
         .args(["--listen", "127.0.0.1:0", "--default-model", "imagebind-fixture", "--no-warm-up"])
@@ -407,7 +418,7 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
     let (mut restarts_from_snapshot, mut replayed, mut torn_tails) = (0, 0, 0);
     let mut acked_total = 0;
     for round in 0..ROUNDS {
-        let mut server = start(&data).await;
+        let mut server = start(&data, None).await;
         let client = server.client.clone();
         if round == 0 {
             let create = pb::CreateCollectionRequest {
@@ -443,7 +454,7 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
         acked_total = ledger.acked.len();
     }
     // A last restart checks the final round.
-    let mut server = start(&data).await;
+    let mut server = start(&data, None).await;
     verify(&mut server, &mut ledger).await;
     server.child.kill().expect("kill");
     server.child.wait().expect("reap");
@@ -456,4 +467,115 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
     assert!(acked_total >= ROUNDS * 5, "too few writes to mean anything: {acked_total}");
     assert!(!acked_deletes(&ledger).is_empty(), "acknowledged deletes were checked");
     assert!(restarts_from_snapshot > 0 && replayed > 0, "both recovery paths ran");
+}
+
+/// Kills per process in the PostgreSQL trial: `BINDERY_PG_CRASH_KILLS`, or a few for CI.
+fn pg_kills() -> usize {
+    std::env::var("BINDERY_PG_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(5)
+}
+
+/// Runs the writers against `server` for a random moment, then `kill`s (bindery or PostgreSQL)
+/// and returns the ledger once every writer has stopped.
+async fn one_round(
+    client: &CollectionsClient<Channel>,
+    round: usize,
+    rng: &mut Rng,
+    ledger: Ledger,
+    kill: impl FnOnce(),
+) -> Ledger {
+    let shared = Arc::new(Mutex::new(ledger));
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| tokio::spawn(writer(client.clone(), round, w, rng.next(), Arc::clone(&shared))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(30 + rng.below(350))).await;
+    kill();
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    Arc::try_unwrap(shared).ok().expect("writers done").into_inner().unwrap()
+}
+
+/// Waits until `server` answers a Stats call again (its database is back); returns how long.
+async fn wait_until_served(server: &mut Server) -> Duration {
+    let started = Instant::now();
+    loop {
+        match server.client.stats(pb::StatsRequest { collection: COLLECTION.into() }).await {
+            Ok(_) => return started.elapsed(),
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable, "while PostgreSQL restarts: {status:?}");
+                assert!(started.elapsed() < Duration::from_secs(60), "bindery did not recover: {status:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_sigkill_of_bindery_and_of_postgres() {
+    let _exclusive = common::exclusive().await;
+    let started = Instant::now();
+    let data = TempDir::new("pg-crash");
+    let mut pg = tokio::task::spawn_blocking(Postgres::start).await.expect("start postgres");
+    let url = pg.url("postgres");
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    eprintln!("postgres crash test seed {seed:#x}");
+    let mut rng = Rng(seed | 1);
+    let mut ledger = Ledger::default();
+    let kills = pg_kills();
+
+    // bindery killed: each restart reconnects to the database and finds every acknowledged write.
+    let mut server = start(&data, Some(&url)).await;
+    let create = pb::CreateCollectionRequest {
+        name: COLLECTION.into(),
+        metric: pb::Metric::Dot as i32,
+        ..Default::default()
+    };
+    server.client.create_collection(create).await.expect("create");
+    for round in 0..kills {
+        let (client, child) = (server.client.clone(), &mut server.child);
+        ledger = one_round(&client, round, &mut rng, ledger, || {
+            child.kill().expect("SIGKILL bindery");
+            child.wait().expect("reap");
+        })
+        .await;
+        server = start(&data, Some(&url)).await;
+        verify(&mut server, &mut ledger).await;
+    }
+    let acked_bindery = ledger.acked.len();
+
+    // PostgreSQL killed under the same bindery: its calls fail with UNAVAILABLE meanwhile, and it
+    // serves again, every acknowledged write present, once PostgreSQL is back.
+    let mut slowest_recovery = Duration::ZERO;
+    for round in kills..2 * kills {
+        ledger = one_round(&server.client.clone(), round, &mut rng, ledger, || pg.kill()).await;
+        let refused = server.client.stats(pb::StatsRequest { collection: COLLECTION.into() }).await;
+        let refused = refused.expect_err("no database, no answer");
+        assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+        assert!(refused.message().contains("unavailable"), "{refused:?}");
+        pg = tokio::task::spawn_blocking(move || {
+            pg.run();
+            pg
+        })
+        .await
+        .expect("restart postgres");
+        slowest_recovery = slowest_recovery.max(wait_until_served(&mut server).await);
+        verify(&mut server, &mut ledger).await;
+    }
+    server.child.kill().expect("kill");
+    server.child.wait().expect("reap");
+    let acked_total = ledger.acked.len();
+    eprintln!(
+        "{kills} bindery kills and {kills} PostgreSQL kills: {acked_total} acknowledged writes \
+         ({acked_bindery} in the bindery rounds), {} live items, 0 lost; slowest return to service \
+         after PostgreSQL came back: {:.2}s; {:.1}s",
+        acked_state(&ledger).len(),
+        slowest_recovery.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(acked_bindery >= kills * 5, "too few writes to mean anything: {acked_bindery}");
+    assert!(acked_total - acked_bindery >= kills * 5, "too few writes to mean anything: {acked_total}");
+    assert!(!acked_deletes(&ledger).is_empty(), "acknowledged deletes were checked");
 }

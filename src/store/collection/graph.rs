@@ -164,9 +164,22 @@ impl State {
     }
 
     /// Starts a new graph for collections with an HNSW index: a graph that takes the rows
-    /// writers add from now on, and the job of inserting the rows present now.
-    pub(super) fn start_graph(&mut self, manifest: &CollectionManifest) -> Option<GraphJob> {
+    /// writers add from now on, and the job of inserting the rows present now. `saved` is a
+    /// graph loaded from disk that holds the first rows (as many as its nodes, all live): the
+    /// job then inserts only the rows after them.
+    pub(super) fn start_graph(
+        &mut self,
+        manifest: &CollectionManifest,
+        saved: Option<HnswIndex>,
+    ) -> Option<GraphJob> {
         let IndexSpec::Hnsw(params) = manifest.index else { return None };
+        if let Some(graph) = saved {
+            let graph = Arc::new(graph);
+            let start = graph.len();
+            self.index = None;
+            self.building = Some(Arc::clone(&graph));
+            return Some(GraphJob { graph, start, rows: self.meta.len(), generation: self.generation });
+        }
         let graph = Arc::new(HnswIndex::build(params, manifest.metric, &[], self.dim, |_| true));
         // The first live row goes in now, before anyone else can insert: see `insert_rows`.
         let first = self.meta.iter().position(|m| m.live);
@@ -282,6 +295,79 @@ mod tests {
         assert_eq!((stats.count, stats.index_tombstones), ((batches * size) as u64, 0));
     }
 
+    fn wait_ready(c: &Collection) {
+        let started = Instant::now();
+        while !c.stats().unwrap().index_ready {
+            assert!(started.elapsed() < WAIT, "the graph was never installed");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_graph_saved_with_its_snapshot_serves_at_open_and_any_other_is_extended_or_rebuilt() {
+        let dir = Scratch::new("saved-graph");
+        let dim = 8;
+        let vector = move |n: usize| -> Vec<f32> {
+            (0..dim).map(|d| ((n * 37 + d * 11) % 23) as f32 + n as f32 * 0.001 * d as f32).collect()
+        };
+        let search = |c: &Collection| -> Vec<Vec<String>> {
+            (0..20)
+                .map(|q| {
+                    let found =
+                        c.search(vector(q * 13 + 5), 10, &Filter::default(), false, None, false).unwrap();
+                    assert!(!found.exact, "the graph answered");
+                    found.hits.into_iter().map(|h| h.item.id).collect()
+                })
+                .collect()
+        };
+        let folder = dir.0.join(crate::store::COLLECTIONS_DIR).join("g");
+        let meta = folder.join(crate::store::hnsw::GRAPH_DIR).join("graph.json");
+        let store = open_store(&dir);
+        let c = create(&store, "g", IndexSpec::Hnsw(HnswParams::default()), dim);
+        c.upsert((0..600).map(|n| item(&format!("v{n}"), vector(n), "t")).collect()).unwrap();
+        wait_ready(&c);
+        let before = search(&c);
+        store.close().unwrap();
+        assert!(meta.is_file(), "the graph is saved with the snapshot");
+        drop((c, store));
+
+        // The saved graph is installed by the open itself and answers as it did.
+        let store = open_store(&dir);
+        let c = store.get("g").unwrap();
+        assert!(c.stats().unwrap().index_ready, "loaded at open, not rebuilt");
+        assert_eq!(search(&c), before);
+
+        // Rows logged after the snapshot join the loaded graph in the background.
+        c.upsert((600..700).map(|n| item(&format!("v{n}"), vector(n), "t")).collect()).unwrap();
+        drop((c, store));
+        let store = open_store(&dir);
+        let c = store.get("g").unwrap();
+        wait_ready(&c);
+        let found = c.search(vector(650), 1, &Filter::default(), false, None, false).unwrap();
+        assert_eq!((found.exact, found.hits[0].item.id.as_str()), (false, "v650"));
+        assert_eq!(c.stats().unwrap().count, 700);
+        store.close().unwrap();
+        drop((c, store));
+
+        // A graph saved with another snapshot is not used: the open builds a new one.
+        let mut saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        assert_eq!(saved["rows"], 700);
+        let seq = saved["seq"].as_u64().unwrap();
+        let (params, metric) = (HnswParams::default(), crate::store::Metric::L2);
+        assert!(HnswIndex::load(&folder, params, metric, seq, 700).is_some());
+        assert!(HnswIndex::load(&folder, params, metric, seq + 1, 700).is_none(), "another snapshot's");
+        assert!(HnswIndex::load(&folder, params, metric, seq, 701).is_none(), "other rows");
+        let other = HnswParams { m: 8, ..params };
+        assert!(HnswIndex::load(&folder, other, metric, seq, 700).is_none(), "other settings");
+        saved["seq"] = serde_json::json!(1);
+        std::fs::write(&meta, serde_json::to_vec(&saved).unwrap()).unwrap();
+        let store = open_store(&dir);
+        let c = store.get("g").unwrap();
+        wait_ready(&c);
+        let found = c.search(vector(650), 1, &Filter::default(), false, None, false).unwrap();
+        assert_eq!((found.exact, found.hits[0].item.id.as_str()), (false, "v650"));
+    }
+
     #[test]
     fn many_deletes_repack_rows_and_rebuild_the_graph() {
         let dir = Scratch::new("repack");
@@ -343,7 +429,8 @@ mod tests {
     }
 
     /// A store whose HNSW collection "g" holds rows `v0..v{n}` (`vector(i)`), written and
-    /// snapshotted by an earlier store, so opening it again builds the graph in the background.
+    /// snapshotted by an earlier store without its graph, so opening it again builds the graph
+    /// in the background.
     fn stored_graph(
         dir: &Scratch,
         n: usize,
@@ -356,7 +443,11 @@ mod tests {
         c.upsert((0..n).map(|i| item(&format!("v{i}"), vector(i), "t")).collect()).unwrap();
         store.close().unwrap();
         drop((c, store));
-        BuildGate::new(dir.0.join(crate::store::COLLECTIONS_DIR).join("g"), pause)
+        let folder = dir.0.join(crate::store::COLLECTIONS_DIR).join("g");
+        // As a snapshot written before graphs were saved, or whose graph was removed.
+        assert!(folder.join(crate::store::hnsw::GRAPH_DIR).is_dir());
+        HnswIndex::remove_saved(&folder);
+        BuildGate::new(folder, pause)
     }
 
     fn nearest(c: &Collection, query: Vec<f32>) -> (String, bool) {

@@ -21,13 +21,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
 
-use super::manifest::CollectionManifest;
+use super::hnsw::HnswIndex;
+use super::manifest::{CollectionManifest, IndexSpec};
 use super::record::{Op, UpsertOp};
 use super::wal::{self, Wal};
 use super::{StoreError, snapshot};
 pub use read::{Filter, Item, SearchHit, SearchOutcome, Stats};
 use state::State;
-pub use validate::{MAX_ID_BYTES, MAX_TOP_K, check_id};
+pub use validate::{MAX_ID_BYTES, MAX_TOP_K, check_id, check_search_limits};
 use validate::{check_op, check_row};
 use write::Commit;
 pub use write::NewItem;
@@ -93,8 +94,11 @@ impl Collection {
         let dim = manifest.dim;
         let mut state = State::empty(dim);
         let mut snapshot_bytes = 0;
+        // (last write, rows) of the snapshot: what a saved graph must index to be used.
+        let mut indexed = None;
         if let Some(loaded) = snapshot::read(dir, dim)? {
             snapshot_bytes = loaded.bytes;
+            indexed = Some((loaded.last_seq, loaded.rows.len()));
             state.last_seq = loaded.last_seq;
             for row in &loaded.rows {
                 check_row(row, dim).map_err(|reason| StoreError::Corrupt {
@@ -120,7 +124,7 @@ impl Collection {
                 ..Recovery::default()
             };
             let wal = Wal::create(&wal_path)?;
-            return Ok(Self::assemble(manifest, dir, state, wal, snapshot_bytes, recovery));
+            return Ok(Self::assemble(manifest, dir, state, wal, snapshot_bytes, recovery, indexed));
         };
         let scan = wal::scan(&bytes);
         let mut recovery = Recovery::default();
@@ -155,7 +159,7 @@ impl Collection {
             recovery.report = report;
         }
         let wal = Wal::open(&wal_path, valid_len as u64, state.last_seq)?;
-        Ok(Self::assemble(manifest, dir, state, wal, snapshot_bytes, recovery))
+        Ok(Self::assemble(manifest, dir, state, wal, snapshot_bytes, recovery, indexed))
     }
 
     fn assemble(
@@ -165,11 +169,30 @@ impl Collection {
         wal: Wal,
         snapshot_bytes: u64,
         recovery: Recovery,
+        indexed: Option<(u64, usize)>,
     ) -> Arc<Self> {
+        // A saved graph indexes the snapshot's rows, which stay rows 0.. unless the log deleted
+        // or replaced some (then the repack renumbers them and the graph is rebuilt).
+        let saved = match (manifest.index, indexed) {
+            (IndexSpec::Hnsw(params), Some((seq, rows))) if state.dead == 0 => {
+                let started = std::time::Instant::now();
+                let graph = HnswIndex::load(dir, params, manifest.metric, seq, rows);
+                if graph.is_some() {
+                    tracing::info!(
+                        collection = %manifest.name,
+                        rows,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "HNSW graph loaded"
+                    );
+                }
+                graph
+            }
+            _ => None,
+        };
         if state.dead > 0 {
             state.repack_rows();
         }
-        let mut job = state.start_graph(&manifest);
+        let mut job = state.start_graph(&manifest, saved);
         if job.as_ref().is_some_and(|j| j.start >= j.rows) {
             // Nothing left to build: the graph is ready.
             state.index = state.building.take();

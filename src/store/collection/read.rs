@@ -125,7 +125,7 @@ impl Collection {
         with_vectors: bool,
     ) -> Result<SearchOutcome, StoreError> {
         check_search_limits(k, ef)?;
-        let query = self.prepare_vector("query vector", query)?;
+        let query = self.manifest.prepare_vector("query vector", query)?;
         let state = self.read()?;
         let meta = &state.meta;
         let accept = |row: usize| meta.get(row).is_some_and(|m| m.live && filter.matches(m));

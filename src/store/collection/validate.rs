@@ -1,13 +1,13 @@
 //! What a collection accepts: item ids, metadata against the collection's schema, vectors
-//! against its dimension and metric, and the limits of a search. Writes are checked here
+//! against its dimension and metric, and the limits of a search. The checks are the
+//! manifest's, so every backend (and the service, before it embeds anything) applies the same. Writes are checked here
 //! before anything is logged, so a failed check changes nothing; snapshot rows and log records
 //! are checked again at open, since a damaged file can hold what no writer would have logged.
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::Collection;
 use crate::store::StoreError;
-use crate::store::manifest::{HnswParams, Metric};
+use crate::store::manifest::{CollectionManifest, HnswParams, Metric};
 use crate::store::record::{Op, StoredRow};
 use crate::store::vector::{self, VectorError};
 
@@ -17,7 +17,7 @@ pub const MAX_ID_BYTES: usize = 256;
 /// Most hits one search may ask for.
 pub const MAX_TOP_K: usize = 10_000;
 
-impl Collection {
+impl CollectionManifest {
     /// Checks ids and metadata of items about to be written (cheap; run before embedding).
     pub fn check_items<'a>(
         &self,
@@ -46,7 +46,7 @@ impl Collection {
                 reason: "metadata has an empty key".into(),
             });
         }
-        let Some(schema) = &self.manifest.schema else { return Ok(()) };
+        let Some(schema) = &self.schema else { return Ok(()) };
         if let Some(missing) = schema.required.iter().find(|k| !metadata.contains_key(*k)) {
             return Err(StoreError::InvalidItem {
                 id: id.to_string(),
@@ -68,8 +68,8 @@ impl Collection {
     /// Checks a vector for this collection without changing it. `what` names it in errors.
     pub fn check_vector(&self, what: &str, v: &[f32]) -> Result<(), StoreError> {
         let wrap = |source: VectorError| StoreError::Vector { what: what.to_string(), source };
-        vector::check(v, self.manifest.dim).map_err(wrap)?;
-        if self.manifest.metric == Metric::Cosine && v.iter().all(|x| *x == 0.0) {
+        vector::check(v, self.dim).map_err(wrap)?;
+        if self.metric == Metric::Cosine && v.iter().all(|x| *x == 0.0) {
             return Err(wrap(VectorError::Zero));
         }
         Ok(())
@@ -79,8 +79,8 @@ impl Collection {
     /// cosine). `what` names it in errors.
     pub fn prepare_vector(&self, what: &str, mut v: Vec<f32>) -> Result<Vec<f32>, StoreError> {
         let wrap = |source: VectorError| StoreError::Vector { what: what.to_string(), source };
-        vector::check(&v, self.manifest.dim).map_err(wrap)?;
-        if self.manifest.metric == Metric::Cosine {
+        vector::check(&v, self.dim).map_err(wrap)?;
+        if self.metric == Metric::Cosine {
             vector::normalize(&mut v).map_err(wrap)?;
         }
         Ok(v)
@@ -116,7 +116,7 @@ pub fn check_id(id: &str) -> Result<(), StoreError> {
 }
 
 /// Checks a search's `k` and candidate list size `ef`.
-pub(super) fn check_search_limits(k: usize, ef: Option<usize>) -> Result<(), StoreError> {
+pub fn check_search_limits(k: usize, ef: Option<usize>) -> Result<(), StoreError> {
     if k == 0 || k > MAX_TOP_K {
         return Err(StoreError::TopK { top_k: k, max: MAX_TOP_K });
     }

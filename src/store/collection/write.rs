@@ -196,7 +196,7 @@ impl Collection {
             state.last_seq = seq;
             if state.is_sparse() {
                 state.repack_rows();
-                state.start_graph(&self.manifest).map_or(GraphWork::None, GraphWork::Rebuild)
+                state.start_graph(&self.manifest, None).map_or(GraphWork::None, GraphWork::Rebuild)
             } else {
                 match state.graph_for_inserts() {
                     Some(index) if !added.is_empty() => {
@@ -233,11 +233,11 @@ impl Collection {
     /// visible. Returns the write's sequence number. A call that fails changes nothing in
     /// memory; when its log write or flush failed, the collection refuses later writes too.
     pub fn upsert(&self, items: Vec<NewItem>) -> Result<u64, StoreError> {
-        self.check_items(items.iter().map(|i| (i.id.as_str(), &i.metadata)))?;
+        self.manifest.check_items(items.iter().map(|i| (i.id.as_str(), &i.metadata)))?;
         let mut rows = Vec::with_capacity(items.len());
         for item in items {
             let what = format!("item {:?}", item.id);
-            let vector = self.prepare_vector(&what, item.vector)?;
+            let vector = self.manifest.prepare_vector(&what, item.vector)?;
             rows.push(StoredRow {
                 id: item.id,
                 modality: item.modality.map(|m| m.as_str().to_string()).unwrap_or_default(),
@@ -325,10 +325,39 @@ impl Collection {
             live.iter().map(|&row| state.stored_row(row)),
         )?;
         self.wal.reset(state.last_seq).map_err(|e| self.log_failed(e))?;
+        self.save_graph(&state, live.len());
         self.snapshot_bytes.store(size, Ordering::Relaxed);
         self.compactions.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(collection = %self.manifest.name, items = live.len(), bytes = size, "snapshot written");
         Ok(true)
+    }
+
+    /// Saves the HNSW graph beside the snapshot just written, when it indexes exactly the
+    /// snapshot's `rows` (no tombstones, every row a node), so the next open loads it instead of
+    /// rebuilding it; otherwise removes a saved graph that no longer matches. A failure only
+    /// costs the next open a rebuild, so it is logged, not returned.
+    fn save_graph(&self, state: &super::state::State, rows: usize) {
+        if !matches!(self.manifest.index, crate::store::IndexSpec::Hnsw(_)) {
+            return;
+        }
+        match &state.index {
+            Some(graph) if state.dead == 0 && state.meta.len() == rows && graph.len() == rows => {
+                let started = std::time::Instant::now();
+                match graph.save(&self.dir, state.last_seq, rows) {
+                    Ok(()) => tracing::debug!(
+                        collection = %self.manifest.name,
+                        rows,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "HNSW graph saved"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(collection = %self.manifest.name, error = %e, "cannot save the HNSW graph");
+                        HnswIndex::remove_saved(&self.dir);
+                    }
+                }
+            }
+            _ => HnswIndex::remove_saved(&self.dir),
+        }
     }
 
     /// Marks the collection deleted: every later call on this handle fails with NOT_FOUND.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 pub mod fixtures;
 pub mod isolation;
+pub mod postgres;
 pub mod process;
 
 pub use fixtures::{FIXTURES, Fixtures, max_abs_diff};
@@ -30,6 +31,48 @@ pub fn fixture_options() -> ServerOptions {
     // Never the user's real data folder, and one of its own per server: the server locks it.
     options.data_dir = Some(scratch_path("data"));
     options
+}
+
+/// Which collection store a test's server keeps its collections in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded store, in the server's own data folder.
+    Embedded,
+    /// PostgreSQL with pgvector: a fresh database on the shared test server.
+    Postgres,
+}
+
+/// [`fixture_options`] with the collections in `backend`.
+pub async fn backend_options(backend: Backend, what: &str) -> ServerOptions {
+    let mut options = fixture_options();
+    if backend == Backend::Postgres {
+        options.store_url = Some(postgres::fresh_database(what).await);
+    }
+    options
+}
+
+/// Declares, for each `async fn name(backend: Backend)` listed, the tests `embedded::name` and
+/// `postgres::name`: one suite, run against both stores.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Embedded).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
 }
 
 /// A running server without a client (for tests that connect their own way: TLS, API keys,
