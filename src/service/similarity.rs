@@ -87,7 +87,10 @@ pub enum SimilarityError {
 
 /// Classify's named prompt template sets, one template a line (written from the reference
 /// lists by `tools/make_template_sets.py`).
-pub const TEMPLATE_SETS: &[(&str, &str)] = &[("imagenet", include_str!("template_sets/imagenet.txt"))];
+pub const TEMPLATE_SETS: &[(&str, &str)] = &[
+    ("imagenet", include_str!("template_sets/imagenet.txt")),
+    ("modelnet40", include_str!("template_sets/modelnet40.txt")),
+];
 
 /// The templates of a query: those of its named set, then its own.
 fn resolve_templates(set: &str, own: &mut Vec<String>) -> Result<(), SimilarityError> {

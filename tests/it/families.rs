@@ -231,5 +231,35 @@ async fn classify_with_the_imagenet_template_set_matches_open_clips_zero_shot_cl
     let plain = server.client.classify(call("")).await.expect("classify").into_inner();
     assert!(max_abs_diff(&plain.results[0].cosines, &golden.cosines) > 1e-3);
     let refused = server.client.classify(call("imagenet-21k")).await;
-    assert_refused(refused, Code::InvalidArgument, &["imagenet-21k", "imagenet"]);
+    assert_refused(refused, Code::InvalidArgument, &["imagenet-21k", "imagenet", "modelnet40"]);
+}
+
+/// `modelnet40` is ULIP's ModelNet40 prompt list (`tools/make_template_sets.py --check` compares
+/// the data file with ULIP's `templates.json`): naming it equals sending its 64 templates.
+#[tokio::test]
+async fn the_modelnet40_template_set_is_ulips_prompt_list() {
+    let mut server = start_fixture().await;
+    let templates: Vec<String> =
+        include_str!("../../src/service/template_sets/modelnet40.txt").lines().map(String::from).collect();
+    assert_eq!(templates.len(), 64);
+    let cloud = pb::Input {
+        id: "cloud".into(),
+        payload: Some(pb::input::Payload::PointCloud(pb::PointCloud {
+            xyz: (0..3000).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect(),
+            ..Default::default()
+        })),
+    };
+    let call = |set: &str, templates: Vec<String>| pb::ClassifyRequest {
+        inputs: vec![cloud.clone()],
+        labels: ["airplane", "chair", "lamp"].map(String::from).to_vec(),
+        template_set: set.into(),
+        templates,
+        ..Default::default()
+    };
+    let named = server.client.classify(call("modelnet40", vec![])).await.expect("named").into_inner();
+    let explicit = server.client.classify(call("", templates)).await.expect("explicit").into_inner();
+    let worst = max_abs_diff(&named.results[0].cosines, &explicit.results[0].cosines);
+    assert!(worst < 1e-6, "named {:?}, explicit {:?}", named.results[0].cosines, explicit.results[0].cosines);
+    let plain = server.client.classify(call("", vec![])).await.expect("plain").into_inner();
+    assert!(max_abs_diff(&plain.results[0].cosines, &named.results[0].cosines) > 1e-4);
 }
