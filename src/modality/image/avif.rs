@@ -37,6 +37,10 @@ pub(crate) fn decode(
     bytes: &[u8],
     check_size: &dyn Fn(u32, u32) -> Result<(), ImageError>,
 ) -> Result<Rgb8, ImageError> {
+    // avif-parse sizes some buffers from the boxes' declared sizes before reading them.
+    if !boxes_fit(bytes, 0) {
+        return Err(decode_err("a box is larger than the file"));
+    }
     let data = avif_parse::read_avif(&mut Cursor::new(bytes)).map_err(|e| match e {
         avif_parse::Error::Unsupported(what) if what.contains("Grid") => refuse("grid images"),
         avif_parse::Error::Unsupported(what) if what.contains("nimated") => refuse("animations"),
@@ -146,6 +150,40 @@ fn boxes(mut b: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8])> {
         b = &b[size..];
         Some((kind, payload))
     })
+}
+
+/// Whether every box of `b`, and of the containers bindery or avif-parse look into, lies within
+/// its parent (a few trailing bytes too short for a box header are allowed).
+fn boxes_fit(mut b: &[u8], depth: u32) -> bool {
+    while b.len() >= 8 {
+        let size32 = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let (header, size) = match size32 {
+            0 => (8, b.len() as u64),
+            1 => match b.get(8..16) {
+                Some(s) => (16, u64::from_be_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]])),
+                None => return false,
+            },
+            n => (8, u64::from(n)),
+        };
+        if size < header as u64 || size > b.len() as u64 {
+            return false;
+        }
+        let size = size as usize;
+        let payload = &b[header..size];
+        let inner = match &b[4..8] {
+            // Full boxes: version and flags first.
+            b"meta" => payload.get(4..),
+            b"iprp" | b"ipco" | b"dinf" | b"moov" | b"trak" | b"mdia" | b"minf" | b"stbl" => Some(payload),
+            _ => None,
+        };
+        if let Some(inner) = inner
+            && (depth >= 8 || !boxes_fit(inner, depth + 1))
+        {
+            return false;
+        }
+        b = &b[size..];
+    }
+    true
 }
 
 fn child<'a>(b: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
@@ -381,6 +419,25 @@ mod tests {
             sequence_header_colour(&data.primary_item[..]),
             Some(Colour { primaries: 1, matrix: 1, full_range: false })
         );
+    }
+
+    #[test]
+    fn a_box_larger_than_the_file_is_refused_before_parsing() {
+        // Found by the image fuzz target: an `ftyp` box claiming 2.5 GB made avif-parse reserve
+        // that much for its brand list.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/fuzz/image/oom-avif-5c233f2f");
+        let bytes = std::fs::read(path).expect("fixture");
+        let err = decode(&bytes, &|_, _| Ok(())).expect_err("refused");
+        assert_eq!(err.to_string(), "cannot decode image: AVIF: a box is larger than the file");
+        // Every committed AVIF sample passes the check.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/formats");
+        for entry in std::fs::read_dir(dir).expect("fixtures") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "avif") {
+                assert!(boxes_fit(&std::fs::read(&path).expect("sample"), 0), "{}", path.display());
+            }
+        }
     }
 
     #[test]
