@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 
@@ -28,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bindery_tools import reference as ref  # noqa: E402
 from bindery_tools import sensors  # noqa: E402
+from bindery_tools.onnx_files import save_exported  # noqa: E402
 
 # Protobuf cannot serialise a message over 2 GiB; stay clear of it with some headroom for the graph.
-EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 OPSET = 17
 # Max abs difference accepted between onnxruntime and PyTorch (outputs carry the logit scale, so
 # text and audio values reach about 20).
@@ -62,24 +61,7 @@ def _export_onnx(tower: ref.Tower, spec: ref.TowerSpec, dest: Path) -> None:
                 do_constant_folding=True,
                 dynamo=False,
             )
-        weights = sum(f.stat().st_size for f in Path(tmp).iterdir())
-        data_name = dest.name + ".data"
-        (dest.parent / data_name).unlink(missing_ok=True)
-        if weights < EXTERNAL_DATA_THRESHOLD:
-            model = onnx.load(str(raw))
-            onnx.save_model(model, str(dest))
-        else:
-            model = onnx.load(str(raw), load_external_data=True)
-            onnx.save_model(
-                model,
-                str(dest),
-                save_as_external_data=True,
-                all_tensors_to_one_file=True,
-                location=data_name,
-                size_threshold=1024,
-            )
-        del model
-    onnx.checker.check_model(str(dest))
+        save_exported(raw, dest)
 
 
 def _verify(tower: ref.Tower, spec: ref.TowerSpec, path: Path) -> float:

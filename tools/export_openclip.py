@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 
@@ -49,6 +48,7 @@ from open_clip import tokenizer as oc_tokenizer  # noqa: E402
 from open_clip.transform import PreprocessCfg  # noqa: E402
 
 from bindery_tools.clip_tokenizer import tokenizer_dict  # noqa: E402
+from bindery_tools.onnx_files import save_exported  # noqa: E402
 
 #: Tiny architectures for tests, in open_clip's own config format.
 CONFIGS = TOOLS / "openclip_configs"
@@ -60,7 +60,6 @@ torch.backends.mha.set_fastpath_enabled(False)
 SEED = 1234
 OPSET = 17
 #: Protobuf cannot serialise a message over 2 GiB; keep clear of it.
-EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 #: Max abs difference accepted between onnxruntime and PyTorch.
 TOLERANCE = 1e-3
 
@@ -241,23 +240,7 @@ def export_tower(model: torch.nn.Module, spec: TowerSpec, dest: Path) -> float:
                 do_constant_folding=True,
                 dynamo=False,
             )
-        weights = sum(f.stat().st_size for f in Path(tmp).iterdir())
-        data_name = dest.name + ".data"
-        (dest.parent / data_name).unlink(missing_ok=True)
-        if weights < EXTERNAL_DATA_THRESHOLD:
-            shutil.copyfile(raw, dest)
-        else:
-            graph = onnx.load(str(raw), load_external_data=True)
-            onnx.save_model(
-                graph,
-                str(dest),
-                save_as_external_data=True,
-                all_tensors_to_one_file=True,
-                location=data_name,
-                size_threshold=1024,
-            )
-            del graph
-    onnx.checker.check_model(str(dest))
+        save_exported(raw, dest)
     return _verify(tower, model, spec, dest)
 
 

@@ -2,25 +2,9 @@
 //! (goldens produced by `tools/make_fixtures.py` with the PyTorch model).
 
 use bindery::api::pb;
-use serde::Deserialize;
 use tonic::Code;
 
 use crate::common::*;
-
-#[derive(Deserialize)]
-struct TextCase {
-    id: String,
-    text: String,
-    tokens: Vec<i64>,
-    embedding: Vec<f32>,
-}
-
-#[derive(Deserialize)]
-struct ImageCase {
-    id: String,
-    file: String,
-    embedding: Vec<f32>,
-}
 
 const END_OF_TEXT: i64 = 49407;
 

@@ -21,13 +21,6 @@ struct ThermalCase {
     embedding: Vec<f32>,
 }
 
-#[derive(Deserialize)]
-struct TextCase {
-    id: String,
-    text: String,
-    embedding: Vec<f32>,
-}
-
 fn thermal(id: &str, data: Vec<u8>) -> pb::Input {
     pb::Input {
         id: id.into(),

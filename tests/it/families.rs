@@ -9,21 +9,6 @@ use tonic::Code;
 
 use crate::common::*;
 
-#[derive(Deserialize)]
-struct TextCase {
-    id: String,
-    text: String,
-    tokens: Vec<i64>,
-    embedding: Vec<f32>,
-}
-
-#[derive(Deserialize)]
-struct ImageCase {
-    id: String,
-    file: String,
-    embedding: Vec<f32>,
-}
-
 const IMAGES: Fixtures = Fixtures("images");
 
 /// The worst cosine of every text golden of `model`; texts the reference tokenizes like the

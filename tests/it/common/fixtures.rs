@@ -53,3 +53,21 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "tensor lengths differ");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// One text golden (`text/cases.json`, and each model family's own): the reference's token ids
+/// and embedding of `text`.
+#[derive(serde::Deserialize)]
+pub struct TextCase {
+    pub id: String,
+    pub text: String,
+    pub tokens: Vec<i64>,
+    pub embedding: Vec<f32>,
+}
+
+/// One image golden: the reference embedding of the image `file`.
+#[derive(serde::Deserialize)]
+pub struct ImageCase {
+    pub id: String,
+    pub file: String,
+    pub embedding: Vec<f32>,
+}
