@@ -6,13 +6,16 @@ Each entry holds a named input string, the reference cleanup of it
 cleanup and tokenizer against these.
 
 Usage: python tools/make_tokenizer_goldens.py [OUT]
+       python tools/make_tokenizer_goldens.py --check    # regenerate in a scratch file and compare
 """
 
 from __future__ import annotations
 
+import argparse
 import html.entities
 import json
 import sys
+import tempfile
 import unicodedata
 from pathlib import Path
 
@@ -429,9 +432,20 @@ def write_entries(out: Path, entries: list[dict]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    out = Path(argv[1]) if len(argv) > 1 else DEFAULT_OUT
-    write_entries(out, reference_entries(all_cases()))
-    return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", type=Path, default=DEFAULT_OUT, help="goldens file to write")
+    parser.add_argument("--check", action="store_true", help="regenerate in a scratch file and compare")
+    args = parser.parse_args(argv[1:])
+    if not args.check:
+        write_entries(args.out, reference_entries(all_cases()))
+        return 0
+    # Ids and cleaned strings are exact (no floats), so the files must be equal byte for byte.
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp) / args.out.name
+        write_entries(fresh, reference_entries(all_cases()))
+        same = fresh.read_bytes() == args.out.read_bytes()
+    print("fixtures up to date" if same else f"differs: {args.out}")
+    return 0 if same else 1
 
 
 if __name__ == "__main__":
