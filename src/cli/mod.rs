@@ -30,7 +30,7 @@ pub struct Cli {
 pub enum Command {
     /// Load the models and serve them over gRPC (and HTTP with `--http`).
     Serve(ServeArgs),
-    /// Embed a text or an image with a running server and print JSON.
+    /// Embed inputs of any modality with a running server and print JSON.
     Embed(commands::EmbedArgs),
     /// List the models of a running server as JSON.
     Models(ConnectArgs),
