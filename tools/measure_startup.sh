@@ -8,8 +8,9 @@
 #   (default docs/bench/startup, 3 rounds; labels "background", "before": target/release/bindery
 #    with --warm-up background / before)
 #
-# Needs tools/.gen/imagebind-base-random (tools/export_imagebind.py --random-base); without it only
-# bind-mini is measured.
+# Measures tools/.gen/imagebind-base-random (tools/export_imagebind.py --random-base) and
+# tools/.gen/imagebind-huge-random (--random-huge) when they exist. STARTUP_MODELS=name,name picks
+# among bind-mini, imagebind-base-random and imagebind-huge-random.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-docs/bench/startup}
@@ -32,6 +33,18 @@ if [ -f tools/.gen/imagebind-base-random/model.toml ]; then
   mkdir -p "$scratch/base"
   ln -s "$(realpath tools/.gen/imagebind-base-random)" "$scratch/base/imagebind-base-random"
   model_sets+=("imagebind-base-random=$scratch/base")
+fi
+if [ -f tools/.gen/imagebind-huge-random/model.toml ]; then
+  mkdir -p "$scratch/huge"
+  ln -s "$(realpath tools/.gen/imagebind-huge-random)" "$scratch/huge/imagebind-huge-random"
+  model_sets+=("imagebind-huge-random=$scratch/huge")
+fi
+if [ -n "${STARTUP_MODELS:-}" ]; then
+  picked=()
+  for set in "${model_sets[@]}"; do
+    case ",$STARTUP_MODELS," in *",${set%%=*},"*) picked+=("$set") ;; esac
+  done
+  model_sets=("${picked[@]}")
 fi
 
 now() { date +%s.%N; }

@@ -215,8 +215,14 @@ impl Drop for LateWatch<'_> {
 
 /// Runs `encoder`'s warm-up item; false (logged) when it failed.
 fn warm_up(encoder: &Encoder, model: &str) -> bool {
+    let started = Instant::now();
     match encoder.warm_up(model) {
-        Ok(()) => true,
+        Ok(()) => {
+            // Per encoder, because one large tower (a video item is many clips) can hold up /ready.
+            tracing::info!(model = %model, modality = %encoder.modality,
+                seconds = started.elapsed().as_secs_f64(), "encoder warmed up");
+            true
+        }
         Err(e) => {
             tracing::error!(model = %model, modality = %encoder.modality, error = %e,
                 "warm-up failed; the encoder reports NOT_SERVING");
