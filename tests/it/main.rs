@@ -15,6 +15,7 @@ mod bad_inputs;
 mod balancer;
 mod batching;
 mod bind_mini;
+mod clap;
 mod cli;
 mod collections;
 mod collections_crash;
