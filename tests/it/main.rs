@@ -36,6 +36,7 @@ mod int8_towers;
 mod limits;
 mod load_tool;
 mod media_url;
+mod mixed_families;
 mod overload;
 mod panic_guard;
 mod point_cloud_pipeline;
