@@ -12,7 +12,9 @@ goldens, since the real vocabulary cannot be fetched.
 
 The reference, per input:
 
-* audio: decoded as the ImageBind audio goldens decode it (``soundfile``, or ``ffmpeg`` to float
+* audio: the audio and lossy-audio goldens' inputs, and two of this fixture's own over the 10 s
+  window (``inputs/``: 21.3 s whose thirds differ, and 10 s plus 200 samples at 48 kHz), decoded
+  as the ImageBind audio goldens decode them (``soundfile``, or ``ffmpeg`` to float
   WAV, named per case; Opus by FFmpeg with libopus), channels averaged, ``torchaudio.functional.resample`` to 48 kHz (the
   feature extractor does not resample), then ``ClapFeatureExtractor`` alone on that one input
   and ``ClapModel.get_audio_features`` in PyTorch. Its random choices are pinned to bindery's
@@ -55,7 +57,7 @@ sys.path.insert(0, str(TOOLS))
 
 import export_clap as ec  # noqa: E402
 from bindery_tools import goldens  # noqa: E402
-from make_audio_fixtures import LOADERS  # noqa: E402
+from make_audio_fixtures import LOADERS, _sweep, _tone, _write_sf  # noqa: E402
 from transformers import ClapFeatureExtractor, RobertaTokenizerFast  # noqa: E402
 
 REPO = TOOLS.parent
@@ -152,6 +154,38 @@ def _f32_list(t: Any) -> list[float]:
     return [float(x) for x in np.asarray(t, dtype=np.float32).reshape(-1).tolist()]
 
 
+#: Inputs of this fixture's own (``families/clap-fixture/inputs/``): the shared goldens' only
+#: input over the 10 s window is nearly silent, which would not show a misplaced chunk.
+EXTRA = {
+    "long_16k_21s": "inputs/long_16k_21s.flac",
+    "just_over_48k": "inputs/just_over_48k.flac",
+}
+
+
+def write_extra_inputs(root: Path) -> None:
+    """A 21.3 s 16 kHz FLAC whose thirds sound different (a rising sweep, tone bursts, a falling
+    sweep under a hum), and a 48 kHz FLAC 200 samples over the window (longer, but by less than
+    a hop: the extractor's ``chunk_frames == total_frames`` branch)."""
+    folder = root / GOLDENS / "inputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    sr = 16000
+    bursts = _tone(sr, 7.1, 440.0, 0.4) * (np.sin(2 * np.pi * 1.5 * np.arange(int(round(sr * 7.1))) / sr) > 0)
+    x = np.concatenate(
+        [_sweep(sr, 7.1, 80.0, 7000.0, 0.5), bursts, _sweep(sr, 7.1, 6000.0, 100.0, 0.3) + _tone(sr, 7.1, 60.0, 0.1)]
+    )
+    _write_sf(folder / "long_16k_21s.flac", x, sr, "FLAC", "PCM_16")
+    sr = 48000
+    n = 10 * sr + 200
+    y = _sweep(sr, n / sr, 200.0, 12000.0, 0.4) + _tone(sr, n / sr, 1000.0, 0.1)
+    _write_sf(folder / "just_over_48k.flac", y[:n], sr, "FLAC", "PCM_16")
+
+
+def _input(root: Path, file: str) -> Path:
+    """Where an input lies: this fixture's own under ``root`` (a scratch root under ``--check``),
+    the shared goldens' in the tree."""
+    return (root if file.startswith(GOLDENS) else INPUTS) / file
+
+
 def audio_cases() -> list[dict[str, Any]]:
     """The audio goldens' inputs: ImageBind's (every format and length, the 10-minute one
     included), decoded as their reference decodes them, and the lossy set (AAC, MP3, Vorbis,
@@ -165,16 +199,18 @@ def audio_cases() -> list[dict[str, Any]]:
         if c.get("embedding") is not None:
             loader = "libopus" if c["codec"] == "opus" else "ffmpeg"
             cases.append({"id": "lossy_" + c["id"], "file": "audio_lossy/" + c["file"], "loader": loader})
+    for id_, file in EXTRA.items():
+        cases.append({"id": id_, "file": f"{GOLDENS}/{file}", "loader": "soundfile"})
     return cases
 
 
-def goldens_for(model_dir: Path) -> dict[str, Any]:
+def goldens_for(model_dir: Path, root: Path = INPUTS) -> dict[str, Any]:
     model = ec.build_model(ec.fixture_config())
     fe = ClapFeatureExtractor(truncation="fusion")
     rate = int(fe.sampling_rate)
     audio, features, longer = [], [], []
     for case in audio_cases():
-        wave = reference_waveform(INPUTS / case["file"], case["loader"], rate)
+        wave = reference_waveform(_input(root, case["file"]), case["loader"], rate)
         with pinned_choices():
             inputs = fe(wave, sampling_rate=rate, return_tensors="pt")
         x = inputs["input_features"].to(torch.float32)
@@ -202,19 +238,19 @@ def goldens_for(model_dir: Path) -> dict[str, Any]:
         ids = [int(t) for t in tokens["input_ids"][0].tolist()]
         text.append({"id": case["id"], "text": case["text"], "tokens": ids, "embedding": _f32_list(emb[0])})
     _check_onnx(model_dir, audio, features, longer, text)
-    return {"audio": audio, "text": text, "mel": mel_goldens(fe, rate)}
+    return {"audio": audio, "text": text, "mel": mel_goldens(fe, rate, root)}
 
 
-def mel_goldens(fused: ClapFeatureExtractor, rate: int) -> list[dict[str, Any]]:
+def mel_goldens(fused: ClapFeatureExtractor, rate: int, root: Path) -> list[dict[str, Any]]:
     """The front end's own output, strided, for both truncation modes on the inputs that reach
     their different branches (longer than 10 s, a few frames over, short)."""
     cases = {c["id"]: c for c in audio_cases()}
     out = []
     for mode in ("fusion", "rand_trunc"):
         fe = ClapFeatureExtractor(truncation=mode) if mode != "fusion" else fused
-        for id_ in ("flac8k_mono_10min", "wav44k_stereo_s16", "wav16k_short_0p05s"):
+        for id_ in ("flac8k_mono_10min", "long_16k_21s", "just_over_48k", "wav44k_stereo_s16", "wav16k_short_0p05s"):
             case = cases[id_]
-            wave = reference_waveform(INPUTS / case["file"], case["loader"], rate)
+            wave = reference_waveform(_input(root, case["file"]), case["loader"], rate)
             with pinned_choices():
                 inputs = fe(wave, sampling_rate=rate, return_tensors="np")
             mel = np.asarray(inputs["input_features"][0], dtype=np.float32)
@@ -274,13 +310,14 @@ def generate(root: Path, models: Path, retrain: bool = False) -> None:
         tokenizer_json.write_bytes(committed.read_bytes())
     model = ec.build_model(ec.fixture_config())
     ec.export(model, ClapFeatureExtractor(truncation="fusion"), tokenizer_json, out, NAME, DESCRIPTION, LICENCE)
-    cases = goldens_for(out)
+    write_extra_inputs(root)
+    cases = goldens_for(out, root)
     for key in ("audio", "text", "mel"):
         _dump(cases[key], root / GOLDENS / f"{key}.json")
 
 
 def _owned(root: Path) -> set[str]:
-    return {f"{GOLDENS}/{k}.json" for k in ("audio", "text", "mel")}
+    return {f"{GOLDENS}/{k}.json" for k in ("audio", "text", "mel")} | {f"{GOLDENS}/{f}" for f in EXTRA.values()}
 
 
 def main() -> None:

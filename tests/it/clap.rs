@@ -45,7 +45,8 @@ async fn clap_audio_matches_the_feature_extractor_and_tower_on_every_golden_inpu
     let mut server = start_fixture().await;
     let cases: Vec<AudioCase> = GOLDENS.json(&format!("{MODEL}/audio.json"));
     assert!(cases.len() >= 60, "expected the audio and lossy golden sets, got {}", cases.len());
-    assert!(cases.iter().any(|c| c.seconds > 10.0), "a golden input longer than the 10 s window");
+    // Longer than the 10 s window: 10 min (nearly silent), 21.3 s and 10.004 s (by less than a hop).
+    assert!(cases.iter().filter(|c| c.seconds > 10.0).count() >= 3, "golden inputs over the window");
     // Alone in its batch, every input is the one the reference marks longer under fusion.
     assert!(cases.iter().all(|c| c.is_longer));
     let mut worst = (1.0f64, String::new());
@@ -133,18 +134,24 @@ fn htsat_mel_matches_the_feature_extractor_in_both_truncation_modes() {
         let strided: Vec<f32> = out.iter().step_by(case.stride).copied().collect();
         assert_eq!(strided.len(), case.values.len(), "{}", case.id);
         // dB values: a resampled sample differing in its last bits moves a quiet bin by far less.
-        // Bins above a low-rate source's Nyquist hold only the resampler's leakage (-60 dB and
-        // below), where f32 rounding of near-zero samples moves the log by hundredths of a dB.
+        // Within 40 dB of the input's peak the log-mel must agree to 0.01 dB. Further down lie
+        // the bins that hold only resampling leakage and rounding noise (above a low-rate
+        // source's Nyquist, or 100 dB under a loud sweep), where the last bits of a resampled
+        // sample move the log by up to a few tenths of a dB; a wrong filter, scale or chunk
+        // moves loud bins by decibels.
+        let peak = case.values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let (mut loud, mut quiet) = (0f32, 0f32);
         for (got, want) in strided.iter().zip(&case.values) {
             let d = (got - want).abs();
-            if *want > -60.0 { loud = loud.max(d) } else { quiet = quiet.max(d) }
+            if *want > peak - 40.0 { loud = loud.max(d) } else { quiet = quiet.max(d) }
         }
-        eprintln!("{}: {loud:.2e} dB above -60 dB, {quiet:.2e} dB below", case.id);
-        assert!(loud < 5e-3 && quiet < 0.1, "{}: log-mel differs by {loud} / {quiet} dB", case.id);
+        eprintln!("{}: {loud:.2e} dB within 40 dB of the peak, {quiet:.2e} dB below", case.id);
+        assert!(loud < 1e-2 && quiet < 0.25, "{}: log-mel differs by {loud} / {quiet} dB", case.id);
         worst = worst.max(loud);
     }
-    eprintln!("htsat_mel vs ClapFeatureExtractor: largest difference above -60 dB {worst:.2e} dB");
+    eprintln!(
+        "htsat_mel vs ClapFeatureExtractor: largest difference within 40 dB of the peak {worst:.2e} dB"
+    );
 }
 
 /// Each new field of the CLAP manifest, given a bad value, is refused naming it.
