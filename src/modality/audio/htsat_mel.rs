@@ -285,7 +285,9 @@ impl LogMel {
     ///
     /// `wave` must be longer than `n_fft / 2` samples (reflect padding needs them); callers pad
     /// shorter audio to the window first.
-    pub fn compute(&self, wave: &[f64]) -> Result<Vec<f32>, AudioError> {
+    /// The samples stay `f32` (the reference's `float64` copy of them is exact) and are widened
+    /// frame by frame, so a long input is not held twice.
+    pub fn compute(&self, wave: &[f32]) -> Result<Vec<f32>, AudioError> {
         let half = self.n_fft / 2;
         if wave.len() <= half {
             return Err(AudioError::Internal(format!(
@@ -303,7 +305,7 @@ impl LogMel {
             if i >= len {
                 i = 2 * (len - 1) - i;
             }
-            wave[i as usize]
+            f64::from(wave[i as usize])
         };
         let frames = self.frames(wave.len());
         let mels = self.filters.len();
@@ -318,7 +320,7 @@ impl LogMel {
             let start = t * self.hop;
             let inside = start >= half && start + self.n_fft - half <= wave.len();
             for (j, (b, w)) in buffer.iter_mut().zip(&self.window).enumerate() {
-                let x = if inside { wave[start + j - half] } else { at(start + j) };
+                let x = if inside { f64::from(wave[start + j - half]) } else { at(start + j) };
                 *b = x * w;
             }
             self.fft
@@ -369,9 +371,8 @@ pub fn features_into(
     if out.len() != expected {
         return Err(AudioError::OutputSize { expected, got: out.len() });
     }
-    let wave: Vec<f64> = wave.iter().map(|&v| f64::from(v)).collect();
     if wave.len() <= max {
-        let padded = pad(&wave, max, spec.padding);
+        let padded = pad(wave, max, spec.padding);
         let m = mel.compute(&padded)?;
         for plane_out in out.chunks_exact_mut(plane) {
             plane_out.copy_from_slice(&m);
@@ -387,7 +388,7 @@ pub fn features_into(
             out.copy_from_slice(&m);
         }
         Truncation::Fusion => {
-            let m = mel.compute(&wave)?;
+            let m = mel.compute(wave)?;
             let total = m.len() / mels;
             if total == chunk {
                 // Longer by less than a hop: the whole spectrogram, four times.
@@ -409,7 +410,7 @@ pub fn features_into(
 }
 
 /// Pads `wave` (at most `max` samples) to `max` as `padding` says.
-fn pad(wave: &[f64], max: usize, padding: Padding) -> Vec<f64> {
+fn pad(wave: &[f32], max: usize, padding: Padding) -> Vec<f32> {
     let mut out = Vec::with_capacity(max);
     let repeats = max / wave.len();
     match padding {
@@ -481,11 +482,6 @@ impl HtsatPreprocessor {
             mel: LogMel::new(spec)?,
             resamplers: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// The manifest values.
-    pub fn spec(&self) -> &HtsatMelPreprocess {
-        &self.spec
     }
 
     /// Decodes `bytes` and writes its features into `out`; returns `is_longer`.
