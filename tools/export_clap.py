@@ -132,7 +132,9 @@ class AudioTower(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_features: torch.Tensor, is_longer: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_features: torch.Tensor, is_longer: torch.Tensor | None = None) -> torch.Tensor:
+        if is_longer is None:  # an unfused tower reads no is_longer
+            is_longer = torch.zeros(input_features.shape[0], 1, dtype=torch.int64)
         longer = is_longer.reshape(-1) != 0
         _LONGER_MASK[:] = [longer]
         out = self.model.get_audio_features(input_features=input_features, is_longer=longer[:, None])
@@ -188,12 +190,16 @@ def export_audio(model: ClapModel, out: Path, channels: int, frames: int, mels: 
     features = torch.randn(3, channels, frames, mels, generator=gen) * 10 - 40
     is_longer = torch.tensor([[1], [0], [1]], dtype=torch.int64)
     dest = out / AUDIO_ONNX
+    fused = bool(model.config.audio_config.enable_fusion)
+    # An unfused tower ignores is_longer, and the exporter would drop the unused input.
+    names = ["input_features", "is_longer"] if fused else ["input_features"]
     with torch.no_grad(), _every_item_fusion():
-        _export(AudioTower(model).eval(), (features[:1], is_longer[:1]), ["input_features", "is_longer"], dest)
+        _export(AudioTower(model).eval(), (features[:1], is_longer[:1])[: len(names)], names, dest)
     session = ort.InferenceSession(str(dest), providers=["CPUExecutionProvider"])
     worst = 0.0
     for n in (1, 3):
-        (got,) = session.run(None, {"input_features": features[:n].numpy(), "is_longer": is_longer[:n].numpy()})
+        feeds = {"input_features": features[:n].numpy(), "is_longer": is_longer[:n].numpy()}
+        (got,) = session.run(None, {k: feeds[k] for k in names})
         with torch.no_grad():
             want = AudioTower(model).eval()(features[:n], is_longer[:n])
         worst = max(worst, _max_diff(got, want))
@@ -240,8 +246,9 @@ def audio_preprocess(fe: ClapFeatureExtractor, fused: bool) -> dict[str, Any]:
         "max_length_s": int(fe.max_length_s),
         "truncation": fe.truncation,
         "padding": fe.padding,
-        "is_longer_input": "is_longer",
     }
+    if fused:
+        table["is_longer_input"] = "is_longer"
     if fe.top_db is not None:
         table["top_db"] = float(fe.top_db)
     return table
@@ -327,12 +334,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--name", help="model name (default: the folder name)")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     started = time.perf_counter()
     if args.checkpoint:
+        if not (args.checkpoint / "config.json").is_file():
+            raise SystemExit(f"{args.checkpoint} is not a downloaded CLAP folder (no config.json)")
+        tokenizer_json = args.checkpoint / "tokenizer.json"
+        if not tokenizer_json.is_file():
+            raise SystemExit(
+                f"{tokenizer_json} is missing: write it from the folder's vocab.json and merges.txt with "
+                "RobertaTokenizerFast.from_pretrained(DIR).save_pretrained(DIR)"
+            )
         model = ClapModel.from_pretrained(str(args.checkpoint), local_files_only=True).eval()
         fe = ClapFeatureExtractor.from_pretrained(str(args.checkpoint), local_files_only=True)
-        tokenizer_json = args.checkpoint / "tokenizer.json"
         description = f"CLAP ({args.checkpoint.name}) exported by tools/export_clap.py"
         licence = "Apache-2.0 (LAION CLAP weights and transformers code)"
     else:
