@@ -11,6 +11,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("imagebind", include_str!("families/imagebind.toml")),
     ("openclip", include_str!("families/openclip.toml")),
     ("siglip", include_str!("families/siglip.toml")),
+    ("clap", include_str!("families/clap.toml")),
 ];
 
 /// Names of the known families.

@@ -27,9 +27,14 @@ fn serve(models: &Path, extra: &[&str]) -> (bool, String) {
 
 /// A copy of the fixture model whose manifest is replaced by `manifest`.
 fn model_with_manifest(root: &Path, manifest: &str) {
+    model_from("imagebind-fixture", root, manifest);
+}
+
+/// A copy of the fixture model `source` whose manifest is replaced by `manifest`.
+fn model_from(source: &str, root: &Path, manifest: &str) {
     let dir = root.join("broken");
     std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(repo().join("models/imagebind-fixture")).unwrap() {
+    for entry in std::fs::read_dir(repo().join("models").join(source)).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
     }
@@ -81,6 +86,22 @@ fn bad_values_are_refused() {
     let (ok, stderr) = serve(&root, &[]);
     assert!(!ok);
     assert!(stderr.contains("crop"), "{stderr}");
+}
+
+/// A CLAP front-end value the server cannot use stops it at start-up, naming the field (every
+/// field is checked one by one in `clap::bad_clap_manifest_values_are_refused_naming_the_field`).
+#[test]
+fn a_bad_audio_front_end_value_is_refused_at_start_up() {
+    let root = TempDir::new("startup-clap-front-end");
+    let manifest = std::fs::read_to_string(repo().join("models/clap-fixture/model.toml")).unwrap();
+    model_from(
+        "clap-fixture",
+        &root,
+        &manifest.replace("truncation = \"fusion\"", "truncation = \"random\""),
+    );
+    let (ok, stderr) = serve(&root, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("model.toml") && stderr.contains("truncation"), "{stderr}");
 }
 
 #[test]

@@ -1,11 +1,16 @@
 //! Audio as a bindery modality: the manifest section, the payload and the pipeline.
+//!
+//! `[audio.preprocess]`'s `front_end` selects the front end: `kaldi_fbank` (the default:
+//! ImageBind's clips of Kaldi filterbanks, [`AudioPreprocess`]) or `htsat_mel` (CLAP's log-mel
+//! for an HTSAT tower, [`HtsatMelPreprocess`]); the rest of the table is that front end's.
 
 use serde::Deserialize;
 
+use super::htsat_mel::{HtsatMelPreprocess, HtsatPreprocessor};
 use super::{AudioError, AudioLimits, AudioPreprocessor};
 use crate::modality::{
-    Argument, BuildError, FillOne, InputLimits, Kind, OneTensor, Payload, PayloadValue, Pipeline,
-    PreprocessError, Section, limits_of, parse_section,
+    Argument, BuildError, FillOne, InputLimits, Kind, Observed, OneTensor, Payload, PayloadValue, Pipeline,
+    PreprocessError, Section, Slot, TensorSpec, limits_of, parse_section, slot,
 };
 use crate::shared::{Modality, pb};
 
@@ -49,7 +54,7 @@ pub struct AudioPreprocess {
 }
 
 impl AudioPreprocess {
-    fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         let positive = |x: f64| x.is_finite() && x > 0.0;
         if self.sample_rate == 0
             || self.clips_per_input == 0
@@ -89,12 +94,50 @@ pub fn payload(data: Vec<u8>, format_hint: String) -> Payload {
     Payload::new(Modality::Audio, EncodedAudio { data, format_hint })
 }
 
+/// The audio front ends a manifest can select (`front_end`).
+enum FrontEnd {
+    /// ImageBind's: clips of Kaldi filterbanks.
+    KaldiFbank(AudioPreprocess),
+    /// CLAP's: the HTSAT log-mel of `ClapFeatureExtractor`.
+    HtsatMel(HtsatMelPreprocess),
+}
+
+/// Reads `front_end` and the rest of the table as that front end's section; the message names
+/// the field.
+fn front_end(preprocess: &toml::Table) -> Result<FrontEnd, String> {
+    let mut rest = preprocess.clone();
+    let name = match rest.remove("front_end") {
+        None => "kaldi_fbank".to_string(),
+        Some(toml::Value::String(name)) => name,
+        Some(other) => return Err(format!("front_end must be a string, got {other}")),
+    };
+    match name.as_str() {
+        "kaldi_fbank" => Ok(FrontEnd::KaldiFbank(parse_section(&rest)?)),
+        "htsat_mel" => Ok(FrontEnd::HtsatMel(parse_section(&rest)?)),
+        other => Err(format!("front_end: unknown front end {other:?} (known: kaldi_fbank, htsat_mel)")),
+    }
+}
+
 fn check(section: &Section<'_>) -> Result<(), String> {
-    parse_section::<AudioPreprocess>(section.preprocess)?.check()
+    match front_end(section.preprocess)? {
+        FrontEnd::KaldiFbank(spec) => spec.check(),
+        FrontEnd::HtsatMel(spec) => spec.check(section.input),
+    }
 }
 
 fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline>, BuildError> {
-    let spec: AudioPreprocess = parse_section(section.preprocess)?;
+    let spec = match front_end(section.preprocess)? {
+        FrontEnd::KaldiFbank(spec) => spec,
+        FrontEnd::HtsatMel(spec) => {
+            spec.check(section.input)?;
+            let mut tensors = vec![TensorSpec::f32(section.input, spec.item_shape())];
+            if let Some(name) = &spec.is_longer_input {
+                tensors.push(TensorSpec::i64(name.clone(), vec![1]));
+            }
+            let preprocessor = HtsatPreprocessor::new(&spec, limits.get::<AudioLimits>())?;
+            return Ok(Box::new(HtsatPipeline { tensors, preprocessor }));
+        }
+    };
     spec.check()?;
     let preprocessor = AudioPreprocessor::try_new(&spec, limits.get::<AudioLimits>())?;
     let shape = vec![spec.clips_per_input, 1, spec.num_mel_bins, spec.target_length];
@@ -119,8 +162,37 @@ impl FillOne for AudioPreprocessor {
 
     fn fill(&self, audio: &EncodedAudio, out: &mut [f32]) -> Result<(), PreprocessError> {
         let hint = (!audio.format_hint.is_empty()).then_some(audio.format_hint.as_str());
-        self.preprocess_into(&audio.data, hint, out).map_err(|e: AudioError| {
-            if e.is_input_error() { PreprocessError::input(e) } else { PreprocessError::Server(Box::new(e)) }
-        })
+        self.preprocess_into(&audio.data, hint, out).map_err(audio_error)
+    }
+}
+
+fn audio_error(e: AudioError) -> PreprocessError {
+    if e.is_input_error() { PreprocessError::input(e) } else { PreprocessError::Server(Box::new(e)) }
+}
+
+/// The `htsat_mel` pipeline: the features, and `is_longer` when the tower takes it.
+struct HtsatPipeline {
+    tensors: Vec<TensorSpec>,
+    preprocessor: HtsatPreprocessor,
+}
+
+impl Pipeline for HtsatPipeline {
+    fn tensors(&self) -> &[TensorSpec] {
+        &self.tensors
+    }
+
+    fn preprocess_into(
+        &self,
+        payload: &Payload,
+        slots: &mut [Slot<'_>],
+    ) -> Result<Observed, PreprocessError> {
+        let audio = payload.expect_value::<EncodedAudio>()?;
+        let hint = (!audio.format_hint.is_empty()).then_some(audio.format_hint.as_str());
+        let features = slot(slots, 0)?.f32()?;
+        let longer = self.preprocessor.preprocess_into(&audio.data, hint, features).map_err(audio_error)?;
+        if self.tensors.len() > 1 {
+            slot(slots, 1)?.i64()?[0] = i64::from(longer);
+        }
+        Ok(Observed::default())
     }
 }

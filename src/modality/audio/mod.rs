@@ -1,6 +1,8 @@
-//! Audio: decode any common container, resample like torchaudio, Kaldi filterbank per clip.
+//! Audio: decode any common container, resample like torchaudio, then one of two front ends
+//! chosen by the manifest's `front_end`: ImageBind's Kaldi filterbank per clip (below), or
+//! CLAP's HTSAT log-mel ([`htsat_mel`]).
 //!
-//! The output reproduces `imagebind.data.load_and_transform_audio_data` (imagebind-unofficial
+//! The Kaldi front end reproduces `imagebind.data.load_and_transform_audio_data` (imagebind-unofficial
 //! 0.1.1) step by step:
 //!
 //! 1. decode to `f32` per channel ([`decode`]);
@@ -15,6 +17,7 @@
 pub mod clips;
 pub mod decode;
 pub mod fbank;
+pub mod htsat_mel;
 mod kind;
 pub mod mp4;
 pub mod opus;

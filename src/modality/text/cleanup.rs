@@ -68,21 +68,21 @@ pub enum Clean {
     /// space, ASCII punctuation (`string.punctuation`) is removed, then lower-casing and
     /// whitespace collapsing.
     Canonicalize,
+    /// No cleaning: the text reaches the tokenizer as given, as with a Hugging Face tokenizer
+    /// called directly (CLAP's RoBERTa tokenizer in `ClapProcessor`).
+    None,
 }
 
 /// Cleans `text` with one of open_clip's cleaning functions; [`clean`] lists the steps and the
 /// documented differences, which hold for every mode.
 pub fn clean_with(text: &str, mode: Clean) -> String {
-    let fixed = ftfy_fix_text(text);
-    let once = html::unescape(&fixed);
-    let twice = html::unescape(&once);
-    let basic = py_strip(&twice);
     match mode {
-        Clean::Lower => py_strip(&collapse_whitespace(basic)).to_lowercase(),
-        Clean::Whitespace => py_strip(&collapse_whitespace(basic)).to_string(),
+        Clean::None => text.to_string(),
+        Clean::Lower => py_strip(&collapse_whitespace(py_strip(&basic_clean(text)))).to_lowercase(),
+        Clean::Whitespace => py_strip(&collapse_whitespace(py_strip(&basic_clean(text)))).to_string(),
         Clean::Canonicalize => {
             // `str.translate` with `string.punctuation`, which is exactly ASCII punctuation.
-            let kept: String = basic
+            let kept: String = py_strip(&basic_clean(text))
                 .chars()
                 .map(|c| if c == '_' { ' ' } else { c })
                 .filter(|c| !c.is_ascii_punctuation())
@@ -90,6 +90,13 @@ pub fn clean_with(text: &str, mode: Clean) -> String {
             py_strip(&collapse_whitespace(&kept.to_lowercase())).to_string()
         }
     }
+}
+
+/// open_clip's `basic_clean` before its final strip: ftfy, then HTML unescaping twice.
+fn basic_clean(text: &str) -> String {
+    let fixed = ftfy_fix_text(text);
+    let once = html::unescape(&fixed);
+    html::unescape(&once).into_owned()
 }
 
 /// Python's `str.isspace`: the `White_Space` property plus the four ASCII information separators.

@@ -264,3 +264,11 @@ fn a_long_text_is_counted_to_its_end() {
     assert_eq!(encoded, Encoded { tokens: words + 2, truncated: true });
     assert_eq!(row[CONTEXT_LENGTH - 1], i64::from(END));
 }
+
+#[test]
+fn clean_none_leaves_the_text_as_given() {
+    let text = "  Caf\u{e9} &amp; \u{201c}rain\u{201d}\n\tBIRDS  ";
+    assert_eq!(clean_with(text, Clean::None), text);
+    // The same text under open_clip's cleanings does change: "none" is not one of them.
+    assert_ne!(clean_with(text, Clean::Whitespace), text);
+}
