@@ -152,7 +152,7 @@ async fn embed_inner(
         }
         None => None,
     };
-    let options = EmbedOptions { normalize, use_cache: request.cache.unwrap_or(true), deadline };
+    let options = EmbedOptions { normalize, use_cache: request.cache.unwrap_or(true), deadline, split: true };
     let Embedded { model, embeddings, times, cache_hits } =
         engine.embed(&request.model, items, options).await?;
     let reply = pb::EmbedResponse {

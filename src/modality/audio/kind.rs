@@ -1,11 +1,15 @@
 //! Audio as a bindery modality: the manifest section, the payload and the pipeline.
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use serde::Deserialize;
 
+use super::decode::DecodedAudio;
 use super::{AudioError, AudioLimits, AudioPreprocessor};
 use crate::modality::{
-    Argument, BuildError, FillOne, InputLimits, Kind, OneTensor, Payload, PayloadValue, Pipeline,
-    PreprocessError, Section, limits_of, parse_section,
+    Argument, BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError,
+    Section, Slot, TensorSpec, limits_of, parse_section, slot,
 };
 use crate::shared::{Modality, pb};
 
@@ -89,6 +93,33 @@ pub fn payload(data: Vec<u8>, format_hint: String) -> Payload {
     Payload::new(Modality::Audio, EncodedAudio { data, format_hint })
 }
 
+/// Audio another input already decoded (a video's sound track), or a range of its samples: the
+/// audio pipeline takes it from resampling on, exactly as it takes a decoded file.
+#[derive(Debug)]
+pub struct DecodedPart {
+    /// The decoded track, shared by every part of one input.
+    pub audio: Arc<DecodedAudio>,
+    /// The samples of this part, at the track's own rate.
+    pub range: Range<usize>,
+    /// The input the track was decoded from: its bytes key the embedding cache.
+    pub source: Payload,
+}
+
+impl PayloadValue for DecodedPart {
+    fn key_parts(&self, part: &mut dyn FnMut(&[u8])) {
+        part(b"decoded part of");
+        part(self.source.modality().as_str().as_bytes());
+        self.source.key_parts(part);
+        part(&(self.range.start as u64).to_le_bytes());
+        part(&(self.range.end as u64).to_le_bytes());
+    }
+}
+
+/// An audio payload holding `range` of the samples of `audio`, decoded from `source`.
+pub fn decoded_payload(audio: Arc<DecodedAudio>, range: Range<usize>, source: Payload) -> Payload {
+    Payload::new(Modality::Audio, DecodedPart { audio, range, source })
+}
+
 fn check(section: &Section<'_>) -> Result<(), String> {
     parse_section::<AudioPreprocess>(section.preprocess)?.check()
 }
@@ -98,7 +129,13 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
     spec.check()?;
     let preprocessor = AudioPreprocessor::try_new(&spec, limits.get::<AudioLimits>())?;
     let shape = vec![spec.clips_per_input, 1, spec.num_mel_bins, spec.target_length];
-    Ok(Box::new(OneTensor::new(section.input, shape, preprocessor)))
+    Ok(Box::new(AudioPipeline { tensors: [TensorSpec::f32(section.input, shape)], preprocessor }))
+}
+
+/// The audio pipeline: encoded files, and audio other inputs decoded ([`DecodedPart`]).
+struct AudioPipeline {
+    tensors: [TensorSpec; 1],
+    preprocessor: AudioPreprocessor,
 }
 
 const EXTENSIONS: &[&str] = &["wav", "flac", "mp3", "ogg", "oga", "m4a", "mp4", "aac"];
@@ -114,13 +151,44 @@ fn from_proto(input: pb::input::Payload) -> Result<Payload, pb::input::Payload> 
     }
 }
 
-impl FillOne for AudioPreprocessor {
-    type Value = EncodedAudio;
-
-    fn fill(&self, audio: &EncodedAudio, out: &mut [f32]) -> Result<(), PreprocessError> {
-        let hint = (!audio.format_hint.is_empty()).then_some(audio.format_hint.as_str());
-        self.preprocess_into(&audio.data, hint, out).map_err(|e: AudioError| {
-            if e.is_input_error() { PreprocessError::input(e) } else { PreprocessError::Server(Box::new(e)) }
-        })
+impl Pipeline for AudioPipeline {
+    fn tensors(&self) -> &[TensorSpec] {
+        &self.tensors
     }
+
+    fn preprocess_into(
+        &self,
+        payload: &Payload,
+        slots: &mut [Slot<'_>],
+    ) -> Result<Observed, PreprocessError> {
+        let out = slot(slots, 0)?.f32()?;
+        let done = if let Some(part) = payload.value::<DecodedPart>() {
+            preprocess_part(&self.preprocessor, part, out)
+        } else {
+            let audio = payload.expect_value::<EncodedAudio>()?;
+            let hint = (!audio.format_hint.is_empty()).then_some(audio.format_hint.as_str());
+            self.preprocessor.preprocess_into(&audio.data, hint, out)
+        };
+        done.map_err(|e: AudioError| {
+            if e.is_input_error() { PreprocessError::input(e) } else { PreprocessError::Server(Box::new(e)) }
+        })?;
+        Ok(Observed::default())
+    }
+}
+
+/// The pipeline after decoding, on the samples of `part`.
+fn preprocess_part(p: &AudioPreprocessor, part: &DecodedPart, out: &mut [f32]) -> Result<(), AudioError> {
+    let (audio, range) = (&part.audio, part.range.clone());
+    if range.start == 0 && range.end == audio.frames() {
+        return p.preprocess_decoded_into(audio, out);
+    }
+    let channels = audio
+        .channels
+        .iter()
+        .map(|c| c.get(range.clone()).map(<[f32]>::to_vec))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| {
+            AudioError::Internal(format!("samples {range:?} of a track of {} asked for", audio.frames()))
+        })?;
+    p.preprocess_decoded_into(&DecodedAudio { sample_rate: audio.sample_rate, channels }, out)
 }

@@ -24,7 +24,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-pub use kind::{AudioPreprocess, EncodedAudio, KIND, payload};
+pub use kind::{AudioPreprocess, DecodedPart, EncodedAudio, KIND, decoded_payload, payload};
 
 use self::decode::DecodedAudio;
 use self::fbank::KaldiFbank;

@@ -3,10 +3,11 @@
 use serde::Deserialize;
 
 use super::{UNAVAILABLE, VideoError, VideoLimits, VideoPreprocessor};
+use crate::modality::audio::AudioLimits;
 use crate::modality::image::check_mean_std;
 use crate::modality::{
-    Argument, BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError,
-    Section, Slot, TensorSpec, limits_of, parse_section, slot,
+    Argument, BuildError, InputLimits, Kind, Observed, Part, Payload, PayloadValue, Pipeline,
+    PreprocessError, Section, Slot, TensorSpec, limits_of, parse_section, slot,
 };
 use crate::shared::{Modality, pb};
 
@@ -93,6 +94,8 @@ pub struct EncodedVideo {
     pub data: Vec<u8>,
     /// Format hint such as "mp4" (may be empty); the content decides.
     pub format_hint: String,
+    /// Embed the sound track too (with the model's audio pipeline).
+    pub with_audio: bool,
 }
 
 impl PayloadValue for EncodedVideo {
@@ -102,9 +105,9 @@ impl PayloadValue for EncodedVideo {
     }
 }
 
-/// A video payload.
-pub fn payload(data: Vec<u8>, format_hint: String) -> Payload {
-    Payload::new(Modality::Video, EncodedVideo { data, format_hint })
+/// A video payload; `with_audio` asks for the sound track's embedding too.
+pub fn payload(data: Vec<u8>, format_hint: String, with_audio: bool) -> Payload {
+    Payload::new(Modality::Video, EncodedVideo { data, format_hint, with_audio })
 }
 
 fn check(section: &Section<'_>) -> Result<(), String> {
@@ -116,13 +119,19 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
     spec.check()?;
     let preprocessor = VideoPreprocessor::new(&spec, limits.get::<VideoLimits>());
     let shape = vec![preprocessor.rows(), 3, spec.frames_per_clip, spec.crop, spec.crop];
-    Ok(Box::new(VideoPipeline { tensors: [TensorSpec::f32(section.input, shape)], preprocessor }))
+    Ok(Box::new(VideoPipeline {
+        tensors: [TensorSpec::f32(section.input, shape)],
+        preprocessor,
+        audio_limits: limits.get::<AudioLimits>(),
+    }))
 }
 
 /// The video pipeline: one tensor of all of a video's clips.
 struct VideoPipeline {
     tensors: [TensorSpec; 1],
     preprocessor: VideoPreprocessor,
+    /// Bounds the sound track (`with_audio`) as an audio file is bounded.
+    audio_limits: AudioLimits,
 }
 
 fn preprocess_error(e: VideoError) -> PreprocessError {
@@ -146,6 +155,27 @@ impl Pipeline for VideoPipeline {
         self.preprocessor.admit(&video.data).map_err(preprocess_error)
     }
 
+    fn splits(&self, payload: &Payload) -> bool {
+        payload.value::<EncodedVideo>().is_some_and(|v| v.with_audio)
+    }
+
+    /// The video itself, then its sound track (decoded here, handed to the audio pipeline).
+    fn split(&self, payload: &Payload) -> Result<Vec<Part>, PreprocessError> {
+        let video = payload.expect_value::<EncodedVideo>()?;
+        let mut parts = vec![Part::whole(payload.clone())];
+        if video.with_audio {
+            let track =
+                self.preprocessor.audio_track(&video.data, &self.audio_limits).map_err(preprocess_error)?;
+            let samples = track.frames();
+            parts.push(Part::whole(crate::modality::audio::decoded_payload(
+                std::sync::Arc::new(track),
+                0..samples,
+                payload.clone(),
+            )));
+        }
+        Ok(parts)
+    }
+
     fn preprocess_into(
         &self,
         payload: &Payload,
@@ -160,12 +190,16 @@ impl Pipeline for VideoPipeline {
 const EXTENSIONS: &[&str] = &["mp4", "mov", "m4v", "mkv", "webm", "avi"];
 
 fn inputs_from_file(bytes: Vec<u8>, extension: &str) -> Vec<pb::input::Payload> {
-    vec![pb::input::Payload::Video(pb::Video { data: bytes, format_hint: extension.to_string() })]
+    vec![pb::input::Payload::Video(pb::Video {
+        data: bytes,
+        format_hint: extension.to_string(),
+        ..Default::default()
+    })]
 }
 
 fn from_proto(input: pb::input::Payload) -> Result<Payload, pb::input::Payload> {
     match input {
-        pb::input::Payload::Video(v) => Ok(payload(v.data, v.format_hint)),
+        pb::input::Payload::Video(v) => Ok(payload(v.data, v.format_hint, v.with_audio)),
         other => Err(other),
     }
 }

@@ -26,6 +26,8 @@
 //! unimplemented with what to install.
 
 #[cfg(feature = "video")]
+pub mod audio_track;
+#[cfg(feature = "video")]
 pub mod decode;
 mod examples;
 mod kind;
@@ -102,6 +104,20 @@ pub enum VideoError {
     /// The container holds no video stream.
     #[error("the file contains no video stream")]
     NoVideoStream,
+    /// The sound track was asked for (`with_audio`), and the file has none.
+    #[error("the video has no audio track (with_audio asks for its embedding)")]
+    NoAudioTrack,
+    /// The sound track's codec has no decoder here.
+    #[error("unsupported audio codec in the video: {0}")]
+    UnsupportedAudioCodec(String),
+    /// The sound track is longer than the audio limit.
+    #[error("the video's audio track is longer than the audio limit of {max} s (at least {seconds:.1} s)")]
+    AudioTrackTooLong {
+        /// Duration decoded so far, in seconds.
+        seconds: f64,
+        /// Configured limit (`--max-audio-seconds`), in seconds.
+        max: f64,
+    },
     /// The video stream's codec has no decoder here.
     #[error("unsupported video codec: {0}")]
     UnsupportedCodec(String),
@@ -249,6 +265,28 @@ impl VideoPreprocessor {
             transform.clip_into(&clip, slot)?;
         }
         Ok(())
+    }
+
+    /// The sound track of the video in `bytes`, decoded as the audio path decodes a file.
+    #[cfg(feature = "video")]
+    pub fn audio_track(
+        &self,
+        bytes: &[u8],
+        audio_limits: &crate::modality::audio::AudioLimits,
+    ) -> Result<crate::modality::audio::decode::DecodedAudio, VideoError> {
+        self.admit(bytes)?;
+        audio_track::decode_audio_track(bytes, &self.limits, audio_limits)
+    }
+
+    /// Without the `video` feature there is no decoder.
+    #[cfg(not(feature = "video"))]
+    pub fn audio_track(
+        &self,
+        bytes: &[u8],
+        audio_limits: &crate::modality::audio::AudioLimits,
+    ) -> Result<crate::modality::audio::decode::DecodedAudio, VideoError> {
+        let _ = (bytes, audio_limits);
+        Err(VideoError::Internal(UNAVAILABLE.into()))
     }
 
     /// Without the `video` feature there is no decoder: every video is refused (the pipeline's
