@@ -177,6 +177,7 @@ async fn embed_inner(
                     scale: packed.scale,
                     dimension,
                     encoding: convert::encoding_to_pb(encoding) as i32,
+                    span: e.span.map(|s| pb::Span { start_seconds: s.start, end_seconds: s.end }),
                 }
             })
             .collect(),

@@ -12,6 +12,7 @@ pub mod imu;
 pub mod npy;
 mod pipeline;
 pub mod point_cloud;
+pub mod segments;
 pub mod text;
 pub mod thermal;
 pub mod video;

@@ -38,6 +38,7 @@ mod media_url;
 mod overload;
 mod panic_guard;
 mod point_cloud_pipeline;
+mod segments;
 mod shutdown;
 mod similarity;
 mod startup;

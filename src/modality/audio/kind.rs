@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::decode::DecodedAudio;
+use super::decode::{self, DecodedAudio};
 use super::{AudioError, AudioLimits, AudioPreprocessor};
+use crate::modality::segments::{Segments, sample_range};
 use crate::modality::{
-    Argument, BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError,
-    Section, Slot, TensorSpec, limits_of, parse_section, slot,
+    Argument, BuildError, InputLimits, Kind, Observed, Part, Payload, PayloadValue, Pipeline,
+    PreprocessError, Section, Slot, TensorSpec, limits_of, parse_section, slot,
 };
 use crate::shared::{Modality, pb};
 
@@ -79,6 +80,10 @@ pub struct EncodedAudio {
     pub data: Vec<u8>,
     /// Format hint such as "wav" (may be empty); the content decides.
     pub format_hint: String,
+    /// Segment mode's window length in seconds (0: the whole file).
+    pub segment_seconds: f32,
+    /// Segment mode's hop in seconds (0: the window length).
+    pub hop_seconds: f32,
 }
 
 impl PayloadValue for EncodedAudio {
@@ -90,7 +95,7 @@ impl PayloadValue for EncodedAudio {
 
 /// An audio payload.
 pub fn payload(data: Vec<u8>, format_hint: String) -> Payload {
-    Payload::new(Modality::Audio, EncodedAudio { data, format_hint })
+    Payload::new(Modality::Audio, EncodedAudio { data, format_hint, segment_seconds: 0.0, hop_seconds: 0.0 })
 }
 
 /// Audio another input already decoded (a video's sound track), or a range of its samples: the
@@ -129,24 +134,42 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
     spec.check()?;
     let preprocessor = AudioPreprocessor::try_new(&spec, limits.get::<AudioLimits>())?;
     let shape = vec![spec.clips_per_input, 1, spec.num_mel_bins, spec.target_length];
-    Ok(Box::new(AudioPipeline { tensors: [TensorSpec::f32(section.input, shape)], preprocessor }))
+    let limits = limits.get::<AudioLimits>();
+    Ok(Box::new(AudioPipeline { tensors: [TensorSpec::f32(section.input, shape)], preprocessor, limits }))
 }
 
 /// The audio pipeline: encoded files, and audio other inputs decoded ([`DecodedPart`]).
 struct AudioPipeline {
     tensors: [TensorSpec; 1],
     preprocessor: AudioPreprocessor,
+    limits: AudioLimits,
+}
+
+fn preprocess_error(e: AudioError) -> PreprocessError {
+    if e.is_input_error() { PreprocessError::input(e) } else { PreprocessError::Server(Box::new(e)) }
 }
 
 const EXTENSIONS: &[&str] = &["wav", "flac", "mp3", "ogg", "oga", "m4a", "mp4", "aac"];
 
 fn inputs_from_file(bytes: Vec<u8>, extension: &str) -> Vec<pb::input::Payload> {
-    vec![pb::input::Payload::Audio(pb::Audio { data: bytes, format_hint: extension.to_string() })]
+    vec![pb::input::Payload::Audio(pb::Audio {
+        data: bytes,
+        format_hint: extension.to_string(),
+        ..Default::default()
+    })]
 }
 
 fn from_proto(input: pb::input::Payload) -> Result<Payload, pb::input::Payload> {
     match input {
-        pb::input::Payload::Audio(audio) => Ok(payload(audio.data, audio.format_hint)),
+        pb::input::Payload::Audio(audio) => Ok(Payload::new(
+            Modality::Audio,
+            EncodedAudio {
+                data: audio.data,
+                format_hint: audio.format_hint,
+                segment_seconds: audio.segment_seconds,
+                hop_seconds: audio.hop_seconds,
+            },
+        )),
         other => Err(other),
     }
 }
@@ -154,6 +177,47 @@ fn from_proto(input: pb::input::Payload) -> Result<Payload, pb::input::Payload> 
 impl Pipeline for AudioPipeline {
     fn tensors(&self) -> &[TensorSpec] {
         &self.tensors
+    }
+
+    fn admit(&self, payload: &Payload) -> Result<(), PreprocessError> {
+        if let Some(audio) = payload.value::<EncodedAudio>() {
+            Segments::of(audio.segment_seconds, audio.hop_seconds).map_err(PreprocessError::input)?;
+        }
+        Ok(())
+    }
+
+    fn splits(&self, payload: &Payload) -> bool {
+        payload.value::<EncodedAudio>().is_some_and(|a| a.segment_seconds > 0.0)
+    }
+
+    /// Segment mode: the file decoded once, then one part per window of its samples (cut at
+    /// the file's own rate, before resampling, so each window is what a file of just those
+    /// samples would decode to).
+    fn split(&self, payload: &Payload) -> Result<Vec<Part>, PreprocessError> {
+        let audio = payload.expect_value::<EncodedAudio>()?;
+        let Some(segments) =
+            Segments::of(audio.segment_seconds, audio.hop_seconds).map_err(PreprocessError::input)?
+        else {
+            return Ok(vec![Part::whole(payload.clone())]);
+        };
+        let hint = (!audio.format_hint.is_empty()).then_some(audio.format_hint.as_str());
+        let decoded = decode::decode(&audio.data, hint, &self.limits).map_err(preprocess_error)?;
+        let (rate, total) = (decoded.sample_rate, decoded.frames());
+        let windows = segments
+            .windows(total as f64 / f64::from(rate), self.limits.max_segments)
+            .map_err(PreprocessError::input)?;
+        let decoded = Arc::new(decoded);
+        Ok(windows
+            .into_iter()
+            .map(|span| Part {
+                payload: decoded_payload(
+                    Arc::clone(&decoded),
+                    sample_range(span, rate, total),
+                    payload.clone(),
+                ),
+                span: Some(span),
+            })
+            .collect())
     }
 
     fn preprocess_into(
@@ -169,9 +233,7 @@ impl Pipeline for AudioPipeline {
             let hint = (!audio.format_hint.is_empty()).then_some(audio.format_hint.as_str());
             self.preprocessor.preprocess_into(&audio.data, hint, out)
         };
-        done.map_err(|e: AudioError| {
-            if e.is_input_error() { PreprocessError::input(e) } else { PreprocessError::Server(Box::new(e)) }
-        })?;
+        done.map_err(preprocess_error)?;
         Ok(Observed::default())
     }
 }

@@ -534,8 +534,10 @@ pub fn fuzz_demux(data: &[u8]) {
         max_pixels: 1 << 20,
         max_decoded_frames: 200,
         max_decode_ms: 2000,
+        max_segments: 1,
     };
-    let audio = crate::modality::audio::AudioLimits { max_bytes: 1 << 20, max_duration_secs: 60.0 };
+    let audio =
+        crate::modality::audio::AudioLimits { max_bytes: 1 << 20, max_duration_secs: 60.0, max_segments: 1 };
     if let Ok(track) = super::audio_track::decode_audio_track(data, &limits, &audio) {
         let n = track.frames();
         assert!(track.channels.iter().all(|c| c.len() == n), "channels of different lengths");

@@ -1,0 +1,134 @@
+//! Segment mode: a long video or audio file embedded per time window. Each window's embedding
+//! matches the reference pipeline run on that window alone (goldens from
+//! `tools/make_segment_fixtures.py`: the reference's own clip sampler over the window for video,
+//! the WAV's samples cut at the window for audio), and the reply says which window it covers.
+
+use bindery::api::pb;
+#[cfg(feature = "video")]
+use serde::Deserialize;
+use tonic::Code;
+
+use crate::common::*;
+
+const VIDEO: Fixtures = Fixtures("video");
+
+#[cfg(feature = "video")]
+#[derive(Deserialize)]
+struct Case {
+    file: String,
+    modality: String,
+    segment_seconds: f32,
+    hop_seconds: f32,
+    windows: Vec<(f64, f64)>,
+    embeddings: Vec<Vec<f32>>,
+}
+
+#[cfg(feature = "video")]
+#[derive(Deserialize)]
+struct Cases {
+    cases: Vec<Case>,
+}
+
+fn segmented(id: &str, modality: &str, data: Vec<u8>, segment_seconds: f32, hop_seconds: f32) -> pb::Input {
+    let payload = match modality {
+        "video" => {
+            pb::input::Payload::Video(pb::Video { data, segment_seconds, hop_seconds, ..Default::default() })
+        }
+        _ => {
+            pb::input::Payload::Audio(pb::Audio { data, segment_seconds, hop_seconds, ..Default::default() })
+        }
+    };
+    pb::Input { id: id.into(), payload: Some(payload) }
+}
+
+#[cfg(feature = "video")]
+#[tokio::test]
+async fn every_segment_matches_the_reference_on_its_window() {
+    let cases: Cases = VIDEO.json("segments.json");
+    assert!(
+        cases.cases.iter().any(|c| c.modality == "video")
+            && cases.cases.iter().any(|c| c.modality == "audio")
+    );
+    let mut server = start_fixture().await;
+    for case in &cases.cases {
+        let what = format!("{} in {} s every {} s", case.file, case.segment_seconds, case.hop_seconds);
+        let input = segmented(
+            &case.file,
+            &case.modality,
+            VIDEO.read(&case.file),
+            case.segment_seconds,
+            case.hop_seconds,
+        );
+        let reply = server.client.embed(uncached(vec![input, text("after", "a caption")])).await;
+        let reply = reply.unwrap_or_else(|e| panic!("{what}: {e}")).into_inner();
+        let (segments, rest) = reply.embeddings.split_at(case.windows.len());
+        assert_eq!(rest.len(), 1, "{what}: one embedding per window, then the next input's");
+        assert_eq!(rest[0].id, "after");
+        assert!(rest[0].span.is_none(), "a whole input has no span");
+        for ((e, &(start, end)), want) in segments.iter().zip(&case.windows).zip(&case.embeddings) {
+            assert_eq!(e.id, case.file);
+            assert_eq!(
+                pb::Modality::try_from(e.modality).map(|m| m.as_str_name()).unwrap_or_default(),
+                format!("MODALITY_{}", case.modality.to_uppercase())
+            );
+            let span = e.span.as_ref().unwrap_or_else(|| panic!("{what}: no span"));
+            assert!(
+                (span.start_seconds - start).abs() < 1e-9 && (span.end_seconds - end).abs() < 1e-9,
+                "{what}: span {span:?}, reference window {start}..{end}"
+            );
+            let c = cosine(&e.vector, want);
+            eprintln!("{what}, {start}..{end} s: cosine {c:.9}");
+            assert!(c >= 0.9999, "{what}, {start}..{end} s: cosine {c}");
+        }
+    }
+}
+
+#[cfg(feature = "video")]
+#[tokio::test]
+async fn a_video_segment_with_its_sound_track_gives_both_per_window() {
+    let file = "tracks/aac.mp4";
+    let mut input = segmented(file, "video", VIDEO.read(file), 1.0, 0.0);
+    if let Some(pb::input::Payload::Video(v)) = &mut input.payload {
+        v.with_audio = true;
+    }
+    let mut server = start_fixture().await;
+    let reply = server.client.embed(uncached(vec![input])).await.expect("embed").into_inner();
+    let got: Vec<(i32, f64, f64)> = reply
+        .embeddings
+        .iter()
+        .map(|e| {
+            e.span.as_ref().map_or((e.modality, -1.0, -1.0), |s| (e.modality, s.start_seconds, s.end_seconds))
+        })
+        .collect();
+    let (v, a) = (pb::Modality::Video as i32, pb::Modality::Audio as i32);
+    // 2.5 s of video at 10 fps: windows of 1 s, the last one half a second.
+    assert_eq!(
+        got,
+        [(v, 0.0, 1.0), (a, 0.0, 1.0), (v, 1.0, 2.0), (a, 1.0, 2.0), (v, 2.0, 2.5), (a, 2.0, 2.5)]
+    );
+}
+
+#[tokio::test]
+async fn bad_segments_are_refused_naming_the_input() {
+    use bindery::modality::audio::AudioLimits;
+    let wav = VIDEO.read("segments/long.wav");
+    let mut options = fixture_options();
+    options.limits.inputs.update(|l: &mut AudioLimits| l.max_segments = 4);
+    let mut server = start(options).await;
+    let bad = [
+        (segmented("negative", "audio", wav.clone(), -1.0, 0.0), "segment_seconds is -1"),
+        (segmented("hop_only", "audio", wav.clone(), 0.0, 1.0), "hop_seconds is set without segment_seconds"),
+        (
+            segmented("many", "audio", wav.clone(), 1.0, 0.0),
+            "6.0 s in segments of 1 s every 1 s is 6 segments, more than the limit of 4",
+        ),
+    ];
+    for (input, part) in bad {
+        let id = input.id.clone();
+        let status = server.client.embed(uncached(vec![input])).await;
+        assert_refused(status, Code::InvalidArgument, &[&format!("input \"{id}\" (audio)"), part]);
+    }
+    // Within the limit it goes through.
+    let ok = server.client.embed(uncached(vec![segmented("ok", "audio", wav, 2.0, 0.0)])).await;
+    assert_eq!(ok.expect("embed").into_inner().embeddings.len(), 3);
+}
