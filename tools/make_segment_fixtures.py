@@ -8,6 +8,9 @@ Writes, under ``tests/fixtures/video/segments``:
 
 * ``long.mp4``: 11.5 s of FFmpeg's ``testsrc2`` (H.264, 10 fps, 64x48);
 * ``long.wav``: 6 s of 16-bit stereo PCM at 22.05 kHz (a sweep, a tone and noise);
+* ``ten_minutes.mp4``: 10 minutes at 1 fps, 32x24, black but for FFmpeg's ``testsrc2`` from 5:00
+  to 5:30 (the moment a collection search must find), and ``moment.mp4``: 4 s of that pattern
+  alone (the query). Tiny on purpose (about 20 KB); no goldens.
 * ``segments.json``: per file and per (``segment_seconds``, ``hop_seconds``), the windows
   (bindery's rule: window ``k`` starts at ``k * hop``, ends ``segment`` later or at the end, and
   the windows stop after the first that reaches the end) and each window's reference embedding
@@ -104,8 +107,22 @@ def audio_window_embedding(tower: torch.nn.Module, samples: np.ndarray, a: int, 
         return [float(v) for v in tower(t.unsqueeze(0))[0]]
 
 
+def _moment_videos() -> None:
+    common = ["-c:v", "libx264", "-preset", "medium", "-crf", "28", "-g", "10", *video_fx._BITEXACT]
+    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+           "-f", "lavfi", "-i", "color=c=black:s=32x24:r=1:d=300",
+           "-f", "lavfi", "-i", "testsrc2=s=32x24:r=1:d=30",
+           "-f", "lavfi", "-i", "color=c=black:s=32x24:r=1:d=270",
+           "-filter_complex", "[0][1][2]concat=n=3:v=1:a=0,format=yuv420p", *common, str(OUT / "ten_minutes.mp4")]
+    subprocess.run(cmd, check=True)
+    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+           "testsrc2=s=32x24:r=1:d=4", "-vf", "format=yuv420p", *common, str(OUT / "moment.mp4")]
+    subprocess.run(cmd, check=True)
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
+    _moment_videos()
     model = ref.build_fixture_model()
     video = OUT / "long.mp4"
     cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *VIDEO_ARGS, *video_fx._BITEXACT, str(video)]

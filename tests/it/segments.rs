@@ -132,3 +132,64 @@ async fn bad_segments_are_refused_naming_the_input() {
     let ok = server.client.embed(uncached(vec![segmented("ok", "audio", wav, 2.0, 0.0)])).await;
     assert_eq!(ok.expect("embed").into_inner().embeddings.len(), 3);
 }
+
+/// A 10-minute video stored per 30 s window: one item per window, its metadata naming the
+/// source and the window, and a query vector of the moment (4 s of the pattern shown from 5:00
+/// to 5:30, embedded on its own) finds that window first.
+#[cfg(feature = "video")]
+#[tokio::test]
+async fn a_collection_of_a_long_videos_segments_finds_the_moment() {
+    use std::collections::HashMap;
+    let mut server = start_fixture().await;
+    let query = server
+        .client
+        .embed(request(vec![segmented("q", "video", VIDEO.read("segments/moment.mp4"), 0.0, 0.0)]))
+        .await
+        .expect("embed the moment")
+        .into_inner()
+        .embeddings
+        .remove(0)
+        .vector;
+    let mut c = collections_client(&server);
+    c.create_collection(pb::CreateCollectionRequest { name: "moments".into(), ..Default::default() })
+        .await
+        .expect("create");
+    let item = pb::Item {
+        id: "talk".into(),
+        source: Some(pb::item::Source::Input(segmented(
+            "talk",
+            "video",
+            VIDEO.read("segments/ten_minutes.mp4"),
+            30.0,
+            0.0,
+        ))),
+        metadata: HashMap::from([("speaker".to_string(), "nobody".to_string())]),
+        modality: 0,
+    };
+    let upserted = c
+        .upsert(pb::UpsertRequest { collection: "moments".into(), items: vec![item] })
+        .await
+        .expect("upsert")
+        .into_inner();
+    assert_eq!(upserted.upserted, 20, "600 s in windows of 30 s");
+    let hits = c
+        .search(pb::SearchRequest {
+            collection: "moments".into(),
+            query: Some(pb::search_request::Query::Vector(pb::Vector { values: query })),
+            top_k: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("search")
+        .into_inner()
+        .hits;
+    let best = &hits[0];
+    assert_eq!(best.id, "talk#10", "hits: {hits:?}");
+    assert_eq!(best.modality, pb::Modality::Video as i32);
+    let meta = |k: &str| best.metadata.get(k).map(String::as_str);
+    assert_eq!(
+        (meta("source_id"), meta("start_seconds"), meta("end_seconds"), meta("speaker")),
+        (Some("talk"), Some("300"), Some("330"), Some("nobody"))
+    );
+    assert!(best.score > hits[1].score + 0.01, "the moment stands out: {hits:?}");
+}
