@@ -133,6 +133,44 @@ pub struct Embedded {
     pub cache_hits: usize,
 }
 
+/// A request's inputs, admitted and split into the parts they are embedded as
+/// ([`Engine::prepare`]).
+pub struct Prepared {
+    model: Arc<LoadedModel>,
+    /// (input position, part, the input's time range it covers), in reply order.
+    parts: Vec<(usize, Item, Option<Span>)>,
+    split: bool,
+}
+
+impl Prepared {
+    /// Parts left to embed.
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// True when no part is left.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Whether some input was split into parts (so there may be more parts than inputs).
+    pub fn was_split(&self) -> bool {
+        self.split
+    }
+
+    /// The model that serves the request.
+    pub fn model(&self) -> &Arc<LoadedModel> {
+        &self.model
+    }
+
+    /// Takes the first `n` parts (fewer when fewer are left) as a request of their own.
+    pub fn take(&mut self, n: usize) -> Prepared {
+        let rest = self.parts.split_off(n.min(self.parts.len()));
+        let first = std::mem::replace(&mut self.parts, rest);
+        Prepared { model: Arc::clone(&self.model), parts: first, split: self.split }
+    }
+}
+
 /// Health of one encoder.
 #[derive(Debug, Clone)]
 pub struct EncoderHealth {
@@ -376,6 +414,19 @@ impl Engine {
         items: Vec<Item>,
         options: EmbedOptions,
     ) -> Result<Embedded, EngineError> {
+        let prepared = self.prepare(model, items, options).await?;
+        self.embed_prepared(prepared, options).await
+    }
+
+    /// The first half of [`Engine::embed`]: resolves the model, admits every input and splits
+    /// those that ask for several embeddings into their parts. [`Engine::embed_prepared`] then
+    /// embeds them, all at once or a chunk at a time ([`Prepared::take`]).
+    pub async fn prepare(
+        &self,
+        model: &str,
+        items: Vec<Item>,
+        options: EmbedOptions,
+    ) -> Result<Prepared, EngineError> {
         let model = self.registry.resolve(model)?;
         if items.is_empty() {
             return Err(EngineError::NoInputs);
@@ -389,7 +440,25 @@ impl Engine {
         if options.deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(EngineError::DeadlineExceeded { stage: "before admission" });
         }
+        let count = items.len();
         let parts = self.split(&model, items, options.split).await?;
+        Ok(Prepared { split: parts.len() != count || parts.iter().any(|p| p.2.is_some()), model, parts })
+    }
+
+    /// Embeds prepared parts (the second half of [`Engine::embed`]), one [`ItemEmbedding`] per
+    /// part in order.
+    pub async fn embed_prepared(
+        &self,
+        prepared: Prepared,
+        options: EmbedOptions,
+    ) -> Result<Embedded, EngineError> {
+        let Prepared { model, parts, .. } = prepared;
+        if parts.is_empty() {
+            return Err(EngineError::NoInputs);
+        }
+        if options.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(EngineError::DeadlineExceeded { stage: "before admission" });
+        }
         // Group by modality, remembering each part's position so the reply keeps request order.
         let mut groups: Vec<(Modality, Vec<usize>, Vec<Item>)> = Vec::new();
         let mut sources: Vec<(usize, Option<Span>)> = Vec::with_capacity(parts.len());

@@ -193,3 +193,45 @@ async fn a_collection_of_a_long_videos_segments_finds_the_moment() {
     );
     assert!(best.score > hits[1].score + 0.01, "the moment stands out: {hits:?}");
 }
+
+/// EmbedStream answers a message of a long file in segment mode a few windows per reply, in
+/// order, `more` on all but the last, then goes on with the next message; the windows equal the
+/// unary reply's.
+#[tokio::test]
+async fn embed_stream_sends_a_long_files_windows_as_they_are_done() {
+    use futures::StreamExt;
+    let wav = VIDEO.read("segments/long.wav");
+    let mut server = start_fixture().await;
+    let messages = vec![
+        uncached(vec![segmented("long", "audio", wav.clone(), 0.5, 0.0), text("caption", "a tone")]),
+        uncached(vec![text("next", "the next message")]),
+    ];
+    let replies: Vec<pb::EmbedResponse> = server
+        .client
+        .embed_stream(futures::stream::iter(messages))
+        .await
+        .expect("stream")
+        .into_inner()
+        .map(|r| r.expect("reply"))
+        .collect()
+        .await;
+    let sizes: Vec<(usize, bool)> = replies.iter().map(|r| (r.embeddings.len(), r.more)).collect();
+    // 6 s in windows of 0.5 s: 12 windows and the caption, 8 per reply; then the next message.
+    assert_eq!(sizes, [(8, true), (5, false), (1, false)]);
+    let streamed: Vec<&pb::Embedding> = replies[..2].iter().flat_map(|r| &r.embeddings).collect();
+    assert_eq!(replies[2].embeddings[0].id, "next");
+    let unary = server
+        .client
+        .embed(uncached(vec![segmented("long", "audio", wav, 0.5, 0.0), text("caption", "a tone")]))
+        .await
+        .expect("unary")
+        .into_inner()
+        .embeddings;
+    assert_eq!(streamed.len(), unary.len());
+    for (k, (s, u)) in streamed.iter().zip(&unary).enumerate() {
+        assert_eq!((&s.id, &s.span), (&u.id, &u.span), "embedding {k}");
+        assert!(cosine(&s.vector, &u.vector) > 0.999_999, "embedding {k}");
+    }
+    let last = streamed[11].span.as_ref().expect("a window");
+    assert_eq!((last.start_seconds, last.end_seconds), (5.5, 6.0));
+}
