@@ -625,6 +625,13 @@ impl Engine {
                 out.push((position, part, span));
             }
         }
+        // The parts are the request's work and its reply: bounded as its inputs are.
+        check_count(
+            "embeddings to make (its inputs' segments and sound tracks)",
+            out.len(),
+            self.limits.max_items_per_request,
+        )
+        .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
         Ok(out)
     }
 

@@ -114,6 +114,7 @@ async fn bad_segments_are_refused_naming_the_input() {
     let wav = VIDEO.read("segments/long.wav");
     let mut options = fixture_options();
     options.limits.inputs.update(|l: &mut AudioLimits| l.max_segments = 4);
+    options.limits.max_items_per_request = 5;
     let mut server = start(options).await;
     let bad = [
         (segmented("negative", "audio", wav.clone(), -1.0, 0.0), "segment_seconds is -1"),
@@ -128,7 +129,16 @@ async fn bad_segments_are_refused_naming_the_input() {
         let status = server.client.embed(uncached(vec![input])).await;
         assert_refused(status, Code::InvalidArgument, &[&format!("input \"{id}\" (audio)"), part]);
     }
-    // Within the limit it goes through.
+    // The windows of all inputs count against the request's limit.
+    let two =
+        vec![segmented("a", "audio", wav.clone(), 2.0, 0.0), segmented("b", "audio", wav.clone(), 2.0, 0.0)];
+    let status = server.client.embed(uncached(two)).await;
+    assert_refused(
+        status,
+        Code::InvalidArgument,
+        &["request has 6 embeddings to make", "more than the limit of 5"],
+    );
+    // Within the limits it goes through.
     let ok = server.client.embed(uncached(vec![segmented("ok", "audio", wav, 2.0, 0.0)])).await;
     assert_eq!(ok.expect("embed").into_inner().embeddings.len(), 3);
 }
