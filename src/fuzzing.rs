@@ -121,8 +121,11 @@ pub fn audio(data: &[u8]) {
     static PRE: OnceLock<AudioPreprocessor> = OnceLock::new();
     let pre = PRE.get_or_init(|| {
         let spec: AudioPreprocess = fixture_section(Modality::Audio);
-        AudioPreprocessor::try_new(&spec, AudioLimits { max_bytes: 16 << 20, max_duration_secs: 60.0 })
-            .expect("fixture audio settings")
+        AudioPreprocessor::try_new(
+            &spec,
+            AudioLimits { max_bytes: 16 << 20, max_duration_secs: 60.0, ..AudioLimits::default() },
+        )
+        .expect("fixture audio settings")
     });
     let mut out = vec![0f32; pre.tensor_len()];
     let _ = pre.preprocess_into(data, None, &mut out);

@@ -12,6 +12,10 @@ Writes, under ``tests/fixtures/video``:
   portrait, odd dimensions, 1 s long (shorter than one clip), variable frame rate,
   and one with an AAC audio track. Short and small on purpose (tens of KB each).
 * ``bad/*``: a container declaring 10 hours, and an AVI whose codec tag names no codec.
+* ``tracks/*``: videos with sound tracks of several codecs and sample formats, and each track
+  extracted by the ``ffmpeg`` command line to WAV (``-vn``, 32-bit float where the decoder gives
+  float, so nothing is rounded; 16-bit where the track is 16-bit PCM). A video's ``with_audio``
+  embedding must equal the audio path's embedding of its WAV. No reference model is involved.
 * ``cases.json``: per file, the reference ``imagebind.data.load_and_transform_video_data``
   (pytorchvideo ``EncodedVideo`` with the ``decord`` decoder, as the reference asks; decord 0.6.0
   bundles its own FFmpeg 4) through the fixture model's vision tower: the model's raw output
@@ -83,6 +87,47 @@ BAD: dict[str, list[str]] = {
        "-c:v", "mjpeg", "-q:v", "20"],
     "mjpeg.avi": _src(64, 48, 1, rate=5) + ["-c:v", "mjpeg", "-q:v", "20"],
 }
+
+
+#: Videos with sound (``tracks/``): name -> (ffmpeg arguments, WAV codec of the extraction).
+TRACKS: dict[str, tuple[list[str], str]] = {
+    # AAC (float planar out of the decoder), 44.1 kHz mono, with the MP4 edit list's priming.
+    "aac.mp4": (
+        _src(64, 48, 2.5)
+        + ["-f", "lavfi", "-i", "aevalsrc=0.5*sin(2*PI*(200+300*t)*t)+0.1*sin(2*PI*1234*t):s=44100:d=2.5"]
+        + _X264 + ["-c:a", "aac", "-b:a", "64k", "-shortest"],
+        "pcm_f32le",
+    ),
+    # 16-bit PCM (converted to float by swresample), 22.05 kHz stereo, in Matroska.
+    "pcm_stereo.mkv": (
+        _src(64, 48, 1.5)
+        + ["-f", "lavfi", "-i",
+           "aevalsrc=0.4*sin(2*PI*(300+200*t)*t)|0.3*sin(2*PI*523*t)+0.05*sin(2*PI*3000*t):s=22050:d=1.5"]
+        + ["-c:v", "ffv1", "-pix_fmt", "yuv420p", "-g", "10", "-c:a", "pcm_s16le", "-shortest"],
+        "pcm_s16le",
+    ),
+    # Opus (48 kHz, the pre-skip dropped by the decoder) in WebM, mono.
+    "opus.webm": (
+        _src(64, 48, 1.5)
+        + ["-f", "lavfi", "-i", "aevalsrc=0.5*sin(2*PI*(440+100*sin(2*PI*t))*t):s=48000:d=1.5"]
+        + ["-c:v", "libvpx", "-b:v", "50k", "-g", "10", "-c:a", "libopus", "-b:a", "32k", "-shortest"],
+        "pcm_f32le",
+    ),
+}
+
+
+def _tracks(out: Path) -> None:
+    tracks = out / "tracks"
+    tracks.mkdir(parents=True, exist_ok=True)
+    for name, (args, wav_codec) in TRACKS.items():
+        video = tracks / name
+        cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args, *_BITEXACT, str(video)]
+        subprocess.run(cmd, check=True)
+        wav = tracks / (Path(name).stem + ".wav")
+        cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(video), "-vn", "-map", "0:a:0",
+               "-c:a", wav_codec, "-fflags", "+bitexact", "-map_metadata", "-1", str(wav)]
+        subprocess.run(cmd, check=True)
+        print(f"tracks/{name}: {video.stat().st_size} bytes, {wav.name}: {wav.stat().st_size} bytes")
 
 
 def _patched_avi(avi: bytes) -> dict[str, bytes]:
@@ -177,12 +222,15 @@ def generate(root: Path, model_dir: Path) -> None:
         rows.append(row)
     (out / "cases.json").write_text(json.dumps({"cases": rows}, indent=1) + "\n")
     _bad(out)
+    _tracks(out)
 
 
 def _owned(root: Path) -> set[str]:
     out = root / "video"
     names = {f"video/cases/{n}" for n in CASES}
     names |= {f"video/bad/{n}" for n in ("ten_hours.mkv", "unknown_codec.avi")}
+    names |= {f"video/tracks/{n}" for n in TRACKS}
+    names |= {f"video/tracks/{Path(n).stem}.wav" for n in TRACKS}
     return names | ({"video/cases.json"} if (out / "cases.json").exists() else set())
 
 
@@ -191,7 +239,11 @@ def main() -> None:
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT.parent, help="fixtures root")
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--tracks-only", action="store_true", help="only (re)write tracks/")
     args = parser.parse_args()
+    if args.tracks_only:
+        _tracks(args.out / "video")
+        return
     if args.check:
         raise SystemExit(goldens.check_regenerated(args.out, args.model_dir, generate, _owned))
     generate(args.out, args.model_dir)

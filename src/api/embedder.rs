@@ -12,7 +12,7 @@ use tracing::Instrument;
 use super::media_url::MediaFetcher;
 use super::pb::embedder_server::Embedder;
 use super::{StreamBudget, convert, fetch, pb, similarity, status};
-use crate::engine::{EmbedOptions, Embedded, Engine, EngineError, StageTimes};
+use crate::engine::{EmbedOptions, Embedded, Engine, EngineError, ItemEmbedding, StageTimes};
 use crate::metrics::{EncoderLabels, StatusLabels};
 use crate::service::Similarity;
 use crate::service::compact::{self, Encoding};
@@ -21,6 +21,13 @@ use crate::shared::Modality;
 /// How many stream requests may be in flight (embedding) at once per `EmbedStream` call; the
 /// stream stops reading from the client while they are, which is its flow control.
 const STREAM_IN_FLIGHT: usize = 4;
+
+/// Embeddings per `EmbedStream` reply when a message's inputs ask for more than one each
+/// (segment mode): a long file's windows come back as they are done.
+const STREAM_CHUNK: usize = 8;
+
+/// Chunks of one message embedding at once, so the next chunk is under way while one is sent.
+const STREAM_CHUNKS_IN_FLIGHT: usize = 2;
 
 /// Implementation of the Embedder service over an [`Engine`].
 #[derive(Clone)]
@@ -80,15 +87,15 @@ async fn embed(
 
 /// Counts a request in the metrics when it ends, including when its future is dropped because
 /// the client went away (counted as `cancelled`).
-struct RequestRecord<'a> {
-    engine: &'a Engine,
+struct RequestRecord<E: std::ops::Deref<Target = Engine>> {
+    engine: E,
     model: String,
     modalities: Vec<&'static str>,
     started: Instant,
     code: Option<tonic::Code>,
 }
 
-impl Drop for RequestRecord<'_> {
+impl<E: std::ops::Deref<Target = Engine>> Drop for RequestRecord<E> {
     fn drop(&mut self) {
         let code = self.code.unwrap_or(tonic::Code::Cancelled);
         let metrics = self.engine.metrics();
@@ -134,15 +141,23 @@ fn request_modalities(inputs: &[pb::Input]) -> Vec<&'static str> {
     seen
 }
 
-async fn embed_inner(
+/// What a request asks of its reply, besides the inputs.
+#[derive(Clone, Copy)]
+struct ReplyFormat {
+    encoding: Encoding,
+    dimensions: Option<usize>,
+    normalize: bool,
+}
+
+/// The request's inputs, options and reply format, checked before any embedding is done.
+fn parse(
     engine: &Engine,
     request: pb::EmbedRequest,
     deadline: Option<Instant>,
-) -> Result<(pb::EmbedResponse, Served), EngineError> {
+) -> Result<(String, Vec<crate::engine::Item>, EmbedOptions, ReplyFormat), EngineError> {
     let items = convert::items_with(request.inputs, convert::over_context(request.text_truncation)?)?;
     let encoding = convert::encoding(request.encoding)?;
     let normalize = request.normalize.unwrap_or(true);
-    // Checked before any embedding is done.
     let dimensions = match request.dimensions.filter(|d| *d > 0) {
         Some(d) => {
             let model = engine.registry().resolve(&request.model)?;
@@ -152,10 +167,14 @@ async fn embed_inner(
         }
         None => None,
     };
-    let options = EmbedOptions { normalize, use_cache: request.cache.unwrap_or(true), deadline };
-    let Embedded { model, embeddings, times, cache_hits } =
-        engine.embed(&request.model, items, options).await?;
-    let reply = pb::EmbedResponse {
+    let options = EmbedOptions { normalize, use_cache: request.cache.unwrap_or(true), deadline, split: true };
+    Ok((request.model, items, options, ReplyFormat { encoding, dimensions, normalize }))
+}
+
+/// The reply carrying `embeddings` of `model`, in the request's format.
+fn reply(model: &str, embeddings: Vec<ItemEmbedding>, format: ReplyFormat) -> pb::EmbedResponse {
+    let ReplyFormat { encoding, dimensions, normalize } = format;
+    pb::EmbedResponse {
         embeddings: embeddings
             .into_iter()
             .map(|e| {
@@ -168,7 +187,7 @@ async fn embed_inner(
                 pb::Embedding {
                     id: e.id,
                     modality: e.modality.to_pb() as i32,
-                    model: model.name.clone(),
+                    model: model.to_string(),
                     vector: if encoding == Encoding::Float32 { vector } else { Vec::new() },
                     dropped_points: e.observed.dropped_points,
                     tokens: e.observed.tokens,
@@ -177,13 +196,24 @@ async fn embed_inner(
                     scale: packed.scale,
                     dimension,
                     encoding: convert::encoding_to_pb(encoding) as i32,
+                    span: e.span.map(|s| pb::Span { start_seconds: s.start, end_seconds: s.end }),
                 }
             })
             .collect(),
-        model: model.name.clone(),
+        model: model.to_string(),
         error: None,
-    };
-    Ok((reply, Served { times, cache_hits }))
+        more: false,
+    }
+}
+
+async fn embed_inner(
+    engine: &Engine,
+    request: pb::EmbedRequest,
+    deadline: Option<Instant>,
+) -> Result<(pb::EmbedResponse, Served), EngineError> {
+    let (model, items, options, format) = parse(engine, request, deadline)?;
+    let Embedded { model, embeddings, times, cache_hits } = engine.embed(&model, items, options).await?;
+    Ok((reply(&model.name, embeddings, format), Served { times, cache_hits }))
 }
 
 /// How a request was served: time per stage, and how many inputs came from the cache.
@@ -223,6 +253,79 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 
 type EmbedStreamOut = Pin<Box<dyn Stream<Item = Result<pb::EmbedResponse, Status>> + Send>>;
 
+/// A stream of the one item `reply`.
+fn one(reply: Result<pb::EmbedResponse, Status>) -> EmbedStreamOut {
+    Box::pin(futures::stream::once(std::future::ready(reply)))
+}
+
+/// The replies to one `EmbedStream` message: one, or, when its inputs were split into parts
+/// (segment mode), [`STREAM_CHUNK`] embeddings per reply in order, each sent once done (all but
+/// the last with `more`). A failed chunk ends the message's replies with its error.
+async fn stream_replies(
+    engine: Arc<Engine>,
+    request: pb::EmbedRequest,
+    deadline: Option<Instant>,
+) -> EmbedStreamOut {
+    let failed = |e: &EngineError| one(Ok(error_reply(&status::to_status(e))));
+    let mut record = RequestRecord {
+        model: model_label(&engine, &request.model),
+        modalities: request_modalities(&request.inputs),
+        engine: Arc::clone(&engine),
+        started: Instant::now(),
+        code: None,
+    };
+    let (model, items, options, format) = match parse(&engine, request, deadline) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            record.code = Some(status::to_status(&e).code());
+            return failed(&e);
+        }
+    };
+    let mut prepared = match engine.prepare(&model, items, options).await {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            record.code = Some(status::to_status(&e).code());
+            return failed(&e);
+        }
+    };
+    let name = prepared.model().name.clone();
+    let size = if prepared.was_split() { STREAM_CHUNK } else { prepared.len() };
+    let mut chunks = Vec::new();
+    while !prepared.is_empty() {
+        chunks.push(prepared.take(size));
+    }
+    let last = chunks.len().saturating_sub(1);
+    let replies = futures::stream::iter(chunks.into_iter().enumerate())
+        .map(move |(index, chunk)| {
+            let engine = Arc::clone(&engine);
+            async move { (index, engine.embed_prepared(chunk, options).await) }
+        })
+        .buffered(STREAM_CHUNKS_IN_FLIGHT)
+        .scan(Some(record), move |record, (index, result)| {
+            // The record counts the message once: when its last reply or its error goes out.
+            let Some(mut open) = record.take() else { return std::future::ready(None) };
+            let reply = match result {
+                Ok(done) => {
+                    let mut reply = reply(&name, done.embeddings, format);
+                    reply.more = index != last;
+                    if reply.more {
+                        *record = Some(open);
+                    } else {
+                        open.code = Some(tonic::Code::Ok);
+                    }
+                    reply
+                }
+                Err(e) => {
+                    let status = status::to_status(&e);
+                    open.code = Some(status.code());
+                    error_reply(&status)
+                }
+            };
+            std::future::ready(Some(Ok(reply)))
+        });
+    Box::pin(replies)
+}
+
 /// The reply to one stream message that failed: the stream goes on, so the error travels in the
 /// message rather than as the call's status.
 fn error_reply(status: &Status) -> pb::EmbedResponse {
@@ -230,6 +333,7 @@ fn error_reply(status: &Status) -> pb::EmbedResponse {
         embeddings: Vec::new(),
         model: String::new(),
         error: Some(pb::Error { code: status.code() as i32, message: status.message().to_string() }),
+        more: false,
     }
 }
 
@@ -281,21 +385,22 @@ impl Embedder for EmbedderService {
                 };
                 let (engine, media) = (Arc::clone(&engine), media.clone());
                 async move {
-                    let mut request = message?;
+                    let mut request = match message {
+                        Ok(request) => request,
+                        Err(status) => return one(Err(status)),
+                    };
                     if let Some(refusal) = refused {
                         tracing::debug!("stream message over the rate limit");
-                        return Ok(error_reply(&refusal));
+                        return one(Ok(error_reply(&refusal)));
                     }
                     if let Err(refusal) = fetch::resolve(&media, request.inputs.iter_mut().collect()).await {
-                        return Ok(error_reply(&refusal));
+                        return one(Ok(error_reply(&refusal)));
                     }
-                    Ok(match embed(&engine, request, deadline).await {
-                        Ok((reply, _)) => reply,
-                        Err(e) => error_reply(&status::to_status(&e)),
-                    })
+                    stream_replies(engine, request, deadline).await
                 }
             })
-            .buffered(STREAM_IN_FLIGHT);
+            .buffered(STREAM_IN_FLIGHT)
+            .flatten();
         Ok(Response::new(Box::pin(out)))
     }
 

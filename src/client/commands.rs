@@ -40,6 +40,32 @@ pub struct EmbedArgs {
     /// Inputs per request; more inputs are sent as several requests, in order.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: u32,
+    /// Videos: also embed each one's sound track (a second embedding, modality audio).
+    #[arg(long)]
+    pub with_audio: bool,
+    /// Audio and videos: one embedding per window of this many seconds (segment mode), each
+    /// with its start and end.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    pub segment_seconds: f32,
+    /// Segment mode: seconds between window starts (default: the window length).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    pub hop_seconds: f32,
+}
+
+/// Sets the video and audio options of `args` on `input`.
+fn apply_media_options(args: &EmbedArgs, input: &mut pb::Input) {
+    match &mut input.payload {
+        Some(pb::input::Payload::Video(v)) => {
+            v.with_audio = args.with_audio;
+            v.segment_seconds = args.segment_seconds;
+            v.hop_seconds = args.hop_seconds;
+        }
+        Some(pb::input::Payload::Audio(a)) => {
+            a.segment_seconds = args.segment_seconds;
+            a.hop_seconds = args.hop_seconds;
+        }
+        _ => {}
+    }
 }
 
 /// How `bindery embed` writes its embeddings.
@@ -208,6 +234,9 @@ pub async fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         let kind = modality::kind(*modality).ok_or_else(|| anyhow::anyhow!("no {modality} pipeline"))?;
         inputs.extend(inputs_of(kind, value)?);
     }
+    for input in &mut inputs {
+        apply_media_options(&args, input);
+    }
     let format =
         args.format.unwrap_or(if inputs.len() > 1 { OutputFormat::Jsonl } else { OutputFormat::Json });
     if format == OutputFormat::Npy && std::io::stdout().is_terminal() {
@@ -261,13 +290,18 @@ pub async fn embed(args: EmbedArgs) -> anyhow::Result<()> {
 }
 
 fn embedding_json(e: &pb::Embedding) -> serde_json::Value {
-    json!({
+    let mut out = json!({
         "id": e.id,
         "modality": pb::Modality::try_from(e.modality).map(|m| m.as_str_name()).unwrap_or("UNKNOWN"),
         "model": e.model,
         "dimension": e.vector.len(),
         "vector": e.vector,
-    })
+    });
+    if let (Some(span), Some(fields)) = (&e.span, out.as_object_mut()) {
+        fields.insert("start_seconds".into(), json!(span.start_seconds));
+        fields.insert("end_seconds".into(), json!(span.end_seconds));
+    }
+    out
 }
 
 /// The vectors as a numpy `.npy` file (format 1.0, little-endian float32, C order).

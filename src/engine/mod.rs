@@ -26,8 +26,8 @@ pub use error::{EngineError, LoadError, PreprocessError};
 pub use limits::{ItemLimitError, Limits, check_count};
 pub use registry::{LoadedModel, Registry};
 
-pub use crate::modality::Payload;
-use crate::modality::{self, Modality, Observed};
+use crate::modality::{self, Modality, Observed, Part};
+pub use crate::modality::{Payload, Span};
 
 /// One input: a client id and its payload.
 #[derive(Debug, Clone)]
@@ -38,13 +38,19 @@ pub struct Item {
     pub payload: Payload,
 }
 
-/// The embedding of one input.
+/// One embedding of an input: the input's only one, or one of the parts it asked for (see
+/// [`EmbedOptions::split`]).
 #[derive(Debug, Clone)]
 pub struct ItemEmbedding {
-    /// Client id of the input.
+    /// Client id of the input (every part of an input carries it).
     pub id: String,
-    /// Modality of the input.
+    /// Position of the input in the request.
+    pub input: usize,
+    /// Modality of the embedded part: the input's own, or another one the input holds (a
+    /// video's sound track is embedded as audio).
     pub modality: Modality,
+    /// The time range of the input this embedding covers; `None`: the whole input.
+    pub span: Option<Span>,
     /// The vector.
     pub vector: Vec<f32>,
     /// What preprocessing observed (dropped points, text tokens and truncation).
@@ -101,11 +107,16 @@ pub struct EmbedOptions {
     pub use_cache: bool,
     /// Drop the work and fail with `DeadlineExceeded` once this passes.
     pub deadline: Option<Instant>,
+    /// Accept inputs that ask for several embeddings (a video's sound track too, one per time
+    /// window; see [`modality::Pipeline::split`]): each part gets its own [`ItemEmbedding`],
+    /// after the ones before it in request order. When false such an input is refused, for
+    /// callers that need exactly one vector per input.
+    pub split: bool,
 }
 
 impl Default for EmbedOptions {
     fn default() -> Self {
-        Self { normalize: true, use_cache: true, deadline: None }
+        Self { normalize: true, use_cache: true, deadline: None, split: false }
     }
 }
 
@@ -113,12 +124,51 @@ impl Default for EmbedOptions {
 pub struct Embedded {
     /// The model that served the request.
     pub model: Arc<LoadedModel>,
-    /// One embedding per input, in request order.
+    /// One embedding per input, in request order; an input split into parts has one per part,
+    /// in the order its pipeline gave them.
     pub embeddings: Vec<ItemEmbedding>,
     /// Time spent per stage (the slowest modality group's, per stage).
     pub times: StageTimes,
     /// Inputs answered from the embedding cache.
     pub cache_hits: usize,
+}
+
+/// A request's inputs, admitted and split into the parts they are embedded as
+/// ([`Engine::prepare`]).
+pub struct Prepared {
+    model: Arc<LoadedModel>,
+    /// (input position, part, the input's time range it covers), in reply order.
+    parts: Vec<(usize, Item, Option<Span>)>,
+    split: bool,
+}
+
+impl Prepared {
+    /// Parts left to embed.
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// True when no part is left.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Whether some input was split into parts (so there may be more parts than inputs).
+    pub fn was_split(&self) -> bool {
+        self.split
+    }
+
+    /// The model that serves the request.
+    pub fn model(&self) -> &Arc<LoadedModel> {
+        &self.model
+    }
+
+    /// Takes the first `n` parts (fewer when fewer are left) as a request of their own.
+    pub fn take(&mut self, n: usize) -> Prepared {
+        let rest = self.parts.split_off(n.min(self.parts.len()));
+        let first = std::mem::replace(&mut self.parts, rest);
+        Prepared { model: Arc::clone(&self.model), parts: first, split: self.split }
+    }
 }
 
 /// Health of one encoder.
@@ -370,6 +420,19 @@ impl Engine {
         items: Vec<Item>,
         options: EmbedOptions,
     ) -> Result<Embedded, EngineError> {
+        let prepared = self.prepare(model, items, options).await?;
+        self.embed_prepared(prepared, options).await
+    }
+
+    /// The first half of [`Engine::embed`]: resolves the model, admits every input and splits
+    /// those that ask for several embeddings into their parts. [`Engine::embed_prepared`] then
+    /// embeds them, all at once or a chunk at a time ([`Prepared::take`]).
+    pub async fn prepare(
+        &self,
+        model: &str,
+        items: Vec<Item>,
+        options: EmbedOptions,
+    ) -> Result<Prepared, EngineError> {
         let model = self.registry.resolve(model)?;
         if items.is_empty() {
             return Err(EngineError::NoInputs);
@@ -383,11 +446,31 @@ impl Engine {
         if options.deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(EngineError::DeadlineExceeded { stage: "before admission" });
         }
-        // Group by modality, remembering each item's position so the reply keeps request order.
+        let count = items.len();
+        let parts = self.split(&model, items, options.split).await?;
+        Ok(Prepared { split: parts.len() != count || parts.iter().any(|p| p.2.is_some()), model, parts })
+    }
+
+    /// Embeds prepared parts (the second half of [`Engine::embed`]), one [`ItemEmbedding`] per
+    /// part in order.
+    pub async fn embed_prepared(
+        &self,
+        prepared: Prepared,
+        options: EmbedOptions,
+    ) -> Result<Embedded, EngineError> {
+        let Prepared { model, parts, .. } = prepared;
+        if parts.is_empty() {
+            return Err(EngineError::NoInputs);
+        }
+        if options.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(EngineError::DeadlineExceeded { stage: "before admission" });
+        }
+        // Group by modality, remembering each part's position so the reply keeps request order.
         let mut groups: Vec<(Modality, Vec<usize>, Vec<Item>)> = Vec::new();
-        for (position, item) in items.into_iter().enumerate() {
+        let mut sources: Vec<(usize, Option<Span>)> = Vec::with_capacity(parts.len());
+        for (position, (input, item, span)) in parts.into_iter().enumerate() {
+            sources.push((input, span));
             let modality = item.payload.modality();
-            self.check_item(&model, &item, modality)?;
             match groups.iter_mut().find(|(m, _, _)| *m == modality) {
                 Some((_, positions, group)) => {
                     positions.push(position);
@@ -462,7 +545,8 @@ impl Engine {
                 {
                     cache_hits += usize::from(cached);
                     let id = std::mem::take(&mut ids[position]);
-                    slots[position] = Some(ItemEmbedding { id, modality, vector, observed });
+                    let (input, span) = sources[position];
+                    slots[position] = Some(ItemEmbedding { id, input, modality, span, vector, observed });
                 }
             }
             Ok::<_, EngineError>((slots, times, cache_hits))
@@ -481,6 +565,80 @@ impl Engine {
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| EngineError::Internal("an input got no embedding".into()))?;
         Ok(Embedded { model, embeddings, times, cache_hits })
+    }
+
+    /// Admits every input and replaces each one that asks for several embeddings by its parts
+    /// (each admitted by the encoder of its own modality): `(input position, item, span)` in
+    /// reply order. Splitting may demux or decode, so it runs on the blocking pool.
+    async fn split(
+        &self,
+        model: &Arc<LoadedModel>,
+        items: Vec<Item>,
+        allowed: bool,
+    ) -> Result<Vec<(usize, Item, Option<Span>)>, EngineError> {
+        let mut splitting = Vec::new();
+        for (position, item) in items.iter().enumerate() {
+            let modality = item.payload.modality();
+            self.check_item(model, item, modality)?;
+            if model.encoder(modality).is_some_and(|e| e.pipeline.splits(&item.payload)) {
+                if !allowed {
+                    return Err(EngineError::InvalidRequest(format!(
+                        "input {:?} ({modality}) asks for several embeddings (its sound track or time \
+                         segments); only Embed, EmbedStream and collection upserts return them",
+                        item.id
+                    )));
+                }
+                splitting.push(position);
+            }
+        }
+        if splitting.is_empty() {
+            return Ok(items.into_iter().enumerate().map(|(i, item)| (i, item, None)).collect());
+        }
+        let jobs = splitting.iter().map(|&position| {
+            let (model, payload) = (Arc::clone(model), items[position].payload.clone());
+            let id = items[position].id.clone();
+            tokio::task::spawn_blocking(move || {
+                let modality = payload.modality();
+                let encoder = model
+                    .encoder(modality)
+                    .ok_or_else(|| EngineError::Internal(format!("no {modality} encoder")))?;
+                let split = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    encoder.pipeline.split(&payload)
+                }))
+                .unwrap_or_else(|panic| {
+                    let reason = crate::shared::panic::reason(&*panic);
+                    tracing::error!(%modality, reason, "splitting an input panicked");
+                    Err(PreprocessError::Panicked)
+                });
+                split.map_err(|source| EngineError::InvalidInput { id, modality, source })
+            })
+        });
+        let mut split: Vec<Option<Vec<Part>>> = (0..items.len()).map(|_| None).collect();
+        for (&position, done) in splitting.iter().zip(futures::future::join_all(jobs).await) {
+            let parts =
+                done.map_err(|e| EngineError::Internal(format!("splitting an input failed: {e}")))??;
+            split[position] = Some(parts);
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for ((position, item), parts) in items.into_iter().enumerate().zip(split) {
+            let Some(parts) = parts else {
+                out.push((position, item, None));
+                continue;
+            };
+            for Part { payload, span } in parts {
+                let part = Item { id: item.id.clone(), payload };
+                self.check_item(model, &part, part.payload.modality())?;
+                out.push((position, part, span));
+            }
+        }
+        // The parts are the request's work and its reply: bounded as its inputs are.
+        check_count(
+            "embeddings to make (its inputs' segments and sound tracks)",
+            out.len(),
+            self.limits.max_items_per_request,
+        )
+        .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+        Ok(out)
     }
 
     fn check_item(&self, model: &LoadedModel, item: &Item, modality: Modality) -> Result<(), EngineError> {

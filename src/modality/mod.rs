@@ -12,6 +12,7 @@ pub mod imu;
 pub mod npy;
 mod pipeline;
 pub mod point_cloud;
+pub mod segments;
 pub mod text;
 pub mod thermal;
 pub mod video;
@@ -25,8 +26,8 @@ use std::sync::Arc;
 pub use crate::shared::Modality;
 use crate::shared::pb;
 pub use pipeline::{
-    ElementType, FillOne, Observed, OneTensor, Payload, PayloadValue, Pipeline, PreprocessError, Slot,
-    TensorSpec, Unsupported, slot,
+    ElementType, FillOne, Observed, OneTensor, Part, Payload, PayloadValue, Pipeline, PreprocessError, Slot,
+    Span, TensorSpec, Unsupported, slot,
 };
 
 /// Every modality bindery has a pipeline for: one line per modality folder.

@@ -194,6 +194,33 @@ impl PayloadValue for Unsupported {
     fn key_parts(&self, _part: &mut dyn FnMut(&[u8])) {}
 }
 
+/// A time range of an input, in seconds from its start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Span {
+    /// Start, in seconds.
+    pub start: f64,
+    /// End, in seconds.
+    pub end: f64,
+}
+
+/// One of the embeddings an input asks for ([`Pipeline::split`]): what to embed, routed by its
+/// own modality (a video's sound track goes to the model's audio tower), and the time range of
+/// the input it covers (`None`: the whole input).
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// What to embed.
+    pub payload: Payload,
+    /// The range of the input it covers.
+    pub span: Option<Span>,
+}
+
+impl Part {
+    /// The whole of `payload`.
+    pub fn whole(payload: Payload) -> Self {
+        Self { payload, span: None }
+    }
+}
+
 /// A modality's preprocessing within one model: payloads to the tensors its tower takes. Built
 /// from the model's manifest section by the modality's [`super::Kind`].
 pub trait Pipeline: Send + Sync {
@@ -210,6 +237,19 @@ pub trait Pipeline: Send + Sync {
     /// no decoding). Everything else is checked by [`Pipeline::preprocess_into`].
     fn admit(&self, _payload: &Payload) -> Result<(), PreprocessError> {
         Ok(())
+    }
+
+    /// Whether `payload` asks for more than one embedding (a video's sound track too, or one
+    /// per time window); cheap, no decoding. When true the engine calls [`Pipeline::split`].
+    fn splits(&self, _payload: &Payload) -> bool {
+        false
+    }
+
+    /// The parts `payload` is embedded as, in reply order. Called off the async threads, and
+    /// only when [`Pipeline::splits`] says so: it may demux or decode the input (to find its
+    /// length, or take out its sound track) so that the parts share that work.
+    fn split(&self, payload: &Payload) -> Result<Vec<Part>, PreprocessError> {
+        Ok(vec![Part::whole(payload.clone())])
     }
 
     /// Preprocesses `payload` into `slots`, one per [`Pipeline::tensors`] entry, each zeroed and

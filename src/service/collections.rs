@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{Operand, embed_unit};
-use crate::engine::{Engine, EngineError, Item, ItemLimitError, LoadedModel};
+use super::{Operand, embed_unit, embed_unit_parts};
+use crate::engine::{Engine, EngineError, Item, ItemEmbedding, ItemLimitError, LoadedModel};
 use crate::modality::Modality;
 use crate::store::collection::MAX_TOP_K;
 use crate::store::{
@@ -26,6 +26,24 @@ pub enum CollectionsError {
     /// More items or ids than a request may carry.
     #[error(transparent)]
     TooMany(#[from] ItemLimitError),
+}
+
+/// Metadata key of a part's source input id (see [`Collections::upsert`]).
+pub const SOURCE_ID: &str = "source_id";
+/// Metadata key of a part's window start, in seconds.
+pub const START_SECONDS: &str = "start_seconds";
+/// Metadata key of a part's window end, in seconds.
+pub const END_SECONDS: &str = "end_seconds";
+
+/// The stored item of part `k` of the input of `row`.
+fn part_item(row: &NewItem, k: usize, part: ItemEmbedding) -> NewItem {
+    let mut metadata = row.metadata.clone();
+    metadata.insert(SOURCE_ID.into(), row.id.clone());
+    if let Some(span) = part.span {
+        metadata.insert(START_SECONDS.into(), span.start.to_string());
+        metadata.insert(END_SECONDS.into(), span.end.to_string());
+    }
+    NewItem { id: format!("{}#{k}", row.id), modality: Some(part.modality), metadata, vector: part.vector }
 }
 
 /// One item to upsert.
@@ -99,26 +117,38 @@ impl Collections {
         Ok(model)
     }
 
-    /// Embeds `items` with the collection's model. An unknown model means the collection's
-    /// model is gone; anything else is about the input.
+    /// Embeds `items` with the collection's model; with `parts`, an input may ask for several
+    /// embeddings. An unknown model means the collection's model is gone; anything else is about
+    /// the input.
     async fn embed(
         &self,
         collection: &CollectionManifest,
         items: Vec<Item>,
-    ) -> Result<Vec<(Modality, Vec<f32>)>, CollectionsError> {
+        parts: bool,
+    ) -> Result<Vec<ItemEmbedding>, CollectionsError> {
         let model = self.model_of(collection)?;
-        let embedded = embed_unit(&self.engine, &model.name, items).await.map_err(|e| match e {
+        let embedded = if parts {
+            embed_unit_parts(&self.engine, &model.name, items).await
+        } else {
+            embed_unit(&self.engine, &model.name, items).await
+        };
+        let embedded = embedded.map_err(|e| match e {
             EngineError::ModelNotFound { .. } => CollectionsError::Store(StoreError::ModelUnavailable {
                 collection: collection.name.clone(),
                 model: collection.model.clone(),
             }),
             e => e.into(),
         })?;
-        Ok(embedded.embeddings.into_iter().map(|e| (e.modality, e.vector)).collect())
+        Ok(embedded.embeddings)
     }
 
     /// Upserts `items` into `collection`: ids, metadata and vectors are checked before any input
     /// is embedded. Returns the number upserted and the log sequence of the write.
+    ///
+    /// An input that asks for several embeddings (segments, a video's sound track) is stored as
+    /// one item per part, in order: id `"{id}#{k}"` (k from 0), the item's metadata plus
+    /// [`SOURCE_ID`] and, for a time window, [`START_SECONDS`] and [`END_SECONDS`], and the
+    /// part's own modality.
     pub async fn upsert(
         &self,
         collection: &str,
@@ -146,16 +176,28 @@ impl Collections {
             rows.push(NewItem { id: item.id, modality: item.modality, metadata: item.metadata, vector });
         }
         collection.check_items(rows.iter().map(|i| (i.id.as_str(), &i.metadata)))?;
+
         for &position in &raw {
             let row = &rows[position];
             collection.check_vector(&format!("item {:?}", row.id), &row.vector)?;
         }
+        let mut parts_of: Vec<Vec<ItemEmbedding>> = (0..rows.len()).map(|_| Vec::new()).collect();
         if !inputs.is_empty() {
             let (positions, inputs): (Vec<usize>, Vec<Item>) = inputs.into_iter().unzip();
-            for (position, (modality, vector)) in
-                positions.into_iter().zip(self.embed(&collection, inputs).await?)
-            {
-                let row = &mut rows[position];
+            for embedding in self.embed(&collection, inputs, true).await? {
+                let position = *positions
+                    .get(embedding.input)
+                    .ok_or_else(|| StoreError::Internal("an embedding of no input".into()))?;
+                parts_of[position].push(embedding);
+            }
+        }
+        let mut stored = Vec::with_capacity(rows.len());
+        let mut split = false;
+        for (mut row, mut parts) in rows.into_iter().zip(parts_of) {
+            if parts.is_empty() {
+                stored.push(row);
+            } else if parts.len() == 1 && parts[0].span.is_none() {
+                let ItemEmbedding { modality, vector, .. } = parts.remove(0);
                 if row.modality.is_some_and(|m| m != modality) {
                     return Err(StoreError::InvalidItem {
                         id: row.id.clone(),
@@ -165,8 +207,17 @@ impl Collections {
                 }
                 row.modality = Some(modality);
                 row.vector = vector;
+                stored.push(row);
+            } else {
+                split = true;
+                stored.extend(parts.into_iter().enumerate().map(|(k, part)| part_item(&row, k, part)));
             }
         }
+        if split {
+            // The parts are new ids: checked as the items were.
+            collection.check_items(stored.iter().map(|i| (i.id.as_str(), &i.metadata)))?;
+        }
+        let rows = stored;
         let count = rows.len();
         let sequence = store.upsert(name, rows).await?;
         Ok((count, sequence))
@@ -199,10 +250,10 @@ impl Collections {
         let query = match search.query {
             Operand::Vector(values) => values,
             Operand::Input(input) => self
-                .embed(&store.manifest(name).await?, vec![input])
+                .embed(&store.manifest(name).await?, vec![input], false)
                 .await?
                 .pop()
-                .map(|(_, vector)| vector)
+                .map(|e| e.vector)
                 .ok_or_else(|| StoreError::Internal("the query got no embedding".into()))?,
         };
         let SearchQuery { filter, exact, ef_search, include_vectors, .. } = search;

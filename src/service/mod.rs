@@ -20,11 +20,22 @@ pub enum Operand {
     Vector(Vec<f32>),
 }
 
-/// Embeds `items` with `model` at unit norm: the single place these services call the engine.
+/// Embeds `items` with `model` at unit norm, one vector per item (an input asking for several
+/// is refused): the single place these services call the engine, with [`embed_unit_parts`].
 pub(crate) async fn embed_unit(
     engine: &Engine,
     model: &str,
     items: Vec<Item>,
 ) -> Result<Embedded, EngineError> {
     engine.embed(model, items, EmbedOptions { normalize: true, ..EmbedOptions::default() }).await
+}
+
+/// Like [`embed_unit`], but an input may ask for several embeddings (segments, a video's sound
+/// track): each part is its own [`crate::engine::ItemEmbedding`].
+pub(crate) async fn embed_unit_parts(
+    engine: &Engine,
+    model: &str,
+    items: Vec<Item>,
+) -> Result<Embedded, EngineError> {
+    engine.embed(model, items, EmbedOptions { normalize: true, split: true, ..EmbedOptions::default() }).await
 }

@@ -315,3 +315,32 @@ async fn embed_takes_video_files_and_matches_the_reference() {
     let c = common::cosine(&as_f32(&embeddings[0]["vector"]), &as_f32(&golden["embedding"]));
     assert!(c >= 0.999, "cosine {c}");
 }
+
+#[cfg(feature = "video")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_takes_the_sound_track_and_segment_flags() {
+    let server = common::start_fixture().await;
+    let mut command = bindery();
+    command
+        .args(["embed", "--server", &server.addr.to_string(), "--format", "jsonl", "--with-audio"])
+        .args(["--segment-seconds", "1", "--video"])
+        .arg(common::FIXTURES.path("video/tracks/aac.mp4"));
+    let output = run(command).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let got: Vec<(String, f64, f64)> = json_lines(&output.stdout)
+        .iter()
+        .map(|e| {
+            let time = |k: &str| e[k].as_f64().unwrap_or(-1.0);
+            (
+                e["modality"].as_str().unwrap_or_default().to_string(),
+                time("start_seconds"),
+                time("end_seconds"),
+            )
+        })
+        .collect();
+    let want: Vec<(String, f64, f64)> = [(0.0, 1.0), (1.0, 2.0), (2.0, 2.5)]
+        .into_iter()
+        .flat_map(|(a, b)| [("MODALITY_VIDEO".to_string(), a, b), ("MODALITY_AUDIO".to_string(), a, b)])
+        .collect();
+    assert_eq!(got, want);
+}

@@ -40,6 +40,7 @@ mod mixed_families;
 mod overload;
 mod panic_guard;
 mod point_cloud_pipeline;
+mod segments;
 mod shutdown;
 mod similarity;
 mod startup;

@@ -31,7 +31,11 @@ struct Cases {
 fn video(id: &str, data: Vec<u8>) -> pb::Input {
     pb::Input {
         id: id.into(),
-        payload: Some(pb::input::Payload::Video(pb::Video { data, format_hint: String::new() })),
+        payload: Some(pb::input::Payload::Video(pb::Video {
+            data,
+            format_hint: String::new(),
+            ..Default::default()
+        })),
     }
 }
 
@@ -221,4 +225,70 @@ async fn the_frames_sampler_with_one_centre_crop_matches_its_reference() {
         let c = cosine(&reply.embeddings[0].vector, golden);
         assert!(c >= 0.9999, "{}: cosine {c}", case.file);
     }
+}
+
+#[cfg(feature = "video")]
+fn with_audio(id: &str, data: Vec<u8>) -> pb::Input {
+    let mut input = video(id, data);
+    if let Some(pb::input::Payload::Video(v)) = &mut input.payload {
+        v.with_audio = true;
+    }
+    input
+}
+
+/// `with_audio` returns the sound track's embedding after the video's, under the same id with
+/// MODALITY_AUDIO, and it equals the audio path's embedding of that track extracted to WAV by
+/// the `ffmpeg` command line (AAC with an edit list, 16-bit stereo PCM, Opus with pre-skip).
+#[cfg(feature = "video")]
+#[tokio::test]
+async fn the_sound_track_embeds_as_its_wav_extraction_does() {
+    let mut server = start_fixture().await;
+    for (file, wav) in [
+        ("tracks/aac.mp4", "tracks/aac.wav"),
+        ("tracks/pcm_stereo.mkv", "tracks/pcm_stereo.wav"),
+        ("tracks/opus.webm", "tracks/opus.wav"),
+    ] {
+        let inputs = vec![
+            with_audio(file, VIDEO.read(file)),
+            audio("wav", VIDEO.read(wav), "wav"),
+            video("alone", VIDEO.read(file)),
+        ];
+        let mut request = uncached(inputs);
+        request.normalize = Some(false);
+        let reply = server.client.embed(request).await.unwrap_or_else(|e| panic!("{file}: {e}")).into_inner();
+        let e = &reply.embeddings;
+        let shape: Vec<(&str, i32)> = e.iter().map(|e| (e.id.as_str(), e.modality)).collect();
+        let (video_m, audio_m) = (pb::Modality::Video as i32, pb::Modality::Audio as i32);
+        assert_eq!(shape, [(file, video_m), (file, audio_m), ("wav", audio_m), ("alone", video_m)]);
+        let c = cosine(&e[1].vector, &e[2].vector);
+        eprintln!("sound track of {file}: cosine {c:.9} against {wav}");
+        assert!(c >= 0.9999, "{file}: cosine {c}");
+        // Asking for the track leaves the video's own embedding as it is.
+        assert!(cosine(&e[0].vector, &e[3].vector) > 0.999_999, "{file}");
+    }
+}
+
+#[cfg(feature = "video")]
+#[tokio::test]
+async fn the_sound_track_is_refused_only_where_it_cannot_be_given() {
+    let silent = VIDEO.read("cases/h264.mp4");
+    let mut server = start_fixture().await;
+    let status = server.client.embed(uncached(vec![with_audio("mute", silent.clone())])).await;
+    assert_refused(status, Code::InvalidArgument, &["input \"mute\" (video)", "no audio track"]);
+    // Similarity needs one vector per input.
+    let item = pb::SimilarityItem {
+        item: Some(pb::similarity_item::Item::Input(with_audio("both", VIDEO.read("tracks/aac.mp4")))),
+    };
+    let status = server
+        .client
+        .similarity(pb::SimilarityRequest {
+            queries: vec![item.clone()],
+            candidates: vec![item],
+            ..Default::default()
+        })
+        .await;
+    assert_refused(status, Code::InvalidArgument, &["input \"both\" (video)", "several embeddings"]);
+    // The same silent video without the flag is fine.
+    let ok = server.client.embed(uncached(vec![video("mute", silent)])).await;
+    assert!(ok.is_ok(), "{ok:?}");
 }

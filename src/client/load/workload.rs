@@ -291,7 +291,9 @@ fn generated(kind: Modality, options: &GeneratorOptions) -> Result<Vec<pb::input
         Modality::Audio => (0..GENERATED_VARIANTS)
             .map(|_| {
                 generate::wav(&mut rng, options.audio_duration, options.audio_sample_rate)
-                    .map(|data| Payload::Audio(pb::Audio { data, format_hint: "wav".into() }))
+                    .map(|data| {
+                        Payload::Audio(pb::Audio { data, format_hint: "wav".into(), ..Default::default() })
+                    })
                     .map_err(fail("an audio clip"))
             })
             .collect::<Result<_, _>>()?,

@@ -4,12 +4,17 @@
 //! ImageBind's clips of Kaldi filterbanks, [`AudioPreprocess`]) or `htsat_mel` (CLAP's log-mel
 //! for an HTSAT tower, [`HtsatMelPreprocess`]); the rest of the table is that front end's.
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use serde::Deserialize;
 
+use super::decode::{self, DecodedAudio};
 use super::htsat_mel::{HtsatMelPreprocess, HtsatPreprocessor};
 use super::{AudioError, AudioLimits, AudioPreprocessor};
+use crate::modality::segments::{SegmentError, Segments, sample_range};
 use crate::modality::{
-    Argument, BuildError, FillOne, InputLimits, Kind, Observed, OneTensor, Payload, PayloadValue, Pipeline,
+    Argument, BuildError, InputLimits, Kind, Observed, Part, Payload, PayloadValue, Pipeline,
     PreprocessError, Section, Slot, TensorSpec, limits_of, parse_section, slot,
 };
 use crate::shared::{Modality, pb};
@@ -80,6 +85,10 @@ pub struct EncodedAudio {
     pub data: Vec<u8>,
     /// Format hint such as "wav" (may be empty); the content decides.
     pub format_hint: String,
+    /// Segment mode's window length in seconds (0: the whole file).
+    pub segment_seconds: f32,
+    /// Segment mode's hop in seconds (0: the window length).
+    pub hop_seconds: f32,
 }
 
 impl PayloadValue for EncodedAudio {
@@ -91,7 +100,34 @@ impl PayloadValue for EncodedAudio {
 
 /// An audio payload.
 pub fn payload(data: Vec<u8>, format_hint: String) -> Payload {
-    Payload::new(Modality::Audio, EncodedAudio { data, format_hint })
+    Payload::new(Modality::Audio, EncodedAudio { data, format_hint, segment_seconds: 0.0, hop_seconds: 0.0 })
+}
+
+/// Audio another input already decoded (a video's sound track), or a range of its samples: the
+/// audio pipeline takes it from resampling on, exactly as it takes a decoded file.
+#[derive(Debug)]
+pub struct DecodedPart {
+    /// The decoded track, shared by every part of one input.
+    pub audio: Arc<DecodedAudio>,
+    /// The samples of this part, at the track's own rate.
+    pub range: Range<usize>,
+    /// The input the track was decoded from: its bytes key the embedding cache.
+    pub source: Payload,
+}
+
+impl PayloadValue for DecodedPart {
+    fn key_parts(&self, part: &mut dyn FnMut(&[u8])) {
+        part(b"decoded part of");
+        part(self.source.modality().as_str().as_bytes());
+        self.source.key_parts(part);
+        part(&(self.range.start as u64).to_le_bytes());
+        part(&(self.range.end as u64).to_le_bytes());
+    }
+}
+
+/// An audio payload holding `range` of the samples of `audio`, decoded from `source`.
+pub fn decoded_payload(audio: Arc<DecodedAudio>, range: Range<usize>, source: Payload) -> Payload {
+    Payload::new(Modality::Audio, DecodedPart { audio, range, source })
 }
 
 /// The audio front ends a manifest can select (`front_end`).
@@ -141,33 +177,125 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
     spec.check()?;
     let preprocessor = AudioPreprocessor::try_new(&spec, limits.get::<AudioLimits>())?;
     let shape = vec![spec.clips_per_input, 1, spec.num_mel_bins, spec.target_length];
-    Ok(Box::new(OneTensor::new(section.input, shape, preprocessor)))
+    let limits = limits.get::<AudioLimits>();
+    Ok(Box::new(AudioPipeline { tensors: [TensorSpec::f32(section.input, shape)], preprocessor, limits }))
+}
+
+/// The audio pipeline: encoded files, and audio other inputs decoded ([`DecodedPart`]).
+struct AudioPipeline {
+    tensors: [TensorSpec; 1],
+    preprocessor: AudioPreprocessor,
+    limits: AudioLimits,
+}
+
+fn preprocess_error(e: AudioError) -> PreprocessError {
+    if e.is_input_error() { PreprocessError::input(e) } else { PreprocessError::Server(Box::new(e)) }
 }
 
 const EXTENSIONS: &[&str] = &["wav", "flac", "mp3", "ogg", "oga", "m4a", "mp4", "aac"];
 
 fn inputs_from_file(bytes: Vec<u8>, extension: &str) -> Vec<pb::input::Payload> {
-    vec![pb::input::Payload::Audio(pb::Audio { data: bytes, format_hint: extension.to_string() })]
+    vec![pb::input::Payload::Audio(pb::Audio {
+        data: bytes,
+        format_hint: extension.to_string(),
+        ..Default::default()
+    })]
 }
 
 fn from_proto(input: pb::input::Payload) -> Result<Payload, pb::input::Payload> {
     match input {
-        pb::input::Payload::Audio(audio) => Ok(payload(audio.data, audio.format_hint)),
+        pb::input::Payload::Audio(audio) => Ok(Payload::new(
+            Modality::Audio,
+            EncodedAudio {
+                data: audio.data,
+                format_hint: audio.format_hint,
+                segment_seconds: audio.segment_seconds,
+                hop_seconds: audio.hop_seconds,
+            },
+        )),
         other => Err(other),
     }
 }
 
-impl FillOne for AudioPreprocessor {
-    type Value = EncodedAudio;
+impl Pipeline for AudioPipeline {
+    fn tensors(&self) -> &[TensorSpec] {
+        &self.tensors
+    }
 
-    fn fill(&self, audio: &EncodedAudio, out: &mut [f32]) -> Result<(), PreprocessError> {
+    fn admit(&self, payload: &Payload) -> Result<(), PreprocessError> {
+        if let Some(audio) = payload.value::<EncodedAudio>() {
+            Segments::of(audio.segment_seconds, audio.hop_seconds).map_err(PreprocessError::input)?;
+        }
+        Ok(())
+    }
+
+    fn splits(&self, payload: &Payload) -> bool {
+        payload.value::<EncodedAudio>().is_some_and(|a| a.segment_seconds > 0.0)
+    }
+
+    /// Segment mode: the file decoded once, then one part per window of its samples (cut at
+    /// the file's own rate, before resampling, so each window is what a file of just those
+    /// samples would decode to).
+    fn split(&self, payload: &Payload) -> Result<Vec<Part>, PreprocessError> {
+        let audio = payload.expect_value::<EncodedAudio>()?;
+        let Some(segments) =
+            Segments::of(audio.segment_seconds, audio.hop_seconds).map_err(PreprocessError::input)?
+        else {
+            return Ok(vec![Part::whole(payload.clone())]);
+        };
         let hint = (!audio.format_hint.is_empty()).then_some(audio.format_hint.as_str());
-        self.preprocess_into(&audio.data, hint, out).map_err(audio_error)
+        let decoded = decode::decode(&audio.data, hint, &self.limits).map_err(preprocess_error)?;
+        let (rate, total) = (decoded.sample_rate, decoded.frames());
+        let windows = segments
+            .windows(total as f64 / f64::from(rate), self.limits.max_segments)
+            .map_err(PreprocessError::input)?;
+        let decoded = Arc::new(decoded);
+        Ok(windows
+            .into_iter()
+            .map(|span| Part {
+                payload: decoded_payload(
+                    Arc::clone(&decoded),
+                    sample_range(span, rate, total),
+                    payload.clone(),
+                ),
+                span: Some(span),
+            })
+            .collect())
+    }
+
+    fn preprocess_into(
+        &self,
+        payload: &Payload,
+        slots: &mut [Slot<'_>],
+    ) -> Result<Observed, PreprocessError> {
+        let out = slot(slots, 0)?.f32()?;
+        let done = if let Some(part) = payload.value::<DecodedPart>() {
+            preprocess_part(&self.preprocessor, part, out)
+        } else {
+            let audio = payload.expect_value::<EncodedAudio>()?;
+            let hint = (!audio.format_hint.is_empty()).then_some(audio.format_hint.as_str());
+            self.preprocessor.preprocess_into(&audio.data, hint, out)
+        };
+        done.map_err(preprocess_error)?;
+        Ok(Observed::default())
     }
 }
 
-fn audio_error(e: AudioError) -> PreprocessError {
-    if e.is_input_error() { PreprocessError::input(e) } else { PreprocessError::Server(Box::new(e)) }
+/// The pipeline after decoding, on the samples of `part`.
+fn preprocess_part(p: &AudioPreprocessor, part: &DecodedPart, out: &mut [f32]) -> Result<(), AudioError> {
+    let (audio, range) = (&part.audio, part.range.clone());
+    if range.start == 0 && range.end == audio.frames() {
+        return p.preprocess_decoded_into(audio, out);
+    }
+    let channels = audio
+        .channels
+        .iter()
+        .map(|c| c.get(range.clone()).map(<[f32]>::to_vec))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| {
+            AudioError::Internal(format!("samples {range:?} of a track of {} asked for", audio.frames()))
+        })?;
+    p.preprocess_decoded_into(&DecodedAudio { sample_rate: audio.sample_rate, channels }, out)
 }
 
 /// The `htsat_mel` pipeline: the features, and `is_longer` when the tower takes it.
@@ -181,6 +309,21 @@ impl Pipeline for HtsatPipeline {
         &self.tensors
     }
 
+    /// Segment mode is not offered by this front end: it embeds whole files only, so a request
+    /// for windows is refused rather than answered with one whole-file embedding.
+    fn admit(&self, payload: &Payload) -> Result<(), PreprocessError> {
+        if let Some(audio) = payload.value::<EncodedAudio>()
+            && Segments::of(audio.segment_seconds, audio.hop_seconds)
+                .map_err(PreprocessError::input)?
+                .is_some()
+        {
+            return Err(PreprocessError::input(SegmentError::Invalid(
+                "this model's audio front end (htsat_mel) embeds whole files only".into(),
+            )));
+        }
+        Ok(())
+    }
+
     fn preprocess_into(
         &self,
         payload: &Payload,
@@ -189,7 +332,8 @@ impl Pipeline for HtsatPipeline {
         let audio = payload.expect_value::<EncodedAudio>()?;
         let hint = (!audio.format_hint.is_empty()).then_some(audio.format_hint.as_str());
         let features = slot(slots, 0)?.f32()?;
-        let longer = self.preprocessor.preprocess_into(&audio.data, hint, features).map_err(audio_error)?;
+        let longer =
+            self.preprocessor.preprocess_into(&audio.data, hint, features).map_err(preprocess_error)?;
         if self.tensors.len() > 1 {
             slot(slots, 1)?.i64()?[0] = i64::from(longer);
         }

@@ -27,7 +27,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-pub use kind::{AudioPreprocess, EncodedAudio, KIND, payload};
+pub use kind::{AudioPreprocess, DecodedPart, EncodedAudio, KIND, decoded_payload, payload};
 
 use self::decode::DecodedAudio;
 use self::fbank::KaldiFbank;
@@ -46,11 +46,14 @@ pub struct AudioLimits {
         default_value_t = AudioLimits::default().max_duration_secs
     )]
     pub max_duration_secs: f64,
+    /// Most windows one audio input is embedded in (segment mode).
+    #[arg(id = "max_audio_segments", long = "max-audio-segments", value_name = "SEGMENTS", default_value_t = AudioLimits::default().max_segments)]
+    pub max_segments: usize,
 }
 
 impl Default for AudioLimits {
     fn default() -> Self {
-        Self { max_bytes: 64 << 20, max_duration_secs: 900.0 }
+        Self { max_bytes: 64 << 20, max_duration_secs: 900.0, max_segments: 360 }
     }
 }
 

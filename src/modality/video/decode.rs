@@ -103,6 +103,14 @@ fn ffmpeg_init() {
 impl<'a> Demuxed<'a> {
     /// Opens `data`, checks the video stream against `limits` and indexes its packets.
     pub fn open(data: &'a [u8], limits: &VideoLimits) -> Result<Self, VideoError> {
+        let mut this = Self::open_container(data, limits)?;
+        this.find_stream()?;
+        this.index()?;
+        Ok(this)
+    }
+
+    /// Opens the container of `data` and nothing more: no stream is chosen or indexed.
+    pub(super) fn open_container(data: &'a [u8], limits: &VideoLimits) -> Result<Self, VideoError> {
         ffmpeg_init();
         let started = Instant::now();
         let mut cursor = Box::new(Cursor { data, pos: 0 });
@@ -144,7 +152,7 @@ impl<'a> Demuxed<'a> {
             let input = ff::format::context::Input::wrap(ctx);
             (input, io)
         };
-        let mut this = Self {
+        Ok(Self {
             input: Some(input),
             io,
             _cursor: cursor,
@@ -155,13 +163,10 @@ impl<'a> Demuxed<'a> {
             limits: *limits,
             started,
             decoded: 0,
-        };
-        this.find_stream()?;
-        this.index()?;
-        Ok(this)
+        })
     }
 
-    fn input(&mut self) -> Result<&mut ff::format::context::Input, VideoError> {
+    pub(super) fn input(&mut self) -> Result<&mut ff::format::context::Input, VideoError> {
         self.input.as_mut().ok_or_else(|| VideoError::Internal("the input is closed".into()))
     }
 
@@ -472,7 +477,7 @@ fn set_colorspace(scaler: &mut scaling::Context, frame: &ff::frame::Video) {
 }
 
 /// FFmpeg's description of an error code (`av_strerror`).
-fn describe(code: c_int) -> String {
+pub(super) fn describe(code: c_int) -> String {
     let mut buf = [0 as std::ffi::c_char; 256];
     // SAFETY: av_strerror writes a NUL-terminated string of at most `buf.len()` bytes.
     let ok = unsafe { ffi::av_strerror(code, buf.as_mut_ptr(), buf.len()) } == 0;
@@ -520,8 +525,8 @@ impl Drop for Demuxed<'_> {
     }
 }
 
-/// Fuzz target body: any bytes through opening, indexing and decoding the first and last
-/// frames, under small limits. Must never panic.
+/// Fuzz target body: any bytes through decoding the sound track, and opening, indexing and
+/// decoding the first and last frames, under small limits. Must never panic.
 pub fn fuzz_demux(data: &[u8]) {
     let limits = VideoLimits {
         max_bytes: 1 << 20,
@@ -529,7 +534,14 @@ pub fn fuzz_demux(data: &[u8]) {
         max_pixels: 1 << 20,
         max_decoded_frames: 200,
         max_decode_ms: 2000,
+        max_segments: 1,
     };
+    let audio =
+        crate::modality::audio::AudioLimits { max_bytes: 1 << 20, max_duration_secs: 60.0, max_segments: 1 };
+    if let Ok(track) = super::audio_track::decode_audio_track(data, &limits, &audio) {
+        let n = track.frames();
+        assert!(track.channels.iter().all(|c| c.len() == n), "channels of different lengths");
+    }
     if let Ok(mut video) = Demuxed::open(data, &limits) {
         let n = video.frame_count();
         if let Ok(frames) = video.decode_frames(&[0, n - 1]) {

@@ -14,7 +14,11 @@ pub fn examples(seed: u64) -> Vec<pb::input::Payload> {
     (0..2u64)
         .filter_map(|k| {
             let data = avi(seed.wrapping_mul(31).wrapping_add(k))?;
-            Some(pb::input::Payload::Video(pb::Video { data, format_hint: "avi".into() }))
+            Some(pb::input::Payload::Video(pb::Video {
+                data,
+                format_hint: "avi".into(),
+                ..Default::default()
+            }))
         })
         .collect()
 }

@@ -1,12 +1,16 @@
 //! Video as a bindery modality: the manifest section, the payload and the pipeline.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 
 use super::{UNAVAILABLE, VideoError, VideoLimits, VideoPreprocessor};
+use crate::modality::audio::{self, AudioLimits};
 use crate::modality::image::check_mean_std;
+use crate::modality::segments::{Segments, sample_range};
 use crate::modality::{
-    Argument, BuildError, InputLimits, Kind, Observed, Payload, PayloadValue, Pipeline, PreprocessError,
-    Section, Slot, TensorSpec, limits_of, parse_section, slot,
+    Argument, BuildError, InputLimits, Kind, Observed, Part, Payload, PayloadValue, Pipeline,
+    PreprocessError, Section, Slot, Span, TensorSpec, limits_of, parse_section, slot,
 };
 use crate::shared::{Modality, pb};
 
@@ -93,6 +97,30 @@ pub struct EncodedVideo {
     pub data: Vec<u8>,
     /// Format hint such as "mp4" (may be empty); the content decides.
     pub format_hint: String,
+    /// Embed the sound track too (with the model's audio pipeline).
+    pub with_audio: bool,
+    /// Segment mode's window length in seconds (0: the whole video).
+    pub segment_seconds: f32,
+    /// Segment mode's hop in seconds (0: the window length).
+    pub hop_seconds: f32,
+}
+
+/// One window of a video (segment mode): the video's pipeline on that window alone.
+#[derive(Debug)]
+pub struct VideoWindow {
+    /// The video payload the window is part of.
+    pub source: Payload,
+    /// The window.
+    pub window: Span,
+}
+
+impl PayloadValue for VideoWindow {
+    fn key_parts(&self, part: &mut dyn FnMut(&[u8])) {
+        part(b"window of");
+        self.source.key_parts(part);
+        part(&self.window.start.to_le_bytes());
+        part(&self.window.end.to_le_bytes());
+    }
 }
 
 impl PayloadValue for EncodedVideo {
@@ -103,8 +131,8 @@ impl PayloadValue for EncodedVideo {
 }
 
 /// A video payload.
-pub fn payload(data: Vec<u8>, format_hint: String) -> Payload {
-    Payload::new(Modality::Video, EncodedVideo { data, format_hint })
+pub fn payload(video: EncodedVideo) -> Payload {
+    Payload::new(Modality::Video, video)
 }
 
 fn check(section: &Section<'_>) -> Result<(), String> {
@@ -116,13 +144,19 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
     spec.check()?;
     let preprocessor = VideoPreprocessor::new(&spec, limits.get::<VideoLimits>());
     let shape = vec![preprocessor.rows(), 3, spec.frames_per_clip, spec.crop, spec.crop];
-    Ok(Box::new(VideoPipeline { tensors: [TensorSpec::f32(section.input, shape)], preprocessor }))
+    Ok(Box::new(VideoPipeline {
+        tensors: [TensorSpec::f32(section.input, shape)],
+        preprocessor,
+        audio_limits: limits.get::<AudioLimits>(),
+    }))
 }
 
 /// The video pipeline: one tensor of all of a video's clips.
 struct VideoPipeline {
     tensors: [TensorSpec; 1],
     preprocessor: VideoPreprocessor,
+    /// Bounds the sound track (`with_audio`) as an audio file is bounded.
+    audio_limits: AudioLimits,
 }
 
 fn preprocess_error(e: VideoError) -> PreprocessError {
@@ -142,8 +176,59 @@ impl Pipeline for VideoPipeline {
         if !super::AVAILABLE {
             return Err(PreprocessError::Unimplemented(UNAVAILABLE.into()));
         }
+        if let Some(window) = payload.value::<VideoWindow>() {
+            // A part of a video admitted whole.
+            let video = window.source.expect_value::<EncodedVideo>()?;
+            return self.preprocessor.admit(&video.data).map_err(preprocess_error);
+        }
         let video = payload.expect_value::<EncodedVideo>()?;
-        self.preprocessor.admit(&video.data).map_err(preprocess_error)
+        self.preprocessor.admit(&video.data).map_err(preprocess_error)?;
+        Segments::of(video.segment_seconds, video.hop_seconds)
+            .map_err(|e| preprocess_error(VideoError::from(e)))?;
+        Ok(())
+    }
+
+    fn splits(&self, payload: &Payload) -> bool {
+        payload.value::<EncodedVideo>().is_some_and(|v| v.with_audio || v.segment_seconds > 0.0)
+    }
+
+    /// The video, then its sound track (decoded here once, handed to the audio pipeline); in
+    /// segment mode the same per window, windows in order.
+    fn split(&self, payload: &Payload) -> Result<Vec<Part>, PreprocessError> {
+        let video = payload.expect_value::<EncodedVideo>()?;
+        let track = if video.with_audio {
+            let track =
+                self.preprocessor.audio_track(&video.data, &self.audio_limits).map_err(preprocess_error)?;
+            Some(Arc::new(track))
+        } else {
+            None
+        };
+        let sound = |span: Option<Span>| {
+            track.as_ref().map(|t| {
+                let range = match span {
+                    None => 0..t.frames(),
+                    Some(s) => sample_range(s, t.sample_rate, t.frames()),
+                };
+                Part { payload: audio::decoded_payload(Arc::clone(t), range, payload.clone()), span }
+            })
+        };
+        let segments = Segments::of(video.segment_seconds, video.hop_seconds)
+            .map_err(|e| preprocess_error(VideoError::from(e)))?;
+        let Some(segments) = segments else {
+            return Ok(std::iter::once(Part::whole(payload.clone())).chain(sound(None)).collect());
+        };
+        let duration = self.preprocessor.duration(&video.data).map_err(preprocess_error)?;
+        let limits = self.preprocessor.limits();
+        let windows = segments
+            .windows(duration, limits.max_segments)
+            .map_err(|e| preprocess_error(VideoError::from(e)))?;
+        let mut parts = Vec::with_capacity(windows.len() * (1 + usize::from(track.is_some())));
+        for window in windows {
+            let value = VideoWindow { source: payload.clone(), window };
+            parts.push(Part { payload: Payload::new(Modality::Video, value), span: Some(window) });
+            parts.extend(sound(Some(window)));
+        }
+        Ok(parts)
     }
 
     fn preprocess_into(
@@ -151,8 +236,13 @@ impl Pipeline for VideoPipeline {
         payload: &Payload,
         slots: &mut [Slot<'_>],
     ) -> Result<Observed, PreprocessError> {
-        let video = payload.expect_value::<EncodedVideo>()?;
-        self.preprocessor.preprocess_into(&video.data, slot(slots, 0)?.f32()?).map_err(preprocess_error)?;
+        let (video, window) = match payload.value::<VideoWindow>() {
+            Some(w) => (w.source.expect_value::<EncodedVideo>()?, Some(w.window)),
+            None => (payload.expect_value::<EncodedVideo>()?, None),
+        };
+        self.preprocessor
+            .preprocess_into(&video.data, window, slot(slots, 0)?.f32()?)
+            .map_err(preprocess_error)?;
         Ok(Observed::default())
     }
 }
@@ -160,12 +250,22 @@ impl Pipeline for VideoPipeline {
 const EXTENSIONS: &[&str] = &["mp4", "mov", "m4v", "mkv", "webm", "avi"];
 
 fn inputs_from_file(bytes: Vec<u8>, extension: &str) -> Vec<pb::input::Payload> {
-    vec![pb::input::Payload::Video(pb::Video { data: bytes, format_hint: extension.to_string() })]
+    vec![pb::input::Payload::Video(pb::Video {
+        data: bytes,
+        format_hint: extension.to_string(),
+        ..Default::default()
+    })]
 }
 
 fn from_proto(input: pb::input::Payload) -> Result<Payload, pb::input::Payload> {
     match input {
-        pb::input::Payload::Video(v) => Ok(payload(v.data, v.format_hint)),
+        pb::input::Payload::Video(v) => Ok(payload(EncodedVideo {
+            data: v.data,
+            format_hint: v.format_hint,
+            with_audio: v.with_audio,
+            segment_seconds: v.segment_seconds,
+            hop_seconds: v.hop_seconds,
+        })),
         other => Err(other),
     }
 }

@@ -26,6 +26,8 @@
 //! unimplemented with what to install.
 
 #[cfg(feature = "video")]
+pub mod audio_track;
+#[cfg(feature = "video")]
 pub mod decode;
 mod examples;
 mod kind;
@@ -34,7 +36,10 @@ pub mod transform;
 
 use std::time::Duration;
 
-pub use kind::{EncodedVideo, KIND, VideoPreprocess, payload};
+use crate::modality::Span;
+use crate::modality::segments::SegmentError;
+
+pub use kind::{EncodedVideo, KIND, VideoPreprocess, VideoWindow, payload};
 
 /// What to install when the build has no video decoding.
 pub const UNAVAILABLE: &str = "this bindery was built without video decoding: install FFmpeg's \
@@ -61,6 +66,10 @@ pub struct VideoLimits {
     /// Longest time spent demuxing and decoding one video, in milliseconds.
     #[arg(id = "max_video_decode_ms", long = "max-video-decode-ms", value_name = "MS", default_value_t = VideoLimits::default().max_decode_ms)]
     pub max_decode_ms: u64,
+    /// Most windows one video is embedded in (segment mode); each counts the video's rows (15
+    /// for ImageBind) in its encoder's batches and queue.
+    #[arg(id = "max_video_segments", long = "max-video-segments", value_name = "SEGMENTS", default_value_t = VideoLimits::default().max_segments)]
+    pub max_segments: usize,
 }
 
 impl Default for VideoLimits {
@@ -71,6 +80,7 @@ impl Default for VideoLimits {
             max_pixels: 3840 * 2160,
             max_decoded_frames: 5000,
             max_decode_ms: 30_000,
+            max_segments: 120,
         }
     }
 }
@@ -102,6 +112,20 @@ pub enum VideoError {
     /// The container holds no video stream.
     #[error("the file contains no video stream")]
     NoVideoStream,
+    /// The sound track was asked for (`with_audio`), and the file has none.
+    #[error("the video has no audio track (with_audio asks for its embedding)")]
+    NoAudioTrack,
+    /// The sound track's codec has no decoder here.
+    #[error("unsupported audio codec in the video: {0}")]
+    UnsupportedAudioCodec(String),
+    /// The sound track is longer than the audio limit.
+    #[error("the video's audio track is longer than the audio limit of {max} s (at least {seconds:.1} s)")]
+    AudioTrackTooLong {
+        /// Duration decoded so far, in seconds.
+        seconds: f64,
+        /// Configured limit (`--max-audio-seconds`), in seconds.
+        max: f64,
+    },
     /// The video stream's codec has no decoder here.
     #[error("unsupported video codec: {0}")]
     UnsupportedCodec(String),
@@ -144,6 +168,9 @@ pub enum VideoError {
     /// The data is damaged: demuxing or decoding failed, or a frame the clips need is missing.
     #[error("corrupt or truncated video: {0}")]
     Corrupt(String),
+    /// Segment mode's parameters are unusable, or give too many windows.
+    #[error(transparent)]
+    Segments(#[from] SegmentError),
     /// The manifest's video parameters cannot be used.
     #[error("invalid video preprocessing configuration: {0}")]
     InvalidConfig(String),
@@ -194,6 +221,11 @@ impl VideoPreprocessor {
         Self { spec: spec.clone(), limits }
     }
 
+    /// The limits this preprocessor enforces.
+    pub fn limits(&self) -> &VideoLimits {
+        &self.limits
+    }
+
     /// Rows one video occupies (clips x crops).
     pub fn rows(&self) -> usize {
         self.spec.clips * self.spec.crops
@@ -215,15 +247,41 @@ impl VideoPreprocessor {
         Ok(())
     }
 
-    /// Decodes the frames the clips need from `bytes` and writes the clips into `out`.
+    /// The video's length in seconds as the clip sampler sees it (decord's: frames / average
+    /// frame rate), from its packet index (nothing is decoded).
     #[cfg(feature = "video")]
-    pub fn preprocess_into(&self, bytes: &[u8], out: &mut [f32]) -> Result<(), VideoError> {
+    pub fn duration(&self, bytes: &[u8]) -> Result<f64, VideoError> {
+        self.admit(bytes)?;
+        let video = decode::Demuxed::open(bytes, &self.limits)?;
+        let rate = video.frame_rate();
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(VideoError::NoFrameRate);
+        }
+        Ok(video.frame_count() as f64 / rate)
+    }
+
+    /// Without the `video` feature there is no decoder.
+    #[cfg(not(feature = "video"))]
+    pub fn duration(&self, bytes: &[u8]) -> Result<f64, VideoError> {
+        let _ = bytes;
+        Err(VideoError::Internal(UNAVAILABLE.into()))
+    }
+
+    /// Decodes the frames the clips need from `bytes` (of `window` only, when given) and writes
+    /// the clips into `out`.
+    #[cfg(feature = "video")]
+    pub fn preprocess_into(
+        &self,
+        bytes: &[u8],
+        window: Option<Span>,
+        out: &mut [f32],
+    ) -> Result<(), VideoError> {
         if out.len() != self.tensor_len() {
             return Err(VideoError::OutputSize { expected: self.tensor_len(), got: out.len() });
         }
         self.admit(bytes)?;
         let mut video = decode::Demuxed::open(bytes, &self.limits)?;
-        let clips = sampling::clip_frames(&self.spec, video.frame_count(), video.frame_rate())?;
+        let clips = sampling::clip_frames(&self.spec, video.frame_count(), video.frame_rate(), window)?;
         let mut wanted: Vec<usize> = clips.iter().flatten().copied().collect();
         wanted.sort_unstable();
         wanted.dedup();
@@ -251,11 +309,38 @@ impl VideoPreprocessor {
         Ok(())
     }
 
+    /// The sound track of the video in `bytes`, decoded as the audio path decodes a file.
+    #[cfg(feature = "video")]
+    pub fn audio_track(
+        &self,
+        bytes: &[u8],
+        audio_limits: &crate::modality::audio::AudioLimits,
+    ) -> Result<crate::modality::audio::decode::DecodedAudio, VideoError> {
+        self.admit(bytes)?;
+        audio_track::decode_audio_track(bytes, &self.limits, audio_limits)
+    }
+
+    /// Without the `video` feature there is no decoder.
+    #[cfg(not(feature = "video"))]
+    pub fn audio_track(
+        &self,
+        bytes: &[u8],
+        audio_limits: &crate::modality::audio::AudioLimits,
+    ) -> Result<crate::modality::audio::decode::DecodedAudio, VideoError> {
+        let _ = (bytes, audio_limits);
+        Err(VideoError::Internal(UNAVAILABLE.into()))
+    }
+
     /// Without the `video` feature there is no decoder: every video is refused (the pipeline's
     /// admission answers first, as unimplemented).
     #[cfg(not(feature = "video"))]
-    pub fn preprocess_into(&self, bytes: &[u8], out: &mut [f32]) -> Result<(), VideoError> {
-        let _ = (bytes, out, &self.spec);
+    pub fn preprocess_into(
+        &self,
+        bytes: &[u8],
+        window: Option<Span>,
+        out: &mut [f32],
+    ) -> Result<(), VideoError> {
+        let _ = (bytes, window, out, &self.spec);
         Err(VideoError::Internal(UNAVAILABLE.into()))
     }
 }

@@ -4,6 +4,7 @@
 use num_traits::ToPrimitive;
 
 use super::{VideoError, VideoPreprocess};
+use crate::modality::Span;
 use crate::modality::audio::clips::clip_spans;
 use crate::modality::video::kind::Sampler;
 
@@ -14,17 +15,45 @@ use crate::modality::video::kind::Sampler;
 /// [`clip_spans`], and a clip's frames are `ceil(rate * start) .. min(ceil(rate * end), frames)`
 /// with the times turned into `f64` first (a float times a `Fraction` is a float in Python).
 /// `frames` sampler: one clip of `frames_per_clip` indices spread over the whole video.
-pub fn clip_frames(spec: &VideoPreprocess, frames: usize, rate: f64) -> Result<Vec<Vec<usize>>, VideoError> {
+///
+/// With a `window` (segment mode) the sampler sees only the window: its duration is the
+/// window's, clip times are offset by the window's start (`start + clip_start` in `f64`, as
+/// Python adds a float and a `Fraction`), and no clip reads past the window's last frame
+/// (`ceil(rate * end)`, as `get_clip(start, end)` of the window would).
+pub fn clip_frames(
+    spec: &VideoPreprocess,
+    frames: usize,
+    rate: f64,
+    window: Option<Span>,
+) -> Result<Vec<Vec<usize>>, VideoError> {
     if frames == 0 {
         return Err(VideoError::NoFrames(String::new()));
     }
+    let (offset, frames_end) = match window {
+        None => (0.0, frames),
+        Some(w) => {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(VideoError::NoFrameRate);
+            }
+            (w.start, frame_at(rate * w.end).min(frames))
+        }
+    };
     match spec.sampler {
-        Sampler::Frames => Ok(vec![subsample(0, frames, spec.frames_per_clip)]),
+        Sampler::Frames => {
+            let first = frame_at(rate * offset);
+            if first >= frames_end {
+                return Err(VideoError::NoFrames(String::new()));
+            }
+            Ok(vec![subsample(first, frames_end, spec.frames_per_clip)])
+        }
         Sampler::Clips => {
             if !(rate.is_finite() && rate > 0.0) {
                 return Err(VideoError::NoFrameRate);
             }
-            let duration = frames as f64 / rate;
+            let duration = match window {
+                None => frames as f64 / rate,
+                Some(w) => w.end - w.start,
+            };
             let spans =
                 clip_spans(duration, spec.clip_duration, spec.clips).map_err(VideoError::InvalidConfig)?;
             if spans.len() != spec.clips {
@@ -38,14 +67,11 @@ pub fn clip_frames(spec: &VideoPreprocess, frames: usize, rate: f64) -> Result<V
                 .iter()
                 .map(|(start, end)| {
                     let to_f64 = |t: &num_rational::BigRational| t.to_f64().unwrap_or(f64::INFINITY);
-                    let first = frame_at(rate * to_f64(start));
-                    let last = frame_at(rate * to_f64(end)).min(frames);
+                    let (start, end) = (offset + to_f64(start), offset + to_f64(end));
+                    let first = frame_at(rate * start);
+                    let last = frame_at(rate * end).min(frames_end);
                     if first >= last {
-                        return Err(VideoError::NoFrames(format!(
-                            " between {:.3} s and {:.3} s",
-                            to_f64(start),
-                            to_f64(end)
-                        )));
+                        return Err(VideoError::NoFrames(format!(" between {start:.3} s and {end:.3} s")));
                     }
                     Ok(subsample(first, last, spec.frames_per_clip))
                 })

@@ -180,7 +180,11 @@ pub fn image(id: &str, bytes: Vec<u8>) -> pb::Input {
 pub fn audio(id: &str, bytes: Vec<u8>, hint: &str) -> pb::Input {
     pb::Input {
         id: id.into(),
-        payload: Some(pb::input::Payload::Audio(pb::Audio { data: bytes, format_hint: hint.into() })),
+        payload: Some(pb::input::Payload::Audio(pb::Audio {
+            data: bytes,
+            format_hint: hint.into(),
+            ..Default::default()
+        })),
     }
 }
 
