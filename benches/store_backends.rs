@@ -18,9 +18,11 @@
 //! it is exactly the one `schema.rs` issued) with `maintenance_work_mem` large enough for the
 //! graph and `max_parallel_maintenance_workers` workers besides the leader. The load time then
 //! counts both, and the index build is also given alone. `BINDERY_BENCH_PG_BUILD_MEMORY`
-//! (default `4GB`) and `BINDERY_BENCH_PG_BUILD_WORKERS` (default 1: two processes on two cores)
-//! change the settings; `BINDERY_BENCH_PG_INDEX_FIRST=1` loads into the index made at creation
-//! instead, as a collection filled through the API is.
+//! (default `4GB`) and `BINDERY_BENCH_PG_BUILD_WORKERS` (default 1: two processes on two cores;
+//! 0 builds in one process) change the settings; `BINDERY_BENCH_PG_INDEX_FIRST=1` loads into the
+//! index made at creation instead, as a collection filled through the API is.
+//! `BINDERY_BENCH_ONLY=postgres-hnsw` (a comma-separated list of `store-index`) measures only
+//! the collections named.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -78,18 +80,19 @@ struct PgBuild {
     index_first: bool,
 }
 
-/// The item table's HNSW index of collection `name`: its name and its `CREATE INDEX` statement.
-async fn hnsw_index(client: &tokio_postgres::Client, name: &str) -> (String, String) {
+/// The item table's HNSW index of collection `name`: the table, the index's name and its
+/// `CREATE INDEX` statement.
+async fn hnsw_index(client: &tokio_postgres::Client, name: &str) -> (String, String, String) {
     let row = client
         .query_one(
-            "SELECT i.indexname, i.indexdef FROM bindery_collections c \
+            "SELECT i.tablename, i.indexname, i.indexdef FROM bindery_collections c \
              JOIN pg_indexes i ON i.tablename = 'bindery_items_' || c.id \
              WHERE c.name = $1 AND i.indexdef LIKE '% USING hnsw %'",
             &[&name],
         )
         .await
         .expect("the collection's hnsw index");
-    (row.get(0), row.get(1))
+    (row.get(0), row.get(1), row.get(2))
 }
 
 async fn pg_client(url: &str) -> tokio_postgres::Client {
@@ -113,9 +116,9 @@ async fn measure(
     let build_after = store.backend() == "postgres" && kind == "hnsw" && !pg_build.index_first;
     let deferred = if build_after {
         let client = pg_client(&pg_build.url).await;
-        let (index, ddl) = hnsw_index(&client, &name).await;
+        let (table, index, ddl) = hnsw_index(&client, &name).await;
         client.batch_execute(&format!("DROP INDEX {index}")).await.expect("drop the index for the load");
-        Some((client, ddl))
+        Some((client, table, ddl))
     } else {
         None
     };
@@ -133,11 +136,20 @@ async fn measure(
         store.upsert(&name, items).await.expect("upsert");
     }
     let mut index_build_s = None;
-    if let Some((client, ddl)) = deferred {
+    if let Some((client, table, ddl)) = deferred {
+        // pgvector plans its build workers from the size of the table's main heap, but a 1024-d
+        // vector (4 KiB) is kept out of line in TOAST: 100k rows leave a main heap under
+        // `min_parallel_table_scan_size` and the build runs serially unless the table names its
+        // worker count.
+        let workers = if pg_build.workers > 0 {
+            format!("ALTER TABLE {table} SET (parallel_workers = {});", pg_build.workers)
+        } else {
+            String::new()
+        };
         let build = Instant::now();
         client
             .batch_execute(&format!(
-                "SET maintenance_work_mem = '{}'; SET max_parallel_maintenance_workers = {}; {ddl}",
+                "{workers} SET maintenance_work_mem = '{}'; SET max_parallel_maintenance_workers = {}; {ddl}",
                 pg_build.memory, pg_build.workers
             ))
             .await
@@ -224,6 +236,8 @@ fn main() {
         workers: env("BINDERY_BENCH_PG_BUILD_WORKERS").and_then(|v| v.parse().ok()).unwrap_or(1),
         index_first: env("BINDERY_BENCH_PG_INDEX_FIRST").is_some_and(|v| v == "1"),
     };
+    let only: Option<Vec<String>> =
+        env("BINDERY_BENCH_ONLY").map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
     let model = model();
     let data = Arc::new(mixture(n, &model, 0));
     let queries = Arc::new(mixture(QUERIES, &model, 11));
@@ -246,6 +260,10 @@ fn main() {
         let mut rows = Vec::new();
         for store in [&embedded, &pg] {
             for index in [IndexSpec::Exact, IndexSpec::Hnsw(HnswParams::default())] {
+                let kind = if matches!(index, IndexSpec::Exact) { "exact" } else { "hnsw" };
+                if only.as_ref().is_some_and(|o| !o.contains(&format!("{}-{kind}", store.backend()))) {
+                    continue;
+                }
                 let row = measure(Arc::clone(store), index, &data, &queries, &truth, &pg_build).await;
                 eprintln!(
                     "store_backends: {} {}: loaded in {:.1}s, recall@{K} {:.3}, {:.0} searches/s",
