@@ -203,9 +203,9 @@ impl AudioPreprocessor {
     /// audio is shorter than `clips * clip_duration`, and a later clip then sees the earlier
     /// subtraction on the overlapping samples (`waveform -= waveform.mean()` acts on a view in
     /// `waveform2melspec`); this is reproduced because it changes the frames at the overlap's
-    /// edge. Only channel 0 is resampled: the other channels enter through their sum over each
-    /// clip, taken with [`Resampler::sum_range`] and corrected for the earlier subtractions,
-    /// which gives the same mean without producing their samples.
+    /// edge. Only channel 0 is resampled, and only where a clip reads it: the other channels
+    /// enter through their sum over each clip, taken with [`Resampler::sum_range`] and corrected
+    /// for the earlier subtractions, which gives the same mean without producing their samples.
     pub fn preprocess_decoded_into(&self, audio: &DecodedAudio, out: &mut [f32]) -> Result<(), AudioError> {
         self.check_out(out)?;
         let fbank = self.fbank.as_ref().map_err(|e| AudioError::InvalidConfig(e.clone()))?;
