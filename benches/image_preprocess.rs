@@ -1,5 +1,8 @@
 //! Image preprocessing (decode, PIL-exact bicubic resize, center crop, normalise) of a
 //! 1920x1080 4:2:0 JPEG, the typical photo a client sends.
+//!
+//! With `BINDERY_BENCH_JPEG=PATH` set, the JPEG is also written to `PATH`, so that
+//! `tools/bench_image_reference.py --jpeg PATH` times the reference on the same bytes.
 
 use std::hint::black_box;
 
@@ -41,6 +44,9 @@ fn bench(c: &mut Criterion) {
     let pre = ImagePreprocessor::new(&spec, ImageLimits::default()).expect("valid section");
     let jpeg = photo_jpeg();
     eprintln!("benchmark JPEG: 1920x1080, {} bytes", jpeg.len());
+    if let Some(path) = std::env::var_os("BINDERY_BENCH_JPEG") {
+        std::fs::write(&path, &jpeg).expect("write the benchmark JPEG");
+    }
     let mut out = vec![0f32; pre.tensor_len()];
 
     let mut group = c.benchmark_group("image_preprocess");

@@ -12,10 +12,13 @@ cargo build --release
 bin=target/release/bindery
 
 # Criterion benches, each beside its reference timing on the same input.
-cargo bench --bench image_preprocess --bench tokenize --bench audio_preprocess --bench point_cloud \
+BINDERY_BENCH_JPEG="$out/bench_1920x1080.jpg" \
+  cargo bench --bench image_preprocess --bench tokenize --bench audio_preprocess --bench point_cloud \
   -- --warm-up-time 1 --measurement-time 4 2>&1 | grep -E "^[a-z].*time:|^[a-z_/0-9]+$|^ +time:" \
   | tee "$out/criterion.txt"
 $py tools/bench_audio_reference.py --threads 1 2>&1 | tee "$out/audio_reference.txt"
+$py tools/bench_image_reference.py --threads 1 --jpeg "$out/bench_1920x1080.jpg" 2>&1 | tee "$out/image_reference.txt"
+rm -f "$out/bench_1920x1080.jpg"
 $py tools/bench_point_reference.py --threads 1 2>&1 | tee "$out/point_reference.txt"
 
 # End-to-end: bindery over gRPC vs the reference pipeline + onnxruntime, same inputs.

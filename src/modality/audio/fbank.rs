@@ -153,13 +153,20 @@ impl KaldiFbank {
         if out.len() != mel * target_len {
             return Err(AudioError::OutputSize { expected: mel * target_len, got: out.len() });
         }
+        let kept = frames.min(target_len);
         let pad = (0.0 - mean) / std;
-        out.fill(pad);
+        for band in out.chunks_exact_mut(target_len) {
+            band[kept..].fill(pad);
+        }
         let mut row = vec![0.0; mel];
-        for f in 0..frames.min(target_len) {
+        for f in 0..kept {
             self.frame(wave, f, scratch, &mut row)?;
-            for (b, v) in row.iter().enumerate() {
-                out[b * target_len + f] = (v - mean) / std;
+            // Normalised in a contiguous pass (vectorised divisions), then scattered.
+            for v in row.iter_mut() {
+                *v = (*v - mean) / std;
+            }
+            for (band, &v) in out.chunks_exact_mut(target_len).zip(&row) {
+                band[f] = v;
             }
         }
         Ok(())
@@ -179,22 +186,29 @@ impl KaldiFbank {
         // torch.mean over the row, summed in f64 (at least as exact as torch's cascaded f32 sum).
         let mean = (sum_f64(src) / self.window_size as f64) as f32;
         let frame = &mut s.frame;
-        let mut prev = src[0] - mean;
-        for (i, (&x, &w)) in src.iter().zip(&self.window).enumerate() {
-            let cur = x - mean;
-            // offset_strided_input replicates the first sample: frame[0] -= 0.97 * frame[0].
-            let emph = cur - PREEMPHASIS * if i == 0 { cur } else { prev };
-            frame[i] = emph * w;
-            prev = cur;
+        let n = self.window_size;
+        // offset_strided_input replicates the first sample: frame[0] -= 0.97 * frame[0]. Every
+        // later sample takes its predecessor, written without a loop-carried value so that the
+        // loop vectorises (the same operations per sample).
+        let c0 = src[0] - mean;
+        frame[0] = (c0 - PREEMPHASIS * c0) * self.window[0];
+        for (((d, &w), &x), &p) in
+            frame[1..n].iter_mut().zip(&self.window[1..]).zip(&src[1..]).zip(&src[..n - 1])
+        {
+            *d = ((x - mean) - PREEMPHASIS * (p - mean)) * w;
         }
         frame[self.window_size..].fill(0.0);
         self.fft
             .process_with_scratch(frame, &mut s.spectrum, &mut s.fft_scratch)
             .map_err(|e| AudioError::Internal(format!("fft: {e}")))?;
+        // `.abs()` then `.pow(2.0)`, as in the reference; ATen's vectorised complex abs is
+        // `sqrt(re^2 + im^2)` (no hypot scaling), and so is this. Two passes, so that the
+        // square roots run over a plain f32 slice and vectorise (`sqrtps` rounds as `sqrt`).
         for (p, c) in s.power.iter_mut().zip(&s.spectrum) {
-            // `.abs()` then `.pow(2.0)`, as in the reference; ATen's vectorised complex abs is
-            // `sqrt(re^2 + im^2)` (no hypot scaling), and so is this.
-            let m = (c.re * c.re + c.im * c.im).sqrt();
+            *p = c.re * c.re + c.im * c.im;
+        }
+        for p in s.power.iter_mut() {
+            let m = p.sqrt();
             *p = m * m;
         }
         for (out, filt) in row.iter_mut().zip(&self.filters) {
@@ -207,7 +221,7 @@ impl KaldiFbank {
 }
 
 /// Sum in `f64` over four independent partial sums.
-fn sum_f64(v: &[f32]) -> f64 {
+pub(super) fn sum_f64(v: &[f32]) -> f64 {
     let mut acc = [0.0f64; 4];
     let chunks = v.chunks_exact(4);
     let rest: f64 = chunks.remainder().iter().map(|&x| f64::from(x)).sum();

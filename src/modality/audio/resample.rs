@@ -133,33 +133,81 @@ impl Resampler {
 
     /// Resamples `input` into `out`, writing `min(out.len(), output_len)` samples.
     pub fn process_into(&self, input: &[f32], out: &mut [f32]) {
-        let n = out.len().min(self.output_len(input.len()));
+        self.process_range_into(input, 0, out);
+    }
+
+    /// Writes output samples `start..start + out.len()` (those below [`Self::output_len`]) into
+    /// `out`, each equal to the bit to the same sample of [`Self::process`]: callers that need
+    /// only parts of the output (the audio clips) skip the rest.
+    pub fn process_range_into(&self, input: &[f32], start: usize, out: &mut [f32]) {
+        let end = (start + out.len()).min(self.output_len(input.len()));
+        if start >= end {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: the CPU has AVX, checked just above.
+            unsafe { self.run_avx(input, start, end, out) };
+            return;
+        }
+        self.run::<false>(input, start, end, out);
+    }
+
+    /// [`Self::run`] compiled for AVX: the same sums, eight lanes per instruction instead of four.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx")]
+    unsafe fn run_avx(&self, input: &[f32], start: usize, end: usize, out: &mut [f32]) {
+        self.run::<true>(input, start, end, out);
+    }
+
+    /// Output samples `start..end` into `out[..end - start]`. Each sample's sum is fixed by its
+    /// index alone (phase groups of four from the start of its frame, whatever range is asked
+    /// for), so a range gives the same bits as the whole.
+    #[inline(always)]
+    fn run<const AVX: bool>(&self, input: &[f32], start: usize, end: usize, out: &mut [f32]) {
+        let total = self.output_len(input.len());
         let len = input.len() as i64;
         let stride = self.stride as i64;
         // Output `frame * new + j` is phase j's filter over the input from `frame * orig`.
-        for (frame, block) in out[..n].chunks_mut(self.new).enumerate() {
+        for frame in start / self.new..end.div_ceil(self.new) {
+            let first_out = frame * self.new;
+            let block = self.new.min(total - first_out);
             // The reference pads `width` zeros on the left, hence `base` may be negative.
             let base = (frame * self.orig) as i64 - self.width as i64;
-            let mut j = 0;
+            let (lo, hi) = (start.max(first_out) - first_out, end.min(first_out + block) - first_out);
+            let mut j = lo / 4 * 4;
             // Four phases at a time: independent sums keep the SIMD units busy instead of
             // waiting on one accumulator.
-            while j + 4 <= block.len() {
+            while j + 4 <= block && j < hi {
                 let s: [i64; 4] = std::array::from_fn(|k| base + self.first[j + k] as i64);
-                if s.iter().all(|&s| s >= 0 && s + stride <= len) {
+                let sums = if s.iter().all(|&s| s >= 0 && s + stride <= len) {
                     let xs: [&[f32]; 4] =
                         std::array::from_fn(|k| &input[s[k] as usize..(s[k] + stride) as usize]);
                     let ts: [&[f32]; 4] =
                         std::array::from_fn(|k| &self.taps[(j + k) * self.stride..(j + k + 1) * self.stride]);
-                    block[j..j + 4].copy_from_slice(&dot4(xs, ts));
+                    if AVX {
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: `AVX` is true only inside `run_avx`, which requires AVX.
+                        unsafe {
+                            dot4_avx(xs, ts)
+                        }
+                        #[cfg(not(target_arch = "x86_64"))]
+                        dot4(xs, ts)
+                    } else {
+                        dot4(xs, ts)
+                    }
                 } else {
-                    for k in 0..4 {
-                        block[j + k] = self.output(input, frame * self.new + j + k);
+                    std::array::from_fn(|k| self.output(input, first_out + j + k))
+                };
+                for (k, v) in sums.into_iter().enumerate() {
+                    if (lo..hi).contains(&(j + k)) {
+                        out[first_out + j + k - start] = v;
                     }
                 }
                 j += 4;
             }
-            for (k, slot) in block.iter_mut().enumerate().skip(j) {
-                *slot = self.output(input, frame * self.new + k);
+            for k in j.max(lo)..hi {
+                out[first_out + k - start] = self.output(input, first_out + k);
             }
         }
     }
@@ -189,11 +237,7 @@ impl Resampler {
             let hi = (s + self.period.len() as i64).min(len);
             if lo < hi {
                 let off = (lo - s) as usize;
-                body += input[lo as usize..hi as usize]
-                    .iter()
-                    .zip(&self.period[off..])
-                    .map(|(&x, &w)| f64::from(x) * w)
-                    .sum::<f64>();
+                body += dot_f64(&input[lo as usize..hi as usize], &self.period[off..]);
             }
         }
         head + body + tail
@@ -245,6 +289,34 @@ fn dot4(xs: [&[f32]; 4], ts: [&[f32]; 4]) -> [f32; 4] {
     acc.map(reduce)
 }
 
+/// [`dot4`] with AVX registers: the same lane-wise products and sums (separate multiply and add),
+/// reduced in the same order, so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[inline]
+unsafe fn dot4_avx(xs: [&[f32]; 4], ts: [&[f32]; 4]) -> [f32; 4] {
+    use std::arch::x86_64::{
+        __m256, _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+    };
+    let n = xs.iter().chain(&ts).map(|v| v.len() / 8).min().unwrap_or(0);
+    let mut acc: [__m256; 4] = [_mm256_setzero_ps(); 4];
+    for c in 0..n {
+        for k in 0..4 {
+            // SAFETY: `c * 8 + 8 <= len` for every slice, by the choice of `n`.
+            let (x, t) = unsafe {
+                (_mm256_loadu_ps(xs[k].as_ptr().add(c * 8)), _mm256_loadu_ps(ts[k].as_ptr().add(c * 8)))
+            };
+            acc[k] = _mm256_add_ps(acc[k], _mm256_mul_ps(x, t));
+        }
+    }
+    acc.map(|a| {
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` holds eight f32.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a) };
+        reduce(f32x8::from(lanes))
+    })
+}
+
 /// `f32` dot product in eight SIMD lanes.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = f32x8::ZERO;
@@ -258,6 +330,22 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         tail += x * y;
     }
     reduce(acc) + tail
+}
+
+/// `sum(x[i] * w[i])` in `f64` over four partial sums, which keeps the adders busy where one
+/// running sum waits on each addition.
+fn dot_f64(x: &[f32], w: &[f64]) -> f64 {
+    let n = x.len().min(w.len());
+    let mut acc = [0.0f64; 4];
+    let (cx, rx) = x[..n].as_chunks::<4>();
+    let (cw, rw) = w[..n].as_chunks::<4>();
+    for (x, w) in cx.iter().zip(cw) {
+        for i in 0..4 {
+            acc[i] += f64::from(x[i]) * w[i];
+        }
+    }
+    let rest: f64 = rx.iter().zip(rw).map(|(&x, &w)| f64::from(x) * w).sum();
+    (acc[0] + acc[2]) + (acc[1] + acc[3]) + rest
 }
 
 fn gcd(mut a: u32, mut b: u32) -> u32 {
@@ -316,6 +404,40 @@ mod tests {
                 let got = r.sum_range(&input, a, b);
                 assert!((got - want).abs() < 1e-3, "{from}->{to} [{a},{b}): {got} vs {want}");
             }
+        }
+    }
+
+    #[test]
+    fn ranges_give_the_same_bits_as_the_whole() {
+        let input: Vec<f32> = (0..9000).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+        for (from, to) in [(44100, 16000), (8000, 16000), (22050, 16000), (48000, 16000), (11025, 16000)] {
+            let r = Resampler::new(from, to).unwrap();
+            let whole = r.process(&input);
+            let n = whole.len();
+            for (a, b) in [(0, n), (1, 2), (3, 777), (r.new - 1, 3 * r.new + 5), (n - 5, n), (n - 3, n + 10)]
+            {
+                let mut part = vec![f32::NAN; b - a];
+                r.process_range_into(&input, a, &mut part);
+                let written = b.min(n) - a;
+                let same = part[..written]
+                    .iter()
+                    .zip(&whole[a..a + written])
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{from}->{to} [{a},{b})");
+                assert!(part[written..].iter().all(|v| v.is_nan()), "{from}->{to}: wrote past the end");
+            }
+        }
+    }
+
+    #[test]
+    fn the_portable_kernel_gives_the_same_bits() {
+        let input: Vec<f32> = (0..9000).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+        for (from, to) in [(44100, 16000), (48000, 16000), (8000, 16000)] {
+            let r = Resampler::new(from, to).unwrap();
+            let fast = r.process(&input);
+            let mut portable = vec![0.0; fast.len()];
+            r.run::<false>(&input, 0, fast.len(), &mut portable);
+            assert!(fast.iter().zip(&portable).all(|(x, y)| x.to_bits() == y.to_bits()), "{from}->{to}");
         }
     }
 
