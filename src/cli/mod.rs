@@ -70,9 +70,11 @@ pub struct ServeArgs {
     /// next run, `shrink` back to what is in use, or `off` (no arena: the system allocator).
     #[arg(long, value_enum, default_value_t = Arena::Keep)]
     pub ort_arena: Arena,
-    /// Turn off ONNX Runtime's memory pattern (buffers planned once per input shape).
+    /// Turn on ONNX Runtime's memory pattern: buffers planned once per input shape and kept.
+    /// Off by default: batches come in every size up to the largest, each size kept its own
+    /// plan, and on bind-mini it held 18 MiB more under load at the same throughput.
     #[arg(long)]
-    pub no_ort_memory_pattern: bool,
+    pub ort_memory_pattern: bool,
     /// Run independent branches of a tower's graph at the same time (ONNX Runtime's parallel
     /// execution mode; the towers bindery ships are chains, where it only adds threads).
     #[arg(long)]
@@ -277,7 +279,7 @@ impl ServeArgs {
         options.engine.cpu_workers = self.cpu_workers.map_or(cores, usize::from);
         options.towers.thread_pools = self.ort_thread_pools;
         options.towers.arena = self.ort_arena;
-        options.towers.memory_pattern = !self.no_ort_memory_pattern;
+        options.towers.memory_pattern = self.ort_memory_pattern;
         options.towers.parallel_execution = self.ort_parallel_execution;
         options.towers.cuda_device = match self.device {
             Device::Cpu => None,
@@ -533,9 +535,9 @@ mod tests {
     #[test]
     fn onnx_runtime_memory_flags_reach_the_tower_options() {
         let options = serve_options(&[]).unwrap();
-        assert_eq!((options.towers.arena, options.towers.memory_pattern), (Arena::Keep, true));
-        let options = serve_options(&["--ort-arena", "shrink", "--no-ort-memory-pattern"]).unwrap();
-        assert_eq!((options.towers.arena, options.towers.memory_pattern), (Arena::Shrink, false));
+        assert_eq!((options.towers.arena, options.towers.memory_pattern), (Arena::Keep, false));
+        let options = serve_options(&["--ort-arena", "shrink", "--ort-memory-pattern"]).unwrap();
+        assert_eq!((options.towers.arena, options.towers.memory_pattern), (Arena::Shrink, true));
         assert!(serve_options(&["--ort-arena", "huge"]).is_err());
         let options = serve_options(&["--ort-thread-pools", "per-session"]).unwrap();
         assert_eq!(options.towers.thread_pools, ThreadPools::PerSession);

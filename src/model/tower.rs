@@ -110,7 +110,8 @@ impl Default for TowerOptions {
             intra_threads: cores,
             thread_pools: ThreadPools::default(),
             arena: Arena::default(),
-            memory_pattern: true,
+            // Off: a plan per batch size is memory kept for sizes that may not come again.
+            memory_pattern: false,
             parallel_execution: false,
             sessions: 1,
             cuda_device: None,
