@@ -95,48 +95,71 @@ fn empty_models_folder_and_unknown_default_are_refused() {
     assert!(stderr.contains("default model \"nope\""), "{stderr}");
 }
 
-/// Starts `bindery serve` on the fixture model alone with `extra` arguments and returns its
-/// "threads" log line and the names of its threads once it serves.
-fn serve_and_list_threads(extra: &[&str]) -> (String, Vec<String>) {
-    use std::io::{BufRead, BufReader};
-    let root = TempDir::new("startup-threads");
-    std::os::unix::fs::symlink(repo().join("models/imagebind-fixture"), root.join("imagebind-fixture"))
-        .expect("link the fixture model");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bindery"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--no-warm-up", "--models"])
-        .arg(root.path())
-        .args(extra)
-        .env("BINDERY_DATA_DIR", common::scratch_path("data"))
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "bindery=info")
-        .env_remove("BINDERY_CORES")
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start bindery");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut threads_line = None;
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-        assert!(!line.contains("panicked"), "{line}");
-        if line.contains(" threads ") || line.ends_with(" threads") {
-            threads_line = Some(line.clone());
-        }
-        if line.contains("bindery serving") {
-            break;
-        }
-    }
-    let tasks = std::fs::read_dir(format!("/proc/{}/task", child.id())).expect("list threads");
-    let names = tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|name| name.trim_end().to_string())
-        .collect();
-    let _ = child.kill();
-    let _ = child.wait();
-    (threads_line.expect("a threads log line before serving"), names)
+/// A `bindery serve` on the fixture model alone; killed when dropped.
+struct Served {
+    child: std::process::Child,
+    /// Its "threads" log line.
+    threads_line: String,
+    _root: TempDir,
 }
 
-fn count_prefixed(names: &[String], prefix: &str) -> usize {
-    names.iter().filter(|n| n.starts_with(prefix)).count()
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    /// Starts it with `extra` arguments and waits until it serves.
+    fn start(extra: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let root = TempDir::new("startup-threads");
+        std::os::unix::fs::symlink(repo().join("models/imagebind-fixture"), root.join("imagebind-fixture"))
+            .expect("link the fixture model");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bindery"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-warm-up", "--models"])
+            .arg(root.path())
+            .args(extra)
+            .env("BINDERY_DATA_DIR", common::scratch_path("data"))
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "bindery=info")
+            .env_remove("BINDERY_CORES")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start bindery");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut threads_line = None;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            assert!(!line.contains("panicked"), "{line}");
+            if line.contains(" threads ") {
+                threads_line = Some(line.clone());
+            }
+            if line.contains("bindery serving") {
+                break;
+            }
+        }
+        let threads_line = threads_line.expect("a threads log line before serving");
+        Self { child, threads_line, _root: root }
+    }
+
+    /// How many of its threads have a name starting with each of `prefixes`, once the counts
+    /// equal `expected` or 20 s have passed (a new thread names itself once it runs).
+    fn thread_counts(&self, prefixes: &[&str], expected: &[usize]) -> Vec<usize> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).expect("list threads");
+            let names: Vec<String> =
+                tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok()).collect();
+            let counts: Vec<usize> =
+                prefixes.iter().map(|p| names.iter().filter(|n| n.starts_with(p)).count()).collect();
+            if counts == expected || std::time::Instant::now() > deadline {
+                return counts;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 fn field_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
@@ -145,21 +168,22 @@ fn field_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 
 #[test]
 fn cores_size_the_preprocessing_pool_and_the_shared_onnx_pool() {
-    let (line, names) = serve_and_list_threads(&["--cores", "3"]);
-    assert_eq!(field_value(&line, "preprocessing_threads="), Some("3"), "{line}");
-    assert_eq!(field_value(&line, "onnx_threads="), Some("3"), "{line}");
-    assert_eq!(field_value(&line, "onnx_pools="), Some("shared"), "{line}");
-    assert_eq!(count_prefixed(&names, "bindery-cpu-"), 3, "{names:?}");
+    let pools = ["bindery-cpu-", "bindery-onnx-"];
+    let served = Served::start(&["--cores", "3"]);
+    let line = &served.threads_line;
+    assert_eq!(field_value(line, "preprocessing_threads="), Some("3"), "{line}");
+    assert_eq!(field_value(line, "onnx_threads="), Some("3"), "{line}");
+    assert_eq!(field_value(line, "onnx_pools="), Some("shared"), "{line}");
     // ONNX Runtime's pool of n intra-op threads starts n - 1: the thread that calls Run is the n-th.
-    assert_eq!(count_prefixed(&names, "bindery-onnx-"), 2, "{names:?}");
+    assert_eq!(served.thread_counts(&pools, &[3, 2]), [3, 2]);
+    drop(served);
 
-    let (line, names) =
-        serve_and_list_threads(&["--cores", "2", "--cpu-workers", "1", "--ort-thread-pools", "per-session"]);
-    assert_eq!(field_value(&line, "preprocessing_threads="), Some("1"), "{line}");
-    assert_eq!(field_value(&line, "onnx_threads="), Some("2"), "{line}");
-    assert_eq!(field_value(&line, "onnx_pools="), Some("per-session"), "{line}");
-    assert_eq!(count_prefixed(&names, "bindery-cpu-"), 1, "{names:?}");
-    assert_eq!(count_prefixed(&names, "bindery-onnx-"), 0, "{names:?}");
+    let served = Served::start(&["--cores", "2", "--cpu-workers", "1", "--ort-thread-pools", "per-session"]);
+    let line = &served.threads_line;
+    assert_eq!(field_value(line, "preprocessing_threads="), Some("1"), "{line}");
+    assert_eq!(field_value(line, "onnx_threads="), Some("2"), "{line}");
+    assert_eq!(field_value(line, "onnx_pools="), Some("per-session"), "{line}");
+    assert_eq!(served.thread_counts(&pools, &[1, 0]), [1, 0]);
 }
 
 #[test]
