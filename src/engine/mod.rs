@@ -196,6 +196,7 @@ pub struct Engine {
     encoders: HashMap<(String, Modality), EncoderSlot>,
     health_changed: Arc<watch::Sender<u64>>,
     warming: Arc<AtomicBool>,
+    pool: Arc<rayon::ThreadPool>,
 }
 
 /// Cancels a job when its caller stops waiting (the request ended, failed or was dropped).
@@ -364,7 +365,12 @@ impl Engine {
                 })
                 .map_err(|e| LoadError::Threads(format!("cannot start the warm-up thread: {e}")))?;
         }
-        Ok(Self { registry, limits, metrics, cache, encoders, health_changed, warming })
+        Ok(Self { registry, limits, metrics, cache, encoders, health_changed, warming, pool })
+    }
+
+    /// Threads of the CPU pool that preprocesses inputs (`EngineOptions::cpu_workers`).
+    pub fn cpu_threads(&self) -> usize {
+        self.pool.current_num_threads()
     }
 
     /// True while the background warm-up ([`WarmUp::Background`]) is still running.

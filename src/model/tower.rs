@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{RunOptions, Session};
 use ort::value::TensorRef;
 
 use super::runtime::Runtime;
@@ -47,8 +47,18 @@ pub enum TowerError {
 /// Execution settings shared by every tower of a server.
 #[derive(Debug, Clone)]
 pub struct TowerOptions {
-    /// ONNX Runtime intra-op threads per session.
+    /// ONNX Runtime intra-op threads: of the one pool all sessions share under
+    /// [`ThreadPools::Shared`], else of each session's own pool.
     pub intra_threads: usize,
+    /// Whether sessions share one intra-op pool or start one each.
+    pub thread_pools: ThreadPools,
+    /// What each session's CPU memory arena does between runs.
+    pub arena: Arena,
+    /// ONNX Runtime's memory pattern: plans each input shape's buffers once and reuses the plan.
+    pub memory_pattern: bool,
+    /// Run independent branches of a graph at the same time (ONNX Runtime's parallel execution
+    /// mode) instead of one node after another.
+    pub parallel_execution: bool,
     /// Sessions per tower; more lets batches of one tower run concurrently.
     pub sessions: usize,
     /// Run on this CUDA device instead of the CPU.
@@ -69,10 +79,44 @@ pub enum Precision {
     Int8,
 }
 
+/// How the sessions of a process get their intra-op threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ThreadPools {
+    /// One pool for every session of the process (ONNX Runtime's global thread pool): towers that
+    /// run at the same time share its threads instead of each starting as many as there are cores.
+    #[default]
+    Shared,
+    /// A pool per session, each of `intra_threads`.
+    PerSession,
+}
+
+/// What a session's CPU memory arena does with the memory a run used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arena {
+    /// Keeps it for the next run (ONNX Runtime's default): each session holds the memory of the
+    /// largest batch it ever ran.
+    #[default]
+    Keep,
+    /// Frees the arena's unused chunks after every run.
+    Shrink,
+    /// No arena: each run allocates from the system allocator and frees back to it.
+    Off,
+}
+
 impl Default for TowerOptions {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Self { intra_threads: cores, sessions: 1, cuda_device: None, precision: Precision::Fp32 }
+        Self {
+            intra_threads: cores,
+            thread_pools: ThreadPools::default(),
+            arena: Arena::default(),
+            // Off: a plan per batch size is memory kept for sizes that may not come again.
+            memory_pattern: false,
+            parallel_execution: false,
+            sessions: 1,
+            cuda_device: None,
+            precision: Precision::Fp32,
+        }
     }
 }
 
@@ -104,6 +148,8 @@ pub struct Tower {
     dim: usize,
     sessions: Vec<Mutex<Session>>,
     next: AtomicUsize,
+    /// Per-run settings (arena shrinkage), when any differ from ONNX Runtime's defaults.
+    run_options: Option<RunOptions>,
 }
 
 impl Tower {
@@ -120,19 +166,39 @@ impl Tower {
             |e: &dyn std::fmt::Display| TowerError::Load { path: path.to_path_buf(), message: e.to_string() };
         let mut sessions = Vec::with_capacity(options.sessions.max(1));
         for _ in 0..options.sessions.max(1) {
-            let builder = Session::builder(&runtime.environment)
+            let mut builder = Session::builder(&runtime.environment)
                 .map_err(|e| load_err(&e))?
                 .with_optimization_level(GraphOptimizationLevel::Level3)
                 .map_err(|e| load_err(&e))?
-                .with_intra_threads(options.intra_threads.max(1))
+                .with_memory_pattern(options.memory_pattern)
                 .map_err(|e| load_err(&e))?
-                // Idle ONNX threads would otherwise spin and steal the cores preprocessing needs.
-                .with_intra_op_spinning(false)
+                .with_parallel_execution(options.parallel_execution)
                 .map_err(|e| load_err(&e))?;
+            if runtime.options.shared_intra_threads.is_none() {
+                builder = builder
+                    .with_intra_threads(options.intra_threads.max(1))
+                    .map_err(|e| load_err(&e))?
+                    // Idle ONNX threads would otherwise spin and steal the cores preprocessing needs.
+                    .with_intra_op_spinning(false)
+                    .map_err(|e| load_err(&e))?;
+            }
+            if options.arena == Arena::Off && options.cuda_device.is_none() {
+                builder = builder
+                    .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
+                    .map_err(|e| load_err(&e))?;
+            }
             let mut builder = with_device(builder, options).map_err(|e| load_err(&e))?;
             let session = builder.commit_from_file(path).map_err(|e| load_err(&e))?;
             sessions.push(Mutex::new(session));
         }
+        let run_options = match options.arena {
+            Arena::Shrink => {
+                let mut run = RunOptions::new().map_err(|e| load_err(&e))?;
+                run.set("memory.enable_memory_arena_shrinkage", "cpu:0").map_err(|e| load_err(&e))?;
+                Some(run)
+            }
+            Arena::Keep | Arena::Off => None,
+        };
         let tower = Self {
             path: path.to_path_buf(),
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
@@ -140,6 +206,7 @@ impl Tower {
             dim,
             sessions,
             next: AtomicUsize::new(0),
+            run_options,
         };
         tower.check_signature()?;
         Ok(tower)
@@ -188,7 +255,11 @@ impl Tower {
             values.push((input.name.to_string(), value));
         }
         let mut session = self.lock(index)?;
-        let outputs = session.run(values).map_err(run_err)?;
+        let outputs = match &self.run_options {
+            Some(run_options) => session.run_with_options(values, run_options),
+            None => session.run(values),
+        }
+        .map_err(run_err)?;
         let value = outputs
             .get(self.output.as_str())
             .ok_or_else(|| TowerError::Run(format!("output {:?} missing", self.output)))?;

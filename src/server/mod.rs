@@ -30,7 +30,7 @@ use crate::api::{CollectionsService, EmbedderService};
 use crate::engine::{Engine, EngineOptions, Limits, LoadError, Registry};
 use crate::metrics::Metrics;
 use crate::model::runtime;
-use crate::model::tower::TowerOptions;
+use crate::model::tower::{ThreadPools, TowerOptions};
 use crate::store::{CollectionStore, EmbeddedStore, Store, StoreError, StoreOptions};
 
 pub use crate::shared::DEFAULT_MAX_MESSAGE_BYTES;
@@ -161,9 +161,17 @@ pub async fn open_store(options: &ServerOptions) -> Result<Option<Arc<dyn Collec
     Ok(Some(Arc::new(EmbeddedStore(Arc::new(store)))))
 }
 
-/// Loads ONNX Runtime and every model named by `options`.
+/// Loads ONNX Runtime and every model named by `options`, and logs the threads both pools got.
 pub fn load_engine(options: &ServerOptions) -> Result<Engine, LoadError> {
-    let runtime = runtime::init(options.ort_library.as_deref())?;
+    let towers = &options.towers;
+    // The shared pool serves the CPU provider only; a CUDA session keeps its own few threads.
+    let shared = towers.thread_pools == ThreadPools::Shared && towers.cuda_device.is_none();
+    let runtime_options = runtime::RuntimeOptions {
+        shared_intra_threads: shared.then_some(towers.intra_threads.max(1)),
+        // Sequential sessions never use the inter-op pool; one thread keeps it empty.
+        shared_inter_threads: if towers.parallel_execution { towers.intra_threads.max(1) } else { 1 },
+    };
+    let runtime = runtime::init_with(options.ort_library.as_deref(), runtime_options)?;
     let registry = Registry::load_dir(
         &runtime,
         &options.models_dir,
@@ -171,7 +179,22 @@ pub fn load_engine(options: &ServerOptions) -> Result<Engine, LoadError> {
         &options.limits,
         &options.towers,
     )?;
-    Engine::new(registry, options.limits.clone(), &options.engine, Arc::new(Metrics::new()))
+    let engine = Engine::new(registry, options.limits.clone(), &options.engine, Arc::new(Metrics::new()))?;
+    // The runtime is built once per process, so its pool is reported as built, not as asked.
+    let (onnx_threads, onnx_pools) = match runtime.options.shared_intra_threads {
+        Some(n) => (n, "shared"),
+        None => (towers.intra_threads.max(1), "per-session"),
+    };
+    tracing::info!(
+        preprocessing_threads = engine.cpu_threads(),
+        onnx_threads,
+        onnx_pools,
+        arena = ?towers.arena,
+        memory_pattern = towers.memory_pattern,
+        parallel_execution = towers.parallel_execution,
+        "threads"
+    );
+    Ok(engine)
 }
 
 /// Sets each encoder's health entry (`<model>/<modality>`) from the engine, or to NOT_SERVING

@@ -115,3 +115,101 @@ fn empty_models_folder_and_unknown_default_are_refused() {
     assert!(!ok);
     assert!(stderr.contains("default model \"nope\""), "{stderr}");
 }
+
+/// A `bindery serve` on the fixture model alone; killed when dropped.
+struct Served {
+    child: std::process::Child,
+    /// Its "threads" log line.
+    threads_line: String,
+    _root: TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    /// Starts it with `extra` arguments and waits until it serves.
+    fn start(extra: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let root = TempDir::new("startup-threads");
+        std::os::unix::fs::symlink(repo().join("models/imagebind-fixture"), root.join("imagebind-fixture"))
+            .expect("link the fixture model");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bindery"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-warm-up", "--models"])
+            .arg(root.path())
+            .args(extra)
+            .env("BINDERY_DATA_DIR", common::scratch_path("data"))
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "bindery=info")
+            .env_remove("BINDERY_CORES")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start bindery");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut threads_line = None;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            assert!(!line.contains("panicked"), "{line}");
+            if line.contains(" threads ") {
+                threads_line = Some(line.clone());
+            }
+            if line.contains("bindery serving") {
+                break;
+            }
+        }
+        let threads_line = threads_line.expect("a threads log line before serving");
+        Self { child, threads_line, _root: root }
+    }
+
+    /// How many of its threads have a name starting with each of `prefixes`, once the counts
+    /// equal `expected` or 20 s have passed (a new thread names itself once it runs).
+    fn thread_counts(&self, prefixes: &[&str], expected: &[usize]) -> Vec<usize> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).expect("list threads");
+            let names: Vec<String> =
+                tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok()).collect();
+            let counts: Vec<usize> =
+                prefixes.iter().map(|p| names.iter().filter(|n| n.starts_with(p)).count()).collect();
+            if counts == expected || std::time::Instant::now() > deadline {
+                return counts;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+fn field_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|w| w.strip_prefix(key)).map(|v| v.trim_matches('"'))
+}
+
+#[test]
+fn cores_size_the_preprocessing_pool_and_the_shared_onnx_pool() {
+    let pools = ["bindery-cpu-", "bindery-onnx-"];
+    let served = Served::start(&["--cores", "3"]);
+    let line = &served.threads_line;
+    assert_eq!(field_value(line, "preprocessing_threads="), Some("3"), "{line}");
+    assert_eq!(field_value(line, "onnx_threads="), Some("3"), "{line}");
+    assert_eq!(field_value(line, "onnx_pools="), Some("shared"), "{line}");
+    // ONNX Runtime's pool of n intra-op threads starts n - 1: the thread that calls Run is the n-th.
+    assert_eq!(served.thread_counts(&pools, &[3, 2]), [3, 2]);
+    drop(served);
+
+    let served = Served::start(&["--cores", "2", "--cpu-workers", "1", "--ort-thread-pools", "per-session"]);
+    let line = &served.threads_line;
+    assert_eq!(field_value(line, "preprocessing_threads="), Some("1"), "{line}");
+    assert_eq!(field_value(line, "onnx_threads="), Some("2"), "{line}");
+    assert_eq!(field_value(line, "onnx_pools="), Some("per-session"), "{line}");
+    assert_eq!(served.thread_counts(&pools, &[1, 0]), [1, 0]);
+}
+
+#[test]
+fn cores_of_zero_is_refused_before_anything_loads() {
+    let (ok, stderr) = serve(&repo().join("models"), &["--cores", "0"]);
+    assert!(!ok);
+    assert!(stderr.contains("--cores"), "{stderr}");
+}
