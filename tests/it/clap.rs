@@ -103,6 +103,20 @@ async fn clap_text_matches_the_roberta_tokenizer_and_tower() {
     eprintln!("clap-fixture text: worst cosine {worst:.7}");
 }
 
+/// The HTSAT front end embeds whole files: segment mode is refused, naming the input, rather
+/// than answered with one whole-file embedding.
+#[tokio::test]
+async fn clap_refuses_segment_mode_naming_the_input() {
+    let mut server = start_fixture().await;
+    let mut input = audio("windows", FIXTURES.read("audio/cases/wav16k_mono_s16_5s.wav"), "");
+    if let Some(pb::input::Payload::Audio(a)) = input.payload.as_mut() {
+        a.segment_seconds = 2.0;
+    }
+    let req = pb::EmbedRequest { model: MODEL.into(), ..request(vec![input]) };
+    let refusal = server.client.embed(req).await.expect_err("segment mode on htsat_mel");
+    assert_refused(refusal, Code::InvalidArgument, &["windows", "whole files"]);
+}
+
 /// The fixture's audio section with `truncation` (and the filters that go with it).
 fn htsat_spec(truncation: &str) -> HtsatMelPreprocess {
     let (scale, norm) = if truncation == "fusion" { ("htk", "none") } else { ("slaney", "slaney") };
