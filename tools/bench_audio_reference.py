@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 from unittest import mock
 
 import numpy as np
@@ -31,6 +28,7 @@ import torchaudio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bindery_tools import reference as ref  # noqa: E402
+from bindery_tools.timing import timeit  # noqa: E402
 
 RATE = 44_100
 SECONDS = 10
@@ -57,17 +55,6 @@ def bench_signal() -> np.ndarray:
 def load_soundfile(path: str) -> tuple[torch.Tensor, int]:
     x, sr = sf.read(path, dtype="float32", always_2d=True)
     return torch.from_numpy(np.ascontiguousarray(x.T)), sr
-
-
-def timeit(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    """Median and minimum wall time of ``fn`` in milliseconds, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times), min(times)
 
 
 def main() -> None:

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 from unittest import mock
 
 import torch
@@ -27,17 +24,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bindery_tools import reference as ref  # noqa: E402
-
-
-def timeit(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    """Median and minimum wall time of ``fn`` in milliseconds, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times), min(times)
+from bindery_tools.timing import timeit  # noqa: E402
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 //!
 //! The feature extractor does not resample, so the reference is: decode, average the channels,
 //! resample to the model rate with `torchaudio.functional.resample` (defaults; bindery's
-//! [`Resampler`] reproduces it), then the feature extractor on that one input. Its steps:
+//! [`resample::Resampler`] reproduces it), then the feature extractor on that one input. Its steps:
 //!
 //! - audio of at most `max_length_s` seconds is padded to that length (`padding`: `repeatpad`
 //!   tiles it whole and pads with zeros, `repeat` tiles it and cuts, `pad` pads with zeros);
@@ -27,15 +27,14 @@
 //! with `fusion`, `is_longer` is always 1, so an embedding never depends on what else shares its
 //! batch.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
 use serde::Deserialize;
 
 use super::decode::{self, DecodedAudio};
-use super::resample::{self, Resampler};
+use super::resample::{self, ResamplerCache};
 use super::{AudioError, AudioLimits};
 
 /// CLAP's audio preprocessing (`[audio.preprocess]` with `front_end = "htsat_mel"`); the names
@@ -462,15 +461,12 @@ fn shrink_frames(m: &[f32], total: usize, frames: usize, mels: usize, out: &mut 
     }
 }
 
-/// Resamplers kept per input rate; a handful of rates covers nearly all traffic.
-const RESAMPLER_CACHE: usize = 16;
-
 /// Prepares encoded audio for an HTSAT tower: decode, average the channels, resample, features.
 pub struct HtsatPreprocessor {
     spec: HtsatMelPreprocess,
     limits: AudioLimits,
     mel: LogMel,
-    resamplers: Mutex<HashMap<u32, Arc<Resampler>>>,
+    resamplers: ResamplerCache,
 }
 
 impl HtsatPreprocessor {
@@ -480,7 +476,7 @@ impl HtsatPreprocessor {
             spec: spec.clone(),
             limits,
             mel: LogMel::new(spec)?,
-            resamplers: Mutex::new(HashMap::new()),
+            resamplers: ResamplerCache::new(spec.sample_rate),
         })
     }
 
@@ -501,24 +497,9 @@ impl HtsatPreprocessor {
         let wave = if audio.sample_rate == self.spec.sample_rate {
             mono
         } else {
-            self.resampler(audio.sample_rate)?.process(&mono)
+            self.resamplers.get(audio.sample_rate)?.process(&mono)
         };
         features_into(&self.spec, &self.mel, &wave, out)
-    }
-
-    fn resampler(&self, rate: u32) -> Result<Arc<Resampler>, AudioError> {
-        // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
-        let cache = self.resamplers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = cache.get(&rate) {
-            return Ok(r.clone());
-        }
-        drop(cache);
-        let r = Arc::new(Resampler::new(rate, self.spec.sample_rate)?);
-        let mut cache = self.resamplers.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() < RESAMPLER_CACHE {
-            cache.insert(rate, r.clone());
-        }
-        Ok(r)
     }
 }
 

@@ -24,14 +24,12 @@ pub mod opus;
 pub mod resample;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 pub use kind::{AudioPreprocess, DecodedPart, EncodedAudio, KIND, decoded_payload, payload};
 
 use self::decode::DecodedAudio;
 use self::fbank::KaldiFbank;
-use self::resample::Resampler;
+use self::resample::{Resampler, ResamplerCache};
 
 /// Size limits checked before decoding everything (the server's `--max-audio-*` flags).
 #[derive(Debug, Clone, Copy, clap::Args)]
@@ -147,15 +145,12 @@ impl AudioError {
     }
 }
 
-/// Resamplers kept per input rate; a handful of rates covers nearly all traffic.
-const RESAMPLER_CACHE: usize = 16;
-
 /// Prepares encoded audio for the audio tower.
 pub struct AudioPreprocessor {
     spec: AudioPreprocess,
     limits: AudioLimits,
     fbank: Result<KaldiFbank, String>,
-    resamplers: Mutex<HashMap<u32, Arc<Resampler>>>,
+    resamplers: ResamplerCache,
 }
 
 impl AudioPreprocessor {
@@ -167,7 +162,7 @@ impl AudioPreprocessor {
         let fbank =
             KaldiFbank::new(spec.sample_rate, spec.frame_length_ms, spec.frame_shift_ms, spec.num_mel_bins)
                 .map_err(|e| e.to_string());
-        Self { spec: spec.clone(), limits, fbank, resamplers: Mutex::new(HashMap::new()) }
+        Self { spec: spec.clone(), limits, fbank, resamplers: ResamplerCache::new(spec.sample_rate) }
     }
 
     /// Like [`Self::new`], but fails when the manifest's parameters cannot be used.
@@ -237,7 +232,7 @@ impl AudioPreprocessor {
 
         let target = self.spec.sample_rate;
         let resampler =
-            if audio.sample_rate == target { None } else { Some(self.resampler(audio.sample_rate)?) };
+            if audio.sample_rate == target { None } else { Some(self.resamplers.get(audio.sample_rate)?) };
         let len = resampler.as_ref().map_or(first.len(), |r| r.output_len(first.len()));
         let bounds = clips::clip_bounds(len, target, self.spec.clip_duration, self.spec.clips_per_input)?;
         let mut ch0: Cow<'_, [f32]> = match &resampler {
@@ -295,21 +290,6 @@ impl AudioPreprocessor {
         } else {
             Err(AudioError::OutputSize { expected: self.tensor_len(), got: out.len() })
         }
-    }
-
-    fn resampler(&self, rate: u32) -> Result<Arc<Resampler>, AudioError> {
-        // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
-        let cache = self.resamplers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = cache.get(&rate) {
-            return Ok(r.clone());
-        }
-        drop(cache);
-        let r = Arc::new(Resampler::new(rate, self.spec.sample_rate)?);
-        let mut cache = self.resamplers.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() < RESAMPLER_CACHE {
-            cache.insert(rate, r.clone());
-        }
-        Ok(r)
     }
 }
 
