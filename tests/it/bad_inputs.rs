@@ -411,6 +411,8 @@ fn cases() -> Vec<Case> {
     cases.extend(thermal_cases(&good_png, &good_wav));
     cases.extend(imu_cases(&good_png));
     cases.extend(depth_cases(&good_png, &good_wav));
+    #[cfg(feature = "video")]
+    cases.extend(video_cases());
     cases
 }
 
@@ -541,6 +543,57 @@ fn thermal_cases(good_png: &[u8], good_wav: &[u8]) -> Vec<Case> {
     ]
 }
 
+/// Videos (with the `video` feature): every class that applies to an encoded video, and the two
+/// requests a good file can make wrongly (a sound track it lacks, negative segments).
+#[cfg(feature = "video")]
+fn video_cases() -> Vec<Case> {
+    use Code::*;
+    let clip = Fixtures("video").read("cases/h264.mp4");
+    let with = |what, data: Vec<u8>, with_audio: bool, segment_seconds: f32| Case {
+        class: "",
+        modality: "video",
+        what,
+        send: Send::Request(one(pb::Input {
+            id: "v".into(),
+            payload: Some(pb::input::Payload::Video(pb::Video {
+                data,
+                with_audio,
+                segment_seconds,
+                ..Default::default()
+            })),
+        })),
+        expect: InvalidArgument,
+    };
+    let case = |class, what, data: Vec<u8>| Case { class, ..with(what, data, false, 0.0) };
+    vec![
+        // FFmpeg writes the MP4 index at the end: the cut file has none.
+        case("truncated", "H.264 MP4 cut to its first third", clip[..clip.len() / 3].to_vec()),
+        case(
+            "corrupt",
+            "random bytes",
+            (0..4000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect(),
+        ),
+        case("oversized", "file over --max-video-bytes", Fixtures("video").read("cases/with_audio.mp4")),
+        case(
+            "wrong type",
+            "an AAC M4A (no video stream)",
+            Fixtures("audio_lossy").read("cases/aac_16000_mono_short.m4a"),
+        ),
+        case(
+            "wrong type",
+            "an AVI whose codec FFmpeg lacks",
+            Fixtures("video").read("bad/unknown_codec.avi"),
+        ),
+        case("adversarial headers", "MKV declaring 10 hours", Fixtures("video").read("bad/ten_hours.mkv")),
+        case("empty", "0 bytes", Vec::new()),
+        Case {
+            class: "wrong type",
+            ..with("with_audio on a video without a sound track", clip.clone(), true, 0.0)
+        },
+        Case { class: "wrong type", ..with("negative segment_seconds", clip, false, -2.0) },
+    ]
+}
+
 async fn send(channel: &Channel, send: Send) -> Result<(), Status> {
     let mut client = bindery::api::pb::embedder_client::EmbedderClient::new(channel.clone())
         .max_encoding_message_size(64 << 20);
@@ -568,6 +621,8 @@ async fn every_bad_input_class_gets_its_status_and_the_server_keeps_serving() {
     options.limits.inputs.update(|l: &mut bindery::modality::thermal::ThermalLimits| l.max_bytes = 170_000);
     options.limits.inputs.update(|l: &mut bindery::modality::imu::ImuLimits| l.max_bytes = 100_000);
     options.limits.inputs.update(|l: &mut bindery::modality::depth::DepthLimits| l.max_bytes = 200_000);
+    #[cfg(feature = "video")]
+    options.limits.inputs.update(|l: &mut bindery::modality::video::VideoLimits| l.max_bytes = 40_000);
     options.max_message_bytes = 4 << 20;
     let mut server = start(options).await;
     let (good_png, good_wav) =
@@ -580,6 +635,13 @@ async fn every_bad_input_class_gets_its_status_and_the_server_keeps_serving() {
         "point_cloud" => request(vec![cloud_xyz("good", good_cloud.clone())]),
         "thermal" => request(vec![thermal("good", good_png.clone())]),
         "depth" => request(vec![depth("good", Fixtures("depth").read("row_1x300.png"))]),
+        "video" => request(vec![pb::Input {
+            id: "good".into(),
+            payload: Some(pb::input::Payload::Video(pb::Video {
+                data: Fixtures("video").read("cases/ffv1.mkv"),
+                ..Default::default()
+            })),
+        }]),
         "imu" => {
             request(vec![imu("good", pb::Imu { values: vec![0.25; 600], channels: 6, ..Default::default() })])
         }
