@@ -358,6 +358,38 @@ fn gcd(mut a: u32, mut b: u32) -> u32 {
     a
 }
 
+/// Resamplers to one target rate, kept per input rate and shared by the threads of a pipeline.
+pub struct ResamplerCache {
+    target: u32,
+    resamplers: Mutex<HashMap<u32, Arc<Resampler>>>,
+}
+
+impl ResamplerCache {
+    /// Rates kept; a handful of rates covers nearly all traffic, and an odd one is still served.
+    const KEPT: usize = 16;
+
+    /// An empty cache of resamplers to `target` Hz.
+    pub fn new(target: u32) -> Self {
+        Self { target, resamplers: Mutex::new(HashMap::new()) }
+    }
+
+    /// The resampler from `rate` to the target rate, built on first use.
+    pub fn get(&self, rate: u32) -> Result<Arc<Resampler>, AudioError> {
+        // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
+        let cache = self.resamplers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = cache.get(&rate) {
+            return Ok(r.clone());
+        }
+        drop(cache);
+        let r = Arc::new(Resampler::new(rate, self.target)?);
+        let mut cache = self.resamplers.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() < Self::KEPT {
+            cache.insert(rate, r.clone());
+        }
+        Ok(r)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,37 +480,5 @@ mod tests {
     fn rejects_out_of_range_rates() {
         assert!(Resampler::new(0, 16000).is_err());
         assert!(Resampler::new(MAX_RATE + 1, 16000).is_err());
-    }
-}
-
-/// Resamplers to one target rate, kept per input rate and shared by the threads of a pipeline.
-pub struct ResamplerCache {
-    target: u32,
-    resamplers: Mutex<HashMap<u32, Arc<Resampler>>>,
-}
-
-impl ResamplerCache {
-    /// Rates kept; a handful of rates covers nearly all traffic, and an odd one is still served.
-    const KEPT: usize = 16;
-
-    /// An empty cache of resamplers to `target` Hz.
-    pub fn new(target: u32) -> Self {
-        Self { target, resamplers: Mutex::new(HashMap::new()) }
-    }
-
-    /// The resampler from `rate` to the target rate, built on first use.
-    pub fn get(&self, rate: u32) -> Result<Arc<Resampler>, AudioError> {
-        // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
-        let cache = self.resamplers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = cache.get(&rate) {
-            return Ok(r.clone());
-        }
-        drop(cache);
-        let r = Arc::new(Resampler::new(rate, self.target)?);
-        let mut cache = self.resamplers.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() < Self::KEPT {
-            cache.insert(rate, r.clone());
-        }
-        Ok(r)
     }
 }
