@@ -12,6 +12,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("openclip", include_str!("families/openclip.toml")),
     ("siglip", include_str!("families/siglip.toml")),
     ("clap", include_str!("families/clap.toml")),
+    ("languagebind", include_str!("families/languagebind.toml")),
 ];
 
 /// Names of the known families.

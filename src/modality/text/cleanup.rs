@@ -71,6 +71,11 @@ pub enum Clean {
     /// No cleaning: the text reaches the tokenizer as given, as with a Hugging Face tokenizer
     /// called directly (CLAP's RoBERTa tokenizer in `ClapProcessor`).
     None,
+    /// Hugging Face's slow `CLIPTokenizer` with ftfy installed (transformers 4.x, LanguageBind's
+    /// tokenizer): `whitespace_clean(ftfy.fix_text(x)).lower()`, without open_clip's HTML
+    /// unescaping.
+    #[serde(rename = "ftfy_lower")]
+    FtfyLower,
 }
 
 /// Cleans `text` with one of open_clip's cleaning functions; [`clean`] lists the steps and the
@@ -79,6 +84,7 @@ pub fn clean_with(text: &str, mode: Clean) -> String {
     match mode {
         Clean::None => text.to_string(),
         Clean::Lower => py_strip(&collapse_whitespace(py_strip(&basic_clean(text)))).to_lowercase(),
+        Clean::FtfyLower => py_strip(&collapse_whitespace(&ftfy_fix_text(text))).to_lowercase(),
         Clean::Whitespace => py_strip(&collapse_whitespace(py_strip(&basic_clean(text)))).to_string(),
         Clean::Canonicalize => {
             // `str.translate` with `string.punctuation`, which is exactly ASCII punctuation.

@@ -272,3 +272,12 @@ fn clean_none_leaves_the_text_as_given() {
     // The same text under open_clip's cleanings does change: "none" is not one of them.
     assert_ne!(clean_with(text, Clean::Whitespace), text);
 }
+
+#[test]
+fn clean_ftfy_lower_unescapes_only_what_ftfy_does() {
+    // ftfy leaves entities alone in text with markup; open_clip's `basic_clean` then unescapes
+    // twice, which Hugging Face's CLIPTokenizer does not (values from transformers 4.30.2).
+    let text = "  Fish <i>&amp;</i> CHIPS\u{a0} \n caf\u{c3}\u{a9} ";
+    assert_eq!(clean_with(text, Clean::FtfyLower), "fish <i>&amp;</i> chips café");
+    assert_eq!(clean_with(text, Clean::Lower), "fish <i>&</i> chips café");
+}
