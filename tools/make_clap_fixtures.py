@@ -131,7 +131,8 @@ def pinned_choices() -> Iterator[None]:
 def load_libopus(path: str) -> tuple[torch.Tensor, int]:
     """FFmpeg with the libopus decoder (the Opus reference decoder, which bindery also runs):
     FFmpeg's native Opus decoder folds CELT noise differently, which moves the bands above the
-    source's rate that CLAP's 48 kHz spectrogram keeps."""
+    source's rate that CLAP's 48 kHz spectrogram keeps. FFmpeg's libopus wrapper decodes to 16-bit
+    samples unless a caller requests float, which this command line does not."""
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "decoded.wav"
         subprocess.run(

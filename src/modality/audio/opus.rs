@@ -73,11 +73,14 @@ fn check_channels(head: OpusHead) -> Result<OpusHead, AudioError> {
     }
 }
 
-/// A libopus decoder at 48 kHz with the header's gain applied.
+/// A libopus decoder at 48 kHz with the header's gain applied, giving what FFmpeg's `libopus`
+/// decoder gives: FFmpeg asks libopus for 16-bit samples (its float output is only used when a
+/// caller requests `flt`, which the reference's `ffmpeg` command line does not) and sets the gain
+/// inside libopus (`OPUS_SET_GAIN`), so the samples are libopus's int16 output over 32768.
 pub struct OpusDecoder {
     decoder: Decoder,
     channels: usize,
-    gain: Option<f32>,
+    pcm: Vec<i16>,
     interleaved: Vec<f32>,
 }
 
@@ -87,12 +90,15 @@ impl OpusDecoder {
         let channels = if head.channels == 2 { Channels::Stereo } else { Channels::Mono };
         let decoder = Decoder::new(SampleRate::Hz48000, channels)
             .map_err(|e| AudioError::UnsupportedCodec(format!("libopus: {e}")))?;
-        // FFmpeg: gain = 10^(gain_q8 / (20 * 256)), applied when the field is not zero.
-        let gain = (head.gain != 0).then(|| 10f64.powf(f64::from(head.gain) / 5120.0) as f32);
+        if head.gain != 0 {
+            decoder
+                .set_gain(i32::from(head.gain))
+                .map_err(|e| AudioError::InvalidStream(format!("Opus output gain {}: {e}", head.gain)))?;
+        }
         Ok(Self {
             decoder,
             channels: head.channels,
-            gain,
+            pcm: vec![0; MAX_PACKET_FRAMES * head.channels],
             interleaved: vec![0.0; MAX_PACKET_FRAMES * head.channels],
         })
     }
@@ -108,18 +114,18 @@ impl OpusDecoder {
             return Ok(&[]);
         }
         let packet = Packet::try_from(data).map_err(|e| AudioError::Corrupt(format!("Opus packet: {e}")))?;
-        let out = MutSignals::try_from(&mut self.interleaved[..])
+        let out = MutSignals::try_from(&mut self.pcm[..])
             .map_err(|e| AudioError::Corrupt(format!("Opus output buffer: {e}")))?;
         let frames = self
             .decoder
-            .decode_float(Some(packet), out, false)
+            .decode(Some(packet), out, false)
             .map_err(|e| AudioError::Corrupt(format!("Opus decoding failed: {e}")))?;
-        let samples =
-            &mut self.interleaved[..(frames * self.channels).min(MAX_PACKET_FRAMES * self.channels)];
-        if let Some(g) = self.gain {
-            samples.iter_mut().for_each(|s| *s *= g);
+        let len = (frames * self.channels).min(self.pcm.len());
+        // libswresample's s16 -> flt conversion.
+        for (f, &i) in self.interleaved[..len].iter_mut().zip(&self.pcm[..len]) {
+            *f = f32::from(i) / 32768.0;
         }
-        Ok(samples)
+        Ok(&self.interleaved[..len])
     }
 }
 
