@@ -2,7 +2,8 @@
 """Segment-mode goldens: the reference pipelines run on time windows of one video and one audio
 file.
 
-    /work/scratch/refvenv/bin/python tools/make_segment_fixtures.py
+    tools/.venv/bin/python tools/make_segment_fixtures.py
+    tools/.venv/bin/python tools/make_segment_fixtures.py --check   # regenerate into a temp dir, compare
 
 Writes, under ``tests/fixtures/video/segments``:
 
@@ -26,6 +27,7 @@ Writes, under ``tests/fixtures/video/segments``:
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -42,10 +44,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import make_audio_fixtures as audio_fx  # noqa: E402
 import make_video_fixtures as video_fx  # noqa: E402
+from bindery_tools import goldens  # noqa: E402
 from bindery_tools import reference as ref  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "tests" / "fixtures" / "video" / "segments"
+FIXTURES = ROOT / "tests" / "fixtures"
+#: What this script writes, relative to the fixtures root.
+SEGMENTS = "video/segments"
+OWNED = [f"{SEGMENTS}/{f}" for f in ("long.mp4", "long.wav", "ten_minutes.mp4", "moment.mp4")] + [
+    "video/segments.json"
+]
 
 VIDEO_ARGS = video_fx._src(64, 48, 11.5) + video_fx._X264
 VIDEO_CONFIGS = [(4.0, 3.0), (5.0, 0.0)]
@@ -107,24 +115,26 @@ def audio_window_embedding(tower: torch.nn.Module, samples: np.ndarray, a: int, 
         return [float(v) for v in tower(t.unsqueeze(0))[0]]
 
 
-def _moment_videos() -> None:
+def _moment_videos(out: Path) -> None:
     common = ["-c:v", "libx264", "-preset", "medium", "-crf", "28", "-g", "10", *video_fx._BITEXACT]
     cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
            "-f", "lavfi", "-i", "color=c=black:s=32x24:r=1:d=300",
            "-f", "lavfi", "-i", "testsrc2=s=32x24:r=1:d=30",
            "-f", "lavfi", "-i", "color=c=black:s=32x24:r=1:d=270",
-           "-filter_complex", "[0][1][2]concat=n=3:v=1:a=0,format=yuv420p", *common, str(OUT / "ten_minutes.mp4")]
+           "-filter_complex", "[0][1][2]concat=n=3:v=1:a=0,format=yuv420p", *common, str(out / "ten_minutes.mp4")]
     subprocess.run(cmd, check=True)
     cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-           "testsrc2=s=32x24:r=1:d=4", "-vf", "format=yuv420p", *common, str(OUT / "moment.mp4")]
+           "testsrc2=s=32x24:r=1:d=4", "-vf", "format=yuv420p", *common, str(out / "moment.mp4")]
     subprocess.run(cmd, check=True)
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    _moment_videos()
+def generate(root: Path) -> None:
+    """Writes every file of ``OWNED`` under the fixtures root ``root``."""
+    out = root / SEGMENTS
+    out.mkdir(parents=True, exist_ok=True)
+    _moment_videos(out)
     model = ref.build_fixture_model()
-    video = OUT / "long.mp4"
+    video = out / "long.mp4"
     cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *VIDEO_ARGS, *video_fx._BITEXACT, str(video)]
     subprocess.run(cmd, check=True)
     info = video_fx._decord_info(video)
@@ -145,7 +155,7 @@ def main() -> None:
     right = 0.3 * np.sin(2 * np.pi * 660 * t) * (t > 3.0) + 0.05 * rng.standard_normal(n)
     pcm = np.clip(np.stack([left, right], axis=1), -1, 1)
     pcm = (pcm * 32767).round().astype(np.int16)
-    wav = OUT / "long.wav"
+    wav = out / "long.wav"
     sf.write(wav, pcm, AUDIO_RATE, subtype="PCM_16")
     samples, _ = sf.read(wav, dtype="int16", always_2d=True)
     tower = ref.Tower(model, ref.ModalityType.AUDIO)
@@ -158,7 +168,23 @@ def main() -> None:
         rows.append({"file": "segments/long.wav", "modality": "audio", "segment_seconds": segment,
                      "hop_seconds": hop, "windows": spans, "embeddings": embeddings})
         print(f"long.wav {segment}/{hop}: {spans}")
-    (OUT.parent / "segments.json").write_text(json.dumps({"cases": rows}, indent=1) + "\n")
+    (out.parent / "segments.json").write_text(json.dumps({"cases": rows}, indent=1) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="compare instead of writing")
+    args = parser.parse_args()
+    if args.check:
+        raise SystemExit(
+            goldens.check_regenerated(
+                FIXTURES,
+                ROOT / "models",
+                lambda root, _models: generate(root),
+                lambda root: {n for n in OWNED if (root / n).is_file()},
+            )
+        )
+    generate(FIXTURES)
 
 
 if __name__ == "__main__":
