@@ -267,6 +267,9 @@ async fn stream_replies(
     deadline: Option<Instant>,
 ) -> EmbedStreamOut {
     let failed = |e: &EngineError| one(Ok(error_reply(&status::to_status(e))));
+    // The same span as a unary Embed, so a message's preprocessing and batches are traced under it.
+    let span =
+        tracing::info_span!("embed", model = %request.model, inputs = request.inputs.len(), stream = true);
     let mut record = RequestRecord {
         model: model_label(&engine, &request.model),
         modalities: request_modalities(&request.inputs),
@@ -281,7 +284,7 @@ async fn stream_replies(
             return failed(&e);
         }
     };
-    let mut prepared = match engine.prepare(&model, items, options).await {
+    let mut prepared = match engine.prepare(&model, items, options).instrument(span.clone()).await {
         Ok(prepared) => prepared,
         Err(e) => {
             record.code = Some(status::to_status(&e).code());
@@ -297,8 +300,8 @@ async fn stream_replies(
     let last = chunks.len().saturating_sub(1);
     let replies = futures::stream::iter(chunks.into_iter().enumerate())
         .map(move |(index, chunk)| {
-            let engine = Arc::clone(&engine);
-            async move { (index, engine.embed_prepared(chunk, options).await) }
+            let (engine, span) = (Arc::clone(&engine), span.clone());
+            async move { (index, engine.embed_prepared(chunk, options).instrument(span).await) }
         })
         .buffered(STREAM_CHUNKS_IN_FLIGHT)
         .scan(Some(record), move |record, (index, result)| {

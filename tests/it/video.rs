@@ -96,7 +96,11 @@ async fn bad_videos_are_refused_naming_the_input_and_the_problem() {
         // FFmpeg writes the MP4 index at the end: the cut file has none.
         ("truncated", good[..good.len() / 3].to_vec(), "not a video bindery can read: invalid data"),
         ("ten_hours", VIDEO.read("bad/ten_hours.mkv"), "longer than the limit of 3600 s (36001.0 s)"),
-        ("unknown_codec", VIDEO.read("bad/unknown_codec.avi"), "unsupported video codec"),
+        (
+            "unknown_codec",
+            VIDEO.read("bad/unknown_codec.avi"),
+            "unsupported video codec: not recognised by FFmpeg",
+        ),
         ("oversized", VIDEO.read("cases/with_audio.mp4"), "more than the limit of 40000 bytes"),
         ("too_many_pixels", VIDEO.read("cases/portrait.mp4"), "90x160, more than the limit of 10000 pixels"),
     ];

@@ -195,8 +195,12 @@ impl<'a> Demuxed<'a> {
         let (w, h) = (u32::try_from(width).unwrap_or(0), u32::try_from(height).unwrap_or(0));
         check_dimensions(w, h, &limits)?;
         if ff::codec::decoder::find(codec_id.into()).is_none() {
-            let name = ff::codec::Id::from(codec_id).name();
-            return Err(VideoError::UnsupportedCodec(name.to_string()));
+            let name = match ff::codec::Id::from(codec_id) {
+                // FFmpeg names an unrecognised stream "none", which reads as no codec at all.
+                ff::codec::Id::None => "not recognised by FFmpeg".to_string(),
+                id => format!("{} (this FFmpeg build has no decoder for it)", id.name()),
+            };
+            return Err(VideoError::UnsupportedCodec(name));
         }
         let rate = stream.avg_frame_rate();
         let index = stream.index();
