@@ -327,9 +327,9 @@ KEYS = ("text", "image", "thermal", "depth", "audio", "video", "preprocess")
 def generate(root: Path, models_root: Path) -> None:
     """Write ``models_root/languagebind-fixture/`` and ``root/families/languagebind-fixture/``."""
     torch.set_num_threads(1)
-    models = el.build_models(el.fixture_configs())
+    models = {m: el.build_model(m, c) for m, c in el.fixture_configs().items()}
     out = models_root / NAME
-    el.export(models, out, NAME, el.FIXTURE_DESCRIPTION, el.LICENCE)
+    el.export(models.__getitem__, out, NAME, el.FIXTURE_DESCRIPTION, el.LICENCE)
     cases = goldens_for(models, out)
     for key in KEYS:
         _dump(cases[key], root / GOLDENS / f"{key}.json")
