@@ -60,7 +60,7 @@ TOOLS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TOOLS))
 
 from bindery_tools import clip_tokenizer  # noqa: E402
-from bindery_tools.languagebind import UPSTREAM_COMMIT, import_languagebind  # noqa: E402
+from bindery_tools.languagebind import import_languagebind  # noqa: E402
 from bindery_tools.onnx_files import save_exported  # noqa: E402
 
 lb = import_languagebind()
@@ -496,7 +496,7 @@ def main() -> None:
             return build_model(modality, configs[modality])
 
         if args.random_full:
-            description = "Full-size LanguageBind towers (ViT-L/14, CLIP-L text) with seeded random weights; no meaning."
+            description = "Full-size LanguageBind towers (ViT-L/14, CLIP-L text), seeded random weights; no meaning."
             licence = LICENCE
         else:
             description, licence = FIXTURE_DESCRIPTION, LICENCE

@@ -37,10 +37,12 @@ Per modality, and what is left out:
 * video: ``tests/fixtures/video/cases.json`` through decord (``load_and_transform_video`` with
   ``video_decode_backend="decord"``), ``RandomHorizontalFlipVideo`` pinned off (bindery's rule).
 
-``preprocess.json`` holds front-end tensors for unit tests, each value at a ``stride``: the audio
-fbank chunks (short, stereo 44.1 kHz, long), the tensor-domain resize of an image and of a grey
-thermal image, the depth normalisation with ``max_depth`` 10 and 0 (divide by the map's maximum),
-and the video frames.
+``preprocess.json`` holds front-end tensors for unit tests, one per line: ``id``, ``front_end``,
+``file``, ``shape`` and every ``stride``-th value of the flattened tensor (``values``). They are the
+audio fbank chunks ``[3, 112, 1036]`` (0.05 s, tiled; 2.2 s stereo 44.1 kHz, resampled; 21.3 s,
+three chunks), the tensor-domain resize of an RGB image and of a grey thermal image converted to
+RGB ``[3, 224, 224]``, the depth normalisation with ``max_depth_m`` 10 and 0 (0: divided by the
+map's own maximum) ``[3, 224, 224]``, and a portrait video's frames ``[3, 8, 224, 224]``.
 """
 
 from __future__ import annotations
@@ -208,7 +210,10 @@ def video_transform(config: Any) -> Any:
 def video_tensor(config: Any, file: str) -> torch.Tensor:
     v = config.vision_config
     return processing_video.load_and_transform_video(
-        str(INPUTS / file), video_transform(config), video_decode_backend=v.video_decode_backend, num_frames=v.num_frames
+        str(INPUTS / file),
+        video_transform(config),
+        video_decode_backend=v.video_decode_backend,
+        num_frames=v.num_frames,
     )
 
 
