@@ -324,8 +324,23 @@ def depth_preprocess(config: Any) -> dict[str, Any]:
     }
 
 
+def _check_audio_literals(a: Any) -> None:
+    """The two values written as literals in the reference's code, checked against what it
+    does: the number of fbank frames of one second (25 ms frames every shift) and of chunks."""
+    rate, shift = int(a.sample_rate), float(processing_audio.DEFAULT_AUDIO_FRAME_SHIFT_MS)
+    second = torch.sin(torch.arange(rate, dtype=torch.float32))[None]
+    frames = a.get_mel(second.clone()).shape[0]
+    window, hop = int(rate * AUDIO_FRAME_LENGTH_MS / 1000), int(rate * shift / 1000)
+    if frames != 1 + (rate - window) // hop:
+        raise SystemExit(f"the reference fbank gives {frames} frames a second, not {AUDIO_FRAME_LENGTH_MS} ms ones")
+    chunks = a.waveform2melspec(second.repeat(1, 2 + a.target_length // 100)).shape[0]
+    if chunks != AUDIO_CHUNKS:
+        raise SystemExit(f"the reference stacks {chunks} chunks, not {AUDIO_CHUNKS}")
+
+
 def audio_preprocess(config: Any) -> dict[str, Any]:
     a = processing_audio.get_audio_transform(config)
+    _check_audio_literals(a)
     return {
         "front_end": "fbank_chunks",
         "sample_rate": int(a.sample_rate),
