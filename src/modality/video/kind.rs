@@ -44,6 +44,41 @@ pub enum Sampler {
     Frames,
 }
 
+/// Where `NormalizeVideo` runs relative to `ShortSideScale`. Bilinear scaling is linear, so the
+/// two orders differ only in float rounding; each reference's own order keeps its tensors exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormalizeAt {
+    /// Scale, then normalise (ImageBind's `load_and_transform_video_data`).
+    #[default]
+    AfterResize,
+    /// Normalise the decoded frame, then scale it (LanguageBind's `get_video_transform`).
+    BeforeResize,
+}
+
+/// How a single centre crop (`crops = 1`) is placed when the margin `side - crop` is odd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CropRounding {
+    /// `ceil(margin / 2)`: pytorchvideo's `uniform_crop` (ImageBind's `SpatialCrop`).
+    #[default]
+    Ceil,
+    /// Python's `round(margin / 2.0)`, halves to even: torchvision's `CenterCropVideo`
+    /// (LanguageBind).
+    HalfEven,
+}
+
+/// Horizontal flipping. LanguageBind's transform ends in `RandomHorizontalFlipVideo(p=0.5)`, a
+/// training augmentation that makes its embedding random; bindery never flips, which is the
+/// reference with the flip pinned off, so `"none"` is the only value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flip {
+    /// No flip.
+    #[default]
+    None,
+}
+
 /// Video preprocessing (`[video.preprocess]`): clip and frame sampling, short-side scaling,
 /// normalisation and spatial crops, into `[clips x crops, 3, frames_per_clip, crop, crop]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -53,8 +88,9 @@ pub struct VideoPreprocess {
     pub sampler: Sampler,
     /// Clips per video (1 for the `frames` sampler).
     pub clips: usize,
-    /// Length of each clip in seconds (`clips` sampler).
-    pub clip_duration: f64,
+    /// Length of each clip in seconds (`clips` sampler; the `frames` sampler ignores it).
+    #[serde(default)]
+    pub clip_duration: Option<f64>,
     /// Frames kept from each clip (`UniformTemporalSubsample`).
     pub frames_per_clip: usize,
     /// The short side is scaled to this many pixels.
@@ -67,6 +103,15 @@ pub struct VideoPreprocess {
     pub mean: [f32; 3],
     /// Per-channel standard deviation divided by.
     pub std: [f32; 3],
+    /// Normalise after scaling (default) or before.
+    #[serde(default)]
+    pub normalize: NormalizeAt,
+    /// Rounding of the single centre crop's origin.
+    #[serde(default)]
+    pub crop_rounding: CropRounding,
+    /// Horizontal flip: `"none"` (the default and only value).
+    #[serde(default)]
+    pub flip: Flip,
 }
 
 impl VideoPreprocess {
@@ -74,14 +119,22 @@ impl VideoPreprocess {
         if self.clips == 0 || self.frames_per_clip == 0 || self.size == 0 || self.crop == 0 {
             return Err("clips, frames_per_clip, size and crop must all be positive".into());
         }
-        if !(self.clip_duration.is_finite() && self.clip_duration > 0.0) {
-            return Err("clip_duration must be a positive number of seconds".into());
+        match (self.sampler, self.clip_duration) {
+            (Sampler::Clips, None) => return Err("the clips sampler needs clip_duration".into()),
+            (Sampler::Clips, Some(d)) if !(d.is_finite() && d > 0.0) => {
+                return Err("clip_duration must be a positive number of seconds".into());
+            }
+            // The frames sampler ignores it (one clip is the whole video or window).
+            _ => {}
         }
         if self.sampler == Sampler::Frames && self.clips != 1 {
             return Err("the frames sampler takes one clip: set clips = 1".into());
         }
         if self.crops != 1 && self.crops != 3 {
             return Err(format!("crops must be 1 or 3, not {}", self.crops));
+        }
+        if self.crop_rounding != CropRounding::Ceil && self.crops != 1 {
+            return Err("crop_rounding applies to a single centre crop: set crops = 1".into());
         }
         if self.crop > self.size {
             return Err(format!("crop ({}) must not exceed size ({})", self.crop, self.size));

@@ -17,6 +17,26 @@
 //!    on float), `NormalizeVideo` with the manifest's mean and std, and `SpatialCrop` (three
 //!    crops along the long side).
 //!
+//! LanguageBind's video (`languagebind.video.processing_video`, upstream 7070c53, with
+//! `video_decode_backend='decord'`) is the same stages with other manifest values:
+//!
+//! 1. the same decord-exact index;
+//! 2. `sampler = "frames"`: one clip, `np.linspace(0, n - 1, frames_per_clip, dtype=int)` over
+//!    decord's frame count `n` ([`sampling::linspace`]; numpy's `f64` rule, which torch's float32
+//!    `linspace` does not always give);
+//! 3. those frames decoded as above (where decord's own seek lands on other frames, as in an
+//!    H.265 stream of the test fixtures, bindery decodes the frames the indices name);
+//! 4. `/ 255`, `NormalizeVideo` *then* `ShortSideScale` (`normalize = "before_resize"`: bilinear
+//!    scaling is linear, but the float rounding of the two orders differs), and one
+//!    `CenterCropVideo` (`crops = 1`, `crop_rounding = "half_even"`: Python's `round`);
+//! 5. no flip (`flip = "none"`, the only value): the reference ends in
+//!    `RandomHorizontalFlipVideo(p=0.5)`, a training augmentation that makes its embedding
+//!    random; bindery's embedding is the reference's with the flip pinned off.
+//!
+//! The tensor is `[1, 3, frames_per_clip, crop, crop]` per video. In segment mode the `frames`
+//! sampler treats each window's frames (`ceil(rate * start) .. ceil(rate * end)`) as a whole
+//! video and spreads its frames over them.
+//!
 //! The tower takes all of one video's clips as one item and averages their embeddings itself
 //! (the reference model's forward does this for any input of 5 or more dimensions), so one video
 //! is one item here, and counts [`Pipeline::rows_per_item`] rows in the batcher.
@@ -39,7 +59,9 @@ use std::time::Duration;
 use crate::modality::Span;
 use crate::modality::segments::SegmentError;
 
-pub use kind::{EncodedVideo, KIND, VideoPreprocess, VideoWindow, payload};
+pub use kind::{
+    CropRounding, EncodedVideo, Flip, KIND, NormalizeAt, Sampler, VideoPreprocess, VideoWindow, payload,
+};
 
 /// What to install when the build has no video decoding.
 pub const UNAVAILABLE: &str = "this bindery was built without video decoding: install FFmpeg's \

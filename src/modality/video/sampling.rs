@@ -1,5 +1,7 @@
-//! Which frames each clip takes: pytorchvideo's clip sampler, decord's `get_clip` and
-//! `UniformTemporalSubsample`, on frame indices in presentation order.
+//! Which frames each clip takes, on frame indices in presentation order: for the `clips` sampler
+//! pytorchvideo's clip sampler, decord's `get_clip` and `UniformTemporalSubsample` (ImageBind); for
+//! the `frames` sampler `np.linspace(0, n - 1, frames_per_clip, dtype=int)` over decord's frame
+//! count (LanguageBind's `load_and_transform_video` with `video_decode_backend='decord'`).
 
 use num_traits::ToPrimitive;
 
@@ -14,12 +16,15 @@ use crate::modality::video::kind::Sampler;
 /// `clips` sampler: the reference's duration is `frames / rate` (decord's), the clip spans are
 /// [`clip_spans`], and a clip's frames are `ceil(rate * start) .. min(ceil(rate * end), frames)`
 /// with the times turned into `f64` first (a float times a `Fraction` is a float in Python).
-/// `frames` sampler: one clip of `frames_per_clip` indices spread over the whole video.
+/// `frames` sampler: one clip of `frames_per_clip` indices spread over the whole video by
+/// [`linspace`] (numpy's rule, which is not torch's float32 `linspace` for every count).
 ///
 /// With a `window` (segment mode) the sampler sees only the window: its duration is the
 /// window's, clip times are offset by the window's start (`start + clip_start` in `f64`, as
 /// Python adds a float and a `Fraction`), and no clip reads past the window's last frame
-/// (`ceil(rate * end)`, as `get_clip(start, end)` of the window would).
+/// (`ceil(rate * end)`, as `get_clip(start, end)` of the window would). The `frames` sampler
+/// treats the window's frames `ceil(rate * start) .. ceil(rate * end)` as a whole video of their
+/// own and spreads its frames over them.
 pub fn clip_frames(
     spec: &VideoPreprocess,
     frames: usize,
@@ -44,7 +49,9 @@ pub fn clip_frames(
             if first >= frames_end {
                 return Err(VideoError::NoFrames(String::new()));
             }
-            Ok(vec![subsample(first, frames_end, spec.frames_per_clip)])
+            Ok(vec![
+                linspace(frames_end - first, spec.frames_per_clip).into_iter().map(|i| first + i).collect(),
+            ])
         }
         Sampler::Clips => {
             if !(rate.is_finite() && rate > 0.0) {
@@ -54,8 +61,10 @@ pub fn clip_frames(
                 None => frames as f64 / rate,
                 Some(w) => w.end - w.start,
             };
-            let spans =
-                clip_spans(duration, spec.clip_duration, spec.clips).map_err(VideoError::InvalidConfig)?;
+            let clip_duration = spec
+                .clip_duration
+                .ok_or_else(|| VideoError::InvalidConfig("the clips sampler needs clip_duration".into()))?;
+            let spans = clip_spans(duration, clip_duration, spec.clips).map_err(VideoError::InvalidConfig)?;
             if spans.len() != spec.clips {
                 return Err(VideoError::InvalidConfig(format!(
                     "the clip sampler gave {} clips, the manifest asks for {}",
@@ -103,6 +112,18 @@ pub fn subsample(first: usize, last: usize, n: usize) -> Vec<usize> {
         .collect()
 }
 
+/// `np.linspace(0, frames - 1, n, dtype=int)` (numpy 2): the step `(frames - 1) / (n - 1)` in
+/// `f64`, index `i` is `floor(i * step)`, the last is exactly `frames - 1`; one frame or a zero
+/// step gives zeros.
+pub fn linspace(frames: usize, n: usize) -> Vec<usize> {
+    let last = frames.saturating_sub(1);
+    if n <= 1 || last == 0 {
+        return vec![0; n];
+    }
+    let step = last as f64 / (n - 1) as f64;
+    (0..n).map(|i| if i == n - 1 { last } else { (i as f64 * step).floor() as usize }).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +138,48 @@ mod tests {
     fn eight_frames_spread_like_torch_linspace() {
         // torch.linspace(0, 99, 8).long() = [0, 14, 28, 42, 56, 70, 84, 99]
         assert_eq!(subsample(0, 100, 8), vec![0, 14, 28, 42, 56, 70, 84, 99]);
+    }
+
+    /// Values printed by numpy 2.4 `np.linspace(0, n - 1, k, dtype=int)`; the last three are
+    /// counts where torch 2.11's float32 `linspace(...).long()` gives another index (for 8
+    /// frames the two agree on every count up to 300000).
+    #[test]
+    fn the_frames_rule_is_numpys_linspace() {
+        assert_eq!(linspace(40, 8), vec![0, 5, 11, 16, 22, 27, 33, 39]);
+        assert_eq!(linspace(10, 8), vec![0, 1, 2, 3, 5, 6, 7, 9]);
+        assert_eq!(linspace(1, 8), vec![0; 8]);
+        // An hour at 60 frames/s.
+        assert_eq!(linspace(216_000, 8), vec![0, 30857, 61714, 92571, 123428, 154285, 185142, 215999]);
+        assert_eq!(linspace(3, 15), vec![0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 2]);
+        let numpy = [0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, 16, 17, 19, 20, 21, 23, 24, 25, 27, 28, 30];
+        assert_eq!(linspace(31, 23), numpy);
+        let numpy = [0, 4, 8, 13, 17, 22, 26, 31, 35, 39, 44, 48, 53, 57, 62, 66, 70, 75, 79, 84, 88, 93];
+        assert_eq!(linspace(94, 22), numpy);
+    }
+
+    #[test]
+    fn a_window_is_sampled_as_a_video_of_its_own_frames() {
+        let spec = VideoPreprocess {
+            sampler: Sampler::Frames,
+            clips: 1,
+            clip_duration: None,
+            frames_per_clip: 8,
+            size: 224,
+            crop: 224,
+            crops: 1,
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            normalize: Default::default(),
+            crop_rounding: Default::default(),
+            flip: Default::default(),
+        };
+        let whole = clip_frames(&spec, 40, 10.0, None).expect("whole");
+        assert_eq!(whole, vec![vec![0, 5, 11, 16, 22, 27, 33, 39]]);
+        // 1.0 s .. 3.0 s at 10 frames/s: frames 10..30, sampled as a 20-frame video.
+        let window = clip_frames(&spec, 40, 10.0, Some(Span { start: 1.0, end: 3.0 })).expect("window");
+        assert_eq!(window, vec![vec![10, 12, 15, 18, 20, 23, 26, 29]]);
+        // The last window stops at the last frame.
+        let tail = clip_frames(&spec, 40, 10.0, Some(Span { start: 3.5, end: 4.2 })).expect("tail");
+        assert_eq!(tail, vec![vec![35, 35, 36, 36, 37, 37, 38, 39]]);
     }
 }

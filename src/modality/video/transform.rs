@@ -1,6 +1,9 @@
 //! A clip's frames to the tower's tensor: `/ 255`, `ShortSideScale` (torch bilinear on float),
-//! `NormalizeVideo` and `SpatialCrop`, as `load_and_transform_video_data` applies them.
+//! `NormalizeVideo` and `SpatialCrop`, as `load_and_transform_video_data` applies them; or, with
+//! `normalize = "before_resize"` and `crop_rounding = "half_even"`, `/ 255`, `NormalizeVideo`,
+//! `ShortSideScale` and `CenterCropVideo`, LanguageBind's order.
 
+use super::kind::{CropRounding, NormalizeAt};
 use super::{Frame, VideoError, VideoPreprocess};
 
 /// One input or output position of a bilinear resize: the two source indices and weights.
@@ -42,9 +45,26 @@ pub fn scaled_size(width: usize, height: usize, size: usize) -> (usize, usize) {
 }
 
 /// Top-left corner of crop `index` (0, 1, 2 along the long side; 1 is the centre) of a
-/// `width` x `height` image, as `uniform_crop` places it (`ceil((side - crop) / 2)` centred).
-fn crop_origin(width: usize, height: usize, crop: usize, index: usize) -> (usize, usize) {
-    let centre = |side: usize| (side - crop).div_ceil(2);
+/// `width` x `height` image, as `uniform_crop` places it (`ceil((side - crop) / 2)` centred), or
+/// with Python's `round((side - crop) / 2.0)` (halves to even), as `CenterCropVideo` centres.
+fn crop_origin(
+    width: usize,
+    height: usize,
+    crop: usize,
+    index: usize,
+    rounding: CropRounding,
+) -> (usize, usize) {
+    let centre = |side: usize| {
+        let margin = side - crop;
+        match rounding {
+            CropRounding::Ceil => margin.div_ceil(2),
+            // An odd margin halves to k + 0.5, which goes to the even one of k and k + 1.
+            CropRounding::HalfEven => {
+                let k = margin / 2;
+                if margin % 2 == 1 && k % 2 == 1 { k + 1 } else { k }
+            }
+        }
+    };
     let (mut x, mut y) = (centre(width), centre(height));
     if height > width {
         match index {
@@ -97,7 +117,7 @@ impl<'a> ClipTransform<'a> {
             }
             let scaled = self.scale_normalize(frame, w, h)?;
             for (k, &index) in self.crop_indices().iter().enumerate() {
-                let (x0, y0) = crop_origin(w, h, side, index);
+                let (x0, y0) = crop_origin(w, h, side, index, spec.crop_rounding);
                 for c in 0..3 {
                     let src = &scaled[c * w * h..(c + 1) * w * h];
                     let base = ((k * 3 + c) * t_len + t) * plane;
@@ -121,11 +141,22 @@ impl<'a> ClipTransform<'a> {
             )));
         }
         let (xs, ys) = (taps(fw, w), taps(fh, h));
+        let before = self.spec.normalize == NormalizeAt::BeforeResize;
         let mut out = vec![0f32; 3 * w * h];
         for c in 0..3 {
-            // `/ 255.0` on the float frame (torch divides; a table of the 256 quotients is equal).
-            let unit: Vec<f32> = frame.rgb.iter().skip(c).step_by(3).map(|&v| f32::from(v) / 255.0).collect();
             let (mean, std) = (self.spec.mean[c], self.spec.std[c]);
+            // `/ 255.0` on the float frame (torch divides; a table of the 256 quotients is equal),
+            // normalised here when the reference normalises before scaling.
+            let unit: Vec<f32> = frame
+                .rgb
+                .iter()
+                .skip(c)
+                .step_by(3)
+                .map(|&v| {
+                    let v = f32::from(v) / 255.0;
+                    if before { (v - mean) / std } else { v }
+                })
+                .collect();
             let dst = &mut out[c * w * h..(c + 1) * w * h];
             for (y, ty) in ys.iter().enumerate() {
                 let (r0, r1) = (&unit[ty.i0 * fw..(ty.i0 + 1) * fw], &unit[ty.i1 * fw..(ty.i1 + 1) * fw]);
@@ -134,7 +165,7 @@ impl<'a> ClipTransform<'a> {
                     let top = r0[tx.i0] * tx.l0 + r0[tx.i1] * tx.l1;
                     let bottom = r1[tx.i0] * tx.l0 + r1[tx.i1] * tx.l1;
                     let v = top * ty.l0 + bottom * ty.l1;
-                    dst[y * w + x] = (v - mean) / std;
+                    dst[y * w + x] = if before { v } else { (v - mean) / std };
                 }
             }
         }
@@ -156,10 +187,23 @@ mod tests {
 
     #[test]
     fn crops_run_along_the_long_side() {
-        assert_eq!(crop_origin(398, 224, 224, 0), (0, 0));
-        assert_eq!(crop_origin(398, 224, 224, 1), (87, 0));
-        assert_eq!(crop_origin(398, 224, 224, 2), (174, 0));
-        assert_eq!(crop_origin(224, 291, 224, 1), (0, 34));
-        assert_eq!(crop_origin(224, 291, 224, 2), (0, 67));
+        let ceil = CropRounding::Ceil;
+        assert_eq!(crop_origin(398, 224, 224, 0, ceil), (0, 0));
+        assert_eq!(crop_origin(398, 224, 224, 1, ceil), (87, 0));
+        assert_eq!(crop_origin(398, 224, 224, 2, ceil), (174, 0));
+        assert_eq!(crop_origin(224, 291, 224, 1, ceil), (0, 34));
+        assert_eq!(crop_origin(224, 291, 224, 2, ceil), (0, 67));
+    }
+
+    /// `CenterCropVideo` takes `int(round((side - crop) / 2.0))`: Python's `round` gives 0, 2, 2
+    /// and 34 for margins 1, 3, 5 and 67, where `uniform_crop`'s `ceil` gives 1, 2, 3 and 34.
+    #[test]
+    fn centre_crops_round_half_to_even_like_python() {
+        let even = CropRounding::HalfEven;
+        assert_eq!(crop_origin(225, 224, 224, 1, even), (0, 0));
+        assert_eq!(crop_origin(227, 224, 224, 1, even), (2, 0));
+        assert_eq!(crop_origin(224, 229, 224, 1, even), (0, 2));
+        assert_eq!(crop_origin(224, 291, 224, 1, even), (0, 34));
+        assert_eq!(crop_origin(229, 224, 224, 1, CropRounding::Ceil), (3, 0));
     }
 }
