@@ -1,0 +1,214 @@
+//! LanguageBind's video path served over gRPC matches the reference: the `languagebind-fixture`
+//! video tower's goldens (`tools/make_languagebind_fixtures.py`: the package's
+//! `get_video_transform` and `load_and_transform_video(..., video_decode_backend='decord')`, its
+//! random flip pinned off, through the PyTorch model) on every video golden input; its front-end
+//! tensor equals the reference's; bad values of the video fields are refused naming the field; and
+//! segment mode samples each window as a whole video.
+//!
+//! The model is served with its video tower alone (the manifest's header and `[video]` sections),
+//! so these tests need nothing of the other towers' preprocessing.
+
+use bindery::api::pb;
+use bindery::model::manifest::ModelDir;
+#[cfg(feature = "video")]
+use serde::Deserialize;
+
+use crate::common::*;
+
+const MODEL: &str = "languagebind-fixture";
+const GOLDENS: Fixtures = Fixtures("families");
+
+#[cfg(feature = "video")]
+#[derive(Deserialize)]
+struct Case {
+    id: String,
+    file: String,
+    embedding: Vec<f32>,
+}
+
+#[cfg(feature = "video")]
+#[derive(Deserialize)]
+struct TensorCase {
+    id: String,
+    file: String,
+    shape: Vec<usize>,
+    stride: usize,
+    values: Vec<f32>,
+}
+
+/// The fixture's manifest cut to its header and its `[video]` sections.
+fn video_manifest() -> String {
+    let full =
+        std::fs::read_to_string(repo().join("models").join(MODEL).join("model.toml")).expect("manifest");
+    let mut keep = true;
+    let mut out = String::new();
+    for line in full.lines() {
+        if line.starts_with('[') {
+            keep = line == "[video]" || line == "[video.preprocess]";
+        }
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(feature = "video")]
+/// A models folder holding the fixture's video tower and `manifest`.
+fn video_model(manifest: &str) -> TempDir {
+    let dir = TempDir::new("languagebind-video");
+    let model = dir.path().join(MODEL);
+    std::fs::create_dir_all(&model).expect("model folder");
+    std::fs::copy(repo().join("models").join(MODEL).join("video.onnx"), model.join("video.onnx"))
+        .expect("copy video.onnx");
+    std::fs::write(model.join("model.toml"), manifest).expect("write manifest");
+    dir
+}
+
+#[cfg(feature = "video")]
+async fn start_video_model(dir: &TempDir) -> TestServer {
+    let mut options = fixture_options();
+    options.models_dir = dir.path().to_path_buf();
+    options.default_model = Some(MODEL.into());
+    start(options).await
+}
+
+#[cfg(feature = "video")]
+fn video(id: &str, data: Vec<u8>) -> pb::Input {
+    pb::Input {
+        id: id.into(),
+        payload: Some(pb::input::Payload::Video(pb::Video { data, ..Default::default() })),
+    }
+}
+
+/// Every case reaches 0.9999, VP8, VP9 and MJPEG included (decord's bundled FFmpeg 4 and the
+/// system's FFmpeg decode these files alike). One golden is not what its frame indices name:
+/// for `h265.mp4` decord's `get_batch([0, 4, 8, 12, 16, 20, 24, 29])` returns frames 0, 4, 12, 16,
+/// 20, 24, 28, 28 (its seek in this H.265 stream lands 4 frames late; reading the frames in order
+/// gives the right ones), while bindery decodes the frames named. The fixture's tiny random tower
+/// barely separates frames of the moving test pattern (cosine 0.99998 there), so the front-end
+/// tensor test below is what pins the frames.
+#[cfg(feature = "video")]
+#[tokio::test]
+async fn every_languagebind_video_golden_matches_the_reference() {
+    let cases: Vec<Case> = GOLDENS.json(&format!("{MODEL}/video.json"));
+    assert!(cases.len() >= 12, "every container and codec of the video goldens, got {}", cases.len());
+    let dir = video_model(&video_manifest());
+    let mut server = start_video_model(&dir).await;
+    let mut below = Vec::new();
+    for case in &cases {
+        let mut request = uncached(vec![video(&case.id, FIXTURES.read(&case.file))]);
+        request.normalize = Some(false);
+        let reply = server
+            .client
+            .embed(request)
+            .await
+            .unwrap_or_else(|s| panic!("{} ({}): {s}", case.id, case.file))
+            .into_inner();
+        let e = &reply.embeddings[0];
+        assert_eq!(e.modality, pb::Modality::Video as i32);
+        let c = cosine(&e.vector, &case.embedding);
+        eprintln!("languagebind video {}: cosine {c:.9}", case.file);
+        if c < 0.9999 {
+            below.push(format!("{}: cosine {c}", case.file));
+        }
+        let (got, want) = (norm(&e.vector), norm(&case.embedding));
+        assert!((got - want).abs() < 1e-3 * want, "{}: norm {got}, reference {want}", case.file);
+    }
+    assert!(below.is_empty(), "below the floor: {below:#?}");
+}
+
+/// The `[1, 3, 8, 224, 224]` tensor of one video equals the reference's `pixel_values` (every
+/// `stride`-th value), with the family's order (normalise, then scale) and centre crop.
+#[cfg(feature = "video")]
+#[test]
+fn the_video_tensor_equals_the_references() {
+    use bindery::modality::video::{VideoLimits, VideoPreprocess, VideoPreprocessor};
+    use bindery::shared::Modality;
+    let cases: Vec<TensorCase> = GOLDENS.json(&format!("{MODEL}/preprocess.json"));
+    let case = cases.iter().find(|c| c.id.starts_with("video:")).expect("a video tensor case");
+    let dir = repo().join("models").join(MODEL);
+    let model =
+        ModelDir::parse(&dir, std::path::Path::new("model.toml"), &video_manifest()).expect("manifest");
+    let section = model.manifest.encoders[&Modality::Video].preprocess.clone();
+    let spec: VideoPreprocess = toml::Value::Table(section).try_into().expect("video preprocess");
+    let preprocessor = VideoPreprocessor::new(&spec, VideoLimits::default());
+    assert_eq!(preprocessor.tensor_len(), case.shape.iter().product::<usize>(), "one clip of one crop");
+    let mut tensor = vec![0f32; preprocessor.tensor_len()];
+    preprocessor.preprocess_into(&FIXTURES.read(&case.file), None, &mut tensor).expect("preprocess");
+    let strided: Vec<f32> = tensor.iter().step_by(case.stride).copied().collect();
+    assert_eq!(strided.len(), case.values.len());
+    let worst = max_abs_diff(&strided, &case.values);
+    eprintln!("{}: largest difference {worst:.2e}", case.id);
+    // The reference's bilinear kernel rounds a few values differently (up to ~3e-5 after dividing
+    // by std); a wrong frame, order or crop moves values by tenths.
+    assert!(worst < 1e-4, "{}: largest difference {worst}", case.id);
+}
+
+/// Each video field, given a bad value, is refused at start-up naming it.
+#[test]
+fn bad_languagebind_video_values_are_refused_naming_the_field() {
+    let dir = repo().join("models").join(MODEL);
+    let good = video_manifest();
+    ModelDir::parse(&dir, std::path::Path::new("model.toml"), &good).expect("the video manifest is valid");
+    let cases = [
+        ("flip = \"none\"", "flip = \"random\"", "flip"),
+        ("flip = \"none\"", "flip = \"none\"\nnormalize = \"sideways\"", "normalize"),
+        ("flip = \"none\"", "flip = \"none\"\ncrop_rounding = \"floor\"", "crop_rounding"),
+        ("crops = 1", "crops = 3", "crop_rounding"),
+        ("clips = 1", "clips = 2", "clips"),
+        ("sampler = \"frames\"", "sampler = \"clips\"", "clip_duration"),
+        ("sampler = \"frames\"", "sampler = \"uniform\"", "sampler"),
+        ("frames_per_clip = 8", "frames_per_clip = 0", "frames_per_clip"),
+    ];
+    for (from, to, field) in cases {
+        assert!(good.contains(from), "{from}");
+        let bad = good.replacen(from, to, 1);
+        let err = ModelDir::parse(&dir, std::path::Path::new("model.toml"), &bad).expect_err(to).to_string();
+        assert!(err.contains(field) && err.contains("model.toml"), "{to}: {err}");
+    }
+}
+
+/// Segment mode with the `frames` sampler: each window's frames are sampled as a video of their
+/// own, so one window over the whole video is the whole video's embedding, and shorter windows
+/// each get their own.
+#[cfg(feature = "video")]
+#[tokio::test]
+async fn segment_mode_samples_each_window_as_a_whole_video() {
+    let dir = video_model(&video_manifest());
+    let mut server = start_video_model(&dir).await;
+    let data = FIXTURES.read("video/cases/h264.mp4");
+    let segmented = |id: &str, segment_seconds: f32| pb::Input {
+        id: id.into(),
+        payload: Some(pb::input::Payload::Video(pb::Video {
+            data: data.clone(),
+            segment_seconds,
+            ..Default::default()
+        })),
+    };
+    let inputs = vec![video("whole", data.clone()), segmented("one", 10.0), segmented("halves", 2.0)];
+    let mut request = uncached(inputs);
+    request.normalize = Some(false);
+    let reply = server.client.embed(request).await.expect("embed").into_inner();
+    let e = &reply.embeddings;
+    let spans: Vec<(&str, Option<(f64, f64)>)> = e
+        .iter()
+        .map(|e| (e.id.as_str(), e.span.as_ref().map(|s| (s.start_seconds, s.end_seconds))))
+        .collect();
+    assert_eq!(
+        spans,
+        [
+            ("whole", None),
+            ("one", Some((0.0, 4.0))),
+            ("halves", Some((0.0, 2.0))),
+            ("halves", Some((2.0, 4.0)))
+        ]
+    );
+    let c = cosine(&e[0].vector, &e[1].vector);
+    assert!(c > 0.999_999, "one window over the whole video: cosine {c}");
+    for half in &e[2..] {
+        let c = cosine(&e[0].vector, &half.vector);
+        assert!(c < 0.9999, "a half is not the whole video: cosine {c}");
+    }
+}
