@@ -8,6 +8,7 @@
 //! The model is served with its video tower alone (the manifest's header and `[video]` sections),
 //! so these tests need nothing of the other towers' preprocessing.
 
+#[cfg(feature = "video")]
 use bindery::api::pb;
 use bindery::model::manifest::ModelDir;
 #[cfg(feature = "video")]
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use crate::common::*;
 
 const MODEL: &str = "languagebind-fixture";
+#[cfg(feature = "video")]
 const GOLDENS: Fixtures = Fixtures("families");
 
 #[cfg(feature = "video")]
