@@ -2,7 +2,8 @@
 //! video tower's goldens (`tools/make_languagebind_fixtures.py`: the package's
 //! `get_video_transform` and `load_and_transform_video(..., video_decode_backend='decord')`, its
 //! random flip pinned off, through the PyTorch model) on every video golden input; its front-end
-//! tensor equals the reference's; bad values of the video fields are refused naming the field; and
+//! tensors equal the reference's, also where the centre crop's rounding shows and for a window
+//! (`tools/make_languagebind_video_fixtures.py`); bad values of the video fields are refused naming the field; and
 //! segment mode samples each window as a whole video.
 //!
 //! The model is served with its video tower alone (the manifest's header and `[video]` sections),
@@ -19,6 +20,8 @@ use crate::common::*;
 const MODEL: &str = "languagebind-fixture";
 #[cfg(feature = "video")]
 const GOLDENS: Fixtures = Fixtures("families");
+#[cfg(feature = "video")]
+const VIDEO_GOLDENS: Fixtures = Fixtures("video");
 
 #[cfg(feature = "video")]
 #[derive(Deserialize)]
@@ -33,6 +36,9 @@ struct Case {
 struct TensorCase {
     id: String,
     file: String,
+    /// A window of the file, in seconds (segment mode).
+    #[serde(default)]
+    window: Option<(f64, f64)>,
     shape: Vec<usize>,
     stride: usize,
     values: Vec<f32>,
@@ -121,31 +127,63 @@ async fn every_languagebind_video_golden_matches_the_reference() {
     assert!(below.is_empty(), "below the floor: {below:#?}");
 }
 
-/// The `[1, 3, 8, 224, 224]` tensor of one video equals the reference's `pixel_values` (every
-/// `stride`-th value), with the family's order (normalise, then scale) and centre crop.
+/// The family's video preprocessor of the fixture's manifest.
 #[cfg(feature = "video")]
-#[test]
-fn the_video_tensor_equals_the_references() {
+fn video_preprocessor() -> bindery::modality::video::VideoPreprocessor {
     use bindery::modality::video::{VideoLimits, VideoPreprocess, VideoPreprocessor};
     use bindery::shared::Modality;
-    let cases: Vec<TensorCase> = GOLDENS.json(&format!("{MODEL}/preprocess.json"));
-    let case = cases.iter().find(|c| c.id.starts_with("video:")).expect("a video tensor case");
     let dir = repo().join("models").join(MODEL);
     let model =
         ModelDir::parse(&dir, std::path::Path::new("model.toml"), &video_manifest()).expect("manifest");
     let section = model.manifest.encoders[&Modality::Video].preprocess.clone();
     let spec: VideoPreprocess = toml::Value::Table(section).try_into().expect("video preprocess");
-    let preprocessor = VideoPreprocessor::new(&spec, VideoLimits::default());
-    assert_eq!(preprocessor.tensor_len(), case.shape.iter().product::<usize>(), "one clip of one crop");
+    VideoPreprocessor::new(&spec, VideoLimits::default())
+}
+
+/// bindery's tensor of `case` (of its window, if it has one) against the reference's values: the
+/// reference's bilinear kernel rounds a few values differently (up to ~3e-5 after dividing by
+/// std); a wrong frame, order or crop moves values by tenths.
+#[cfg(feature = "video")]
+fn assert_tensor_matches(case: &TensorCase) {
+    use bindery::modality::Span;
+    let preprocessor = video_preprocessor();
+    assert_eq!(
+        preprocessor.tensor_len(),
+        case.shape.iter().product::<usize>(),
+        "{}: one clip, one crop",
+        case.id
+    );
+    let window = case.window.map(|(start, end)| Span { start, end });
     let mut tensor = vec![0f32; preprocessor.tensor_len()];
-    preprocessor.preprocess_into(&FIXTURES.read(&case.file), None, &mut tensor).expect("preprocess");
+    preprocessor.preprocess_into(&FIXTURES.read(&case.file), window, &mut tensor).expect("preprocess");
     let strided: Vec<f32> = tensor.iter().step_by(case.stride).copied().collect();
-    assert_eq!(strided.len(), case.values.len());
+    assert_eq!(strided.len(), case.values.len(), "{}", case.id);
     let worst = max_abs_diff(&strided, &case.values);
     eprintln!("{}: largest difference {worst:.2e}", case.id);
-    // The reference's bilinear kernel rounds a few values differently (up to ~3e-5 after dividing
-    // by std); a wrong frame, order or crop moves values by tenths.
     assert!(worst < 1e-4, "{}: largest difference {worst}", case.id);
+}
+
+/// The `[1, 3, 8, 224, 224]` tensor of one video equals the reference's `pixel_values` (every
+/// `stride`-th value), with the family's order (normalise, then scale) and centre crop.
+#[cfg(feature = "video")]
+#[test]
+fn the_video_tensor_equals_the_references() {
+    let cases: Vec<TensorCase> = GOLDENS.json(&format!("{MODEL}/preprocess.json"));
+    assert_tensor_matches(cases.iter().find(|c| c.id.starts_with("video:")).expect("a video tensor case"));
+}
+
+/// Where `CenterCropVideo`'s `round` and pytorchvideo's `ceil` place the crop one pixel apart (a
+/// margin of 9, landscape and portrait), and for a window of a longer video sampled as a video of
+/// its own (`tools/make_languagebind_video_fixtures.py`).
+#[cfg(feature = "video")]
+#[test]
+fn odd_crop_margins_and_windows_match_the_reference_tensors() {
+    let cases: Vec<TensorCase> = VIDEO_GOLDENS.json("languagebind/tensors.json");
+    assert_eq!(cases.len(), 3, "landscape, portrait and a window");
+    assert!(cases.iter().any(|c| c.window.is_some()));
+    for case in &cases {
+        assert_tensor_matches(case);
+    }
 }
 
 /// Each video field, given a bad value, is refused at start-up naming it.
