@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bindery_tools import goldens  # noqa: E402
-from bindery_tools.compat import install_torchvision_alias  # noqa: E402
+from bindery_tools.languagebind import import_languagebind  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -59,7 +59,7 @@ WINDOW = ("video/cases/h264.mp4", 1.0, 3.0)
 
 
 def _processing() -> Any:
-    install_torchvision_alias()
+    import_languagebind()  # checks the environment and installs the torchvision alias
     from languagebind.video import processing_video
 
     return processing_video
