@@ -418,7 +418,11 @@ _NOTES = {
 }
 
 
-def write_manifest(out: Path, name: str, description: str, licence: str, configs: dict[str, Any]) -> None:
+def write_manifest(
+    out: Path, name: str, description: str, licence: str, configs: dict[str, Any], scales: dict[str, float]
+) -> None:
+    """``scales``: each checkpoint's ``exp(logit_scale)``, which ``LanguageBind.forward`` multiplies
+    that modality's normalised embeddings by (the language tower's are not scaled)."""
     image = configs["image"]
     sections = {
         "text": text_preprocess(image, out / "tokenizer.json"),
@@ -446,6 +450,7 @@ def write_manifest(out: Path, name: str, description: str, licence: str, configs
             f'onnx = "{ONNX[modality]}"',
             f'input = "{INPUTS[modality]}"',
             'output = "embedding"',
+            *([f"logit_scale = {scales[modality]:.7g}"] if modality in scales else []),
             "",
             f"[{modality}.preprocess]",
             *(f"{k} = {_toml_value(v)}" for k, v in table.items()),
@@ -461,10 +466,12 @@ def export(load: Callable[[str], Any], out: Path, name: str, description: str, l
     clip_tokenizer.build_tokenizer_json(out / "tokenizer.json")
     info: dict[str, Any] = {}
     configs = {}
+    scales = {}
     for modality in CHECKPOINTS:
         started = time.perf_counter()
         model = load(modality)
         configs[modality] = model.config
+        scales[modality] = float(model.logit_scale.detach().exp())
         info[f"{modality}_load_s"] = round(time.perf_counter() - started, 2)
         # The language tower is the image checkpoint's.
         for tower in ("text", "image") if modality == "image" else (modality,):
@@ -476,7 +483,7 @@ def export(load: Callable[[str], Any], out: Path, name: str, description: str, l
     bad = {m: i["max_diff"] for m, i in info.items() if isinstance(i, dict) and i["max_diff"] > TOLERANCE}
     if bad:
         raise SystemExit(f"onnxruntime differs from PyTorch: {bad}")
-    write_manifest(out, name, description, licence, configs)
+    write_manifest(out, name, description, licence, configs, scales)
     return info
 
 
