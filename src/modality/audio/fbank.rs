@@ -101,6 +101,11 @@ impl KaldiFbank {
         self.window_size
     }
 
+    /// Hop between frames in samples.
+    pub fn window_shift(&self) -> usize {
+        self.window_shift
+    }
+
     /// Frames produced for `num_samples` samples (`snip_edges=True`); 0 if shorter than a window.
     pub fn num_frames(&self, num_samples: usize) -> usize {
         if num_samples < self.window_size {
@@ -130,7 +135,7 @@ impl KaldiFbank {
         let mut scratch = self.scratch();
         let mut row = vec![0.0; mel];
         for f in 0..frames {
-            self.frame(wave, f, &mut scratch, &mut row)?;
+            self.frame_into(wave, f, &mut scratch, &mut row)?;
             out[f * mel..(f + 1) * mel].copy_from_slice(&row);
         }
         Ok(out)
@@ -160,7 +165,7 @@ impl KaldiFbank {
         }
         let mut row = vec![0.0; mel];
         for f in 0..kept {
-            self.frame(wave, f, scratch, &mut row)?;
+            self.frame_into(wave, f, scratch, &mut row)?;
             // Normalised in a contiguous pass (vectorised divisions), then scattered.
             for v in row.iter_mut() {
                 *v = (*v - mean) / std;
@@ -179,10 +184,19 @@ impl KaldiFbank {
         }
     }
 
-    /// Log-mel energies of frame `f` into `row`.
-    fn frame(&self, wave: &[f32], f: usize, s: &mut FbankScratch, row: &mut [f32]) -> Result<(), AudioError> {
+    /// Log-mel energies of frame `f` of `wave` (samples `f * shift..f * shift + window`) into
+    /// `row` (`num_mel_bins` values).
+    pub fn frame_into(
+        &self,
+        wave: &[f32],
+        f: usize,
+        s: &mut FbankScratch,
+        row: &mut [f32],
+    ) -> Result<(), AudioError> {
         let start = f * self.window_shift;
-        let src = &wave[start..start + self.window_size];
+        let src = wave
+            .get(start..start + self.window_size)
+            .ok_or_else(|| AudioError::Internal(format!("frame {f} asked of {} samples", wave.len())))?;
         // torch.mean over the row, summed in f64 (at least as exact as torch's cascaded f32 sum).
         let mean = (sum_f64(src) / self.window_size as f64) as f32;
         let frame = &mut s.frame;

@@ -1,8 +1,13 @@
 //! Audio as a bindery modality: the manifest section, the payload and the pipeline.
 //!
 //! `[audio.preprocess]`'s `front_end` selects the front end: `kaldi_fbank` (the default:
-//! ImageBind's clips of Kaldi filterbanks, [`AudioPreprocess`]) or `htsat_mel` (CLAP's log-mel
-//! for an HTSAT tower, [`HtsatMelPreprocess`]); the rest of the table is that front end's.
+//! ImageBind's clips of Kaldi filterbanks, [`AudioPreprocess`]), `htsat_mel` (CLAP's log-mel
+//! for an HTSAT tower, [`HtsatMelPreprocess`]) or `fbank_chunks` (LanguageBind's filterbank in
+//! three chunks, [`FbankChunksPreprocess`]); the rest of the table is that front end's.
+//!
+//! Segment mode: `kaldi_fbank` and `fbank_chunks` run on each window as on a file of just its
+//! samples (the file is decoded once, [`DecodedPart`]); `htsat_mel` embeds whole files only and
+//! refuses windows.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -10,6 +15,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::decode::{self, DecodedAudio};
+use super::fbank_chunks::{FbankChunksPreprocess, FbankChunksPreprocessor};
 use super::htsat_mel::{HtsatMelPreprocess, HtsatPreprocessor};
 use super::{AudioError, AudioLimits, AudioPreprocessor};
 use crate::modality::segments::{SegmentError, Segments, sample_range};
@@ -136,6 +142,8 @@ enum FrontEnd {
     KaldiFbank(AudioPreprocess),
     /// CLAP's: the HTSAT log-mel of `ClapFeatureExtractor`.
     HtsatMel(HtsatMelPreprocess),
+    /// LanguageBind's: one Kaldi filterbank in three chunks.
+    FbankChunks(FbankChunksPreprocess),
 }
 
 /// Reads `front_end` and the rest of the table as that front end's section; the message names
@@ -150,7 +158,10 @@ fn front_end(preprocess: &toml::Table) -> Result<FrontEnd, String> {
     match name.as_str() {
         "kaldi_fbank" => Ok(FrontEnd::KaldiFbank(parse_section(&rest)?)),
         "htsat_mel" => Ok(FrontEnd::HtsatMel(parse_section(&rest)?)),
-        other => Err(format!("front_end: unknown front end {other:?} (known: kaldi_fbank, htsat_mel)")),
+        "fbank_chunks" => Ok(FrontEnd::FbankChunks(parse_section(&rest)?)),
+        other => Err(format!(
+            "front_end: unknown front end {other:?} (known: kaldi_fbank, htsat_mel, fbank_chunks)"
+        )),
     }
 }
 
@@ -158,6 +169,7 @@ fn check(section: &Section<'_>) -> Result<(), String> {
     match front_end(section.preprocess)? {
         FrontEnd::KaldiFbank(spec) => spec.check(),
         FrontEnd::HtsatMel(spec) => spec.check(section.input),
+        FrontEnd::FbankChunks(spec) => spec.check(),
     }
 }
 
@@ -173,18 +185,56 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
             let preprocessor = HtsatPreprocessor::new(&spec, limits.get::<AudioLimits>())?;
             return Ok(Box::new(HtsatPipeline { tensors, preprocessor }));
         }
+        FrontEnd::FbankChunks(spec) => {
+            spec.check()?;
+            let preprocessor = FbankChunksPreprocessor::new(&spec, limits.get::<AudioLimits>())?;
+            let tensors = [TensorSpec::f32(section.input, spec.item_shape())];
+            let limits = limits.get::<AudioLimits>();
+            return Ok(Box::new(AudioPipeline { tensors, preprocessor: Box::new(preprocessor), limits }));
+        }
     };
     spec.check()?;
     let preprocessor = AudioPreprocessor::try_new(&spec, limits.get::<AudioLimits>())?;
     let shape = vec![spec.clips_per_input, 1, spec.num_mel_bins, spec.target_length];
     let limits = limits.get::<AudioLimits>();
-    Ok(Box::new(AudioPipeline { tensors: [TensorSpec::f32(section.input, shape)], preprocessor, limits }))
+    let tensors = [TensorSpec::f32(section.input, shape)];
+    Ok(Box::new(AudioPipeline { tensors, preprocessor: Box::new(preprocessor), limits }))
 }
 
-/// The audio pipeline: encoded files, and audio other inputs decoded ([`DecodedPart`]).
+/// A front end that takes decoded audio, so that the audio pipeline can hand it windows of a
+/// file and sound tracks of videos ([`DecodedPart`]).
+trait DecodedFrontEnd: Send + Sync {
+    /// Decodes `bytes` and writes the tower input into `out`.
+    fn preprocess_into(&self, bytes: &[u8], hint: Option<&str>, out: &mut [f32]) -> Result<(), AudioError>;
+    /// The front end from resampling on.
+    fn preprocess_decoded_into(&self, audio: &DecodedAudio, out: &mut [f32]) -> Result<(), AudioError>;
+}
+
+impl DecodedFrontEnd for AudioPreprocessor {
+    fn preprocess_into(&self, bytes: &[u8], hint: Option<&str>, out: &mut [f32]) -> Result<(), AudioError> {
+        AudioPreprocessor::preprocess_into(self, bytes, hint, out)
+    }
+
+    fn preprocess_decoded_into(&self, audio: &DecodedAudio, out: &mut [f32]) -> Result<(), AudioError> {
+        AudioPreprocessor::preprocess_decoded_into(self, audio, out)
+    }
+}
+
+impl DecodedFrontEnd for FbankChunksPreprocessor {
+    fn preprocess_into(&self, bytes: &[u8], hint: Option<&str>, out: &mut [f32]) -> Result<(), AudioError> {
+        FbankChunksPreprocessor::preprocess_into(self, bytes, hint, out)
+    }
+
+    fn preprocess_decoded_into(&self, audio: &DecodedAudio, out: &mut [f32]) -> Result<(), AudioError> {
+        FbankChunksPreprocessor::preprocess_decoded_into(self, audio, out)
+    }
+}
+
+/// The audio pipeline of the front ends that take decoded audio (`kaldi_fbank`,
+/// `fbank_chunks`): encoded files, and audio other inputs decoded ([`DecodedPart`]).
 struct AudioPipeline {
     tensors: [TensorSpec; 1],
-    preprocessor: AudioPreprocessor,
+    preprocessor: Box<dyn DecodedFrontEnd>,
     limits: AudioLimits,
 }
 
@@ -270,7 +320,7 @@ impl Pipeline for AudioPipeline {
     ) -> Result<Observed, PreprocessError> {
         let out = slot(slots, 0)?.f32()?;
         let done = if let Some(part) = payload.value::<DecodedPart>() {
-            preprocess_part(&self.preprocessor, part, out)
+            preprocess_part(self.preprocessor.as_ref(), part, out)
         } else {
             let audio = payload.expect_value::<EncodedAudio>()?;
             let hint = (!audio.format_hint.is_empty()).then_some(audio.format_hint.as_str());
@@ -282,7 +332,7 @@ impl Pipeline for AudioPipeline {
 }
 
 /// The pipeline after decoding, on the samples of `part`.
-fn preprocess_part(p: &AudioPreprocessor, part: &DecodedPart, out: &mut [f32]) -> Result<(), AudioError> {
+fn preprocess_part(p: &dyn DecodedFrontEnd, part: &DecodedPart, out: &mut [f32]) -> Result<(), AudioError> {
     let (audio, range) = (&part.audio, part.range.clone());
     if range.start == 0 && range.end == audio.frames() {
         return p.preprocess_decoded_into(audio, out);

@@ -17,6 +17,7 @@
 pub mod clips;
 pub mod decode;
 pub mod fbank;
+pub mod fbank_chunks;
 pub mod htsat_mel;
 mod kind;
 pub mod mp4;
@@ -299,7 +300,15 @@ impl AudioPreprocessor {
 fn resample_clips(r: &Resampler, input: &[f32], len: usize, bounds: &[(usize, usize)]) -> Vec<f32> {
     // Zeroed pages are mapped lazily, so the untouched parts cost nothing.
     let mut out = vec![0.0; len];
-    let mut spans = bounds.to_vec();
+    for (a, b) in merged_spans(bounds) {
+        r.process_range_into(input, a, &mut out[a..b]);
+    }
+    out
+}
+
+/// `spans` sorted, with the overlapping and touching ones merged.
+fn merged_spans(spans: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    let mut spans = spans.to_vec();
     spans.sort_unstable();
     let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
     for (a, b) in spans {
@@ -308,8 +317,5 @@ fn resample_clips(r: &Resampler, input: &[f32], len: usize, bounds: &[(usize, us
             _ => merged.push((a, b)),
         }
     }
-    for (a, b) in merged {
-        r.process_range_into(input, a, &mut out[a..b]);
-    }
-    out
+    merged
 }
