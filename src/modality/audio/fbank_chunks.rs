@@ -297,7 +297,7 @@ mod tests {
             frame_length_ms: 25.0,
             frame_shift_ms: 10.0,
             mean: -4.2677393,
-            std: 9.1379948,
+            std: 9.137995,
             chunks: 3,
             chunk_pick: ChunkPick::First,
         }
@@ -385,7 +385,8 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_naming_the_field() {
-        let cases: [(&str, fn(&mut FbankChunksPreprocess)); 8] = [
+        type Spoil = fn(&mut FbankChunksPreprocess);
+        let cases: [(&str, Spoil); 8] = [
             ("num_mel_bins", |s| s.num_mel_bins = 0),
             ("target_length", |s| s.target_length = 0),
             ("chunks", |s| s.chunks = 4),

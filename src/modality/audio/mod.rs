@@ -1,6 +1,7 @@
-//! Audio: decode any common container, resample like torchaudio, then one of two front ends
-//! chosen by the manifest's `front_end`: ImageBind's Kaldi filterbank per clip (below), or
-//! CLAP's HTSAT log-mel ([`htsat_mel`]).
+//! Audio: decode any common container, resample like torchaudio, then one of three front ends
+//! chosen by the manifest's `front_end`: ImageBind's Kaldi filterbank per clip (below), CLAP's
+//! HTSAT log-mel ([`htsat_mel`]), or LanguageBind's filterbank in three chunks
+//! ([`fbank_chunks`]).
 //!
 //! The Kaldi front end reproduces `imagebind.data.load_and_transform_audio_data` (imagebind-unofficial
 //! 0.1.1) step by step:
