@@ -1,5 +1,6 @@
 //! Whole audio preprocessing of a 10 s, 44.1 kHz, 16-bit stereo WAV (decode, resample to
-//! 16 kHz, three clips of Kaldi filterbank, normalisation), plus its stages on their own.
+//! 16 kHz, three clips of Kaldi filterbank, normalisation), plus its stages on their own, and the
+//! same WAV through LanguageBind's front end (`fbank_chunks`).
 //!
 //! The WAV is synthesised at start-up with the same formulas as
 //! `tools/bench_audio_reference.py`, which times the reference pipeline on it.
@@ -9,6 +10,7 @@ use std::hint::black_box;
 use bindery::modality::audio::AudioPreprocess;
 use bindery::modality::audio::decode::decode;
 use bindery::modality::audio::fbank::KaldiFbank;
+use bindery::modality::audio::fbank_chunks::{ChunkPick, FbankChunksPreprocess, FbankChunksPreprocessor};
 use bindery::modality::audio::resample::Resampler;
 use bindery::modality::audio::{AudioLimits, AudioPreprocessor};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -73,6 +75,24 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("audio_preprocess_10s_44k1_stereo_wav", |b| {
         b.iter(|| pre.preprocess_into(black_box(&wav), Some("wav"), &mut out).expect("preprocess"))
+    });
+
+    // LanguageBind's values (`models/languagebind-fixture/model.toml`): 1000 frames, tiled to 1036.
+    let chunks = FbankChunksPreprocess {
+        sample_rate: 16_000,
+        num_mel_bins: 112,
+        target_length: 1036,
+        frame_length_ms: 25.0,
+        frame_shift_ms: 10.0,
+        mean: -4.267_739,
+        std: 9.137_995,
+        chunks: 3,
+        chunk_pick: ChunkPick::First,
+    };
+    let lb = FbankChunksPreprocessor::new(&chunks, limits).expect("valid parameters");
+    let mut lb_out = vec![0.0f32; lb.tensor_len()];
+    c.bench_function("audio_fbank_chunks_10s_44k1_stereo_wav", |b| {
+        b.iter(|| lb.preprocess_into(black_box(&wav), Some("wav"), &mut lb_out).expect("preprocess"))
     });
 
     c.bench_function("audio_decode_10s_44k1_stereo_wav", |b| {

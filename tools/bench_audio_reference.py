@@ -2,6 +2,7 @@
 """Times the reference audio preprocessing on the same input as ``benches/audio_preprocess.rs``.
 
     tools/.venv/bin/python tools/bench_audio_reference.py [--threads N] [--repeat R]
+    tools/.venv-languagebind/bin/python tools/bench_audio_reference.py --languagebind [--threads N]
 
 The input is a 10 s, 44.1 kHz, 16-bit stereo WAV synthesised with the bench's formulas (sweep on
 the left, tone plus LCG noise on the right). One iteration is
@@ -9,6 +10,10 @@ the left, tone plus LCG noise on the right). One iteration is
 by ``soundfile`` (torchaudio 2.11's loader needs torchcodec): decode, ``torchaudio.functional.
 resample`` to 16 kHz, three clips of ``torchaudio.compliance.kaldi.fbank``, normalisation. The
 per-stage lines time decode, resample and one clip's filterbank on their own.
+
+``--languagebind`` times LanguageBind's ``AudioTransform`` instead (``languagebind`` 0.1.0, in
+its own environment): the same decode, then resampling of both channels, the mean subtracted,
+one 112-bin filterbank of the whole 10 s (1000 frames) tiled to 1036 and stacked three times.
 """
 
 from __future__ import annotations
@@ -61,8 +66,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     ap.add_argument("--repeat", type=int, default=30)
+    ap.add_argument("--languagebind", action="store_true", help="LanguageBind's AudioTransform instead")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.languagebind:
+        bench_languagebind(args.repeat)
+        return
     params = ref.audio_preprocess_params()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,6 +108,28 @@ def main() -> None:
         for name, fn in rows:
             med, best = timeit(fn, args.repeat)
             print(f"{name:55s} median {med:8.2f} ms   min {best:8.2f} ms")
+
+
+def bench_languagebind(repeat: int) -> None:
+    """LanguageBind's audio preprocessing (the checkpoints' values) on the bench WAV."""
+    from types import SimpleNamespace
+
+    from bindery_tools.languagebind import import_languagebind
+
+    import_languagebind()
+    from languagebind.audio.processing_audio import AudioTransform
+
+    config = SimpleNamespace(
+        audio_sample_rate=16_000, num_mel_bins=112, target_length=1036, audio_mean=-4.2677393, audio_std=4.5689974
+    )
+    transform = AudioTransform(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.wav"
+        sf.write(str(path), bench_signal(), RATE, subtype="PCM_16")
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {repeat} runs each")
+        name = "LanguageBind whole preprocessing (decode + AudioTransform)"
+        med, best = timeit(lambda: transform(load_soundfile(str(path))), repeat)
+        print(f"{name:55s} median {med:8.2f} ms   min {best:8.2f} ms")
 
 
 if __name__ == "__main__":
