@@ -3,10 +3,12 @@
 //! `AudioTransform` after the ImageBind goldens' decoders, its random chunk pick pinned to the
 //! first start of each third, through the PyTorch model) on every audio golden input; the
 //! `fbank_chunks` front end alone equals the reference's tensor; bad values of its fields are
-//! refused naming the field; segment mode runs the front end on each window.
+//! refused naming the field; segment mode runs the front end on each window, and a video's sound
+//! track goes through it like a file.
 //!
-//! The model is served with its audio and text towers alone (the manifest's header, `[audio]` and
-//! `[text]` sections), so these tests need nothing of the other towers' preprocessing.
+//! The model is served with only the towers a test needs (the manifest's header and its `[audio]`
+//! and `[text]` sections; `[audio]` and `[video]` for the sound track), so these tests need
+//! nothing of the other towers' preprocessing.
 
 use std::path::Path;
 
@@ -60,13 +62,18 @@ fn manifest_of(modalities: &[&str]) -> String {
 
 /// A models folder holding the fixture's audio and text towers.
 fn audio_model() -> TempDir {
+    model_of(&["audio", "text"], &["audio.onnx", "text.onnx", "tokenizer.json"])
+}
+
+/// A models folder holding the fixture's `files` and its manifest cut to `modalities`.
+fn model_of(modalities: &[&str], files: &[&str]) -> TempDir {
     let dir = TempDir::new("languagebind-audio");
     let model = dir.path().join(MODEL);
     std::fs::create_dir_all(&model).expect("model folder");
-    for file in ["audio.onnx", "text.onnx", "tokenizer.json"] {
+    for file in files {
         std::fs::copy(repo().join("models").join(MODEL).join(file), model.join(file)).expect(file);
     }
-    std::fs::write(model.join("model.toml"), manifest_of(&["audio", "text"])).expect("write manifest");
+    std::fs::write(model.join("model.toml"), manifest_of(modalities)).expect("write manifest");
     dir
 }
 
@@ -182,6 +189,37 @@ async fn languagebind_audio_segments_are_embedded_as_files_of_their_samples() {
     let c = cosine(&windows[0].vector, &first[0].vector);
     assert!(c >= 0.999999, "window 0..2 s against a file of its samples: cosine {c}");
     assert!(cosine(&windows[0].vector, &windows[1].vector) < 0.9999, "the windows differ");
+}
+
+/// A video's sound track (`with_audio`) goes through the same front end: its embedding equals the
+/// audio path's on the track extracted to WAV by the `ffmpeg` command line.
+#[cfg(feature = "video")]
+#[tokio::test]
+async fn languagebind_sound_track_embeds_as_its_wav_extraction_does() {
+    let dir = model_of(&["audio", "video"], &["audio.onnx", "video.onnx"]);
+    let mut server = start_audio_model(&dir).await;
+    let video = Fixtures("video");
+    let with_audio = pb::Input {
+        id: "track".into(),
+        payload: Some(pb::input::Payload::Video(pb::Video {
+            data: video.read("tracks/aac.mp4"),
+            with_audio: true,
+            ..Default::default()
+        })),
+    };
+    let mut req = pb::EmbedRequest {
+        model: MODEL.into(),
+        ..uncached(vec![with_audio, audio("wav", video.read("tracks/aac.wav"), "wav")])
+    };
+    req.normalize = Some(false);
+    let reply = server.client.embed(req).await.expect("embed").into_inner();
+    let e = &reply.embeddings;
+    let kinds: Vec<(&str, i32)> = e.iter().map(|e| (e.id.as_str(), e.modality)).collect();
+    let (video_m, audio_m) = (pb::Modality::Video as i32, pb::Modality::Audio as i32);
+    assert_eq!(kinds, [("track", video_m), ("track", audio_m), ("wav", audio_m)]);
+    let c = cosine(&e[1].vector, &e[2].vector);
+    eprintln!("languagebind sound track of tracks/aac.mp4: cosine {c:.9} against tracks/aac.wav");
+    assert!(c >= 0.9999, "cosine {c}");
 }
 
 /// A mono 16-bit PCM WAV of `samples` (values that came from 16-bit PCM, so exactly).
