@@ -33,6 +33,7 @@ mod http_api;
 mod image_formats;
 mod image_preprocess;
 mod int8_towers;
+mod languagebind_vision;
 mod limits;
 mod load_tool;
 mod media_url;
