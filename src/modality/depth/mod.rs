@@ -317,12 +317,23 @@ fn positive(name: &'static str, requested: f32, model: f32) -> Result<f32, Depth
     if value.is_finite() && value > 0.0 { Ok(value) } else { Err(DepthError::Parameter { name, value }) }
 }
 
-/// Fuzz target body: any bytes as a depth map under both conversions, with the fixture model's
-/// parameters. The output of an accepted input must be finite.
+/// Fuzz target body: any bytes as a depth map under every conversion, with the fixture models'
+/// parameters (`normalized`: LanguageBind's, three channels resized as a tensor, `max_depth_m`
+/// 0 so the map's own maximum divides). The output of an accepted input must be finite.
 fn fuzz_preprocess(data: &[u8]) {
     let limits = DepthLimits { max_bytes: 1 << 20, max_pixels: 4_000_000 };
-    for conversion in [Conversion::Disparity, Conversion::Grayscale] {
-        let spec = DepthPreprocess { conversion, ..DepthPreprocess::imagebind() };
+    let specs = [
+        DepthPreprocess::imagebind(),
+        DepthPreprocess { conversion: Conversion::Grayscale, ..DepthPreprocess::imagebind() },
+        DepthPreprocess {
+            conversion: Conversion::Normalized,
+            channels: 3,
+            resize_domain: ResizeDomain::Tensor,
+            max_depth_m: 0.0,
+            ..DepthPreprocess::imagebind()
+        },
+    ];
+    for spec in specs {
         let preprocessor =
             DepthPreprocessor::new(&spec, limits).expect("the fixture's depth values are valid");
         let mut out = vec![0f32; preprocessor.tensor_len()];

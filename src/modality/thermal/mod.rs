@@ -24,7 +24,7 @@ mod kind;
 
 use crate::modality::image::gray::{self, GrayImage};
 use crate::modality::image::{
-    ImageError, ImageLimits, ImagePreprocess, ImagePreprocessor, ResizeDomain, ResizeMode,
+    ImageError, ImageLimits, ImagePreprocess, ImagePreprocessor, PerChannel, ResizeDomain, ResizeMode,
 };
 
 pub use kind::{KIND, SixteenBit, ThermalPayload, ThermalPreprocess, payload};
@@ -156,15 +156,25 @@ impl ThermalPreprocessor {
     }
 }
 
-/// Fuzz target body: any bytes through thermal preprocessing with the fixture model's
-/// parameters. The output of an accepted input must be finite.
+/// Fuzz target body: any bytes through thermal preprocessing with the fixture models'
+/// parameters (ImageBind's grey plane, LanguageBind's RGB resized as a tensor). The output of an
+/// accepted input must be finite.
 fn fuzz_preprocess(data: &[u8]) {
-    let spec = ThermalPreprocess::imagebind();
     let limits = ThermalLimits { max_bytes: 1 << 20, max_pixels: 4_000_000 };
-    let preprocessor =
-        ThermalPreprocessor::new(&spec, limits).expect("the fixture's thermal values are valid");
-    let mut out = vec![0f32; preprocessor.tensor_len()];
-    if preprocessor.preprocess_into(data, &mut out).is_ok() {
-        assert!(out.iter().all(|v| v.is_finite()), "thermal preprocessing produced a non-finite value");
+    let rgb = ThermalPreprocess {
+        channels: 3,
+        mean: PerChannel::Each(vec![0.481_454_66, 0.457_827_5, 0.408_210_73]),
+        std: PerChannel::Each(vec![0.268_629_54, 0.261_302_58, 0.275_777_1]),
+        sixteen_bit: None,
+        resize_domain: ResizeDomain::Tensor,
+        ..ThermalPreprocess::imagebind()
+    };
+    for spec in [ThermalPreprocess::imagebind(), rgb] {
+        let preprocessor =
+            ThermalPreprocessor::new(&spec, limits).expect("the fixture's thermal values are valid");
+        let mut out = vec![0f32; preprocessor.tensor_len()];
+        if preprocessor.preprocess_into(data, &mut out).is_ok() {
+            assert!(out.iter().all(|v| v.is_finite()), "thermal preprocessing produced a non-finite value");
+        }
     }
 }
