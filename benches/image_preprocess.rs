@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use bindery::modality::image::{ImageLimits, ImagePreprocessor};
-use bindery::modality::image::{ImagePreprocess, ResizeFilter, ResizeMode};
+use bindery::modality::image::{ImagePreprocess, ResizeDomain, ResizeFilter, ResizeMode};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use image::codecs::jpeg::JpegEncoder;
 use image::{ExtendedColorType, ImageEncoder};
@@ -38,6 +38,7 @@ fn bench(c: &mut Criterion) {
         resize_mode: ResizeMode::Shortest,
         filter: ResizeFilter::Bicubic,
         fill_color: 0,
+        resize_domain: ResizeDomain::Pil,
         mean: [0.481_454_66_f64, 0.457_827_5, 0.408_210_73].map(|v| v as f32),
         std: [0.268_629_54_f64, 0.261_302_58, 0.275_777_11].map(|v| v as f32),
     };

@@ -17,7 +17,8 @@ fn fixture(relative: &str) -> Vec<u8> {
 }
 
 fn benches(c: &mut Criterion) {
-    let depth = DepthPreprocessor::new(&DepthPreprocess::imagebind(), DepthLimits::default());
+    let depth = DepthPreprocessor::new(&DepthPreprocess::imagebind(), DepthLimits::default())
+        .expect("valid depth values");
     let map = DepthPayload { data: fixture("depth/kinect_640x480.png"), ..Default::default() };
     let mut out = vec![0f32; depth.tensor_len()];
     c.bench_function("depth_png16_640x480_disparity", |b| {
@@ -31,7 +32,8 @@ fn benches(c: &mut Criterion) {
         b.iter(|| imu.preprocess_into(black_box(&csv), &mut out).expect("csv"))
     });
 
-    let thermal = ThermalPreprocessor::new(&ThermalPreprocess::imagebind(), ThermalLimits::default());
+    let thermal = ThermalPreprocessor::new(&ThermalPreprocess::imagebind(), ThermalLimits::default())
+        .expect("valid thermal values");
     let frame = fixture("thermal/gray8_640x512.png");
     let mut out = vec![0f32; thermal.tensor_len()];
     c.bench_function("thermal_png8_640x512", |b| {

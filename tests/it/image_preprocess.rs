@@ -4,7 +4,7 @@
 //! `tests/fixtures/images/`.
 
 use bindery::modality::image::{ImageError, ImageLimits, ImagePreprocessor};
-use bindery::modality::image::{ImagePreprocess, ResizeFilter, ResizeMode};
+use bindery::modality::image::{ImagePreprocess, ResizeDomain, ResizeFilter, ResizeMode};
 use serde::Deserialize;
 
 use crate::common::Fixtures;
@@ -21,6 +21,7 @@ fn imagebind_spec() -> ImagePreprocess {
         mean: [0.481_454_66_f64, 0.457_827_5, 0.408_210_73].map(|v| v as f32),
         std: [0.268_629_54_f64, 0.261_302_58, 0.275_777_11].map(|v| v as f32),
         fill_color: 0,
+        resize_domain: ResizeDomain::Pil,
     }
 }
 

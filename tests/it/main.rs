@@ -35,6 +35,7 @@ mod image_preprocess;
 mod int8_towers;
 mod languagebind_audio;
 mod languagebind_video;
+mod languagebind_vision;
 mod limits;
 mod load_tool;
 mod media_url;

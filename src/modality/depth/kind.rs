@@ -3,7 +3,9 @@
 use serde::Deserialize;
 
 use super::{DepthLimits, DepthPreprocessor};
-use crate::modality::image::{ResizeFilter, check_mean_std, check_resize_crop};
+use crate::modality::image::{
+    PerChannel, ResizeDomain, ResizeFilter, check_channels, check_mean_std, check_resize_crop,
+};
 use crate::modality::{
     Argument, BuildError, FillOne, InputLimits, Kind, OneTensor, Payload, PayloadValue, Pipeline,
     PreprocessError, Section, limits_of, parse_section,
@@ -32,6 +34,9 @@ pub enum Conversion {
     Disparity,
     /// An 8-bit grey image as it is, Weaviate's multi2vec-bind convention.
     Grayscale,
+    /// Metric depth clipped below at `min_depth_m` and divided by `max_depth_m` (clipped there
+    /// too), or by the map's own maximum where `max_depth_m` is 0: LanguageBind's `DepthNorm`.
+    Normalized,
 }
 
 /// Depth preprocessing (`[depth.preprocess]`).
@@ -46,17 +51,27 @@ pub struct DepthPreprocess {
     pub crop: u32,
     /// Resampling filter.
     pub filter: ResizeFilter,
-    /// Mean subtracted from the (disparity or [0, 1] grey) values.
-    pub mean: f32,
-    /// Standard deviation divided by.
-    pub std: f32,
+    /// Mean subtracted from the (disparity, normalised or [0, 1] grey) values: one value, or
+    /// one per channel.
+    pub mean: PerChannel,
+    /// Standard deviation divided by: one value, or one per channel.
+    pub std: PerChannel,
+    /// 1: one plane; 3: the plane repeated three times (normalised per channel), for towers
+    /// trained on RGB.
+    #[serde(default = "default_channels")]
+    pub channels: u32,
+    /// How the map is resized: as Pillow does (`pil`, the default: an 8-bit grey image as 8
+    /// bits, a float map as mode `F`), or as torch resizes a float tensor after `ToTensor()`
+    /// (`tensor`).
+    #[serde(default)]
+    pub resize_domain: ResizeDomain,
     /// Metres per unit of a 16-bit map (0.001: millimetres, the Kinect/RealSense/NYU convention).
     #[serde(default = "default_depth_scale")]
     pub depth_scale: f32,
     /// Depth is clipped to at least this many metres before the disparity conversion.
     #[serde(default = "default_min_depth")]
     pub min_depth_m: f32,
-    /// ... and at most this many.
+    /// ... and at most this many (`normalized` divides by it; 0 there: by the map's maximum).
     #[serde(default = "default_max_depth")]
     pub max_depth_m: f32,
     /// Stereo baseline in metres for the disparity conversion.
@@ -65,6 +80,10 @@ pub struct DepthPreprocess {
     /// Focal length in pixels for the disparity conversion.
     #[serde(default = "default_focal")]
     pub focal_px: f32,
+}
+
+fn default_channels() -> u32 {
+    1
 }
 
 fn default_depth_scale() -> f32 {
@@ -98,8 +117,10 @@ impl DepthPreprocess {
             resize: 224,
             crop: 224,
             filter: ResizeFilter::Bicubic,
-            mean: 0.0,
-            std: 1.0,
+            mean: PerChannel::One(0.0),
+            std: PerChannel::One(1.0),
+            channels: 1,
+            resize_domain: ResizeDomain::Pil,
             depth_scale: default_depth_scale(),
             min_depth_m: default_min_depth(),
             max_depth_m: default_max_depth(),
@@ -108,14 +129,34 @@ impl DepthPreprocess {
         }
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// The mean and std of each channel.
+    pub(crate) fn mean_std(&self) -> Result<(Vec<f32>, Vec<f32>), String> {
+        let channels = check_channels(self.channels)?;
+        let mean = self.mean.for_channels("mean", channels)?;
+        let std = self.std.for_channels("std", channels)?;
+        check_mean_std(&mean, &std)?;
+        Ok((mean, std))
+    }
+
+    pub(crate) fn check(&self) -> Result<(), String> {
         check_resize_crop(self.resize, self.crop)?;
-        check_mean_std(&[self.mean], &[self.std])?;
-        let positive = [self.depth_scale, self.min_depth_m, self.max_depth_m, self.baseline_m, self.focal_px];
+        self.mean_std()?;
+        let positive = [self.depth_scale, self.min_depth_m, self.baseline_m, self.focal_px];
         if positive.iter().any(|v| !v.is_finite() || *v <= 0.0) {
-            return Err(
-                "depth_scale, min_depth_m, max_depth_m, baseline_m and focal_px must be positive".into()
-            );
+            return Err("depth_scale, min_depth_m, baseline_m and focal_px must be positive".into());
+        }
+        let max = self.max_depth_m;
+        if self.conversion == Conversion::Normalized {
+            if !max.is_finite() || max < 0.0 {
+                return Err(format!(
+                    "max_depth_m must be positive, or 0 for the map's own maximum; got {max}"
+                ));
+            }
+            if max == 0.0 {
+                return Ok(());
+            }
+        } else if !max.is_finite() || max <= 0.0 {
+            return Err(format!("max_depth_m must be positive, got {max}"));
         }
         if self.min_depth_m > self.max_depth_m {
             return Err(format!(
@@ -162,8 +203,8 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
     let spec: DepthPreprocess = parse_section(section.preprocess)?;
     spec.check()?;
     let side = spec.crop as usize;
-    let preprocessor = DepthPreprocessor::new(&spec, limits.get::<DepthLimits>());
-    Ok(Box::new(OneTensor::new(section.input, vec![1, side, side], preprocessor)))
+    let preprocessor = DepthPreprocessor::new(&spec, limits.get::<DepthLimits>())?;
+    Ok(Box::new(OneTensor::new(section.input, vec![spec.channels as usize, side, side], preprocessor)))
 }
 
 /// Image and NPY files; these are images or point clouds wherever bindery picks the modality by

@@ -8,7 +8,10 @@
 //! into a white image, so the modality decides how to map the values.
 
 use super::resample::{self, PlaneF32, Rgb8};
-use super::{ImageError, ImageLimits, ResizeFilter, crop_window, decode, guarded, resized_size};
+use super::{
+    ImageError, ImageLimits, ResizeDomain, ResizeFilter, crop_window, decode, guarded, resized_size,
+    torch_resize,
+};
 
 /// A decoded single-channel image.
 #[derive(Debug, Clone)]
@@ -161,19 +164,25 @@ pub fn resize_crop_l8(
     place(&win, w, h, crop as usize, at.pad_x, at.pad_y, 0)
 }
 
-/// torchvision `Resize(resize)` then `CenterCrop(crop)` of a float (`F`) image: a
-/// `crop * crop` plane, zero where the crop pads.
+/// torchvision `Resize(resize)` then `CenterCrop(crop)` of a float image, resized as Pillow
+/// resizes mode `F` (`pil`) or as torch resizes a float tensor (`tensor`): a `crop * crop`
+/// plane, zero where the crop pads.
 pub fn resize_crop_f32(
     width: usize,
     height: usize,
     data: Vec<f32>,
-    resize: u32,
-    crop: u32,
+    (resize, crop): (u32, u32),
     filter: ResizeFilter,
+    domain: ResizeDomain,
 ) -> Vec<f32> {
     let at = placement(width, height, resize, crop);
     let img = PlaneF32 { width, height, data };
-    let win = resample::resize_window_f32(&img, at.out_w, at.out_h, at.cols, at.rows, filter);
+    let win = match domain {
+        ResizeDomain::Pil => resample::resize_window_f32(&img, at.out_w, at.out_h, at.cols, at.rows, filter),
+        ResizeDomain::Tensor => {
+            torch_resize::resize_window(&img, at.out_w, at.out_h, at.cols, at.rows, filter)
+        }
+    };
     place(&win.data, win.width, win.height, crop as usize, at.pad_x, at.pad_y, 0.0)
 }
 
@@ -199,15 +208,17 @@ mod tests {
 
     #[test]
     fn float_resize_keeps_a_constant_and_pads_with_zero() {
-        let out = resize_crop_f32(10, 4, vec![0.25; 40], 8, 24, ResizeFilter::Bicubic);
-        assert_eq!(out.len(), 24 * 24);
-        // 10x4 -> 20x8, centred in 24x24: rows 8..16, columns 2..22.
-        assert!(
-            out[8 * 24 + 2..8 * 24 + 22].iter().all(|&v| (v - 0.25).abs() < 1e-6),
-            "{:?}",
-            &out[8 * 24..9 * 24]
-        );
-        assert_eq!(out[0], 0.0);
-        assert_eq!(out[8 * 24], 0.0);
+        for domain in [ResizeDomain::Pil, ResizeDomain::Tensor] {
+            let out = resize_crop_f32(10, 4, vec![0.25; 40], (8, 24), ResizeFilter::Bicubic, domain);
+            assert_eq!(out.len(), 24 * 24);
+            // 10x4 -> 20x8, centred in 24x24: rows 8..16, columns 2..22.
+            assert!(
+                out[8 * 24 + 2..8 * 24 + 22].iter().all(|&v| (v - 0.25).abs() < 1e-6),
+                "{domain:?}: {:?}",
+                &out[8 * 24..9 * 24]
+            );
+            assert_eq!(out[0], 0.0);
+            assert_eq!(out[8 * 24], 0.0);
+        }
     }
 }

@@ -48,6 +48,53 @@ pub enum ResizeMode {
     Squash,
 }
 
+/// Where the resize and crop run: on the decoded 8-bit image or on the float tensor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResizeDomain {
+    /// Pillow resizes the 8-bit image (rounding each pass to 8 bits), then `ToTensor()`: the
+    /// order of ImageBind's and open_clip's transforms.
+    #[default]
+    Pil,
+    /// `ToTensor()` first, then torchvision's `Resize(antialias=True)` and `CenterCrop` on the
+    /// float tensor, no rounding between the passes: LanguageBind's order.
+    Tensor,
+}
+
+/// Normalisation values of an image-like section: one number for every channel, or a list with
+/// one per channel.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged, expecting = "mean and std take a number or a list of numbers")]
+pub enum PerChannel {
+    /// The same value for every channel.
+    One(f32),
+    /// One value per channel, in channel order.
+    Each(Vec<f32>),
+}
+
+impl PerChannel {
+    /// The values for `channels` channels; the error names `field` when a list has another length.
+    pub fn for_channels(&self, field: &str, channels: usize) -> Result<Vec<f32>, String> {
+        match self {
+            PerChannel::One(v) => Ok(vec![*v; channels]),
+            PerChannel::Each(v) if v.len() == channels => Ok(v.clone()),
+            PerChannel::Each(v) => Err(format!(
+                "{field} has {} values for {channels} channel(s): give one, or one per channel",
+                v.len()
+            )),
+        }
+    }
+}
+
+/// The channel count of a grey modality's tensor: 1 (the grey plane) or 3 (it repeated, as
+/// towers trained on RGB take it); the error names the field.
+pub(crate) fn check_channels(channels: u32) -> Result<usize, String> {
+    match channels {
+        1 | 3 => Ok(channels as usize),
+        other => Err(format!("channels must be 1 or 3, got {other}")),
+    }
+}
+
 /// Image preprocessing (`[image.preprocess]`): resize, crop or pad, normalise (CHW, f32).
 ///
 /// The side is either `size` (open_clip's name: resize and crop alike) or `resize` and `crop`
@@ -78,6 +125,10 @@ pub struct ImagePreprocess {
     /// 8-bit value of the padding `longest` adds around the image (open_clip's `fill_color`).
     #[serde(default)]
     pub fill_color: u8,
+    /// Whether the resize runs on the 8-bit image (`pil`, the default) or on the float tensor
+    /// (`tensor`).
+    #[serde(default)]
+    pub resize_domain: ResizeDomain,
 }
 
 impl ImagePreprocess {
@@ -92,6 +143,13 @@ impl ImagePreprocess {
         }
         if self.fill_color != 0 && self.resize_mode != ResizeMode::Longest {
             return Err("fill_color is only used by resize_mode \"longest\"".into());
+        }
+        if self.resize_domain == ResizeDomain::Tensor && self.resize_mode == ResizeMode::Longest {
+            // open_clip pads 8-bit images to the square; no reference pads a float tensor.
+            return Err(
+                "resize_domain \"tensor\" takes resize_mode \"shortest\" or \"squash\", not \"longest\""
+                    .into(),
+            );
         }
         check_mean_std(&self.mean, &self.std)
     }

@@ -9,6 +9,12 @@
 //! `Normalize(mean, std)` (Pillow 13, torchvision 0.26, open_clip 3.3). Every step is
 //! reproduced exactly: decoding and mode conversion in `decode.rs`, the resize in
 //! `resample.rs`, crop, padding and normalisation here.
+//!
+//! `resize_domain = "tensor"` is LanguageBind's order (`languagebind/image/processing_image.py`):
+//! `ToTensor()` first, then torchvision `Resize(resize, BICUBIC)` on the float tensor (torch's
+//! antialiased resize, each channel as `torch_resize.rs` computes it), `CenterCrop` and
+//! `Normalize`. LanguageBind opens the image without `convert("RGB")` and fails on grey,
+//! palette and RGBA images; bindery converts them to RGB as on the `pil` path.
 
 mod avif;
 mod decode;
@@ -19,14 +25,17 @@ mod jpeg;
 mod kind;
 mod pil;
 mod resample;
+mod torch_resize;
 mod yuv;
 
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-pub use kind::{EncodedImage, ImagePreprocess, KIND, ResizeFilter, ResizeMode, payload};
-pub(crate) use kind::{check_mean_std, check_resize_crop};
-use resample::Rgb8;
+pub use kind::{
+    EncodedImage, ImagePreprocess, KIND, PerChannel, ResizeDomain, ResizeFilter, ResizeMode, payload,
+};
+pub(crate) use kind::{check_channels, check_mean_std, check_resize_crop};
+use resample::{PlaneF32, Rgb8};
 
 /// Size limits checked before any expensive decoding (the server's `--max-image-*` flags).
 #[derive(Debug, Clone, Copy, clap::Args)]
@@ -125,6 +134,9 @@ pub struct ImagePreprocessor {
     /// pads with 0.
     fill: u8,
     limits: ImageLimits,
+    domain: ResizeDomain,
+    mean: [f32; 3],
+    std: [f32; 3],
     /// `Normalize(ToTensor(v))` for every 8-bit value, per channel.
     lut: Box<[[f32; 256]; 3]>,
 }
@@ -143,7 +155,18 @@ impl ImagePreprocessor {
             }
         }
         let fill = if spec.resize_mode == ResizeMode::Longest { spec.fill_color } else { 0 };
-        Ok(Self { mode: spec.resize_mode, filter: spec.filter, resize, crop, fill, limits, lut })
+        Ok(Self {
+            mode: spec.resize_mode,
+            filter: spec.filter,
+            resize,
+            crop,
+            fill,
+            limits,
+            domain: spec.resize_domain,
+            mean: spec.mean,
+            std: spec.std,
+            lut,
+        })
     }
 
     /// Number of f32 values one image occupies in the batch tensor (3 * crop * crop).
@@ -184,6 +207,9 @@ impl ImagePreprocessor {
     }
 
     fn run(&self, img: &Rgb8, out: &mut [f32]) -> Result<(), ImageError> {
+        if self.domain == ResizeDomain::Tensor {
+            return self.run_tensor(img, out);
+        }
         let (out_w, out_h) = self.resized(img.width, img.height)?;
         let crop = u64::from(self.crop);
         let (cols, pad_x) = crop_window(out_w, crop);
@@ -200,6 +226,32 @@ impl ImagePreprocessor {
                 let row = (y + pad_y) * crop + pad_x;
                 for (d, px) in dst[row..row + win.width].iter_mut().zip(src.chunks_exact(3)) {
                     *d = lut[usize::from(px[c])];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `ToTensor`, then the resize and crop on each float channel, then `Normalize`.
+    fn run_tensor(&self, img: &Rgb8, out: &mut [f32]) -> Result<(), ImageError> {
+        let (out_w, out_h) = self.resized(img.width, img.height)?;
+        let crop = u64::from(self.crop);
+        let (cols, pad_x) = crop_window(out_w, crop);
+        let (rows, pad_y) = crop_window(out_h, crop);
+        let crop = crop as usize;
+        for (c, dst) in out.chunks_exact_mut(crop * crop).enumerate() {
+            // ToTensor: the byte to f32, divided by 255.
+            let data = img.data.iter().skip(c).step_by(3).map(|&v| f32::from(v) / 255.0).collect();
+            let plane = PlaneF32 { width: img.width, height: img.height, data };
+            let win =
+                torch_resize::resize_window(&plane, out_w, out_h, cols.clone(), rows.clone(), self.filter);
+            let (mean, std) = (self.mean[c], self.std[c]);
+            // CenterCrop pads the tensor with 0 before Normalize.
+            dst.fill((0.0 - mean) / std);
+            for (y, src) in win.data.chunks_exact(win.width).enumerate() {
+                let row = (y + pad_y) * crop + pad_x;
+                for (d, &v) in dst[row..row + win.width].iter_mut().zip(src) {
+                    *d = (v - mean) / std;
                 }
             }
         }

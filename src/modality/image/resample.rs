@@ -365,33 +365,43 @@ pub(crate) fn resize_window(
 
 /// One pass over `src` (`width` pixels a row): the rows (horizontal) or columns (vertical) to
 /// compute, the offset of the buffer's first row or column in the image, and the coefficients.
-type Pass<T, C> = fn(src: &[T], width: usize, lines: Range<usize>, offset: usize, c: &C) -> Vec<T>;
+pub(super) type Pass<T, C> = fn(src: &[T], width: usize, lines: Range<usize>, offset: usize, c: &C) -> Vec<T>;
 
 /// The two passes of one sample layout, and how their coefficients are made.
-struct Passes<T, C> {
-    coeffs: fn(usize, u64, Range<u64>, ResizeFilter) -> C,
-    span: fn(&C) -> Range<usize>,
-    horizontal: Pass<T, C>,
-    vertical: Pass<T, C>,
+pub(super) struct Passes<T, C> {
+    pub coeffs: fn(usize, u64, Range<u64>, ResizeFilter) -> C,
+    pub span: fn(&C) -> Range<usize>,
+    pub horizontal: Pass<T, C>,
+    pub vertical: Pass<T, C>,
     /// Samples per pixel.
-    bands: usize,
+    pub bands: usize,
+    /// Pillow's choice of the first pass (`true`), or always the horizontal pass first (torch).
+    pub pillow_order: bool,
 }
 
-const RGB8: Passes<u8, Coeffs> = Passes { coeffs, span: input_span, horizontal, vertical, bands: 3 };
-const L8: Passes<u8, Coeffs> =
-    Passes { coeffs, span: input_span, horizontal: horizontal_l8, vertical: vertical_l8, bands: 1 };
+const RGB8: Passes<u8, Coeffs> =
+    Passes { coeffs, span: input_span, horizontal, vertical, bands: 3, pillow_order: true };
+const L8: Passes<u8, Coeffs> = Passes {
+    coeffs,
+    span: input_span,
+    horizontal: horizontal_l8,
+    vertical: vertical_l8,
+    bands: 1,
+    pillow_order: true,
+};
 const F32: Passes<f32, FloatCoeffs> = Passes {
     coeffs: float_coeffs,
     span: float_input_span,
     horizontal: horizontal_f32,
     vertical: vertical_f32,
     bands: 1,
+    pillow_order: true,
 };
 
 /// Pillow's `ImagingResampleInner` for the window `cols x rows` of the `out` size: the pass order
-/// Pillow picks, each pass only where the size changes, the first pass only over the input the
-/// second reads. Returns the window's width, height and samples.
-fn resize_passes<T: Copy, C>(
+/// Pillow picks (or the horizontal pass first), each pass only where the size changes, the first
+/// pass only over the input the second reads. Returns the window's width, height and samples.
+pub(super) fn resize_passes<T: Copy, C>(
     p: &Passes<T, C>,
     src: &[T],
     (width, height): (usize, usize),
@@ -404,7 +414,7 @@ fn resize_passes<T: Copy, C>(
     let need_v = out_h != height as u64;
     let shrink_h = height as i64 - out_h as i64;
     let shrink_w = width as i64 - out_w as i64;
-    let horizontal_first = !(shrink_h > 0 && shrink_h > shrink_w * 2);
+    let horizontal_first = !(p.pillow_order && shrink_h > 0 && shrink_h > shrink_w * 2);
     let win_w = (cols.end - cols.start) as usize;
     let win_h = (rows.end - rows.start) as usize;
     let (c0, r0) = (cols.start as usize, rows.start as usize);

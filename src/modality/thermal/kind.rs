@@ -3,7 +3,9 @@
 use serde::Deserialize;
 
 use super::{ThermalLimits, ThermalPreprocessor};
-use crate::modality::image::{ResizeFilter, check_mean_std, check_resize_crop};
+use crate::modality::image::{
+    PerChannel, ResizeDomain, ResizeFilter, check_channels, check_mean_std, check_resize_crop,
+};
 use crate::modality::{
     Argument, BuildError, FillOne, InputLimits, Kind, OneTensor, Payload, PayloadValue, Pipeline,
     PreprocessError, Section, limits_of, parse_section,
@@ -57,12 +59,12 @@ fn default_true() -> bool {
     true
 }
 
-fn default_sixteen_bit() -> SixteenBit {
-    SixteenBit::FullRange
+fn default_channels() -> u32 {
+    1
 }
 
 /// Thermal preprocessing (`[thermal.preprocess]`): resize short side, centre crop, and
-/// optionally normalise with one mean and std, into `[1, crop, crop]`.
+/// optionally normalise, into `[channels, crop, crop]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThermalPreprocess {
@@ -72,16 +74,25 @@ pub struct ThermalPreprocess {
     pub crop: u32,
     /// Resampling filter.
     pub filter: ResizeFilter,
-    /// Mean subtracted after scaling to [0, 1].
-    pub mean: f32,
-    /// Standard deviation divided by.
-    pub std: f32,
+    /// Mean subtracted after scaling to [0, 1]: one value, or one per channel.
+    pub mean: PerChannel,
+    /// Standard deviation divided by: one value, or one per channel.
+    pub std: PerChannel,
     /// Whether to normalise with `mean` and `std` (when false, the tensor is [0, 1]).
     #[serde(default = "default_true")]
     pub normalize: bool,
-    /// How a 16-bit grey image's values map into [0, 1].
-    #[serde(default = "default_sixteen_bit")]
-    pub sixteen_bit: SixteenBit,
+    /// How a 16-bit grey image's values map into [0, 1] (one channel only; default
+    /// `full_range`).
+    #[serde(default)]
+    pub sixteen_bit: Option<SixteenBit>,
+    /// 1: the image as one grey plane (`convert("L")`); 3: as RGB (`convert("RGB")`), the way a
+    /// tower trained on the image path takes it.
+    #[serde(default = "default_channels")]
+    pub channels: u32,
+    /// Whether the resize runs on the 8-bit image (`pil`, the default) or on the float tensor
+    /// after `ToTensor()` (`tensor`).
+    #[serde(default)]
+    pub resize_domain: ResizeDomain,
 }
 
 impl ThermalPreprocess {
@@ -91,21 +102,33 @@ impl ThermalPreprocess {
             resize: 224,
             crop: 224,
             filter: ResizeFilter::Bicubic,
-            mean: 0.481_454_66,
-            std: 0.268_629_54,
+            mean: PerChannel::One(0.481_454_66),
+            std: PerChannel::One(0.268_629_54),
             normalize: true,
-            sixteen_bit: SixteenBit::FullRange,
+            sixteen_bit: Some(SixteenBit::FullRange),
+            channels: 1,
+            resize_domain: ResizeDomain::Pil,
         }
     }
 
-    /// `x` after the optional normalisation (`(x - mean) / std`, in f32 as torchvision).
-    pub fn normalized(&self, x: f32) -> f32 {
-        if self.normalize { (x - self.mean) / self.std } else { x }
+    /// The mean and std of each channel; 0 and 1 when `normalize` is off, which leaves
+    /// `(x - mean) / std` equal to `x`.
+    pub(crate) fn mean_std(&self) -> Result<(Vec<f32>, Vec<f32>), String> {
+        let channels = check_channels(self.channels)?;
+        let mean = self.mean.for_channels("mean", channels)?;
+        let std = self.std.for_channels("std", channels)?;
+        check_mean_std(&mean, &std)?;
+        if self.normalize { Ok((mean, std)) } else { Ok((vec![0.0; channels], vec![1.0; channels])) }
     }
 
-    fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         check_resize_crop(self.resize, self.crop)?;
-        check_mean_std(&[self.mean], &[self.std])?;
+        self.mean_std()?;
+        if self.channels == 3 && self.sixteen_bit.is_some() {
+            return Err("sixteen_bit applies to channels = 1; with channels = 3 a 16-bit image becomes \
+                        RGB as Pillow's convert(\"RGB\") makes it"
+                .into());
+        }
         Ok(())
     }
 }
@@ -137,8 +160,8 @@ fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline
     let spec: ThermalPreprocess = parse_section(section.preprocess)?;
     spec.check()?;
     let side = spec.crop as usize;
-    let preprocessor = ThermalPreprocessor::new(&spec, limits.get::<ThermalLimits>());
-    Ok(Box::new(OneTensor::new(section.input, vec![1, side, side], preprocessor)))
+    let preprocessor = ThermalPreprocessor::new(&spec, limits.get::<ThermalLimits>())?;
+    Ok(Box::new(OneTensor::new(section.input, vec![spec.channels as usize, side, side], preprocessor)))
 }
 
 /// Image files; a file of these is an image (not a thermal input) wherever bindery picks the
