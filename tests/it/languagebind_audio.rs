@@ -42,48 +42,6 @@ struct TensorCase {
     values: Vec<f32>,
 }
 
-/// The fixture's manifest cut to its header and the sections of `modalities`.
-fn manifest_of(modalities: &[&str]) -> String {
-    let full =
-        std::fs::read_to_string(repo().join("models").join(MODEL).join("model.toml")).expect("manifest");
-    let mut keep = true;
-    let mut out = String::new();
-    for line in full.lines() {
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            keep = modalities.contains(&name.split('.').next().unwrap_or(name));
-        }
-        if keep {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
-}
-
-/// A models folder holding the fixture's audio and text towers.
-fn audio_model() -> TempDir {
-    model_of(&["audio", "text"], &["audio.onnx", "text.onnx", "tokenizer.json"])
-}
-
-/// A models folder holding the fixture's `files` and its manifest cut to `modalities`.
-fn model_of(modalities: &[&str], files: &[&str]) -> TempDir {
-    let dir = TempDir::new("languagebind-audio");
-    let model = dir.path().join(MODEL);
-    std::fs::create_dir_all(&model).expect("model folder");
-    for file in files {
-        std::fs::copy(repo().join("models").join(MODEL).join(file), model.join(file)).expect(file);
-    }
-    std::fs::write(model.join("model.toml"), manifest_of(modalities)).expect("write manifest");
-    dir
-}
-
-async fn start_audio_model(dir: &TempDir) -> TestServer {
-    let mut options = fixture_options();
-    options.models_dir = dir.path().to_path_buf();
-    options.default_model = Some(MODEL.into());
-    start(options).await
-}
-
 async fn embed(server: &mut TestServer, input: pb::Input) -> Vec<pb::Embedding> {
     let id = input.id.clone();
     let req = pb::EmbedRequest { model: MODEL.into(), ..request(vec![input]) };
@@ -92,8 +50,8 @@ async fn embed(server: &mut TestServer, input: pb::Input) -> Vec<pb::Embedding> 
 
 #[tokio::test]
 async fn languagebind_audio_matches_the_reference_on_every_golden_input() {
-    let dir = audio_model();
-    let mut server = start_audio_model(&dir).await;
+    let dir = model_folder(MODEL, &manifest_sections(MODEL, &["audio", "text"]));
+    let mut server = start_model_folder(&dir, MODEL).await;
     let cases: Vec<Case> = GOLDENS.json(&format!("{MODEL}/audio.json"));
     assert!(cases.len() >= 20, "expected the audio golden set, got {}", cases.len());
     // Longer than the 1036 frames of one chunk (10.4 s): the chunk pick is exercised.
@@ -115,7 +73,7 @@ async fn languagebind_audio_matches_the_reference_on_every_golden_input() {
 
 /// The fixture's `[audio.preprocess]` as the front end reads it.
 fn fixture_spec() -> FbankChunksPreprocess {
-    let manifest: toml::Table = toml::from_str(&manifest_of(&["audio"])).expect("manifest");
+    let manifest: toml::Table = toml::from_str(&manifest_sections(MODEL, &["audio"])).expect("manifest");
     let mut preprocess = manifest["audio"]["preprocess"].as_table().expect("[audio.preprocess]").clone();
     assert_eq!(
         preprocess.remove("front_end").and_then(|v| v.as_str().map(str::to_owned)).as_deref(),
@@ -159,8 +117,8 @@ fn fbank_chunks_matches_the_reference_tensor() {
 /// WAV of its 32 000 samples.
 #[tokio::test]
 async fn languagebind_audio_segments_are_embedded_as_files_of_their_samples() {
-    let dir = audio_model();
-    let mut server = start_audio_model(&dir).await;
+    let dir = model_folder(MODEL, &manifest_sections(MODEL, &["audio", "text"]));
+    let mut server = start_model_folder(&dir, MODEL).await;
     let cases: Vec<Case> = GOLDENS.json(&format!("{MODEL}/audio.json"));
     let case = cases.iter().find(|c| c.id == "wav16k_mono_s16_5s").expect("the 5 s golden");
     let bytes = FIXTURES.read(&case.file);
@@ -196,8 +154,8 @@ async fn languagebind_audio_segments_are_embedded_as_files_of_their_samples() {
 #[cfg(feature = "video")]
 #[tokio::test]
 async fn languagebind_sound_track_embeds_as_its_wav_extraction_does() {
-    let dir = model_of(&["audio", "video"], &["audio.onnx", "video.onnx"]);
-    let mut server = start_audio_model(&dir).await;
+    let dir = model_folder(MODEL, &manifest_sections(MODEL, &["audio", "video"]));
+    let mut server = start_model_folder(&dir, MODEL).await;
     let video = Fixtures("video");
     let with_audio = pb::Input {
         id: "track".into(),
@@ -248,7 +206,7 @@ fn wav_s16(samples: &[f32], rate: u32) -> Vec<u8> {
 #[test]
 fn bad_fbank_chunks_values_are_refused_naming_the_field() {
     let dir = repo().join("models").join(MODEL);
-    let good = manifest_of(&["audio"]);
+    let good = manifest_sections(MODEL, &["audio"]);
     ModelDir::parse(&dir, Path::new("model.toml"), &good).expect("the fixture's audio manifest is valid");
     let cases = [
         ("front_end = \"fbank_chunks\"", "front_end = \"fbank_chunk\"", "front_end"),

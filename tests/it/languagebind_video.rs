@@ -44,44 +44,6 @@ struct TensorCase {
     values: Vec<f32>,
 }
 
-/// The fixture's manifest cut to its header and its `[video]` sections.
-fn video_manifest() -> String {
-    let full =
-        std::fs::read_to_string(repo().join("models").join(MODEL).join("model.toml")).expect("manifest");
-    let mut keep = true;
-    let mut out = String::new();
-    for line in full.lines() {
-        if line.starts_with('[') {
-            keep = line == "[video]" || line == "[video.preprocess]";
-        }
-        if keep {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
-}
-
-#[cfg(feature = "video")]
-/// A models folder holding the fixture's video tower and `manifest`.
-fn video_model(manifest: &str) -> TempDir {
-    let dir = TempDir::new("languagebind-video");
-    let model = dir.path().join(MODEL);
-    std::fs::create_dir_all(&model).expect("model folder");
-    std::fs::copy(repo().join("models").join(MODEL).join("video.onnx"), model.join("video.onnx"))
-        .expect("copy video.onnx");
-    std::fs::write(model.join("model.toml"), manifest).expect("write manifest");
-    dir
-}
-
-#[cfg(feature = "video")]
-async fn start_video_model(dir: &TempDir) -> TestServer {
-    let mut options = fixture_options();
-    options.models_dir = dir.path().to_path_buf();
-    options.default_model = Some(MODEL.into());
-    start(options).await
-}
-
 #[cfg(feature = "video")]
 fn video(id: &str, data: Vec<u8>) -> pb::Input {
     pb::Input {
@@ -102,8 +64,8 @@ fn video(id: &str, data: Vec<u8>) -> pb::Input {
 async fn every_languagebind_video_golden_matches_the_reference() {
     let cases: Vec<Case> = GOLDENS.json(&format!("{MODEL}/video.json"));
     assert!(cases.len() >= 12, "every container and codec of the video goldens, got {}", cases.len());
-    let dir = video_model(&video_manifest());
-    let mut server = start_video_model(&dir).await;
+    let dir = model_folder(MODEL, &manifest_sections(MODEL, &["video"]));
+    let mut server = start_model_folder(&dir, MODEL).await;
     let mut below = Vec::new();
     for case in &cases {
         let mut request = uncached(vec![video(&case.id, FIXTURES.read(&case.file))]);
@@ -134,7 +96,8 @@ fn video_preprocessor() -> bindery::modality::video::VideoPreprocessor {
     use bindery::shared::Modality;
     let dir = repo().join("models").join(MODEL);
     let model =
-        ModelDir::parse(&dir, std::path::Path::new("model.toml"), &video_manifest()).expect("manifest");
+        ModelDir::parse(&dir, std::path::Path::new("model.toml"), &manifest_sections(MODEL, &["video"]))
+            .expect("manifest");
     let section = model.manifest.encoders[&Modality::Video].preprocess.clone();
     let spec: VideoPreprocess = toml::Value::Table(section).try_into().expect("video preprocess");
     VideoPreprocessor::new(&spec, VideoLimits::default())
@@ -190,7 +153,7 @@ fn odd_crop_margins_and_windows_match_the_reference_tensors() {
 #[test]
 fn bad_languagebind_video_values_are_refused_naming_the_field() {
     let dir = repo().join("models").join(MODEL);
-    let good = video_manifest();
+    let good = manifest_sections(MODEL, &["video"]);
     ModelDir::parse(&dir, std::path::Path::new("model.toml"), &good).expect("the video manifest is valid");
     let cases = [
         ("flip = \"none\"", "flip = \"random\"", "flip"),
@@ -216,8 +179,8 @@ fn bad_languagebind_video_values_are_refused_naming_the_field() {
 #[cfg(feature = "video")]
 #[tokio::test]
 async fn segment_mode_samples_each_window_as_a_whole_video() {
-    let dir = video_model(&video_manifest());
-    let mut server = start_video_model(&dir).await;
+    let dir = model_folder(MODEL, &manifest_sections(MODEL, &["video"]));
+    let mut server = start_model_folder(&dir, MODEL).await;
     let data = FIXTURES.read("video/cases/h264.mp4");
     let segmented = |id: &str, segment_seconds: f32| pb::Input {
         id: id.into(),

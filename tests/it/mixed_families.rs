@@ -1,5 +1,6 @@
 //! Families side by side in one server: ImageBind (32-d, eight modalities), OpenCLIP and SigLIP
-//! (16-d, text and image) and CLAP (16-d, text and audio) load from one models folder, each
+//! (16-d, text and image), CLAP (16-d, text and audio) and LanguageBind (16-d, text, image, video,
+//! audio, depth and thermal) load from one models folder, each
 //! embeds what it binds, `ListModels` says which modalities and which dimension each has, and a
 //! raw vector of another dimension than the model's space is refused by Similarity, Collections
 //! upsert and Search, naming the dimensions.
@@ -12,7 +13,7 @@ use tonic::Code;
 use crate::common::*;
 
 /// (model, family, dimension, modalities it binds).
-const MODELS: [(&str, &str, u32, &[pb::Modality]); 4] = [
+const MODELS: [(&str, &str, u32, &[pb::Modality]); 5] = [
     (
         "imagebind-fixture",
         "imagebind",
@@ -31,6 +32,19 @@ const MODELS: [(&str, &str, u32, &[pb::Modality]); 4] = [
     ("openclip-fixture", "openclip", 16, &[pb::Modality::Text, pb::Modality::Image]),
     ("siglip-fixture", "siglip", 16, &[pb::Modality::Text, pb::Modality::Image]),
     ("clap-fixture", "clap", 16, &[pb::Modality::Text, pb::Modality::Audio]),
+    (
+        "languagebind-fixture",
+        "languagebind",
+        16,
+        &[
+            pb::Modality::Text,
+            pb::Modality::Image,
+            pb::Modality::Video,
+            pb::Modality::Audio,
+            pb::Modality::Depth,
+            pb::Modality::Thermal,
+        ],
+    ),
 ];
 
 #[tokio::test]
@@ -53,9 +67,12 @@ async fn each_model_embeds_what_it_binds_in_its_own_space() {
     let mut server = start_fixture().await;
     let wav = FIXTURES.read("audio/cases/wav16k_mono_s16_5s.wav");
     let png = FIXTURES.read("images/png_rgb.png");
-    let calls: [(&str, pb::Input, usize); 5] = [
+    let calls: [(&str, pb::Input, usize); 8] = [
         ("imagebind-fixture", audio("a", wav.clone(), "wav"), 32),
         ("clap-fixture", audio("a", wav.clone(), "wav"), 16),
+        ("languagebind-fixture", audio("a", wav.clone(), "wav"), 16),
+        ("languagebind-fixture", image("i", png.clone()), 16),
+        ("languagebind-fixture", text("t", "the sound of rain"), 16),
         ("clap-fixture", text("t", "the sound of rain"), 16),
         ("openclip-fixture", image("i", png.clone()), 16),
         ("siglip-fixture", text("t", "a photo of rain"), 16),
@@ -79,9 +96,12 @@ async fn vectors_of_another_models_dimension_are_refused_everywhere() {
     let mut server = start_fixture().await;
     let mut collections = collections_client(&server);
     // Each model with a vector of another model's space.
-    for (model, dim, wrong) in
-        [("clap-fixture", 16, 32), ("imagebind-fixture", 32, 16), ("openclip-fixture", 16, 32)]
-    {
+    for (model, dim, wrong) in [
+        ("clap-fixture", 16, 32),
+        ("imagebind-fixture", 32, 16),
+        ("openclip-fixture", 16, 32),
+        ("languagebind-fixture", 16, 32),
+    ] {
         let expected = format!("{dim}");
         let req = pb::SimilarityRequest {
             model: model.into(),

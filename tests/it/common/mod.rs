@@ -450,6 +450,48 @@ impl Drop for TempDir {
     }
 }
 
+/// `models/<model>/model.toml` cut to its header and the sections of `modalities` (each with its
+/// `.preprocess` table), so a test serves only the towers it needs.
+pub fn manifest_sections(model: &str, modalities: &[&str]) -> String {
+    let full =
+        std::fs::read_to_string(repo().join("models").join(model).join("model.toml")).expect("manifest");
+    let mut keep = true;
+    let mut out = String::new();
+    for line in full.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            keep = modalities.contains(&name.split('.').next().unwrap_or(name));
+        }
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A models folder holding `model`'s files with `manifest` as its `model.toml`.
+pub fn model_folder(model: &str, manifest: &str) -> TempDir {
+    let dir = TempDir::new(model);
+    let to = dir.path().join(model);
+    std::fs::create_dir_all(&to).expect("model folder");
+    for entry in std::fs::read_dir(repo().join("models").join(model)).expect("model files") {
+        let path = entry.expect("model file").path();
+        if path.is_file() && path.file_name().is_some_and(|n| n != "model.toml") {
+            std::fs::copy(&path, to.join(path.file_name().expect("name"))).expect("copy model file");
+        }
+    }
+    std::fs::write(to.join("model.toml"), manifest).expect("write manifest");
+    dir
+}
+
+/// A server on the models folder `dir`, with `model` as its default.
+pub async fn start_model_folder(dir: &TempDir, model: &str) -> TestServer {
+    let mut options = fixture_options();
+    options.models_dir = dir.path().to_path_buf();
+    options.default_model = Some(model.into());
+    start(options).await
+}
+
 /// Asserts that each served embedding is the golden of the same position: same id, `modality`,
 /// and cosine >= 0.9999 with the reference embedding. `goldens` holds (id, file, embedding).
 pub fn assert_matches_goldens(
