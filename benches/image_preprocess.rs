@@ -1,5 +1,6 @@
 //! Image preprocessing (decode, PIL-exact bicubic resize, center crop, normalise) of a
-//! 1920x1080 4:2:0 JPEG, the typical photo a client sends.
+//! 1920x1080 4:2:0 JPEG, the typical photo a client sends; and the same with
+//! `resize_domain = "tensor"` (LanguageBind's order: ToTensor, then torch's resize on floats).
 //!
 //! With `BINDERY_BENCH_JPEG=PATH` set, the JPEG is also written to `PATH`, so that
 //! `tools/bench_image_reference.py --jpeg PATH` times the reference on the same bytes.
@@ -53,6 +54,11 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("image_preprocess");
     group.throughput(Throughput::Elements(1));
     group.bench_function("jpeg_1920x1080", |b| {
+        b.iter(|| pre.preprocess_into(black_box(&jpeg), &mut out).unwrap())
+    });
+    let tensor = ImagePreprocess { resize_domain: ResizeDomain::Tensor, ..spec };
+    let pre = ImagePreprocessor::new(&tensor, ImageLimits::default()).expect("valid section");
+    group.bench_function("jpeg_1920x1080_tensor", |b| {
         b.iter(|| pre.preprocess_into(black_box(&jpeg), &mut out).unwrap())
     });
     group.finish();

@@ -163,8 +163,9 @@ fn fuzz_preprocess(data: &[u8]) {
     let limits = ThermalLimits { max_bytes: 1 << 20, max_pixels: 4_000_000 };
     let rgb = ThermalPreprocess {
         channels: 3,
-        mean: PerChannel::Each(vec![0.481_454_66, 0.457_827_5, 0.408_210_73]),
-        std: PerChannel::Each(vec![0.268_629_54, 0.261_302_58, 0.275_777_1]),
+        // OpenAI's values as LanguageBind writes them, rounded to f32 as the manifest's are.
+        mean: PerChannel::Each([0.481_454_66_f64, 0.457_827_5, 0.408_210_73].map(|v| v as f32).to_vec()),
+        std: PerChannel::Each([0.268_629_54_f64, 0.261_302_58, 0.275_777_11].map(|v| v as f32).to_vec()),
         sixteen_bit: None,
         resize_domain: ResizeDomain::Tensor,
         ..ThermalPreprocess::imagebind()
