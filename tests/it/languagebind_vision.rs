@@ -12,8 +12,6 @@ use bindery::modality::thermal::{ThermalLimits, ThermalPreprocess, ThermalPrepro
 use bindery::model::manifest::ModelDir;
 use serde::Deserialize;
 
-use bindery::server::ServerOptions;
-
 use crate::common::*;
 
 const MODEL: &str = "languagebind-fixture";
@@ -40,40 +38,9 @@ struct TensorCase {
     values: Vec<f32>,
 }
 
-/// The fixture's manifest with only the image, thermal and depth sections (and no `family`: the
-/// manifest gives every value), so this file depends on no other front end.
-fn vision_manifest() -> String {
-    let text =
-        std::fs::read_to_string(repo().join("models").join(MODEL).join("model.toml")).expect("manifest");
-    let mut keep = true;
-    let mut out = String::new();
-    for line in text.lines() {
-        if let Some(section) = line.strip_prefix('[') {
-            let name = section.trim_end_matches(']').split('.').next().unwrap_or_default();
-            keep = VISION.contains(&name);
-        }
-        if keep && !line.starts_with("family") {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
-}
-
-/// A models folder holding the vision-only copy of the fixture, and options serving it.
-fn vision_fixture() -> (ServerOptions, TempDir) {
-    let dir = TempDir::new("languagebind-vision");
-    let model = dir.path().join(MODEL);
-    std::fs::create_dir_all(&model).expect("create model folder");
-    for tower in VISION {
-        let file = format!("{tower}.onnx");
-        std::fs::copy(repo().join("models").join(MODEL).join(&file), model.join(&file)).expect("copy tower");
-    }
-    std::fs::write(model.join("model.toml"), vision_manifest()).expect("write manifest");
-    let mut options = fixture_options();
-    options.models_dir = dir.path().to_path_buf();
-    options.default_model = Some(MODEL.into());
-    (options, dir)
+/// A models folder holding the fixture with only its image, thermal and depth sections.
+fn vision_fixture() -> TempDir {
+    model_folder(MODEL, &manifest_sections(MODEL, &VISION))
 }
 
 fn input(modality: &str, id: &str, data: Vec<u8>) -> pb::Input {
@@ -87,8 +54,8 @@ fn input(modality: &str, id: &str, data: Vec<u8>) -> pb::Input {
 
 #[tokio::test]
 async fn languagebind_image_thermal_and_depth_match_the_reference_on_every_golden_input() {
-    let (options, _dir) = vision_fixture();
-    let mut server = start(options).await;
+    let dir = vision_fixture();
+    let mut server = start_model_folder(&dir, MODEL).await;
     let mut below = Vec::new();
     for (modality, at_least) in [("image", 17), ("thermal", 7), ("depth", 5)] {
         let cases: Vec<Case> = GOLDENS.json(&format!("{MODEL}/{modality}.json"));
@@ -131,7 +98,7 @@ fn section<T: serde::de::DeserializeOwned>(manifest: &toml::Table, section: &str
 /// fixture's `max_depth_m` and with 0 (the map's maximum).
 #[test]
 fn vision_front_ends_match_the_reference_tensors() {
-    let manifest: toml::Table = toml::from_str(&vision_manifest()).expect("manifest");
+    let manifest: toml::Table = toml::from_str(&manifest_sections(MODEL, &VISION)).expect("manifest");
     let image =
         ImagePreprocessor::new(&section::<ImagePreprocess>(&manifest, "image"), ImageLimits::default())
             .expect("image front end");
@@ -175,9 +142,9 @@ fn vision_front_ends_match_the_reference_tensors() {
 /// Each new vision field, given a bad value, is refused at start-up naming it.
 #[test]
 fn bad_vision_manifest_values_are_refused_naming_the_field() {
-    let (_options, dir) = vision_fixture();
+    let dir = vision_fixture();
     let model = dir.path().join(MODEL);
-    let good = vision_manifest();
+    let good = manifest_sections(MODEL, &VISION);
     ModelDir::parse(&model, Path::new("model.toml"), &good).expect("the fixture's vision manifest is valid");
     let cases = [
         ("resize_domain = \"tensor\"", "resize_domain = \"numpy\"", "resize_domain"),
