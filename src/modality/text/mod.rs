@@ -12,7 +12,10 @@
 //! The tokenizer file carries the pattern, vocabulary and merges. Its pre-tokenizer and model are
 //! run directly instead of `Tokenizer::encode`, because the reference maps a piece to the start
 //! or end id only when its pattern yields that special token as a whole piece (so `!<|endoftext|>`
-//! is ordinary punctuation), while `encode` would extract added tokens anywhere.
+//! is ordinary punctuation), while `encode` would extract added tokens anywhere. For the CLIP
+//! files' pre-tokenizer, bindery runs even the pre-split itself (`clip_split.rs`: the pattern by
+//! hand on ASCII words, on Oniguruma otherwise, and a cache of each piece's ids), which the
+//! tokenizer goldens check like the rest.
 //!
 //! Besides the cleanup differences listed on [`clean`], the pre-split can differ from the
 //! reference's `regex` package for characters Oniguruma classifies differently: characters
