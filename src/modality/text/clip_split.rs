@@ -6,8 +6,9 @@
 //! `Split` on the reference pattern that keeps the matches and drops the rest (`Removed`,
 //! `invert`), then `ByteLevel` without prefix space or its own pattern. Other files keep the
 //! general path. The pattern runs on the same engine the `Split` compiles it with (Oniguruma,
-//! default syntax and options); where it is the reference's own pattern, text of printable
-//! ASCII is split by [`split_ascii`] instead, which follows the pattern's alternatives by hand.
+//! default syntax and options); where it is a CLIP pattern (ImageBind's or open_clip's special
+//! tokens, then the reference's alternatives), words of printable ASCII are split by
+//! [`split_ascii`] instead, which follows the pattern's alternatives by hand.
 //! [`PieceCache`] then keeps the BPE ids of frequent pieces.
 
 use std::collections::HashMap;
