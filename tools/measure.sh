@@ -20,6 +20,7 @@ $py tools/bench_audio_reference.py --threads 1 2>&1 | tee "$out/audio_reference.
 $py tools/bench_image_reference.py --threads 1 --jpeg "$out/bench_1920x1080.jpg" 2>&1 | tee "$out/image_reference.txt"
 rm -f "$out/bench_1920x1080.jpg"
 $py tools/bench_point_reference.py --threads 1 2>&1 | tee "$out/point_reference.txt"
+$py tools/bench_text_reference.py --threads 1 2>&1 | tee "$out/text_reference.txt"
 
 # End-to-end: bindery over gRPC vs the reference pipeline + onnxruntime, same inputs.
 $py tools/bench_reference.py --duration 5 --warmup 1 --out "$out/reference.json" | tee "$out/reference.md"

@@ -82,6 +82,16 @@ pub enum Clean {
 /// documented differences, which hold for every mode.
 pub fn clean_with(text: &str, mode: Clean) -> String {
     match mode {
+        Clean::Lower | Clean::FtfyLower | Clean::Whitespace if is_plain_ascii(text) => {
+            collapse_plain_ascii(text, mode != Clean::Whitespace)
+        }
+        _ => clean_full(text, mode),
+    }
+}
+
+/// Every step of [`clean_with`], whatever the text.
+fn clean_full(text: &str, mode: Clean) -> String {
+    match mode {
         Clean::None => text.to_string(),
         Clean::Lower => py_strip(&collapse_whitespace(py_strip(&basic_clean(text)))).to_lowercase(),
         Clean::FtfyLower => py_strip(&collapse_whitespace(&ftfy_fix_text(text))).to_lowercase(),
@@ -96,6 +106,34 @@ pub fn clean_with(text: &str, mode: Clean) -> String {
             py_strip(&collapse_whitespace(&kept.to_lowercase())).to_string()
         }
     }
+}
+
+/// Whether `text` is ASCII that neither ftfy nor `html.unescape` changes, save for line breaks:
+/// printable characters other than `&`, and the whitespace `\t`, `\n`, `\x0c`, `\r`.
+///
+/// ftfy's mojibake repair stops at ASCII, its per-character translations and NFC leave ASCII
+/// as it is, terminal escapes and removed controls need a control character, HTML references
+/// need `&`, and `fix_line_breaks` only turns `\r` into `\n`, which whitespace collapsing makes
+/// one space either way. Such text (most captions) is only stripped, collapsed and lower-cased.
+fn is_plain_ascii(text: &str) -> bool {
+    text.bytes().all(|b| matches!(b, b' '..=b'~' | b'\t' | b'\n' | b'\x0c' | b'\r') && b != b'&')
+}
+
+/// Steps 3 to 5 of [`clean`] on [`is_plain_ascii`] text, in one pass: the ASCII whitespace
+/// that [`str::split_ascii_whitespace`] splits at is exactly the whitespace such text can hold.
+fn collapse_plain_ascii(text: &str, lower: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_ascii_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        if lower {
+            out.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        } else {
+            out.push_str(word);
+        }
+    }
+    out
 }
 
 /// open_clip's `basic_clean` before its final strip: ftfy, then HTML unescaping twice.
@@ -161,8 +199,12 @@ fn ftfy_fix_segment(segment: &str, unescape: bool) -> String {
         if let Cow::Owned(repaired) = ftfy::fix_encoding(&next) {
             next = repaired;
         }
-        next = translate_chars(&next);
-        next = fix_line_breaks(&next);
+        if let Cow::Owned(s) = translate_chars(&next) {
+            next = s;
+        }
+        if let Cow::Owned(s) = fix_line_breaks(&next) {
+            next = s;
+        }
         if let Cow::Owned(s) = remove_terminal_escapes(&next) {
             next = s;
         }
@@ -179,8 +221,16 @@ fn ftfy_fix_segment(segment: &str, unescape: bool) -> String {
 }
 
 /// `fix_c1_controls`, `fix_latin_ligatures`, `fix_character_width` and `uncurl_quotes`, which
-/// are consecutive per-character translations, composed.
-fn translate_chars(text: &str) -> String {
+/// are consecutive per-character translations, composed; borrowed where none applies.
+fn translate_chars(text: &str) -> Cow<'_, str> {
+    // Every character these fixers change is outside ASCII and one of these.
+    let changes = |c: char| {
+        matches!(c, '\u{80}'..='\u{9F}' | '\u{3000}' | '\u{FF01}'..='\u{FFEF}' | '\u{2BC}' | '\u{2018}'..='\u{201F}')
+            || latin_ligature(c).is_some()
+    };
+    if text.is_ascii() || !text.chars().any(changes) {
+        return Cow::Borrowed(text);
+    }
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         let c = html::windows_1252_c1(c);
@@ -193,7 +243,7 @@ fn translate_chars(text: &str) -> String {
             None => push_full_width_fixed(c, &mut out),
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// ftfy's `LIGATURES` table.
@@ -247,8 +297,11 @@ fn uncurl_quote(c: char) -> char {
     }
 }
 
-/// ftfy's `fix_line_breaks`.
-fn fix_line_breaks(text: &str) -> String {
+/// ftfy's `fix_line_breaks`; borrowed where the text has no break to change.
+fn fix_line_breaks(text: &str) -> Cow<'_, str> {
+    if !text.contains(['\r', '\u{2028}', '\u{2029}', '\u{85}']) {
+        return Cow::Borrowed(text);
+    }
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
@@ -263,7 +316,7 @@ fn fix_line_breaks(text: &str) -> String {
             _ => out.push(c),
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 fn remove_terminal_escapes(text: &str) -> Cow<'_, str> {
@@ -317,6 +370,33 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(clean(input), expected, "{input:?}");
         }
+    }
+
+    /// The plain-ASCII shortcut gives what every step gives, on texts built from the
+    /// characters it takes and the ones next to them it must refuse.
+    #[test]
+    fn plain_ascii_shortcut_matches_every_step() {
+        let alphabet = [
+            "a", "B", "z", "0", "9", " ", "  ", "\t", "\n", "\r", "\r\n", "\x0c", "\x0b", "\x1c", "\x1b[31m",
+            "&", "&amp;", "&lt;", "<", "'", "\"", "~", "\x7f", "\0", ".", "_", "!",
+        ];
+        // xorshift: a fixed, dependency-free stream of picks.
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut checked = 0;
+        for _ in 0..4000 {
+            let mut text = String::new();
+            for _ in 0..(state % 12) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                text.push_str(alphabet[(state % alphabet.len() as u64) as usize]);
+            }
+            for mode in [Clean::Lower, Clean::FtfyLower, Clean::Whitespace] {
+                assert_eq!(clean_with(&text, mode), clean_full(&text, mode), "{mode:?} {text:?}");
+            }
+            checked += usize::from(is_plain_ascii(&text));
+        }
+        assert!(checked > 500, "only {checked} texts took the shortcut");
     }
 
     // Expected values are open_clip's `get_clean_fn(mode)(text)` (open_clip 3.3).

@@ -12,7 +12,10 @@
 //! The tokenizer file carries the pattern, vocabulary and merges. Its pre-tokenizer and model are
 //! run directly instead of `Tokenizer::encode`, because the reference maps a piece to the start
 //! or end id only when its pattern yields that special token as a whole piece (so `!<|endoftext|>`
-//! is ordinary punctuation), while `encode` would extract added tokens anywhere.
+//! is ordinary punctuation), while `encode` would extract added tokens anywhere. For the CLIP
+//! files' pre-tokenizer, bindery runs even the pre-split itself (`clip_split.rs`: the pattern by
+//! hand on ASCII words, on Oniguruma otherwise, and a cache of each piece's ids), which the
+//! tokenizer goldens check like the rest.
 //!
 //! Besides the cleanup differences listed on [`clean`], the pre-split can differ from the
 //! reference's `regex` package for characters Oniguruma classifies differently: characters
@@ -21,6 +24,7 @@
 //! with no alternative (so it separates words) while Oniguruma counts it as a letter.
 
 mod cleanup;
+mod clip_split;
 mod ftfy;
 mod html;
 mod kind;
@@ -33,6 +37,7 @@ use tokenizers::{
 };
 
 pub use cleanup::{Clean, clean, clean_with};
+use clip_split::{ClipSplit, PieceCache};
 
 /// Fuzz target body: any bytes (read as UTF-8, lossily) through the reference cleanup, mojibake
 /// repair included: it must end without panicking and without blowing the text up.
@@ -118,9 +123,15 @@ pub struct TextPreprocessor {
 
 /// What each tokenizer kind needs besides the file.
 enum Ids {
-    /// CLIP BPE: the start and end ids, and the pieces that map straight to them (the reference
-    /// tokenizer's cache seed).
-    Clip { start_id: i64, end_id: i64, special_pieces: [(String, u32); 2] },
+    /// CLIP BPE: the start and end ids, the pieces that map straight to them (the reference
+    /// tokenizer's cache seed), and the file's pre-split where bindery runs it itself.
+    Clip {
+        start_id: i64,
+        end_id: i64,
+        special_pieces: [(String, u32); 2],
+        split: Option<ClipSplit>,
+        cache: PieceCache,
+    },
     /// A tokenizer run whole: how many special ids its post-processor adds.
     Hf { added: usize },
 }
@@ -161,10 +172,15 @@ impl TextPreprocessor {
                 };
                 let special_pieces =
                     [piece(spec.start_token, "start_token")?, piece(spec.end_token, "end_token")?];
+                let split = serde_json::to_value(tokenizer.get_pre_tokenizer())
+                    .ok()
+                    .and_then(|config| ClipSplit::from_config(&config));
                 Ids::Clip {
                     start_id: i64::from(special_pieces[0].1),
                     end_id: i64::from(special_pieces[1].1),
                     special_pieces,
+                    split,
+                    cache: PieceCache::default(),
                 }
             }
             TokenizerKind::Hf => {
@@ -297,6 +313,19 @@ impl TextPreprocessor {
     /// Appends the BPE ids of one chunk of cleaned text to `ids`.
     fn chunk_ids(&self, chunk: &str, ids: &mut Vec<u32>) -> Result<(), TextError> {
         let tokenize_error = |e: tokenizers::Error| TextError::Tokenize(e.to_string());
+        if let Ids::Clip { special_pieces, split: Some(split), cache, .. } = &self.ids {
+            let model = self.tokenizer.get_model();
+            let mut scratch = String::new();
+            return split.for_each_piece(chunk, &mut scratch, |piece| {
+                match special_pieces.iter().find(|(s, _)| s == piece) {
+                    Some(&(_, id)) => ids.push(id),
+                    None => cache.extend(piece, ids, |piece| {
+                        Ok(model.tokenize(piece).map_err(tokenize_error)?.iter().map(|t| t.id).collect())
+                    })?,
+                }
+                Ok(())
+            });
+        }
         let mut pieces = PreTokenizedString::from(chunk);
         if let Some(pre_tokenizer) = self.tokenizer.get_pre_tokenizer() {
             pre_tokenizer.pre_tokenize(&mut pieces).map_err(tokenize_error)?;

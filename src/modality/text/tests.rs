@@ -281,3 +281,29 @@ fn clean_ftfy_lower_unescapes_only_what_ftfy_does() {
     assert_eq!(clean_with(text, Clean::FtfyLower), "fish <i>&amp;</i> chips café");
     assert_eq!(clean_with(text, Clean::Lower), "fish <i>&</i> chips café");
 }
+
+/// The committed CLIP tokenizer gets the direct pre-split (so the parity tests above run it),
+/// and the general path it stands in for gives the same rows on every golden, the documented
+/// exceptions included.
+#[test]
+fn direct_pre_split_gives_the_general_paths_rows() {
+    let direct = preprocessor();
+    assert!(
+        matches!(&direct.ids, Ids::Clip { split: Some(_), .. }),
+        "the fixture's pre-split is not run directly"
+    );
+    let mut general = preprocessor();
+    if let Ids::Clip { split, .. } = &mut general.ids {
+        *split = None;
+    }
+    let long = vec!["Caf\u{e9} <|endoftext|> it's 42 \u{1F355}!"; 40].join(" ");
+    let texts: Vec<String> =
+        goldens().into_iter().chain(ftfy_goldens()).map(|g| g.text).chain([long]).collect();
+    for text in &texts {
+        let (mut want, mut got) = (vec![-1; CONTEXT_LENGTH], vec![-1; CONTEXT_LENGTH]);
+        let expected = general.encode_into(text, &mut want).map_err(|e| e.to_string());
+        let actual = direct.encode_into(text, &mut got).map_err(|e| e.to_string());
+        assert_eq!(actual, expected, "{text:?}");
+        assert_eq!(got, want, "{text:?}");
+    }
+}
