@@ -11,41 +11,6 @@ use bindery::modality::text::{Clean, TextPreprocess, TokenizerKind};
 use bindery::modality::text::{TextPreprocessor, clean};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-const CAPTIONS: [&str; 32] = [
-    "A dog running on the beach.",
-    "a photo of a cat",
-    "A man riding a horse at sunset.",
-    "Two children playing football in a park.",
-    "A plate of spaghetti with tomato sauce and basil.",
-    "An aerial view of a city at night.",
-    "A red double-decker bus in London.",
-    "The sound of rain falling on a tin roof.",
-    "A bee collecting pollen from a yellow flower.",
-    "Snow-covered mountains reflected in a calm lake",
-    "a woman playing the violin on stage",
-    "A black and white photograph of an old train station.",
-    "Waves crashing against the rocks during a storm",
-    "A bowl of fresh fruit: apples, bananas, and grapes.",
-    "People walking across a busy street in Tokyo",
-    "A cute puppy sleeping on a blue blanket",
-    "A chef slicing vegetables in a restaurant kitchen.",
-    "The Eiffel Tower illuminated at night",
-    "An astronaut floating in space above the Earth",
-    "A vintage typewriter on a wooden desk",
-    "Birds chirping in the early morning forest",
-    "A crowd cheering at a rock concert",
-    "A glass of orange juice next to a stack of pancakes",
-    "a small boat sailing on the open sea",
-    "A cat knocking a cup off the table",
-    "Thunder rumbling in the distance",
-    "A painting of sunflowers in the style of Van Gogh",
-    "A microscope image of red blood cells",
-    "Someone typing quickly on a mechanical keyboard",
-    "A baby laughing",
-    "A helicopter landing on a rooftop helipad",
-    "Fireworks exploding over the harbour on New Year's Eve",
-];
-
 fn long_text() -> String {
     let paragraph = "The old lighthouse stood at the edge of the cliff, its white paint peeling \
                      after decades of salt spray and winter storms. Fishermen still looked for \
@@ -108,14 +73,17 @@ fn preprocessor() -> TextPreprocessor {
 
 fn bench_tokenize(c: &mut Criterion) {
     let preprocessor = preprocessor();
+    // 32 typical captions, the set `captions_x32` of the reference script.
+    let captions = strings(&read_json(&repo().join("benches/text_corpus.json"))["captions"]);
+    assert_eq!(captions.len(), 32, "benches/text_corpus.json: captions");
     let len = preprocessor.context_length();
     let mut group = c.benchmark_group("tokenize");
 
-    let mut batch = vec![0i64; len * CAPTIONS.len()];
-    group.throughput(Throughput::Elements(CAPTIONS.len() as u64));
+    let mut batch = vec![0i64; len * captions.len()];
+    group.throughput(Throughput::Elements(captions.len() as u64));
     group.bench_function("captions_x32", |b| {
         b.iter(|| {
-            for (row, text) in batch.chunks_mut(len).zip(CAPTIONS) {
+            for (row, text) in batch.chunks_mut(len).zip(&captions) {
                 let encoded = preprocessor.encode_into(black_box(text), row);
                 black_box(encoded.is_ok());
             }
@@ -133,10 +101,10 @@ fn bench_tokenize(c: &mut Criterion) {
         })
     });
 
-    group.throughput(Throughput::Elements(CAPTIONS.len() as u64));
+    group.throughput(Throughput::Elements(captions.len() as u64));
     group.bench_function("clean_captions_x32", |b| {
         b.iter(|| {
-            for text in CAPTIONS {
+            for text in &captions {
                 black_box(clean(black_box(text)));
             }
         })

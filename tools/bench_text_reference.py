@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "benches" / "text_corpus.json"
 GOLDENS = [ROOT / "tests/fixtures/text/tokenizer_goldens.json", ROOT / "tests/fixtures/text/ftfy_goldens.json"]
 
-#: The captions of ``benches/tokenize.rs``.
+#: 32 typical captions (``captions`` in the corpus file, which ``benches/tokenize.rs`` reads).
 BENCH_CAPTIONS = [
     "A dog running on the beach.",
     "a photo of a cat",

@@ -73,14 +73,7 @@ pub enum ChunkPick {
 impl FbankChunksPreprocess {
     /// Checks the values the front end can use; the message names the field.
     pub fn check(&self) -> Result<(), String> {
-        if self.sample_rate < decode::MIN_RATE || self.sample_rate > resample::MAX_RATE {
-            return Err(format!(
-                "sample_rate {} is outside {}..={} Hz",
-                self.sample_rate,
-                decode::MIN_RATE,
-                resample::MAX_RATE
-            ));
-        }
+        resample::check_front_end_rate(self.sample_rate)?;
         if self.num_mel_bins == 0 {
             return Err("num_mel_bins must be positive".into());
         }

@@ -117,14 +117,7 @@ pub enum Padding {
 impl HtsatMelPreprocess {
     /// Checks the values a spectrogram can use; the message names the field.
     pub fn check(&self, input: &str) -> Result<(), String> {
-        if self.sample_rate < decode::MIN_RATE || self.sample_rate > resample::MAX_RATE {
-            return Err(format!(
-                "sample_rate {} is outside {}..={} Hz",
-                self.sample_rate,
-                decode::MIN_RATE,
-                resample::MAX_RATE
-            ));
-        }
+        resample::check_front_end_rate(self.sample_rate)?;
         if self.n_fft < 2 || !self.n_fft.is_multiple_of(2) {
             return Err(format!("n_fft must be even and at least 2, got {}", self.n_fft));
         }

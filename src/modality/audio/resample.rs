@@ -25,6 +25,15 @@ const ROLLOFF: f64 = 0.99;
 /// Largest rate accepted on either side; bounds the kernel's size for odd rate pairs.
 pub const MAX_RATE: u32 = 768_000;
 
+/// Checks a front end's `sample_rate` against the rates bindery decodes and resamples; the
+/// message names the field.
+pub fn check_front_end_rate(rate: u32) -> Result<(), String> {
+    if rate < super::decode::MIN_RATE || rate > MAX_RATE {
+        return Err(format!("sample_rate {rate} is outside {}..={MAX_RATE} Hz", super::decode::MIN_RATE));
+    }
+    Ok(())
+}
+
 /// A resampler between two fixed rates, with its kernel precomputed.
 ///
 /// Each output phase keeps only its window's support, padded with zero taps to a common length
