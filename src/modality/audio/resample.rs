@@ -28,7 +28,7 @@ pub const MAX_RATE: u32 = 768_000;
 /// Checks a front end's `sample_rate` against the rates bindery decodes and resamples; the
 /// message names the field.
 pub fn check_front_end_rate(rate: u32) -> Result<(), String> {
-    if rate < super::decode::MIN_RATE || rate > MAX_RATE {
+    if !(super::decode::MIN_RATE..=MAX_RATE).contains(&rate) {
         return Err(format!("sample_rate {rate} is outside {}..={MAX_RATE} Hz", super::decode::MIN_RATE));
     }
     Ok(())
