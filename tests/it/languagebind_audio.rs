@@ -32,16 +32,6 @@ struct Case {
     embedding: Vec<f32>,
 }
 
-#[derive(Deserialize)]
-struct TensorCase {
-    id: String,
-    front_end: String,
-    file: String,
-    shape: Vec<usize>,
-    stride: usize,
-    values: Vec<f32>,
-}
-
 async fn embed(server: &mut TestServer, input: pb::Input) -> Vec<pb::Embedding> {
     let id = input.id.clone();
     let req = pb::EmbedRequest { model: MODEL.into(), ..request(vec![input]) };
@@ -86,7 +76,7 @@ fn fixture_spec() -> FbankChunksPreprocess {
 /// resampled stereo one, and one over a chunk (21.3 s, three distinct chunks).
 #[test]
 fn fbank_chunks_matches_the_reference_tensor() {
-    let cases: Vec<TensorCase> = GOLDENS.json(&format!("{MODEL}/preprocess.json"));
+    let cases: Vec<TensorGolden> = GOLDENS.json(&format!("{MODEL}/preprocess.json"));
     let cases: Vec<_> = cases.into_iter().filter(|c| c.front_end == "fbank_chunks").collect();
     assert!(cases.len() >= 3, "expected the audio tensor goldens, got {}", cases.len());
     let spec = fixture_spec();

@@ -32,19 +32,6 @@ struct Case {
 }
 
 #[cfg(feature = "video")]
-#[derive(Deserialize)]
-struct TensorCase {
-    id: String,
-    file: String,
-    /// A window of the file, in seconds (segment mode).
-    #[serde(default)]
-    window: Option<(f64, f64)>,
-    shape: Vec<usize>,
-    stride: usize,
-    values: Vec<f32>,
-}
-
-#[cfg(feature = "video")]
 fn video(id: &str, data: Vec<u8>) -> pb::Input {
     pb::Input {
         id: id.into(),
@@ -107,7 +94,7 @@ fn video_preprocessor() -> bindery::modality::video::VideoPreprocessor {
 /// reference's bilinear kernel rounds a few values differently (up to ~3e-5 after dividing by
 /// std); a wrong frame, order or crop moves values by tenths.
 #[cfg(feature = "video")]
-fn assert_tensor_matches(case: &TensorCase) {
+fn assert_tensor_matches(case: &TensorGolden) {
     use bindery::modality::Span;
     let preprocessor = video_preprocessor();
     assert_eq!(
@@ -131,7 +118,7 @@ fn assert_tensor_matches(case: &TensorCase) {
 #[cfg(feature = "video")]
 #[test]
 fn the_video_tensor_equals_the_references() {
-    let cases: Vec<TensorCase> = GOLDENS.json(&format!("{MODEL}/preprocess.json"));
+    let cases: Vec<TensorGolden> = GOLDENS.json(&format!("{MODEL}/preprocess.json"));
     assert_tensor_matches(cases.iter().find(|c| c.id.starts_with("video:")).expect("a video tensor case"));
 }
 
@@ -141,7 +128,7 @@ fn the_video_tensor_equals_the_references() {
 #[cfg(feature = "video")]
 #[test]
 fn odd_crop_margins_and_windows_match_the_reference_tensors() {
-    let cases: Vec<TensorCase> = VIDEO_GOLDENS.json("languagebind/tensors.json");
+    let cases: Vec<TensorGolden> = VIDEO_GOLDENS.json("languagebind/tensors.json");
     assert_eq!(cases.len(), 3, "landscape, portrait and a window");
     assert!(cases.iter().any(|c| c.window.is_some()));
     for case in &cases {

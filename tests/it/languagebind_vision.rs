@@ -26,18 +26,6 @@ struct Case {
     embedding: Vec<f32>,
 }
 
-#[derive(Deserialize)]
-struct TensorCase {
-    id: String,
-    front_end: String,
-    file: String,
-    #[serde(default)]
-    max_depth_m: Option<f32>,
-    shape: Vec<usize>,
-    stride: usize,
-    values: Vec<f32>,
-}
-
 /// A models folder holding the fixture with only its image, thermal and depth sections.
 fn vision_fixture() -> TempDir {
     model_folder(MODEL, &manifest_sections(MODEL, &VISION))
@@ -108,7 +96,7 @@ fn vision_front_ends_match_the_reference_tensors() {
     )
     .expect("thermal front end");
     let depth_spec: DepthPreprocess = section(&manifest, "depth");
-    let cases: Vec<TensorCase> = GOLDENS.json(&format!("{MODEL}/preprocess.json"));
+    let cases: Vec<TensorGolden> = GOLDENS.json(&format!("{MODEL}/preprocess.json"));
     let mut compared = Vec::new();
     for case in cases.iter().filter(|c| VISION.contains(&c.front_end.as_str())) {
         let mut out = vec![0f32; case.shape.iter().product()];

@@ -71,3 +71,23 @@ pub struct ImageCase {
     pub file: String,
     pub embedding: Vec<f32>,
 }
+
+/// One front-end tensor golden: every `stride`-th value of the reference's tensor for `file`.
+#[derive(serde::Deserialize)]
+pub struct TensorGolden {
+    pub id: String,
+    /// The front end that made it, where one file holds several.
+    #[serde(default)]
+    pub front_end: String,
+    pub file: String,
+    /// Depth: the `max_depth_m` the reference ran with.
+    #[serde(default)]
+    pub max_depth_m: Option<f32>,
+    /// Video: a window of the file, in seconds (segment mode).
+    #[serde(default)]
+    #[cfg_attr(not(feature = "video"), expect(dead_code, reason = "only the video tests read it"))]
+    pub window: Option<(f64, f64)>,
+    pub shape: Vec<usize>,
+    pub stride: usize,
+    pub values: Vec<f32>,
+}

@@ -9,7 +9,7 @@ pub mod isolation;
 pub mod postgres;
 pub mod process;
 
-pub use fixtures::{FIXTURES, Fixtures, ImageCase, TextCase, max_abs_diff};
+pub use fixtures::{FIXTURES, Fixtures, ImageCase, TensorGolden, TextCase, max_abs_diff};
 pub use isolation::{exclusive, in_own_process, raise_open_file_limit};
 
 use bindery::api::pb;
