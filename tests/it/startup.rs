@@ -152,7 +152,8 @@ impl Served {
             .expect("start bindery");
         let stderr = child.stderr.take().expect("stderr");
         let mut threads_line = None;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        let mut lines = BufReader::new(stderr).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
             assert!(!line.contains("panicked"), "{line}");
             if line.contains(" threads ") {
                 threads_line = Some(line.clone());
@@ -162,14 +163,20 @@ impl Served {
             }
         }
         let threads_line = threads_line.expect("a threads log line before serving");
+        // Keep reading, so that what the server logs later never meets a closed pipe.
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
         Self { child, threads_line, _root: root }
     }
 
     /// How many of its threads have a name starting with each of `prefixes`, once the counts
     /// equal `expected` or 20 s have passed (a new thread names itself once it runs).
-    fn thread_counts(&self, prefixes: &[&str], expected: &[usize]) -> Vec<usize> {
+    fn thread_counts(&mut self, prefixes: &[&str], expected: &[usize]) -> Vec<usize> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
+            // A server that has exited leaves only its main thread to count: say so instead.
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the server exited after serving ({status}); threads line: {}", self.threads_line);
+            }
             let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).expect("list threads");
             let names: Vec<String> =
                 tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok()).collect();
@@ -190,7 +197,7 @@ fn field_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 #[test]
 fn cores_size_the_preprocessing_pool_and_the_shared_onnx_pool() {
     let pools = ["bindery-cpu-", "bindery-onnx-"];
-    let served = Served::start(&["--cores", "3"]);
+    let mut served = Served::start(&["--cores", "3"]);
     let line = &served.threads_line;
     assert_eq!(field_value(line, "preprocessing_threads="), Some("3"), "{line}");
     assert_eq!(field_value(line, "onnx_threads="), Some("3"), "{line}");
@@ -199,7 +206,8 @@ fn cores_size_the_preprocessing_pool_and_the_shared_onnx_pool() {
     assert_eq!(served.thread_counts(&pools, &[3, 2]), [3, 2]);
     drop(served);
 
-    let served = Served::start(&["--cores", "2", "--cpu-workers", "1", "--ort-thread-pools", "per-session"]);
+    let mut served =
+        Served::start(&["--cores", "2", "--cpu-workers", "1", "--ort-thread-pools", "per-session"]);
     let line = &served.threads_line;
     assert_eq!(field_value(line, "preprocessing_threads="), Some("1"), "{line}");
     assert_eq!(field_value(line, "onnx_threads="), Some("2"), "{line}");
