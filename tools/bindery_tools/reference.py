@@ -26,7 +26,7 @@ install_torchvision_alias()
 
 # Imported after the alias on purpose: imagebind.data pulls in pytorchvideo.
 import imagebind.data as data  # noqa: E402
-from imagebind.models import imagebind_model  # noqa: E402
+from imagebind.models import imagebind_model, multimodal_preprocessors  # noqa: E402
 from imagebind.models.helpers import LearnableLogitScaling  # noqa: E402
 from imagebind.models.imagebind_model import ModalityType  # noqa: E402
 
@@ -250,6 +250,37 @@ def traceable_unfold() -> Iterator[None]:
         yield
     finally:
         torch.Tensor.unfold = original  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def any_length_text() -> Iterator[None]:
+    """Within the block, ImageBind's text preprocessor takes id rows of any length up to its
+    context: it adds the first ``length`` positional embeddings and masks with the top-left
+    ``length x length`` of its causal mask, where the reference always adds and masks all 77.
+    For a row cut after its end id this is the same computation on every position the pooled
+    (end id) output reads, since causal attention never looks right. Exported under this patch,
+    the text tower takes a free length axis and the server can cut a batch's padding; the
+    exporter checks the cut graph against the unpatched model at full length and against its
+    own whole rows."""
+    original = multimodal_preprocessors.TextPreprocessor.forward
+
+    def forward(self: Any, text: torch.Tensor) -> dict[str, Any]:
+        if self.num_cls_tokens:
+            return original(self, text)
+        length = text.shape[1]
+        tokens = self.token_embedding(text) + self.pos_embed[:, :length]
+        out: dict[str, Any] = {"trunk": {"tokens": tokens}, "head": {}}
+        if self.supply_seq_len_to_head:
+            out["head"] = {"seq_len": text.argmax(dim=-1)}
+        if self.causal_masking:
+            out["trunk"]["attn_mask"] = self.mask[:length, :length]
+        return out
+
+    multimodal_preprocessors.TextPreprocessor.forward = forward  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        multimodal_preprocessors.TextPreprocessor.forward = original  # type: ignore[method-assign]
 
 
 def logit_scale(model: torch.nn.Module, modality: str) -> float:
