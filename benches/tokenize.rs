@@ -63,6 +63,7 @@ fn preprocessor() -> TextPreprocessor {
         start_token: Some(49406),
         end_token: Some(49407),
         pad_token: 0,
+        trim_padding: false,
     };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/imagebind-fixture");
     match TextPreprocessor::new(&spec, &dir) {

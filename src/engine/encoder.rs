@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use super::Item;
 use super::error::EngineError;
+use super::{Item, trim};
 use crate::modality::{ElementType, Modality, Observed, Pipeline, PreprocessError, Slot, TensorSpec};
 use crate::model::tower::{NamedInput, Tower, TowerInput};
 use crate::shared::panic::reason as panic_reason;
@@ -50,6 +50,34 @@ impl BatchBuffer {
         match self {
             BatchBuffer::F32(b) => compact(b, keep),
             BatchBuffer::I64(b) => compact(b, keep),
+        }
+    }
+
+    /// The values, when they are integers.
+    fn as_i64(&self) -> Option<&[i64]> {
+        match self {
+            BatchBuffer::I64(b) => Some(b),
+            BatchBuffer::F32(_) => None,
+        }
+    }
+
+    /// The slots of `rows`, in that order, each of `item_len` values; with `cut = (last, width)`,
+    /// every run of `last` values along the slot's last axis keeps only its first `width`.
+    fn gather(&self, item_len: usize, rows: &[usize], cut: Option<(usize, usize)>) -> Self {
+        fn pick<T: Copy>(buf: &[T], item_len: usize, rows: &[usize], cut: Option<(usize, usize)>) -> Vec<T> {
+            let mut out = Vec::with_capacity(rows.len() * item_len);
+            for &row in rows {
+                let slot = &buf[row * item_len..(row + 1) * item_len];
+                match cut {
+                    Some((last, width)) => slot.chunks(last).for_each(|r| out.extend_from_slice(&r[..width])),
+                    None => out.extend_from_slice(slot),
+                }
+            }
+            out
+        }
+        match self {
+            BatchBuffer::F32(b) => BatchBuffer::F32(pick(b, item_len, rows, cut)),
+            BatchBuffer::I64(b) => BatchBuffer::I64(pick(b, item_len, rows, cut)),
         }
     }
 }
@@ -228,6 +256,8 @@ pub struct EncodedItem {
 
 impl Encoder {
     /// Runs the tower on every item of `batch`. Returns `batch.len() * dim` floats, row-major.
+    /// Where the pipeline marks a tensor's padding as cuttable, rows run in groups of similar
+    /// length, each cut to its longest row (see `trim`), and come back in the batch's order.
     pub(crate) fn run(&self, model: &str, batch: &Batch) -> Result<Vec<f32>, EngineError> {
         let specs = self.pipeline.tensors();
         if batch.tensors.len() != specs.len() {
@@ -239,11 +269,56 @@ impl Encoder {
             )));
         }
         let items = batch.len();
-        let named: Vec<NamedInput<'_>> = batch
-            .tensors
+        let values: Vec<Option<&[i64]>> = batch.tensors.iter().map(BatchBuffer::as_i64).collect();
+        let groups = trim::batch_lengths(specs, &values, items).and_then(|lengths| {
+            let full =
+                specs.iter().filter(|s| s.trailing_pad.is_some()).filter_map(|s| s.item_shape.last()).max();
+            trim::plan(&lengths, full.copied().unwrap_or(0))
+        });
+        let Some(groups) = groups else {
+            let whole: Vec<(&BatchBuffer, &[usize])> =
+                batch.tensors.iter().zip(specs).map(|(b, spec)| (b, spec.item_shape.as_slice())).collect();
+            return self.run_tensors(model, items, &whole);
+        };
+        let mut out = vec![0.0; items * self.dim];
+        for group in groups {
+            let cut: Vec<(BatchBuffer, Vec<usize>)> = batch
+                .tensors
+                .iter()
+                .zip(specs)
+                .map(|(buffer, spec)| {
+                    let mut shape = spec.item_shape.clone();
+                    let cut = match (spec.trailing_pad, shape.last_mut()) {
+                        (Some(_), Some(last)) => {
+                            let kept = (*last, group.width.min(*last));
+                            *last = kept.1;
+                            Some(kept)
+                        }
+                        _ => None,
+                    };
+                    (buffer.gather(spec.item_len(), &group.rows, cut), shape)
+                })
+                .collect();
+            let refs: Vec<(&BatchBuffer, &[usize])> = cut.iter().map(|(b, s)| (b, s.as_slice())).collect();
+            let flat = self.run_tensors(model, group.rows.len(), &refs)?;
+            for (&row, vector) in group.rows.iter().zip(flat.chunks(self.dim)) {
+                out[row * self.dim..(row + 1) * self.dim].copy_from_slice(vector);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs the tower once on `items` items: one buffer per input with its item shape.
+    fn run_tensors(
+        &self,
+        model: &str,
+        items: usize,
+        tensors: &[(&BatchBuffer, &[usize])],
+    ) -> Result<Vec<f32>, EngineError> {
+        let named: Vec<NamedInput<'_>> = tensors
             .iter()
-            .zip(specs)
-            .map(|(buffer, TensorSpec { name, item_shape, .. })| {
+            .zip(self.pipeline.tensors())
+            .map(|((buffer, item_shape), TensorSpec { name, .. })| {
                 let mut shape = Vec::with_capacity(item_shape.len() + 1);
                 shape.push(items);
                 shape.extend_from_slice(item_shape);

@@ -9,6 +9,7 @@ mod encoder;
 mod error;
 mod limits;
 mod registry;
+mod trim;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::encoder::Encoder;
 use super::error::{EngineError, LoadError};
 use super::limits::Limits;
-use crate::modality::{self, Modality};
+use crate::modality::{self, Modality, TensorSpec};
 use crate::model::manifest::{EncoderSpec, ModelDir};
 use crate::model::runtime::Runtime;
 use crate::model::tower::{Precision, Tower, TowerOptions};
@@ -26,6 +26,26 @@ pub struct LoadedModel {
     pub dim: usize,
     // Shared with each encoder's batching threads.
     encoders: BTreeMap<Modality, Arc<Encoder>>,
+}
+
+/// Refuses a pipeline that would cut an input's padding (`trim_padding`) for a tower whose graph
+/// fixes that input's last axis: ONNX Runtime would reject every cut batch.
+fn check_cuttable_inputs(specs: &[TensorSpec], tower: &Tower, path: &Path) -> Result<(), String> {
+    for spec in specs.iter().filter(|s| s.trailing_pad.is_some()) {
+        let dims = tower.input_dims(&spec.name).map_err(|e| e.to_string())?;
+        if let Some(&last) = dims.as_deref().and_then(<[i64]>::last)
+            && last >= 0
+        {
+            return Err(format!(
+                "trim_padding needs a tower that takes input {:?} at any length, but {} fixes its last \
+                 axis at {last}: re-export it (tools/export_imagebind.py exports a free length) or \
+                 remove trim_padding",
+                spec.name,
+                path.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl LoadedModel {
@@ -62,6 +82,9 @@ impl LoadedModel {
             })?;
             let tower = Tower::load(runtime, &model.file(file), &names, &spec.output, dim, options)
                 .map_err(|source| LoadError::Tower { model: model.name.clone(), modality, source })?;
+            check_cuttable_inputs(pipeline.tensors(), &tower, &model.file(file)).map_err(|source| {
+                LoadError::Pipeline { model: model.name.clone(), modality, source: source.into() }
+            })?;
             let batching = &spec.batching;
             // The manifest's batch size and queue capacity count tower rows.
             let rows = pipeline.rows_per_item().max(1);

@@ -28,17 +28,28 @@ pub struct TensorSpec {
     pub item_shape: Vec<usize>,
     /// Element type.
     pub element: ElementType,
+    /// Padding value of the last axis, when the tower takes that axis at any length and reads
+    /// nothing past an item's last non-padding value (a causal text tower pooled at its end id):
+    /// the engine then cuts each batch after the last column any of its rows uses. `None`: the
+    /// tower always gets the whole axis.
+    pub trailing_pad: Option<i64>,
 }
 
 impl TensorSpec {
     /// A float input.
     pub fn f32(name: impl Into<String>, item_shape: Vec<usize>) -> Self {
-        Self { name: name.into(), item_shape, element: ElementType::F32 }
+        Self { name: name.into(), item_shape, element: ElementType::F32, trailing_pad: None }
     }
 
     /// An integer input.
     pub fn i64(name: impl Into<String>, item_shape: Vec<usize>) -> Self {
-        Self { name: name.into(), item_shape, element: ElementType::I64 }
+        Self { name: name.into(), item_shape, element: ElementType::I64, trailing_pad: None }
+    }
+
+    /// This input, with its last axis cut after the last column that holds anything but `pad`
+    /// (see [`TensorSpec::trailing_pad`]).
+    pub fn with_trailing_pad(self, pad: i64) -> Self {
+        Self { trailing_pad: Some(pad), ..self }
     }
 
     /// Values one item occupies.

@@ -231,6 +231,18 @@ impl Tower {
         Ok(())
     }
 
+    /// The dimensions the graph declares for input `name` (`-1` where a dimension is free), or
+    /// `None` when it has no such tensor input.
+    pub fn input_dims(&self, name: &str) -> Result<Option<Vec<i64>>, TowerError> {
+        let session = self.lock(0)?;
+        Ok(session
+            .inputs()
+            .iter()
+            .find(|i| i.name() == name)
+            .and_then(|i| i.dtype().tensor_shape())
+            .map(|shape| shape.iter().copied().collect()))
+    }
+
     fn lock(&self, index: usize) -> Result<std::sync::MutexGuard<'_, Session>, TowerError> {
         let session = self
             .sessions

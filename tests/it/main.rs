@@ -47,5 +47,6 @@ mod segments;
 mod shutdown;
 mod similarity;
 mod startup;
+mod text_trim;
 mod tls_auth;
 mod video;

@@ -49,6 +49,13 @@ pub struct TextPreprocess {
     pub end_token: Option<u32>,
     /// Id used to pad to `context_length`.
     pub pad_token: u32,
+    /// Whether the tower takes id rows of any length up to `context_length` and reads nothing
+    /// after a row's last id (causal attention pooled at the end id, exported with a free length
+    /// axis by `tools/export_imagebind.py`): the server then cuts each batch's padding, grouping
+    /// rows of similar length. The exporter sets it after checking that cut rows give the same
+    /// embeddings as whole ones; the server refuses a tower whose length axis is fixed.
+    #[serde(default)]
+    pub trim_padding: bool,
 }
 
 /// How a `tokenizer.json` turns cleaned text into ids.
@@ -137,8 +144,9 @@ fn check(section: &Section<'_>) -> Result<(), String> {
 fn build(section: &Section<'_>, limits: &InputLimits) -> Result<Box<dyn Pipeline>, BuildError> {
     let spec: TextPreprocess = parse_section(section.preprocess)?;
     let tokenizer = TextPreprocessor::new(&spec, section.model_dir)?;
+    let ids = TensorSpec::i64(section.input, vec![spec.context_length]);
     Ok(Box::new(TextPipeline {
-        tensors: [TensorSpec::i64(section.input, vec![spec.context_length])],
+        tensors: [if spec.trim_padding { ids.with_trailing_pad(i64::from(spec.pad_token)) } else { ids }],
         tokenizer,
         max_bytes: limits.get::<TextLimits>().max_bytes,
     }))

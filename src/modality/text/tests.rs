@@ -75,6 +75,7 @@ fn spec() -> TextPreprocess {
         start_token: Some(START),
         end_token: Some(END),
         pad_token: PAD,
+        trim_padding: false,
     }
 }
 

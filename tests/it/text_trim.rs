@@ -1,0 +1,72 @@
+//! Cutting id padding (`trim_padding`): a text tower exported with a free length axis runs each
+//! batch at the length its rows use, in groups of similar length, and serves the vectors it
+//! serves when it runs every row at the whole context.
+
+use bindery::server;
+
+use crate::common::*;
+
+/// Texts from one word to past the 77-id context, including ones whose last word before the end
+/// id is id 0 (`!`), the same value as the padding.
+fn texts() -> Vec<(String, String)> {
+    let words = "a small brown dog runs across the wet grass of a city park at dawn while two children \
+                 throw a red frisbee and an old man reads";
+    let words: Vec<&str> = words.split_whitespace().collect();
+    let mut out = Vec::new();
+    for n in [1, 2, 3, 5, 8, 13, 21, 30] {
+        out.push(words.iter().cycle().take(n).copied().collect::<Vec<_>>().join(" "));
+    }
+    out.push(words.iter().cycle().take(120).copied().collect::<Vec<_>>().join(" "));
+    out.extend(["wow!".to_string(), "stop! look!".to_string(), "!".to_string()]);
+    out.push(words.iter().cycle().take(70).copied().collect::<Vec<_>>().join(" "));
+    out.into_iter().enumerate().map(|(i, t)| (format!("t{i}"), t)).collect()
+}
+
+async fn embed(server: &mut TestServer, texts: &[(String, String)]) -> Vec<Vec<f32>> {
+    let inputs = texts.iter().map(|(id, t)| text(id, t)).collect();
+    let reply = server.client.embed(uncached(inputs)).await.expect("embed").into_inner();
+    let ids: Vec<&str> = reply.embeddings.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, texts.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), "request order");
+    reply.embeddings.into_iter().map(|e| e.vector).collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[tokio::test]
+async fn cut_batches_serve_the_vectors_of_whole_rows_in_request_order() {
+    let texts = texts();
+    let mut cut = start_fixture().await;
+    let (options, _dir) = fixture_variant(&[("trim_padding = true\n", "")]);
+    let mut whole = start(options).await;
+
+    // One request: every length in one batch, run in groups and put back in order.
+    let batched = embed(&mut cut, &texts).await;
+    let reference = embed(&mut whole, &texts).await;
+    for (i, (id, t)) in texts.iter().enumerate() {
+        let alone = embed(&mut cut, std::slice::from_ref(&texts[i])).await;
+        let d_whole = max_abs_diff(&batched[i], &reference[i]);
+        let d_alone = max_abs_diff(&batched[i], &alone[0]);
+        assert!(d_whole <= 1e-6, "{id} ({t:?}): cut batch vs whole context differ by {d_whole}");
+        assert!(d_alone <= 1e-6, "{id} ({t:?}): in a batch vs alone differ by {d_alone}");
+    }
+    // Different texts give different vectors: a mix-up of rows would not pass unnoticed above.
+    assert!(max_abs_diff(&batched[0], &batched[8]) > 1e-3);
+}
+
+#[test]
+fn trim_padding_on_a_tower_of_fixed_length_is_refused_at_load() {
+    let manifest = manifest_sections("openclip-fixture", &["text"]);
+    let manifest = manifest.replacen("pad_token = 0\n", "pad_token = 0\ntrim_padding = true\n", 1);
+    assert!(manifest.contains("trim_padding"), "the openclip fixture pads with 0");
+    let dir = model_folder("openclip-fixture", &manifest);
+    let mut options = fixture_options();
+    options.models_dir = dir.path().to_path_buf();
+    options.default_model = Some("openclip-fixture".into());
+    let error = server::load_engine(&options).err().expect("refused").to_string();
+    for part in ["openclip-fixture", "text", "trim_padding", "text.onnx", "77"] {
+        assert!(error.contains(part), "{error:?} lacks {part:?}");
+    }
+}
