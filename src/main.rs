@@ -21,7 +21,7 @@ async fn main() -> std::process::ExitCode {
     match bindery::cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("bindery: {e:#}");
+            eprintln!("bindery: {}", bindery::shared::error_chain(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

@@ -27,19 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bindery_tools import reference as ref  # noqa: E402
 from bindery_tools import sensors  # noqa: E402
-from bindery_tools.onnx_files import name_output, save_exported  # noqa: E402
+from bindery_tools import any_length  # noqa: E402
+from bindery_tools.onnx_files import save_exported  # noqa: E402
 
 # Protobuf cannot serialise a message over 2 GiB; stay clear of it with some headroom for the graph.
 OPSET = 17
 # Max abs difference accepted between onnxruntime and PyTorch (outputs carry the logit scale, so
 # text and audio values reach about 20).
 TOLERANCE = 1e-3
-# Max abs difference accepted between a text row run cut after its last id and the same row run
-# whole, by the same graph: float32 rounding of values up to about 20, and in practice none.
-CUT_TOLERANCE = 1e-5
-# Length of the example rows the text tower is traced with: under the context, so the exporter
-# keeps the length axis free instead of specialising it to 77.
-TEXT_TRACE_LENGTH = 20
 
 
 def _dynamic_input_axes(spec: ref.TowerSpec) -> dict[int, str]:
@@ -56,7 +51,8 @@ def _export_onnx(tower: ref.Tower, spec: ref.TowerSpec, dest: Path) -> None:
         # into a scratch folder and re-save as a single model (+ one data file) afterwards.
         raw = Path(tmp) / dest.name
         if spec.section == "text":
-            _export_any_length_text(tower, spec, example, raw)
+            with ref.any_length_text():
+                any_length.export(tower, example, raw, spec.input, spec.output)
             save_exported(raw, dest)
             return
         with torch.no_grad(), ref.traceable_unfold():
@@ -72,58 +68,6 @@ def _export_onnx(tower: ref.Tower, spec: ref.TowerSpec, dest: Path) -> None:
                 dynamo=False,
             )
         save_exported(raw, dest)
-
-
-def _export_any_length_text(
-    tower: ref.Tower, spec: ref.TowerSpec, example: torch.Tensor, raw: Path
-) -> None:
-    """The text tower with a free length axis (``ref.any_length_text``). The tracing exporter
-    fixes the sequence length inside ``nn.MultiheadAttention``'s reshapes, so this one goes
-    through ``torch.export``, which keeps the length symbolic."""
-    context = example.shape[1]
-    short = example[:, :TEXT_TRACE_LENGTH].clone()
-    short[:, -1] = example.max()
-    batch = torch.export.Dim("batch", min=1)
-    length = torch.export.Dim("length", min=2, max=context)
-    with torch.no_grad(), ref.any_length_text():
-        torch.onnx.export(
-            tower,
-            (short,),
-            str(raw),
-            input_names=[spec.input],
-            dynamic_shapes=({0: batch, 1: length},),
-            opset_version=18,
-            dynamo=True,
-            external_data=True,
-        )
-    name_output(raw, spec.output)
-
-
-def _verify_cut(spec: ref.TowerSpec, path: Path) -> bool:
-    """Whether the text tower at ``path`` takes rows cut after their last id, giving what it
-    gives for the whole rows (what ``trim_padding`` lets the server do)."""
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (inp,) = session.get_inputs()
-    if isinstance(inp.shape[-1], int):
-        print(f"  {path.name}: length axis fixed at {inp.shape[-1]}; padding is not cut")
-        return False
-    tokens = spec.example(48, torch.Generator().manual_seed(2)).numpy()
-    (whole,) = session.run([spec.output], {spec.input: tokens})
-    worst, same = 0.0, 0
-    for row in range(tokens.shape[0]):
-        used = int(np.flatnonzero(tokens[row]).max()) + 1
-        (cut,) = session.run([spec.output], {spec.input: tokens[row : row + 1, :used]})
-        worst = max(worst, float(np.max(np.abs(cut[0] - whole[row]))))
-        same += int(np.array_equal(cut[0], whole[row]))
-    # And a batch cut to its longest row, as the server runs one.
-    longest = int(max(np.flatnonzero(r).max() for r in tokens[:8])) + 1
-    (batch,) = session.run([spec.output], {spec.input: tokens[:8, :longest]})
-    worst = max(worst, float(np.max(np.abs(batch - whole[:8]))))
-    print(
-        f"  {path.name}: rows cut after their last id vs whole: {same}/{tokens.shape[0]} "
-        f"identical, max abs diff {worst:.3e}"
-    )
-    return worst <= CUT_TOLERANCE
 
 
 def _verify(tower: ref.Tower, spec: ref.TowerSpec, path: Path) -> float:
@@ -275,7 +219,9 @@ def main() -> None:
         print(f"  done in {time.monotonic() - t0:.1f}s", flush=True)
 
     text_spec = next(s for s in ref.TOWERS if s.section == "text")
-    cut_text = _verify_cut(text_spec, args.out / text_spec.onnx)
+    tokens = text_spec.example(48, torch.Generator().manual_seed(2)).numpy()
+    pad = int(ref.text_preprocess_params()["pad_token"])
+    cut_text = any_length.verify_cut(args.out / text_spec.onnx, text_spec.input, text_spec.output, tokens, pad)
     (args.out / "model.toml").write_text(_manifest(name, description, dim, model, cut_text))
     _write_tokenizer(args.out)
     if (args.fixture or args.random_base) and not args.towers:

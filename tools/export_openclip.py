@@ -26,6 +26,7 @@ not fit a protobuf.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import shutil
@@ -34,7 +35,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import onnxruntime as ort
@@ -46,8 +47,10 @@ sys.path.insert(0, str(TOOLS))
 import open_clip  # noqa: E402
 from open_clip import tokenizer as oc_tokenizer  # noqa: E402
 from open_clip.transform import PreprocessCfg  # noqa: E402
+from open_clip.transformer import text_global_pool  # noqa: E402
 
 from bindery_tools.clip_tokenizer import tokenizer_dict  # noqa: E402
+from bindery_tools import any_length  # noqa: E402
 from bindery_tools.onnx_files import save_exported  # noqa: E402
 
 #: Tiny architectures for tests, in open_clip's own config format.
@@ -90,6 +93,50 @@ class _Tower(torch.nn.Module):
         if self.section == "text":
             return self.model.encode_text(x)
         return self.model.encode_image(x)
+
+
+def cuttable_text(model: torch.nn.Module) -> bool:
+    """Whether the text tower reads nothing after a row's last id, so that it can be exported
+    to take any length and served with ``trim_padding``: open_clip's ``CLIP`` text tower with its
+    causal mask, pooled at the end id (``argmax``) or the tokenizer's eos id. SigLIP's (no causal
+    mask, last-token pooling) reads the padding."""
+    return (
+        type(model) is open_clip.model.CLIP
+        and model.attn_mask is not None
+        and model.text_pool_type in ("argmax", "eos")
+    )
+
+
+@contextlib.contextmanager
+def any_length_text() -> Iterator[None]:
+    """Within the block, ``CLIP.encode_text`` takes id rows of any length up to the context: it
+    adds the first ``length`` positional embeddings and masks with the top-left ``length x
+    length`` of the causal mask, where open_clip always uses all of them. For a row cut after its
+    end id this is the same computation on every position the pooled output reads, since causal
+    attention never looks right; the exporter checks the graph against the unpatched model at
+    full length and against its own whole rows."""
+    original = open_clip.model.CLIP.encode_text
+
+    def encode_text(self: Any, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        length = text.shape[1]
+        cast_dtype = self.transformer.get_cast_dtype()
+        x = self.token_embedding(text).to(cast_dtype)
+        x = x + self.positional_embedding[:length].to(cast_dtype)
+        x = self.transformer(x, attn_mask=self.attn_mask[:length, :length])
+        x = self.ln_final(x)
+        x = text_global_pool(x, text, self.text_pool_type, eos_token_id=getattr(self, "text_eos_id", None))
+        if self.text_projection is not None:
+            if isinstance(self.text_projection, torch.nn.Linear):
+                x = self.text_projection(x)
+            else:
+                x = x @ self.text_projection
+        return torch.nn.functional.normalize(x, dim=-1) if normalize else x
+
+    open_clip.model.CLIP.encode_text = encode_text  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        open_clip.model.CLIP.encode_text = original  # type: ignore[method-assign]
 
 
 def build_model(
@@ -228,6 +275,11 @@ def export_tower(model: torch.nn.Module, spec: TowerSpec, dest: Path) -> float:
     example = _example(spec, model, 2, torch.Generator().manual_seed(0))
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         raw = Path(tmp) / dest.name
+        if spec is TEXT and cuttable_text(model):
+            with any_length_text():
+                any_length.export(tower, example, raw, spec.input, spec.output)
+            save_exported(raw, dest)
+            return _verify(tower, model, spec, dest)
         with torch.no_grad():
             torch.onnx.export(
                 tower,
@@ -421,15 +473,23 @@ def export_model(
 
     out.mkdir(parents=True, exist_ok=True)
     family = family_of(arch, text["params"])
-    # Written first: it reads both towers' settings, one of which may be dropped below.
-    (out / "model.toml").write_text(manifest(name, family, description, licence, model, text["params"]))
     specs = [spec for spec in (TEXT, IMAGE) if towers is None or spec.section in towers]
+    # The text tower is exported to take any length (or was, when only the image tower is
+    # written now); checked below once it is written.
+    cut = cuttable_text(model) and (TEXT in specs or any_length.length_is_free(out / TEXT.onnx))
+    text_params = {**text["params"], **({"trim_padding": True} if cut else {})}
+    # Written first: it reads both towers' settings, one of which may be dropped below.
+    (out / "model.toml").write_text(manifest(name, family, description, licence, model, text_params))
     if len(specs) == 1:
         drop_other_tower(model, specs[0])
     for spec in specs:
         t0 = time.monotonic()
         print(f"exporting {spec.section} -> {out / spec.onnx}", flush=True)
         export_tower(model, spec, out / spec.onnx)
+        if spec is TEXT and cut:
+            tokens = _example(TEXT, model, 48, torch.Generator().manual_seed(2)).numpy()
+            if not any_length.verify_cut(out / TEXT.onnx, TEXT.input, TEXT.output, tokens, text_params["pad_token"]):
+                raise ValueError(f"{TEXT.onnx}: rows cut after their last id differ from whole rows")
         gc.collect()
         print(f"  done in {time.monotonic() - t0:.1f}s", flush=True)
     if text["tokenizer"] is not None:

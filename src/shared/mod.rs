@@ -26,13 +26,18 @@ pub const CACHE_HITS_KEY: &str = "bindery-cache-hits";
 pub const TIMING_KEYS: [&str; 4] =
     ["bindery-queue-us", "bindery-preprocess-us", "bindery-inference-us", "bindery-total-us"];
 
-/// `error` and its sources joined, since transport errors say little on their own.
+/// `error` and its sources joined, since transport errors say little on their own. A source
+/// whose message the text already ends with (an error that prints its source itself) is not
+/// repeated.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
+        let message = e.to_string();
+        if !text.ends_with(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
         source = e.source();
     }
     text
@@ -48,4 +53,30 @@ pub mod pb {
 
     /// Encoded file descriptor set served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bindery_descriptor");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot load: {source}")]
+    struct Prints {
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot load")]
+    struct Wraps {
+        #[source]
+        cause: std::io::Error,
+    }
+
+    #[test]
+    fn sources_are_joined_once() {
+        let io = || std::io::Error::other("disk full");
+        assert_eq!(error_chain(&Wraps { cause: io() }), "cannot load: disk full");
+        // An error that prints its source itself does not get it twice.
+        assert_eq!(error_chain(&Prints { source: io() }), "cannot load: disk full");
+    }
 }
