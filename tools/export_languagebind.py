@@ -59,7 +59,7 @@ import torch
 TOOLS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TOOLS))
 
-from bindery_tools import clip_tokenizer  # noqa: E402
+from bindery_tools import any_length, clip_tokenizer  # noqa: E402
 from bindery_tools.languagebind import import_languagebind  # noqa: E402
 from bindery_tools.onnx_files import save_exported  # noqa: E402
 
@@ -207,7 +207,8 @@ def example_input(modality: str, config: Any, batch: int, gen: torch.Generator) 
     if modality == "text":
         ids = torch.full((batch, config.text_config.max_position_embeddings), 49407, dtype=torch.int64)
         for row in range(batch):
-            n = 3 + 7 * row
+            # Lengths 3, 10, ... 73, then round again: every row ends within the context.
+            n = 3 + (7 * row) % 74
             ids[row, 0] = 49406
             ids[row, 1 : n - 1] = torch.randint(256, 49000, (n - 2,), generator=gen)
         return ids
@@ -230,13 +231,19 @@ def export_tower(modality: str, model: Any, out: Path) -> float:
         tower = tower_of(merged(model)).eval()
         with tempfile.TemporaryDirectory() as tmp:
             raw = Path(tmp) / dest.name
+            # Hugging Face's CLIP text model takes its positions and causal mask to the input's
+            # length, so the text tower is traced short with its length axis free (checked by
+            # any_length.verify_cut below, and served with trim_padding).
+            example, axes = x[:1], {0: "batch"}
+            if modality == "text":
+                example, axes = x[:1, : any_length.TRACE_LENGTH], {0: "batch", 1: "length"}
             torch.onnx.export(
                 tower,
-                (x[:1],),
+                (example,),
                 str(raw),
                 input_names=[name],
                 output_names=["embedding"],
-                dynamic_axes={name: {0: "batch"}, "embedding": {0: "batch"}},
+                dynamic_axes={name: axes, "embedding": {0: "batch"}},
                 opset_version=OPSET,
                 do_constant_folding=True,
                 dynamo=False,
@@ -419,13 +426,21 @@ _NOTES = {
 
 
 def write_manifest(
-    out: Path, name: str, description: str, licence: str, configs: dict[str, Any], scales: dict[str, float]
+    out: Path,
+    name: str,
+    description: str,
+    licence: str,
+    configs: dict[str, Any],
+    scales: dict[str, float],
+    cut_text: bool,
 ) -> None:
     """``scales``: each checkpoint's ``exp(logit_scale)``, which ``LanguageBind.forward`` multiplies
-    that modality's normalised embeddings by (the language tower's are not scaled)."""
+    that modality's normalised embeddings by (the language tower's are not scaled). ``cut_text``:
+    the text tower passed ``any_length.verify_cut``."""
     image = configs["image"]
+    text = text_preprocess(image, out / "tokenizer.json")
     sections = {
-        "text": text_preprocess(image, out / "tokenizer.json"),
+        "text": {**text, **({"trim_padding": True} if cut_text else {})},
         "image": image_preprocess(image),
         "video": video_preprocess(configs["video"]),
         "audio": audio_preprocess(configs["audio"]),
@@ -483,7 +498,10 @@ def export(load: Callable[[str], Any], out: Path, name: str, description: str, l
     bad = {m: i["max_diff"] for m, i in info.items() if isinstance(i, dict) and i["max_diff"] > TOLERANCE}
     if bad:
         raise SystemExit(f"onnxruntime differs from PyTorch: {bad}")
-    write_manifest(out, name, description, licence, configs, scales)
+    pad = text_preprocess(configs["image"], out / "tokenizer.json")["pad_token"]
+    tokens = example_input("text", configs["image"], 48, torch.Generator().manual_seed(2)).numpy()
+    cut_text = any_length.verify_cut(out / ONNX["text"], INPUTS["text"], "embedding", tokens, pad)
+    write_manifest(out, name, description, licence, configs, scales, cut_text)
     return info
 
 

@@ -38,8 +38,8 @@ fn check_cuttable_inputs(specs: &[TensorSpec], tower: &Tower, path: &Path) -> Re
         {
             return Err(format!(
                 "trim_padding needs a tower that takes input {:?} at any length, but {} fixes its last \
-                 axis at {last}: re-export it with a free length axis (tools/export_imagebind.py \
-                 and tools/export_openclip.py do) or remove trim_padding",
+                 axis at {last}: re-export it with a free length axis (tools/export_imagebind.py, \
+                 export_openclip.py and export_languagebind.py do) or remove trim_padding",
                 spec.name,
                 path.display()
             ));

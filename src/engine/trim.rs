@@ -24,9 +24,11 @@ pub(crate) struct Group {
 /// ViT-B-sized tower it is negligible, so splitting there is decided by the cells alone.
 const RUN_COST_CELLS: usize = 256;
 
-/// Length each item uses of a padded tensor: one past the last column of its last axis that
-/// holds anything but `pad`, over all of its rows along the other axes; at least 1, so a tower
-/// never gets an empty axis.
+/// Length each item uses of a padded tensor: through the first `pad` after the last value of
+/// its last axis that is not `pad`, over all of its rows along the other axes; at least 1, so a
+/// tower never gets an empty axis. The first padding column is kept because a tokenizer that
+/// pads with its end id (LanguageBind's) ends every text with it, and the tower pools there; for
+/// the others it is one column more.
 pub(crate) fn used_lengths(values: &[i64], items: usize, item_shape: &[usize], pad: i64) -> Vec<usize> {
     let last = item_shape.last().copied().unwrap_or(1).max(1);
     let item_len = item_shape.iter().product::<usize>().max(1);
@@ -34,7 +36,7 @@ pub(crate) fn used_lengths(values: &[i64], items: usize, item_shape: &[usize], p
         .map(|item| {
             let slot = values.get(item * item_len..(item + 1) * item_len).unwrap_or(&[]);
             slot.chunks(last)
-                .map(|row| row.iter().rposition(|v| *v != pad).map_or(0, |i| i + 1))
+                .map(|row| row.iter().rposition(|v| *v != pad).map_or(0, |i| (i + 2).min(row.len())))
                 .max()
                 .unwrap_or(0)
                 .max(1)
@@ -109,12 +111,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn used_lengths_end_after_the_last_value_that_is_not_padding() {
+    fn used_lengths_keep_the_first_padding_after_the_last_value() {
         // Id 0 inside a row ("!" in CLIP's vocabulary) is not cut: only trailing padding is.
-        let rows = [49406, 0, 49407, 0, 0, 49406, 5, 6, 7, 49407, 0, 0, 0, 0, 0];
-        assert_eq!(used_lengths(&rows, 3, &[5], 0), vec![3, 5, 1]);
+        let rows = [49406, 0, 49407, 0, 0, 0, 49406, 5, 6, 7, 49407, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(used_lengths(&rows, 3, &[6], 0), vec![4, 6, 1]);
+        // Padding with the end id (LanguageBind): the first end id stays, where the tower pools.
+        let rows = [49406, 5, 6, 49407, 49407, 49407];
+        assert_eq!(used_lengths(&rows, 1, &[6], 49407), vec![4]);
         // Several rows per item: the longest counts.
-        assert_eq!(used_lengths(&[1, 0, 0, 1, 1, 0], 1, &[2, 3], 0), vec![2]);
+        assert_eq!(used_lengths(&[1, 0, 0, 1, 1, 0], 1, &[2, 3], 0), vec![3]);
     }
 
     #[test]

@@ -35,12 +35,17 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-#[tokio::test]
-async fn cut_batches_serve_the_vectors_of_whole_rows_in_request_order() {
+/// Serves `model`'s text tower twice, as its manifest says (cut padding) and with
+/// `trim_padding` removed (every row at the whole context), and checks that one request holding
+/// every length gives, in request order, the vectors of the whole rows and of each text alone.
+async fn assert_cut_serves_whole_rows(model: &str) {
     let texts = texts();
-    let mut cut = start_fixture().await;
-    let (options, _dir) = fixture_variant(&[("trim_padding = true\n", "")]);
-    let mut whole = start(options).await;
+    let manifest = manifest_sections(model, &["text"]);
+    assert!(manifest.contains("trim_padding = true\n"), "{model} cuts its padding");
+    let cut_dir = model_folder(model, &manifest);
+    let whole_dir = model_folder(model, &manifest.replace("trim_padding = true\n", ""));
+    let mut cut = start_model_folder(&cut_dir, model).await;
+    let mut whole = start_model_folder(&whole_dir, model).await;
 
     // One request: every length in one batch, run in groups and put back in order.
     let batched = embed(&mut cut, &texts).await;
@@ -49,11 +54,23 @@ async fn cut_batches_serve_the_vectors_of_whole_rows_in_request_order() {
         let alone = embed(&mut cut, std::slice::from_ref(&texts[i])).await;
         let d_whole = max_abs_diff(&batched[i], &reference[i]);
         let d_alone = max_abs_diff(&batched[i], &alone[0]);
-        assert!(d_whole <= 1e-6, "{id} ({t:?}): cut batch vs whole context differ by {d_whole}");
-        assert!(d_alone <= 1e-6, "{id} ({t:?}): in a batch vs alone differ by {d_alone}");
+        assert!(d_whole <= 1e-6, "{model} {id} ({t:?}): cut batch vs whole context differ by {d_whole}");
+        assert!(d_alone <= 1e-6, "{model} {id} ({t:?}): in a batch vs alone differ by {d_alone}");
     }
     // Different texts give different vectors: a mix-up of rows would not pass unnoticed above.
-    assert!(max_abs_diff(&batched[0], &batched[8]) > 1e-3);
+    assert!(max_abs_diff(&batched[0], &batched[8]) > 1e-3, "{model}");
+}
+
+#[tokio::test]
+async fn cut_batches_serve_the_vectors_of_whole_rows_in_request_order() {
+    // ImageBind pads with 0, which is also a word's id ("!").
+    assert_cut_serves_whole_rows("imagebind-fixture").await;
+}
+
+#[tokio::test]
+async fn a_tokenizer_that_pads_with_its_end_id_keeps_the_end_id_it_pools_at() {
+    // LanguageBind pads with <|endoftext|>: the first pad is the end id the tower pools at.
+    assert_cut_serves_whole_rows("languagebind-fixture").await;
 }
 
 #[test]

@@ -57,15 +57,18 @@ def length_is_free(path: Path) -> bool:
 
 
 def verify_cut(path: Path, input_name: str, output_name: str, tokens: np.ndarray, pad: int) -> bool:
-    """Whether the text tower at ``path`` gives, for each row of ``tokens`` cut after its last id
-    that is not ``pad``, what it gives for the whole row, alone and as a batch cut to its longest
-    row (what ``trim_padding`` lets the server do). Prints what it found."""
+    """Whether the text tower at ``path`` gives, for each row of ``tokens`` cut after the first
+    ``pad`` that follows its last other id, what it gives for the whole row, alone and as a
+    batch cut to its longest row (what ``trim_padding`` lets the server do). Prints what it
+    found."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (inp,) = session.get_inputs()
     if isinstance(inp.shape[-1], int):
         print(f"  {path.name}: length axis fixed at {inp.shape[-1]}; padding is not cut")
         return False
-    used = [int(np.flatnonzero(row != pad).max(initial=0)) + 1 for row in tokens]
+    # As the server cuts: through the first pad after the last other id (LanguageBind pads with
+    # its end id, where the tower pools).
+    used = [min(int(np.flatnonzero(row != pad).max(initial=0)) + 2, len(row)) for row in tokens]
     (whole,) = session.run([output_name], {input_name: tokens})
     worst, same = 0.0, 0
     for row, n in enumerate(used):
@@ -75,7 +78,7 @@ def verify_cut(path: Path, input_name: str, output_name: str, tokens: np.ndarray
     (batch,) = session.run([output_name], {input_name: tokens[:8, : max(used[:8])]})
     worst = max(worst, float(np.max(np.abs(batch - whole[:8]))))
     print(
-        f"  {path.name}: rows cut after their last id vs whole: {same}/{len(used)} identical, "
+        f"  {path.name}: rows cut after the first pad vs whole: {same}/{len(used)} identical, "
         f"max abs diff {worst:.3e}"
     )
     return worst <= CUT_TOLERANCE
