@@ -53,6 +53,7 @@ sys.path.insert(0, str(TOOLS))
 from transformers import ClapConfig, ClapFeatureExtractor, ClapModel  # noqa: E402
 from transformers.models.clap import modeling_clap  # noqa: E402
 
+from bindery_tools import any_length  # noqa: E402
 from bindery_tools.onnx_files import save_exported  # noqa: E402
 
 SEED = 1234
@@ -162,7 +163,11 @@ def _every_item_fusion() -> Iterator[None]:
         modeling_clap.ClapAudioPatchEmbed.forward = _ORIGINAL_PATCH_EMBED
 
 
-def _export(tower: torch.nn.Module, example: tuple, names: list[str], dest: Path) -> None:
+def _export(
+    tower: torch.nn.Module, example: tuple, names: list[str], dest: Path, length_free: bool = False
+) -> None:
+    """``length_free``: the inputs' second axis is free too (the text tower's ids)."""
+    axes = {0: "batch", 1: "length"} if length_free else {0: "batch"}
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / dest.name
         torch.onnx.export(
@@ -171,7 +176,7 @@ def _export(tower: torch.nn.Module, example: tuple, names: list[str], dest: Path
             str(raw),
             input_names=names,
             output_names=["embedding"],
-            dynamic_axes={**{n: {0: "batch"} for n in names}, "embedding": {0: "batch"}},
+            dynamic_axes={**{n: axes for n in names}, "embedding": {0: "batch"}},
             opset_version=OPSET,
             do_constant_folding=True,
             dynamo=False,
@@ -206,16 +211,25 @@ def export_audio(model: ClapModel, out: Path, channels: int, frames: int, mels: 
     return worst
 
 
-def export_text(model: ClapModel, out: Path, pad: int) -> float:
-    gen = torch.Generator().manual_seed(8)
+def _text_ids(model: ClapModel, lengths: list[int], pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Rows of ``<s>``, random ids and ``</s>`` of the given lengths, padded to the context."""
     vocab = model.config.text_config.vocab_size
-    ids = torch.full((3, CONTEXT_LENGTH), pad, dtype=torch.int64)
-    for row, length in enumerate((5, CONTEXT_LENGTH, 12)):
+    ids = torch.full((len(lengths), CONTEXT_LENGTH), pad, dtype=torch.int64)
+    for row, length in enumerate(lengths):
         ids[row, :length] = torch.randint(5, vocab, (length,), generator=gen)
         ids[row, 0], ids[row, length - 1] = 0, 2
+    return ids
+
+
+def export_text(model: ClapModel, out: Path, pad: int) -> float:
+    """Exports the text tower with its length axis free: the mask keeps padding out of every
+    position's attention and RoBERTa's position ids count only ids that are not padding, so rows
+    cut after their padding starts give the whole rows' vectors (checked in ``export``)."""
+    ids = _text_ids(model, [5, CONTEXT_LENGTH, 12], pad, torch.Generator().manual_seed(8))
     dest = out / TEXT_ONNX
     with torch.no_grad():
-        _export(TextTower(model, pad).eval(), (ids[:1],), ["input_ids"], dest)
+        example = (ids[:1, : any_length.TRACE_LENGTH],)
+        _export(TextTower(model, pad).eval(), example, ["input_ids"], dest, length_free=True)
     session = ort.InferenceSession(str(dest), providers=["CPUExecutionProvider"])
     worst = 0.0
     for n in (1, 3):
@@ -263,8 +277,16 @@ def _toml_value(v: Any) -> str:
 
 
 def write_manifest(
-    out: Path, name: str, description: str, licence: str, dim: int, audio: dict[str, Any], pad: int
+    out: Path,
+    name: str,
+    description: str,
+    licence: str,
+    dim: int,
+    audio: dict[str, Any],
+    pad: int,
+    cut_text: bool,
 ) -> None:
+    """``cut_text``: the text tower passed ``any_length.verify_cut``."""
     lines = [
         f"name = {json.dumps(name)}",
         'family = "clap"',
@@ -293,6 +315,7 @@ def write_manifest(
         'clean = "none"',
         f"context_length = {CONTEXT_LENGTH}",
         f"pad_token = {pad}",
+        *(["trim_padding = true"] if cut_text else []),
         "",
     ]
     (out / "model.toml").write_text("\n".join(lines), encoding="utf-8")
@@ -322,7 +345,11 @@ def export(
         raise SystemExit(f"onnxruntime differs from PyTorch: audio {audio_diff:.2e}, text {text_diff:.2e}")
     if tokenizer_json.resolve() != (out / "tokenizer.json").resolve():
         shutil.copyfile(tokenizer_json, out / "tokenizer.json")
-    write_manifest(out, name, description, licence, int(model.config.projection_dim), audio, pad)
+    lengths = [2 + (7 * row) % (CONTEXT_LENGTH - 1) for row in range(48)]
+    tokens = _text_ids(model, lengths, pad, torch.Generator().manual_seed(2)).numpy()
+    cut_text = any_length.verify_cut(out / TEXT_ONNX, "input_ids", "embedding", tokens, pad)
+    dim = int(model.config.projection_dim)
+    write_manifest(out, name, description, licence, dim, audio, pad, cut_text)
     return {"audio_s": audio_s, "text_s": text_s, "audio_diff": audio_diff, "text_diff": text_diff}
 
 

@@ -39,7 +39,8 @@ fn check_cuttable_inputs(specs: &[TensorSpec], tower: &Tower, path: &Path) -> Re
             return Err(format!(
                 "trim_padding needs a tower that takes input {:?} at any length, but {} fixes its last \
                  axis at {last}: re-export it with a free length axis (tools/export_imagebind.py, \
-                 export_openclip.py and export_languagebind.py do) or remove trim_padding",
+                 export_openclip.py, export_languagebind.py and export_clap.py do) or remove \
+                 trim_padding",
                 spec.name,
                 path.display()
             ));

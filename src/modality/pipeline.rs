@@ -30,7 +30,8 @@ pub struct TensorSpec {
     pub element: ElementType,
     /// Padding value of the last axis, when the tower takes that axis at any length and reads
     /// nothing past an item's first padding value after its last other value (a causal text
-    /// tower pooled at its end id, which may be the padding id): the engine then cuts each batch
+    /// tower pooled at its end id, which may be the padding id, or one that masks its padding
+    /// out of attention): the engine then cuts each batch
     /// after the last column any of its rows uses. `None`: the tower always gets the whole axis.
     pub trailing_pad: Option<i64>,
 }

@@ -1,6 +1,7 @@
 //! Cutting id padding (`trim_padding`): a text tower exported with a free length axis runs each
 //! batch at the length its rows use, in groups of similar length, and serves the vectors it
-//! serves when it runs every row at the whole context.
+//! serves when it runs every row at the whole context: ImageBind's, LanguageBind's (padded with
+//! its end id) and CLAP's (bidirectional, padding masked).
 
 use bindery::server;
 
@@ -71,6 +72,12 @@ async fn cut_batches_serve_the_vectors_of_whole_rows_in_request_order() {
 async fn a_tokenizer_that_pads_with_its_end_id_keeps_the_end_id_it_pools_at() {
     // LanguageBind pads with <|endoftext|>: the first pad is the end id the tower pools at.
     assert_cut_serves_whole_rows("languagebind-fixture").await;
+}
+
+#[tokio::test]
+async fn a_bidirectional_tower_that_masks_its_padding_is_cut_too() {
+    // CLAP's RoBERTa attends both ways but masks the padding (id 1) out of every position.
+    assert_cut_serves_whole_rows("clap-fixture").await;
 }
 
 #[test]
