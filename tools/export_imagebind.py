@@ -70,6 +70,15 @@ def _export_onnx(tower: ref.Tower, spec: ref.TowerSpec, dest: Path) -> None:
         save_exported(raw, dest)
 
 
+def verify_text_cut(out: Path) -> bool:
+    """Whether the text tower in the model folder ``out`` may be served with ``trim_padding``
+    (``any_length.verify_cut`` on reference-shaped id rows)."""
+    spec = next(s for s in ref.TOWERS if s.section == "text")
+    tokens = spec.example(48, torch.Generator().manual_seed(2)).numpy()
+    pad = int(ref.text_preprocess_params()["pad_token"])
+    return any_length.verify_cut(out / spec.onnx, spec.input, spec.output, tokens, pad)
+
+
 def _verify(tower: ref.Tower, spec: ref.TowerSpec, path: Path) -> float:
     """Largest |onnxruntime - PyTorch| over random inputs at batch sizes 1 and 3."""
     opts = ort.SessionOptions()
@@ -218,11 +227,7 @@ def main() -> None:
         _verify(tower, spec, dest)
         print(f"  done in {time.monotonic() - t0:.1f}s", flush=True)
 
-    text_spec = next(s for s in ref.TOWERS if s.section == "text")
-    tokens = text_spec.example(48, torch.Generator().manual_seed(2)).numpy()
-    pad = int(ref.text_preprocess_params()["pad_token"])
-    cut_text = any_length.verify_cut(args.out / text_spec.onnx, text_spec.input, text_spec.output, tokens, pad)
-    (args.out / "model.toml").write_text(_manifest(name, description, dim, model, cut_text))
+    (args.out / "model.toml").write_text(_manifest(name, description, dim, model, verify_text_cut(args.out)))
     _write_tokenizer(args.out)
     if (args.fixture or args.random_base) and not args.towers:
         _export_point_tower(args.out, base=args.random_base)

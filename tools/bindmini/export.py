@@ -40,10 +40,14 @@ def _example_pixels(batch: int, gen: torch.Generator) -> torch.Tensor:
     return torch.randn(batch, 3, M.IMAGE_SIZE, M.IMAGE_SIZE, generator=gen)
 
 
+#: The ImageBind towers bind-mini trains (the exporter's list also holds video and the sensors).
+SECTIONS = ("text", "image", "audio")
+
+
 def tower_specs() -> list[ref.TowerSpec]:
-    """ImageBind's served towers, with bind-mini's image size in the example input."""
+    """bind-mini's ImageBind towers, with its image size in the example input."""
     out = []
-    for spec in ref.TOWERS:
+    for spec in (s for s in ref.TOWERS if s.section in SECTIONS):
         if spec.section == "image":
             spec = ref.TowerSpec(spec.section, spec.modality, spec.onnx, spec.input, spec.output, _example_pixels)
         out.append(spec)
@@ -60,13 +64,17 @@ def load(checkpoint: Path) -> tuple[torch.nn.Module, point_tower.PointTower, dic
     return ib.eval(), pt.eval(), state
 
 
-def manifest(ib: torch.nn.Module, state: dict) -> str:
-    """``model.toml`` in the schema of src/model/manifest.rs."""
+def manifest(ib: torch.nn.Module, state: dict, cut_text: bool) -> str:
+    """``model.toml`` in the schema of src/model/manifest.rs; ``cut_text``: the text tower may be
+    served with ``trim_padding``."""
     v = exporter._toml_value
     image = ref.image_preprocess_params()
     image.update(resize=M.IMAGE_SIZE, crop=M.IMAGE_SIZE)
+    text = {"tokenizer": "tokenizer.json", **ref.text_preprocess_params()}
+    if cut_text:
+        text["trim_padding"] = True
     preprocess = {
-        "text": {"tokenizer": "tokenizer.json", **ref.text_preprocess_params()},
+        "text": text,
         "image": image,
         "audio": ref.audio_preprocess_params(),
     }
@@ -134,7 +142,7 @@ def main() -> None:
         point_tower._export_onnx(pt, dest)
         point_tower._verify(pt, dest)
     shutil.copyfile(FIXTURE_TOKENIZER, args.out / "tokenizer.json")
-    (args.out / "model.toml").write_text(manifest(ib, state))
+    (args.out / "model.toml").write_text(manifest(ib, state, exporter.verify_text_cut(args.out)))
     total = 0
     for f in sorted(args.out.iterdir()):
         if f.suffix in (".onnx", ".json", ".toml"):
