@@ -53,8 +53,9 @@ pub struct TextPreprocess {
     /// after a row's end id (causal attention pooled at the end id, or padding masked out of
     /// attention; exported with a free length axis by `tools/export_imagebind.py`,
     /// `export_openclip.py`, `export_languagebind.py` or `export_clap.py`): the server then cuts
-    /// each batch's padding after the first pad id, grouping rows of similar length. The exporter sets it after checking that cut rows give the same
-    /// embeddings as whole ones; the server refuses a tower whose length axis is fixed.
+    /// each batch's padding after the first pad id, grouping rows of similar length. The
+    /// exporter sets it after checking that cut rows give the same embeddings as whole ones; the
+    /// server refuses a tower whose length axis is fixed.
     #[serde(default)]
     pub trim_padding: bool,
 }
