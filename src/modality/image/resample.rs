@@ -48,40 +48,35 @@ fn bilinear(x: f64) -> f64 {
     if x < 1.0 { 1.0 - x } else { 0.0 }
 }
 
-/// Fixed-point weights of a run of output samples along one axis.
-struct Coeffs {
+/// Weights of a run of output samples along one axis: `i32` in Pillow's fixed point, `f64` for
+/// Pillow's float images, `f32` as torch computes them (`torch_resize`).
+pub(super) struct Coeffs<W> {
     /// First input index each output sample reads.
-    start: Vec<usize>,
+    pub(super) start: Vec<usize>,
     /// Number of weights per output sample (stride of `weights`).
-    ksize: usize,
+    pub(super) ksize: usize,
     /// Number of inputs each output sample actually reads.
-    len: Vec<usize>,
-    /// `ksize` weights per output sample, in Pillow's fixed point.
-    weights: Vec<i32>,
+    pub(super) len: Vec<usize>,
+    /// `ksize` weights per output sample.
+    pub(super) weights: Vec<W>,
 }
 
-/// Normalised weights of a run of output samples along one axis, in double precision.
-struct FloatCoeffs {
-    /// First input index each output sample reads.
-    start: Vec<usize>,
-    /// Number of weights per output sample (stride of `weights`).
-    ksize: usize,
-    /// Number of inputs each output sample actually reads.
-    len: Vec<usize>,
-    /// `ksize` weights per output sample, each sample's summing to 1.
-    weights: Vec<f64>,
-}
-
-impl FloatCoeffs {
+impl<W> Coeffs<W> {
     /// The weights output sample `i` actually uses.
-    fn taps(&self, i: usize) -> &[f64] {
+    pub(super) fn taps(&self, i: usize) -> &[W] {
         &self.weights[i * self.ksize..i * self.ksize + self.len[i]]
+    }
+
+    /// The input range the run reads.
+    pub(super) fn span(&self) -> Range<usize> {
+        let first = self.start.iter().copied().min().unwrap_or(0);
+        first..self.start.iter().zip(&self.len).map(|(s, l)| s + l).max().unwrap_or(first)
     }
 }
 
 /// Pillow's `precompute_coeffs` for the outputs in `outs` of a resize from `in_size` to
 /// `out_size` samples: the weights the float (`F`) resize uses as they are.
-fn float_coeffs(in_size: usize, out_size: u64, outs: Range<u64>, filter: ResizeFilter) -> FloatCoeffs {
+fn float_coeffs(in_size: usize, out_size: u64, outs: Range<u64>, filter: ResizeFilter) -> Coeffs<f64> {
     let (kernel, support): (fn(f64) -> f64, f64) = match filter {
         ResizeFilter::Bicubic => (bicubic, 2.0),
         ResizeFilter::Bilinear => (bilinear, 1.0),
@@ -116,13 +111,13 @@ fn float_coeffs(in_size: usize, out_size: u64, outs: Range<u64>, filter: ResizeF
         start.push(xmin);
         len.push(count);
     }
-    FloatCoeffs { start, ksize, len, weights }
+    Coeffs { start, ksize, len, weights }
 }
 
 /// Pillow's `precompute_coeffs` followed by `normalize_coeffs_8bpc`, for the outputs in `outs`
 /// of a resize from `in_size` to `out_size` samples.
-fn coeffs(in_size: usize, out_size: u64, outs: Range<u64>, filter: ResizeFilter) -> Coeffs {
-    let FloatCoeffs { start, ksize, len, weights } = float_coeffs(in_size, out_size, outs, filter);
+fn coeffs(in_size: usize, out_size: u64, outs: Range<u64>, filter: ResizeFilter) -> Coeffs<i32> {
+    let Coeffs { start, ksize, len, weights } = float_coeffs(in_size, out_size, outs, filter);
     let weights = weights
         .into_iter()
         .map(|w| {
@@ -146,7 +141,7 @@ const HALF: i32 = 1 << (PRECISION_BITS - 1);
 /// Pillow's `ImagingResampleHorizontal_8bpc` on rows `rows` of an RGB buffer `width` pixels
 /// wide; `col_offset` is subtracted from the coefficients' input columns (the buffer may start
 /// at a later column than the image).
-fn horizontal(src: &[u8], width: usize, rows: Range<usize>, col_offset: usize, c: &Coeffs) -> Vec<u8> {
+fn horizontal(src: &[u8], width: usize, rows: Range<usize>, col_offset: usize, c: &Coeffs<i32>) -> Vec<u8> {
     let out_w = c.start.len();
     let mut out = vec![0u8; rows.len() * out_w * 3];
     #[cfg(target_arch = "x86_64")]
@@ -168,7 +163,7 @@ fn horizontal_scalar(
     width: usize,
     rows: Range<usize>,
     col_offset: usize,
-    c: &Coeffs,
+    c: &Coeffs<i32>,
     out: &mut [u8],
 ) {
     let out_w = c.start.len();
@@ -196,16 +191,9 @@ fn horizontal_pixel(in_row: &[u8], xmin: usize, k: &[i32], px: &mut [u8]) {
     px[2] = clip8(b);
 }
 
-impl Coeffs {
-    /// The weights output sample `i` actually uses.
-    fn taps(&self, i: usize) -> &[i32] {
-        &self.weights[i * self.ksize..i * self.ksize + self.len[i]]
-    }
-}
-
 /// Pillow's `ImagingResampleVertical_8bpc` on columns `cols` of an RGB buffer `width` pixels
 /// wide; `row_offset` is subtracted from the coefficients' input rows.
-fn vertical(src: &[u8], width: usize, cols: Range<usize>, row_offset: usize, c: &Coeffs) -> Vec<u8> {
+fn vertical(src: &[u8], width: usize, cols: Range<usize>, row_offset: usize, c: &Coeffs<i32>) -> Vec<u8> {
     #[cfg(target_arch = "x86_64")]
     if x86::has_avx2() {
         // SAFETY: the CPU supports AVX2, the feature the function is compiled with.
@@ -217,7 +205,13 @@ fn vertical(src: &[u8], width: usize, cols: Range<usize>, row_offset: usize, c: 
 /// The body of [`vertical`], inlined into each instruction-set variant: a plain loop over
 /// contiguous samples that the compiler vectorises (with `vpmulld` where AVX2 is enabled).
 #[inline(always)]
-fn vertical_generic(src: &[u8], width: usize, cols: Range<usize>, row_offset: usize, c: &Coeffs) -> Vec<u8> {
+fn vertical_generic(
+    src: &[u8],
+    width: usize,
+    cols: Range<usize>,
+    row_offset: usize,
+    c: &Coeffs<i32>,
+) -> Vec<u8> {
     let stride = cols.len() * 3;
     let mut out = vec![0u8; c.start.len() * stride];
     let mut acc = vec![0i32; stride];
@@ -263,7 +257,7 @@ mod x86 {
     }
 
     impl PairedWeights {
-        pub(super) fn new(c: &Coeffs) -> Self {
+        pub(super) fn new(c: &Coeffs<i32>) -> Self {
             let pairs = c.ksize.div_ceil(2);
             let mut lanes = vec![0i32; c.start.len() * pairs * 8];
             for (i, out) in lanes.chunks_exact_mut(pairs * 8).enumerate() {
@@ -283,7 +277,7 @@ mod x86 {
         src: &[u8],
         row_start: usize,
         col_offset: usize,
-        c: &Coeffs,
+        c: &Coeffs<i32>,
         paired: &PairedWeights,
         out_row: &mut [u8],
     ) {
@@ -330,17 +324,10 @@ mod x86 {
         width: usize,
         cols: Range<usize>,
         row_offset: usize,
-        c: &Coeffs,
+        c: &Coeffs<i32>,
     ) -> Vec<u8> {
         super::vertical_generic(src, width, cols, row_offset, c)
     }
-}
-
-/// The input range a run of output samples reads.
-fn input_span(c: &Coeffs) -> Range<usize> {
-    let first = c.start.iter().copied().min().unwrap_or(0);
-    let last = c.start.iter().zip(&c.len).map(|(s, l)| s + l).max().unwrap_or(first);
-    first..last
 }
 
 /// Resizes `img` to `out_w x out_h` like Pillow and returns only the window
@@ -379,19 +366,19 @@ pub(super) struct Passes<T, C> {
     pub pillow_order: bool,
 }
 
-const RGB8: Passes<u8, Coeffs> =
-    Passes { coeffs, span: input_span, horizontal, vertical, bands: 3, pillow_order: true };
-const L8: Passes<u8, Coeffs> = Passes {
+const RGB8: Passes<u8, Coeffs<i32>> =
+    Passes { coeffs, span: Coeffs::span, horizontal, vertical, bands: 3, pillow_order: true };
+const L8: Passes<u8, Coeffs<i32>> = Passes {
     coeffs,
-    span: input_span,
+    span: Coeffs::span,
     horizontal: horizontal_l8,
     vertical: vertical_l8,
     bands: 1,
     pillow_order: true,
 };
-const F32: Passes<f32, FloatCoeffs> = Passes {
+const F32: Passes<f32, Coeffs<f64>> = Passes {
     coeffs: float_coeffs,
-    span: float_input_span,
+    span: Coeffs::span,
     horizontal: horizontal_f32,
     vertical: vertical_f32,
     bands: 1,
@@ -456,7 +443,13 @@ pub(crate) fn resize_window_l8(
 }
 
 /// `ImagingResampleHorizontal_8bpc` for one band.
-fn horizontal_l8(src: &[u8], width: usize, rows: Range<usize>, col_offset: usize, c: &Coeffs) -> Vec<u8> {
+fn horizontal_l8(
+    src: &[u8],
+    width: usize,
+    rows: Range<usize>,
+    col_offset: usize,
+    c: &Coeffs<i32>,
+) -> Vec<u8> {
     let out_w = c.start.len();
     let mut out = Vec::with_capacity(rows.len() * out_w);
     for y in rows {
@@ -471,7 +464,7 @@ fn horizontal_l8(src: &[u8], width: usize, rows: Range<usize>, col_offset: usize
 }
 
 /// `ImagingResampleVertical_8bpc` for one band: whole rows accumulated tap by tap.
-fn vertical_l8(src: &[u8], width: usize, cols: Range<usize>, row_offset: usize, c: &Coeffs) -> Vec<u8> {
+fn vertical_l8(src: &[u8], width: usize, cols: Range<usize>, row_offset: usize, c: &Coeffs<i32>) -> Vec<u8> {
     let mut out = Vec::with_capacity(c.start.len() * cols.len());
     let mut acc = vec![0i32; cols.len()];
     for y in 0..c.start.len() {
@@ -515,19 +508,13 @@ pub(crate) fn resize_window_f32(
     PlaneF32 { width, height, data }
 }
 
-/// The input range a run of float coefficients reads.
-fn float_input_span(c: &FloatCoeffs) -> Range<usize> {
-    let first = c.start.iter().copied().min().unwrap_or(0);
-    first..c.start.iter().zip(&c.len).map(|(s, l)| s + l).max().unwrap_or(first)
-}
-
 /// `ImagingResampleHorizontal_32bpc` on rows `rows` of a float buffer `width` samples wide.
 fn horizontal_f32(
     src: &[f32],
     width: usize,
     rows: Range<usize>,
     col_offset: usize,
-    c: &FloatCoeffs,
+    c: &Coeffs<f64>,
 ) -> Vec<f32> {
     let out_w = c.start.len();
     let mut out = Vec::with_capacity(rows.len() * out_w);
@@ -550,7 +537,7 @@ fn vertical_f32(
     width: usize,
     cols: Range<usize>,
     row_offset: usize,
-    c: &FloatCoeffs,
+    c: &Coeffs<f64>,
 ) -> Vec<f32> {
     let mut out = Vec::with_capacity(c.start.len() * cols.len());
     let mut acc = vec![0f64; cols.len()];

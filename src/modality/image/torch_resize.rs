@@ -15,25 +15,7 @@
 use std::ops::Range;
 
 use super::ResizeFilter;
-use super::resample::{Passes, PlaneF32, resize_passes};
-
-/// torch's weights of a run of output samples along one axis, in f32.
-struct TorchCoeffs {
-    /// First input index each output sample reads.
-    start: Vec<usize>,
-    /// Number of weights per output sample (stride of `weights`).
-    ksize: usize,
-    /// Number of inputs each output sample reads.
-    len: Vec<usize>,
-    /// `ksize` weights per output sample.
-    weights: Vec<f32>,
-}
-
-impl TorchCoeffs {
-    fn taps(&self, i: usize) -> &[f32] {
-        &self.weights[i * self.ksize..i * self.ksize + self.len[i]]
-    }
-}
+use super::resample::{Coeffs, Passes, PlaneF32, resize_passes};
 
 /// `HelperInterpCubic::aa_filter` with Keys' a = -0.5 (`cubic_convolution1` and `2`), in f32.
 fn bicubic(x: f32) -> f32 {
@@ -57,7 +39,7 @@ fn bilinear(x: f32) -> f32 {
 /// `_compute_index_ranges_weights` with `antialias=True` for the outputs in `outs` of a resize
 /// from `in_size` to `out_size` samples. The casts follow C++'s promotions: a `float` meeting a
 /// `double` literal is computed in double and stored back as float.
-fn coeffs(in_size: usize, out_size: u64, outs: Range<u64>, filter: ResizeFilter) -> TorchCoeffs {
+fn coeffs(in_size: usize, out_size: u64, outs: Range<u64>, filter: ResizeFilter) -> Coeffs<f32> {
     let (kernel, interp_size): (fn(f32) -> f32, f64) = match filter {
         ResizeFilter::Bicubic => (bicubic, 4.0),
         ResizeFilter::Bilinear => (bilinear, 2.0),
@@ -92,12 +74,7 @@ fn coeffs(in_size: usize, out_size: u64, outs: Range<u64>, filter: ResizeFilter)
         start.push(xmin);
         len.push(count);
     }
-    TorchCoeffs { start, ksize, len, weights }
-}
-
-fn span(c: &TorchCoeffs) -> Range<usize> {
-    let first = c.start.iter().copied().min().unwrap_or(0);
-    first..c.start.iter().zip(&c.len).map(|(s, l)| s + l).max().unwrap_or(first)
+    Coeffs { start, ksize, len, weights }
 }
 
 /// One output sample: `t0 * w0`, then `+= t * w` for each further tap, in f32.
@@ -114,7 +91,7 @@ fn dot(samples: impl Iterator<Item = f32>, taps: &[f32]) -> f32 {
 const ROW_BLOCK: usize = 8;
 
 /// The horizontal pass over rows `rows` of a buffer `width` samples wide.
-fn horizontal(src: &[f32], width: usize, rows: Range<usize>, col_offset: usize, c: &TorchCoeffs) -> Vec<f32> {
+fn horizontal(src: &[f32], width: usize, rows: Range<usize>, col_offset: usize, c: &Coeffs<f32>) -> Vec<f32> {
     let out_w = c.start.len();
     let mut out = vec![0f32; rows.len() * out_w];
     let mut block = vec![[0f32; ROW_BLOCK]; width];
@@ -153,7 +130,7 @@ fn horizontal(src: &[f32], width: usize, rows: Range<usize>, col_offset: usize, 
 
 /// The vertical pass over columns `cols` of a buffer `width` samples wide: whole rows, tap by
 /// tap, so the inner loop runs over contiguous samples.
-fn vertical(src: &[f32], width: usize, cols: Range<usize>, row_offset: usize, c: &TorchCoeffs) -> Vec<f32> {
+fn vertical(src: &[f32], width: usize, cols: Range<usize>, row_offset: usize, c: &Coeffs<f32>) -> Vec<f32> {
     let mut out = Vec::with_capacity(c.start.len() * cols.len());
     let mut acc = vec![0f32; cols.len()];
     for y in 0..c.start.len() {
@@ -175,8 +152,8 @@ fn vertical(src: &[f32], width: usize, cols: Range<usize>, row_offset: usize, c:
     out
 }
 
-const TORCH_F32: Passes<f32, TorchCoeffs> =
-    Passes { coeffs, span, horizontal, vertical, bands: 1, pillow_order: false };
+const TORCH_F32: Passes<f32, Coeffs<f32>> =
+    Passes { coeffs, span: Coeffs::span, horizontal, vertical, bands: 1, pillow_order: false };
 
 /// torch's resize of `img` to `out_w x out_h`, returning only the window `cols x rows`.
 pub(crate) fn resize_window(
